@@ -1,0 +1,665 @@
+//! Wire types of the ChatNode API v1 (`shared/api-contract.md`).
+//!
+//! Everything that crosses the network is defined here once and shared by the server, the Rust
+//! client, the CLI and the load generator. This crate owns shapes and names only: no I/O, no
+//! validation rules beyond what serde enforces, no server logic.
+//!
+//! Timestamps are RFC 3339 strings in UTC; IDs are opaque strings (UUIDv7 on this server).
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+pub mod error;
+pub use error::{ApiError, ErrorBody, ErrorCode};
+
+/// Largest accepted message body, in bytes.
+pub const MAX_MESSAGE_BODY: usize = 16 * 1024;
+/// Largest accepted WebSocket text frame, in bytes; larger ones close the socket with 4009.
+pub const MAX_WS_FRAME: usize = 64 * 1024;
+/// Default and maximum page sizes for paginated lists.
+pub const DEFAULT_LIMIT: u32 = 50;
+pub const MAX_LIMIT: u32 = 200;
+
+/// WebSocket close codes of the contract.
+pub mod close_code {
+    pub const UNAUTHENTICATED: u16 = 4001;
+    pub const FORBIDDEN: u16 = 4003;
+    pub const TOO_SLOW: u16 = 4008;
+    pub const FRAME_TOO_LARGE: u16 = 4009;
+    pub const RATE_LIMITED: u16 = 4029;
+    pub const GOING_AWAY: u16 = 1001;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Objects
+// ---------------------------------------------------------------------------------------------
+
+/// A user as others see them. Email and phone never appear here.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct User {
+    pub id: String,
+    pub username: String,
+    pub display_name: String,
+    pub avatar_url: Option<String>,
+    pub bio: Option<String>,
+    pub online: bool,
+    pub last_seen_at: Option<String>,
+}
+
+/// The signed-in user's own profile (`GET /users/me`): a [`User`] plus contact data.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Me {
+    #[serde(flatten)]
+    pub user: User,
+    pub email: Option<String>,
+    pub phone: Option<String>,
+    pub created_at: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ConversationKind {
+    Direct,
+    Group,
+}
+
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, ToSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Member,
+    Admin,
+    Owner,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Member => "member",
+            Role::Admin => "admin",
+            Role::Owner => "owner",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Role> {
+        match s {
+            "member" => Some(Role::Member),
+            "admin" => Some(Role::Admin),
+            "owner" => Some(Role::Owner),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Conversation {
+    pub id: String,
+    pub kind: ConversationKind,
+    pub name: Option<String>,
+    pub avatar_url: Option<String>,
+    pub description: Option<String>,
+    pub public: bool,
+    pub created_at: String,
+    pub last_message: Option<Message>,
+    pub unread_count: i64,
+    pub my_role: Role,
+    pub last_read_seq: i64,
+    pub member_count: i64,
+    /// The other person, for `direct` conversations only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer: Option<User>,
+    /// Highest `seq` in the conversation (extension).
+    #[serde(default)]
+    pub last_seq: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Member {
+    pub user: User,
+    pub role: Role,
+    pub joined_at: String,
+    /// How far this member has read (extension; lets clients show read state in groups).
+    #[serde(default)]
+    pub last_read_seq: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum MessageKind {
+    Text,
+    Image,
+    File,
+    Video,
+    System,
+}
+
+impl MessageKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MessageKind::Text => "text",
+            MessageKind::Image => "image",
+            MessageKind::File => "file",
+            MessageKind::Video => "video",
+            MessageKind::System => "system",
+        }
+    }
+    pub fn parse(s: &str) -> Option<MessageKind> {
+        match s {
+            "text" => Some(MessageKind::Text),
+            "image" => Some(MessageKind::Image),
+            "file" => Some(MessageKind::File),
+            "video" => Some(MessageKind::Video),
+            "system" => Some(MessageKind::System),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Message {
+    pub id: String,
+    pub conversation_id: String,
+    pub seq: i64,
+    pub sender_id: String,
+    pub client_id: String,
+    pub kind: MessageKind,
+    pub body: String,
+    pub attachments: Vec<Media>,
+    pub reply_to_seq: Option<i64>,
+    pub created_at: String,
+    pub edited_at: Option<String>,
+    pub deleted: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Media {
+    pub id: String,
+    pub mime: String,
+    pub size: i64,
+    pub name: String,
+    pub url: String,
+    pub width: Option<i64>,
+    pub height: Option<i64>,
+    pub thumbnail_url: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct FriendRequest {
+    pub id: String,
+    pub from: User,
+    pub to: User,
+    pub created_at: String,
+}
+
+// ---------------------------------------------------------------------------------------------
+// REST requests and responses
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+pub struct RegisterRequest {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phone: Option<String>,
+    pub username: String,
+    pub password: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub display_name: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct LoginRequest {
+    pub login: String,
+    pub password: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct AuthResponse {
+    pub user: Me,
+    pub access_token: String,
+    pub refresh_token: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct RefreshRequest {
+    pub refresh_token: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct TokenPair {
+    pub access_token: String,
+    pub refresh_token: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+pub struct UpdateProfileRequest {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub display_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bio: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub avatar_media_id: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct UserList {
+    pub users: Vec<User>,
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct UserIdRequest {
+    pub user_id: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct UserIdsRequest {
+    pub user_ids: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct FriendRequestList {
+    pub incoming: Vec<FriendRequest>,
+    pub outgoing: Vec<FriendRequest>,
+}
+
+/// `POST /friends/requests` answers 201 with a request, or 200 with `{friend}` when the other
+/// person had already asked.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct FriendAdded {
+    pub friend: User,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct FriendList {
+    pub friends: Vec<User>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Block {
+    pub user: User,
+    pub created_at: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct BlockList {
+    pub blocks: Vec<Block>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+pub struct CreateGroupRequest {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub avatar_media_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub member_ids: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+pub struct UpdateGroupRequest {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub avatar_media_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public: Option<bool>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ConversationList {
+    pub conversations: Vec<Conversation>,
+    pub next_cursor: Option<String>,
+}
+
+/// An entry of the public group directory.
+pub type GroupList = GroupDirectory;
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct GroupDirectory {
+    pub groups: Vec<GroupSummary>,
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct GroupSummary {
+    pub id: String,
+    pub kind: ConversationKind,
+    pub name: Option<String>,
+    pub avatar_url: Option<String>,
+    pub description: Option<String>,
+    pub public: bool,
+    pub created_at: String,
+    pub member_count: i64,
+    /// Whether the caller is already a member.
+    pub joined: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct MemberList {
+    pub members: Vec<Member>,
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct RoleRequest {
+    pub role: Role,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Invite {
+    pub code: String,
+    pub expires_at: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+pub struct CreateInviteRequest {
+    /// Lifetime in seconds (default 7 days, at most 30 days).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_in: Option<i64>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+pub struct SendMessageRequest {
+    pub client_id: String,
+    #[serde(default)]
+    pub body: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<MessageKind>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attachment_ids: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply_to_seq: Option<i64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct EditMessageRequest {
+    pub body: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ReadRequest {
+    pub seq: i64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct MessageList {
+    pub messages: Vec<Message>,
+    /// The `seq` to pass as `before_seq` (or `after_seq`) for the next page; null at the end.
+    pub next_cursor: Option<i64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ReadMarker {
+    pub conversation_id: String,
+    pub last_read_seq: i64,
+    pub unread_count: i64,
+}
+
+// ---------------------------------------------------------------------------------------------
+// WebSocket
+// ---------------------------------------------------------------------------------------------
+
+/// Frames a client sends on `/api/v1/ws`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ClientFrame {
+    Auth {
+        token: String,
+    },
+    Send {
+        conversation_id: String,
+        client_id: String,
+        #[serde(default)]
+        body: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        kind: Option<MessageKind>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        attachment_ids: Option<Vec<String>>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reply_to_seq: Option<i64>,
+    },
+    Typing {
+        conversation_id: String,
+        typing: bool,
+    },
+    Read {
+        conversation_id: String,
+        seq: i64,
+    },
+    Sync {
+        since: i64,
+    },
+    Ping,
+}
+
+/// Frames the server sends on `/api/v1/ws`. Durable events carry `stream_pos`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type")]
+pub enum ServerFrame {
+    #[serde(rename = "ready")]
+    Ready { user: User, stream_pos: i64 },
+    #[serde(rename = "ack")]
+    Ack { client_id: String, message: Message },
+    #[serde(rename = "error")]
+    Error {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        client_id: Option<String>,
+        code: String,
+        message: String,
+    },
+    #[serde(rename = "synced")]
+    Synced { stream_pos: i64 },
+    #[serde(rename = "pong")]
+    Pong,
+    #[serde(rename = "message")]
+    Message {
+        message: Message,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        stream_pos: Option<i64>,
+    },
+    #[serde(rename = "message.updated")]
+    MessageUpdated {
+        message: Message,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        stream_pos: Option<i64>,
+    },
+    #[serde(rename = "message.deleted")]
+    MessageDeleted {
+        conversation_id: String,
+        seq: i64,
+        /// `everyone` or `me` (extension).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        scope: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        stream_pos: Option<i64>,
+    },
+    #[serde(rename = "typing")]
+    Typing {
+        conversation_id: String,
+        user_id: String,
+        typing: bool,
+    },
+    #[serde(rename = "presence")]
+    Presence {
+        user_id: String,
+        online: bool,
+        last_seen_at: Option<String>,
+    },
+    #[serde(rename = "read")]
+    Read {
+        conversation_id: String,
+        user_id: String,
+        seq: i64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        stream_pos: Option<i64>,
+    },
+    #[serde(rename = "friend.request")]
+    FriendRequest {
+        request: FriendRequest,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        stream_pos: Option<i64>,
+    },
+    /// A friend request was accepted, declined or cancelled (extension), sent to both people.
+    #[serde(rename = "friend.request.removed")]
+    FriendRequestRemoved {
+        request_id: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        stream_pos: Option<i64>,
+    },
+    #[serde(rename = "friend.added")]
+    FriendAdded {
+        user: User,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        stream_pos: Option<i64>,
+    },
+    #[serde(rename = "friend.removed")]
+    FriendRemoved {
+        user_id: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        stream_pos: Option<i64>,
+    },
+    #[serde(rename = "conversation.updated")]
+    ConversationUpdated {
+        conversation: Conversation,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        stream_pos: Option<i64>,
+    },
+    #[serde(rename = "member.added")]
+    MemberAdded {
+        conversation_id: String,
+        user_id: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        role: Option<Role>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        stream_pos: Option<i64>,
+    },
+    #[serde(rename = "member.removed")]
+    MemberRemoved {
+        conversation_id: String,
+        user_id: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        role: Option<Role>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        stream_pos: Option<i64>,
+    },
+    #[serde(rename = "member.updated")]
+    MemberUpdated {
+        conversation_id: String,
+        user_id: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        role: Option<Role>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        stream_pos: Option<i64>,
+    },
+}
+
+impl ServerFrame {
+    /// The stream position of a durable event, if this frame is one.
+    pub fn stream_pos(&self) -> Option<i64> {
+        use ServerFrame::*;
+        match self {
+            Message { stream_pos, .. }
+            | MessageUpdated { stream_pos, .. }
+            | MessageDeleted { stream_pos, .. }
+            | Read { stream_pos, .. }
+            | FriendRequest { stream_pos, .. }
+            | FriendRequestRemoved { stream_pos, .. }
+            | FriendAdded { stream_pos, .. }
+            | FriendRemoved { stream_pos, .. }
+            | ConversationUpdated { stream_pos, .. }
+            | MemberAdded { stream_pos, .. }
+            | MemberRemoved { stream_pos, .. }
+            | MemberUpdated { stream_pos, .. } => *stream_pos,
+            _ => None,
+        }
+    }
+
+    /// Sets the stream position of a durable event (no effect on other frames).
+    pub fn set_stream_pos(&mut self, pos: i64) {
+        use ServerFrame::*;
+        match self {
+            Message { stream_pos, .. }
+            | MessageUpdated { stream_pos, .. }
+            | MessageDeleted { stream_pos, .. }
+            | Read { stream_pos, .. }
+            | FriendRequest { stream_pos, .. }
+            | FriendRequestRemoved { stream_pos, .. }
+            | FriendAdded { stream_pos, .. }
+            | FriendRemoved { stream_pos, .. }
+            | ConversationUpdated { stream_pos, .. }
+            | MemberAdded { stream_pos, .. }
+            | MemberRemoved { stream_pos, .. }
+            | MemberUpdated { stream_pos, .. } => *stream_pos = Some(pos),
+            _ => {}
+        }
+    }
+
+    /// The `type` tag of this frame.
+    pub fn type_name(&self) -> &'static str {
+        use ServerFrame::*;
+        match self {
+            Ready { .. } => "ready",
+            Ack { .. } => "ack",
+            Error { .. } => "error",
+            Synced { .. } => "synced",
+            Pong => "pong",
+            Message { .. } => "message",
+            MessageUpdated { .. } => "message.updated",
+            MessageDeleted { .. } => "message.deleted",
+            Typing { .. } => "typing",
+            Presence { .. } => "presence",
+            Read { .. } => "read",
+            FriendRequest { .. } => "friend.request",
+            FriendRequestRemoved { .. } => "friend.request.removed",
+            FriendAdded { .. } => "friend.added",
+            FriendRemoved { .. } => "friend.removed",
+            ConversationUpdated { .. } => "conversation.updated",
+            MemberAdded { .. } => "member.added",
+            MemberRemoved { .. } => "member.removed",
+            MemberUpdated { .. } => "member.updated",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_frames_use_contract_tags() {
+        let f: ClientFrame = serde_json::from_str(
+            r#"{"type":"send","conversation_id":"c","client_id":"x","body":"hi"}"#,
+        )
+        .unwrap();
+        assert!(matches!(f, ClientFrame::Send { ref body, .. } if body == "hi"));
+        let f: ClientFrame = serde_json::from_str(r#"{"type":"ping"}"#).unwrap();
+        assert_eq!(f, ClientFrame::Ping);
+        assert!(serde_json::from_str::<ClientFrame>(r#"{"type":"nope"}"#).is_err());
+    }
+
+    #[test]
+    fn server_frames_round_trip_with_dotted_tags() {
+        let f = ServerFrame::MemberUpdated {
+            conversation_id: "c".into(),
+            user_id: "u".into(),
+            role: Some(Role::Admin),
+            stream_pos: Some(7),
+        };
+        let s = serde_json::to_string(&f).unwrap();
+        assert!(s.contains(r#""type":"member.updated""#), "{s}");
+        assert!(s.contains(r#""role":"admin""#), "{s}");
+        let back: ServerFrame = serde_json::from_str(&s).unwrap();
+        assert_eq!(back.stream_pos(), Some(7));
+        assert_eq!(back, f);
+        assert_eq!(
+            serde_json::to_string(&ServerFrame::Pong).unwrap(),
+            r#"{"type":"pong"}"#
+        );
+    }
+}

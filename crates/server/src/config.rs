@@ -1,0 +1,176 @@
+//! Configuration: defaults, then a TOML file (`--config`), then `CHATNODE_*` environment
+//! variables, then command-line flags (clap merges the last two).
+//!
+//! Every option is optional on the command line so that "not given" can fall through to the
+//! TOML file; [`Config::resolve`] produces the final, validated settings.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use clap::{Args, Parser, Subcommand};
+use serde::Deserialize;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "chatnode",
+    version,
+    about = "ChatNode: a real-time chat server"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server (HTTP API, WebSocket gateway and web client).
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, Default, Clone, Args, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+pub struct ServeArgs {
+    /// Address to listen on [default: 127.0.0.1:8080]
+    #[arg(long, env = "CHATNODE_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Directory for the database, media and generated secrets [default: ./data]
+    #[arg(long, env = "CHATNODE_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// sqlite://FILE or postgres://… [default: sqlite://DATA_DIR/chatnode.db]
+    #[arg(long, env = "CHATNODE_DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// nats://HOST:PORT, to run as one node of a cluster
+    #[arg(long, env = "CHATNODE_NATS_URL")]
+    pub nats_url: Option<String>,
+    /// A TOML file with the same keys as these options (snake_case)
+    #[arg(long, env = "CHATNODE_CONFIG")]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
+    /// Log format: `pretty` or `json` [default: pretty]
+    #[arg(long, env = "CHATNODE_LOG_FORMAT")]
+    pub log_format: Option<String>,
+    /// WebSocket frames a connection may send per second, sustained [default: 100]
+    #[arg(long, env = "CHATNODE_WS_RATE")]
+    pub ws_rate: Option<u32>,
+    /// WebSocket frames a connection may send in a burst [default: 2000]
+    #[arg(long, env = "CHATNODE_WS_BURST")]
+    pub ws_burst: Option<u32>,
+    /// Outgoing frames queued per connection before it is closed as too slow (4008) [default: 1024]
+    #[arg(long, env = "CHATNODE_WS_QUEUE")]
+    pub ws_queue: Option<usize>,
+    /// Seconds without any frame from a client before its socket is closed [default: 90]
+    #[arg(long, env = "CHATNODE_WS_IDLE_TIMEOUT")]
+    pub ws_idle_timeout: Option<u64>,
+    /// Password hashes computed at once; more wait [default: number of CPUs]
+    #[arg(long, env = "CHATNODE_HASH_CONCURRENCY")]
+    pub hash_concurrency: Option<usize>,
+    /// Access token lifetime in seconds [default: 900]
+    #[arg(long, env = "CHATNODE_ACCESS_TTL")]
+    pub access_ttl: Option<i64>,
+    /// Refresh token (login session) lifetime in days [default: 30]
+    #[arg(long, env = "CHATNODE_REFRESH_TTL_DAYS")]
+    pub refresh_ttl_days: Option<i64>,
+}
+
+/// The resolved settings the server runs with.
+#[derive(Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub database_url: String,
+    pub nats_url: Option<String>,
+    pub log_format: String,
+    pub ws_rate: u32,
+    pub ws_burst: u32,
+    pub ws_queue: usize,
+    pub ws_idle_timeout: u64,
+    pub hash_concurrency: usize,
+    pub access_ttl: i64,
+    pub refresh_ttl_days: i64,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The database URL may carry a password: show only its scheme.
+        let scheme = self.database_url.split("://").next().unwrap_or("?");
+        f.debug_struct("Config")
+            .field("listen", &self.listen)
+            .field("data_dir", &self.data_dir)
+            .field("database", &format!("{scheme}://…"))
+            .field("nats_url", &self.nats_url.as_ref().map(|_| "nats://…"))
+            .field("ws_rate", &self.ws_rate)
+            .field("ws_burst", &self.ws_burst)
+            .field("ws_queue", &self.ws_queue)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Config {
+    /// Builds the final settings: flags/env first, then the TOML file, then defaults.
+    pub fn resolve(args: ServeArgs) -> anyhow::Result<Config> {
+        let file = match &args.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("cannot read config file {}", path.display()))?;
+                toml::from_str::<ServeArgs>(&text)
+                    .with_context(|| format!("invalid config file {}", path.display()))?
+            }
+            None => ServeArgs::default(),
+        };
+        macro_rules! pick {
+            ($field:ident, $default:expr) => {
+                args.$field
+                    .clone()
+                    .or(file.$field.clone())
+                    .unwrap_or_else(|| $default)
+            };
+        }
+        let data_dir: PathBuf = pick!(data_dir, PathBuf::from("./data"));
+        let database_url = pick!(
+            database_url,
+            format!("sqlite://{}", data_dir.join("chatnode.db").display())
+        );
+        let cfg = Config {
+            listen: pick!(listen, SocketAddr::from(([127, 0, 0, 1], 8080))),
+            database_url,
+            nats_url: args.nats_url.clone().or(file.nats_url.clone()),
+            log_format: pick!(log_format, "pretty".into()),
+            ws_rate: pick!(ws_rate, 100),
+            ws_burst: pick!(ws_burst, 2000),
+            ws_queue: pick!(ws_queue, 1024),
+            ws_idle_timeout: pick!(ws_idle_timeout, 90),
+            hash_concurrency: pick!(
+                hash_concurrency,
+                std::thread::available_parallelism()
+                    .map(|n| n.get())
+                    .unwrap_or(2)
+            ),
+            access_ttl: pick!(access_ttl, 900),
+            refresh_ttl_days: pick!(refresh_ttl_days, 30),
+            data_dir,
+        };
+        if !matches!(cfg.log_format.as_str(), "pretty" | "json") {
+            bail!(
+                "--log-format must be `pretty` or `json`, not `{}`",
+                cfg.log_format
+            );
+        }
+        if cfg.ws_rate == 0 || cfg.ws_burst == 0 || cfg.ws_queue == 0 || cfg.hash_concurrency == 0 {
+            bail!("--ws-rate, --ws-burst, --ws-queue and --hash-concurrency must be at least 1");
+        }
+        if cfg.access_ttl < 10 || cfg.refresh_ttl_days < 1 {
+            bail!("--access-ttl must be at least 10 seconds and --refresh-ttl-days at least 1");
+        }
+        Ok(cfg)
+    }
+
+    /// Settings for tests and embedding: everything default except the data dir.
+    pub fn for_data_dir(data_dir: impl Into<PathBuf>) -> Config {
+        let args = ServeArgs {
+            data_dir: Some(data_dir.into()),
+            ..Default::default()
+        };
+        Config::resolve(args).expect("default config is valid")
+    }
+}

@@ -1,0 +1,262 @@
+//! Input parsed at the edge into types that cannot hold invalid values.
+//!
+//! Handlers turn request fields into these newtypes first; everything past the HTTP and
+//! WebSocket layers takes the parsed types. Each error names the field at fault.
+
+use crate::error::{Error, Result};
+
+/// 3–32 characters: ASCII letters, digits, `_`, `.`, `-`. Case is kept for display; uniqueness
+/// is case-insensitive (see [`Username::key`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Username(String);
+
+impl Username {
+    pub fn parse(s: &str) -> Result<Username> {
+        let ok_len = (3..=32).contains(&s.len());
+        let ok_chars = s
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+        if !ok_len || !ok_chars {
+            return Err(Error::invalid(
+                "username",
+                "username must be 3-32 characters: letters, digits, '_', '.' or '-'",
+            ));
+        }
+        Ok(Username(s.to_owned()))
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+    /// The case-folded form that must be unique.
+    pub fn key(&self) -> String {
+        self.0.to_ascii_lowercase()
+    }
+}
+
+/// A plausible email address, stored lower-cased.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Email(String);
+
+impl Email {
+    pub fn parse(s: &str) -> Result<Email> {
+        let s = s.trim();
+        let invalid = || Error::invalid("email", "email must look like name@example.com");
+        if s.len() > 254 || s.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(invalid());
+        }
+        let (local, domain) = s.rsplit_once('@').ok_or_else(invalid)?;
+        if local.is_empty() || local.len() > 64 || local.contains('@') {
+            return Err(invalid());
+        }
+        let labels: Vec<&str> = domain.split('.').collect();
+        if labels.len() < 2
+            || labels
+                .iter()
+                .any(|l| l.is_empty() || l.starts_with('-') || l.ends_with('-'))
+        {
+            return Err(invalid());
+        }
+        Ok(Email(s.to_lowercase()))
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// An E.164 phone number: `+` then 8–15 digits, the first not 0.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Phone(String);
+
+impl Phone {
+    pub fn parse(s: &str) -> Result<Phone> {
+        let digits = s.strip_prefix('+').unwrap_or("");
+        let ok = (8..=15).contains(&digits.len())
+            && digits.chars().all(|c| c.is_ascii_digit())
+            && !digits.starts_with('0');
+        if !ok {
+            return Err(Error::invalid(
+                "phone",
+                "phone must be in E.164 form, e.g. +14155550123",
+            ));
+        }
+        Ok(Phone(s.to_owned()))
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// At least 10 characters, at most 256 bytes (argon2 does not need more, and a bound stops
+/// hashing-cost abuse).
+pub struct Password(String);
+
+impl Password {
+    pub fn parse(s: &str) -> Result<Password> {
+        if s.chars().count() < 10 {
+            return Err(Error::invalid(
+                "password",
+                "password must be at least 10 characters",
+            ));
+        }
+        if s.len() > 256 {
+            return Err(Error::invalid(
+                "password",
+                "password must be at most 256 bytes",
+            ));
+        }
+        Ok(Password(s.to_owned()))
+    }
+    pub fn into_inner(self) -> String {
+        self.0
+    }
+}
+
+impl std::fmt::Debug for Password {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Password(***)")
+    }
+}
+
+/// Free text with a length bound in characters, trimmed; control characters other than
+/// newline and tab are refused.
+pub fn text(field: &'static str, s: &str, min: usize, max: usize) -> Result<String> {
+    let t = s.trim();
+    let n = t.chars().count();
+    if n < min || n > max {
+        return Err(Error::invalid(
+            field,
+            format!("{field} must be {min}-{max} characters"),
+        ));
+    }
+    if t.chars()
+        .any(|c| c.is_control() && c != '\n' && c != '\t' && c != '\r')
+    {
+        return Err(Error::invalid(
+            field,
+            format!("{field} must not contain control characters"),
+        ));
+    }
+    Ok(t.to_owned())
+}
+
+pub fn display_name(s: &str) -> Result<String> {
+    text("display_name", s, 1, 64)
+}
+
+pub fn bio(s: &str) -> Result<String> {
+    text("bio", s, 0, 500)
+}
+
+pub fn group_name(s: &str) -> Result<String> {
+    text("name", s, 1, 100)
+}
+
+pub fn description(s: &str) -> Result<String> {
+    text("description", s, 0, 1000)
+}
+
+/// A client-chosen idempotency key: 1–128 printable ASCII characters.
+pub fn client_id(s: &str) -> Result<String> {
+    if s.is_empty() || s.len() > 128 || !s.bytes().all(|b| (0x21..0x7f).contains(&b)) {
+        return Err(Error::invalid(
+            "client_id",
+            "client_id must be 1-128 printable ASCII characters",
+        ));
+    }
+    Ok(s.to_owned())
+}
+
+/// A message body: not blank (for text), at most [`chatnode_protocol::MAX_MESSAGE_BODY`] bytes.
+pub fn message_body(s: &str, allow_empty: bool) -> Result<String> {
+    if s.len() > chatnode_protocol::MAX_MESSAGE_BODY {
+        return Err(Error::invalid(
+            "body",
+            "message body is too long (max 16 KiB)",
+        ));
+    }
+    if !allow_empty && s.trim().is_empty() {
+        return Err(Error::invalid("body", "message body must not be empty"));
+    }
+    if s.chars().any(|c| c == '\0') {
+        return Err(Error::invalid("body", "message body must not contain NUL"));
+    }
+    Ok(s.to_owned())
+}
+
+/// IDs are UUIDs on this server; anything else cannot name an object, so it is "not found".
+pub fn id(s: &str, what: &str) -> Result<String> {
+    match uuid::Uuid::parse_str(s) {
+        Ok(u) => Ok(u.hyphenated().to_string()),
+        Err(_) => Err(Error::not_found(what)),
+    }
+}
+
+pub fn limit(limit: Option<u32>) -> Result<i64> {
+    match limit {
+        None => Ok(chatnode_protocol::DEFAULT_LIMIT as i64),
+        Some(n) if (1..=chatnode_protocol::MAX_LIMIT).contains(&n) => Ok(n as i64),
+        Some(_) => Err(Error::invalid("limit", "limit must be 1-200")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usernames() {
+        for ok in ["abc", "a.b-c_d", "A23456789012345678901234567890bc"] {
+            assert!(Username::parse(ok).is_ok(), "{ok}");
+        }
+        for bad in ["ab", "has space", "émile", "a/b", "", &"x".repeat(33)] {
+            assert!(Username::parse(bad).is_err(), "{bad}");
+        }
+        assert_eq!(Username::parse("Alice").unwrap().key(), "alice");
+    }
+
+    #[test]
+    fn emails_and_phones() {
+        assert_eq!(
+            Email::parse("Bob@Example.COM").unwrap().as_str(),
+            "bob@example.com"
+        );
+        for bad in [
+            "bob",
+            "bob@",
+            "@x.com",
+            "bob@localhost",
+            "a b@x.com",
+            "bob@-x.com",
+        ] {
+            assert!(Email::parse(bad).is_err(), "{bad}");
+        }
+        assert!(Phone::parse("+14155550123").is_ok());
+        for bad in [
+            "14155550123",
+            "+0123456789",
+            "+1234",
+            "+1415555012a",
+            "+1234567890123456",
+        ] {
+            assert!(Phone::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn passwords_and_text() {
+        assert!(Password::parse("short").is_err());
+        assert!(Password::parse("long enough!").is_ok());
+        assert!(Password::parse(&"x".repeat(300)).is_err());
+        assert_eq!(
+            format!("{:?}", Password::parse("secret-secret").unwrap()),
+            "Password(***)"
+        );
+        assert!(display_name("  ").is_err());
+        assert_eq!(display_name(" Ann ").unwrap(), "Ann");
+        assert!(display_name("a\u{7}b").is_err());
+        assert!(client_id("abc-123").is_ok());
+        assert!(client_id("has space").is_err());
+        assert!(message_body(" ", false).is_err());
+        assert!(message_body(&"x".repeat(16 * 1024 + 1), false).is_err());
+    }
+}

@@ -1,0 +1,265 @@
+//! Registration, login, token refresh, logout, profiles and user search.
+
+use axum::extract::{Path, State};
+use axum::response::Response;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use chatnode_protocol::{self as p, ErrorCode, close_code};
+use serde::Deserialize;
+
+use super::{ApiJson, ApiQuery, AuthUser, created, next_cursor, no_content, parse_cursor};
+use crate::SharedState;
+use crate::auth::{hash_refresh_token, random_token};
+use crate::domain::{self, Email, Password, Phone, Username};
+use crate::error::{Error, Result};
+use crate::store::{NewUser, ProfilePatch, RefreshOutcome};
+use crate::time::now_ms;
+
+pub fn router() -> Router<SharedState> {
+    Router::new()
+        .route("/auth/register", post(register))
+        .route("/auth/login", post(login))
+        .route("/auth/refresh", post(refresh))
+        .route("/auth/logout", post(logout))
+        .route("/users/me", get(me).patch(update_me))
+        .route("/users/{id}", get(user))
+        .route("/users", get(search))
+}
+
+async fn issue_tokens(state: &SharedState, user_id: &str) -> Result<(String, String)> {
+    let refresh = random_token();
+    let expires = now_ms() + state.config.refresh_ttl_days * 86_400_000;
+    let session = state
+        .store
+        .create_session(user_id, &hash_refresh_token(&refresh), expires)
+        .await?;
+    let access = state.auth.issue_access(user_id, &session)?;
+    Ok((access, refresh))
+}
+
+pub async fn register(
+    State(state): State<SharedState>,
+    ApiJson(req): ApiJson<p::RegisterRequest>,
+) -> Result<Response> {
+    let username = Username::parse(&req.username)?;
+    let email = req
+        .email
+        .as_deref()
+        .filter(|s| !s.is_empty())
+        .map(Email::parse)
+        .transpose()?;
+    let phone = req
+        .phone
+        .as_deref()
+        .filter(|s| !s.is_empty())
+        .map(Phone::parse)
+        .transpose()?;
+    if email.is_none() && phone.is_none() {
+        return Err(Error::invalid(
+            "email",
+            "an email or a phone number is required",
+        ));
+    }
+    let password = Password::parse(&req.password)?;
+    let display_name = match req.display_name.as_deref() {
+        Some(n) if !n.trim().is_empty() => domain::display_name(n)?,
+        _ => username.as_str().to_owned(),
+    };
+    let password_hash = state.auth.hash_password(password.into_inner()).await?;
+    let user = state
+        .store
+        .create_user(NewUser {
+            username_key: username.key(),
+            username: username.as_str().to_owned(),
+            email: email.map(|e| e.as_str().to_owned()),
+            phone: phone.map(|p| p.as_str().to_owned()),
+            display_name,
+            password_hash,
+        })
+        .await?;
+    let (access_token, refresh_token) = issue_tokens(&state, &user.user.id).await?;
+    tracing::info!(user_id = %user.user.id, "user registered");
+    Ok(created(p::AuthResponse {
+        user,
+        access_token,
+        refresh_token,
+    }))
+}
+
+/// Normalizes a login the way it was stored: emails and usernames lower-cased.
+fn login_key(login: &str) -> String {
+    let l = login.trim();
+    if l.starts_with('+') {
+        l.to_owned()
+    } else {
+        l.to_lowercase()
+    }
+}
+
+pub async fn login(
+    State(state): State<SharedState>,
+    ApiJson(req): ApiJson<p::LoginRequest>,
+) -> Result<Json<p::AuthResponse>> {
+    if req.login.len() > 254 || req.password.len() > 256 {
+        return Err(Error::new(
+            ErrorCode::Unauthenticated,
+            "wrong login or password",
+        ));
+    }
+    let creds = state.store.credentials(&login_key(&req.login)).await?;
+    let hash = creds.as_ref().map(|c| c.password_hash.clone());
+    // Unknown logins are checked against a dummy hash: same work, same answer, same time.
+    let ok = state.auth.verify_password(req.password, hash).await?;
+    let Some(creds) = creds.filter(|_| ok) else {
+        return Err(Error::new(
+            ErrorCode::Unauthenticated,
+            "wrong login or password",
+        ));
+    };
+    let user = state.store.me(&creds.user_id).await?;
+    let (access_token, refresh_token) = issue_tokens(&state, &creds.user_id).await?;
+    Ok(Json(p::AuthResponse {
+        user,
+        access_token,
+        refresh_token,
+    }))
+}
+
+pub async fn refresh(
+    State(state): State<SharedState>,
+    ApiJson(req): ApiJson<p::RefreshRequest>,
+) -> Result<Json<p::TokenPair>> {
+    let new_refresh = random_token();
+    let expires = now_ms() + state.config.refresh_ttl_days * 86_400_000;
+    let outcome = state
+        .store
+        .rotate_refresh(
+            &hash_refresh_token(&req.refresh_token),
+            &hash_refresh_token(&new_refresh),
+            expires,
+        )
+        .await?;
+    match outcome {
+        RefreshOutcome::Rotated {
+            user_id,
+            session_id,
+        } => {
+            let access_token = state.auth.issue_access(&user_id, &session_id)?;
+            Ok(Json(p::TokenPair {
+                access_token,
+                refresh_token: new_refresh,
+            }))
+        }
+        RefreshOutcome::Reused { session_id } => {
+            tracing::warn!(%session_id, "refresh token reuse: session revoked");
+            state
+                .hub
+                .close_session(&session_id, close_code::UNAUTHENTICATED);
+            Err(Error::new(
+                ErrorCode::Unauthenticated,
+                "refresh token was already used; please log in again",
+            ))
+        }
+        RefreshOutcome::Invalid => Err(Error::new(
+            ErrorCode::Unauthenticated,
+            "invalid or expired refresh token",
+        )),
+    }
+}
+
+pub async fn logout(
+    State(state): State<SharedState>,
+    auth: AuthUser,
+    body: axum::body::Bytes,
+) -> Result<Response> {
+    #[derive(Deserialize, Default)]
+    struct Logout {
+        #[serde(default)]
+        refresh_token: Option<String>,
+    }
+    let req: Logout = super::optional_json(&body)?;
+    // Ends the login session of this access token, and that of the given refresh token if it
+    // is the caller's own (a client may hold both from different logins).
+    let mut sessions = vec![auth.session_id.clone()];
+    if let Some(rt) = req.refresh_token.filter(|t| !t.is_empty()) {
+        if let Some((sid, uid)) = state
+            .store
+            .refresh_session(&hash_refresh_token(&rt))
+            .await?
+        {
+            if uid == auth.user_id && sid != auth.session_id {
+                sessions.push(sid);
+            }
+        }
+    }
+    for sid in sessions {
+        state.store.revoke_session(&sid).await?;
+        state.hub.close_session(&sid, close_code::UNAUTHENTICATED);
+    }
+    Ok(no_content())
+}
+
+async fn me(State(state): State<SharedState>, auth: AuthUser) -> Result<Json<p::Me>> {
+    Ok(Json(state.store.me(&auth.user_id).await?))
+}
+
+async fn update_me(
+    State(state): State<SharedState>,
+    auth: AuthUser,
+    ApiJson(req): ApiJson<p::UpdateProfileRequest>,
+) -> Result<Json<p::Me>> {
+    let patch = ProfilePatch {
+        display_name: req
+            .display_name
+            .as_deref()
+            .map(domain::display_name)
+            .transpose()?,
+        bio: req.bio.as_deref().map(domain::bio).transpose()?,
+        avatar_media_id: req
+            .avatar_media_id
+            .as_deref()
+            .map(|id| domain::id(id, "media"))
+            .transpose()?,
+    };
+    Ok(Json(
+        state.store.update_profile(&auth.user_id, patch).await?,
+    ))
+}
+
+async fn user(
+    State(state): State<SharedState>,
+    auth: AuthUser,
+    Path(id): Path<String>,
+) -> Result<Json<p::User>> {
+    let id = domain::id(&id, "user")?;
+    Ok(Json(state.store.user(&auth.user_id, &id).await?))
+}
+
+#[derive(Deserialize)]
+struct SearchQuery {
+    #[serde(default)]
+    q: String,
+    limit: Option<u32>,
+    cursor: Option<String>,
+}
+
+async fn search(
+    State(state): State<SharedState>,
+    auth: AuthUser,
+    ApiQuery(q): ApiQuery<SearchQuery>,
+) -> Result<Json<p::UserList>> {
+    let limit = domain::limit(q.limit)?;
+    let offset = parse_cursor(q.cursor.as_deref())?;
+    if q.q.len() > 254 {
+        return Err(Error::invalid("q", "search text is too long"));
+    }
+    let users = state
+        .store
+        .search_users(&auth.user_id, &q.q, limit, offset)
+        .await?;
+    let next = next_cursor(offset, users.len(), limit);
+    Ok(Json(p::UserList {
+        users,
+        next_cursor: next,
+    }))
+}

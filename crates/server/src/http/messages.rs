@@ -1,0 +1,205 @@
+//! Message history, send (REST twin of the WebSocket `send`), edit, delete and read markers.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, patch, post};
+use axum::{Json, Router};
+use chatnode_protocol as p;
+use serde::Deserialize;
+
+use super::{ApiJson, ApiQuery, AuthUser, no_content};
+use crate::SharedState;
+use crate::domain;
+use crate::error::{Error, Result};
+use crate::store::{HistoryPage, NewMessage};
+
+pub fn router() -> Router<SharedState> {
+    Router::new()
+        .route("/conversations/{id}/messages", get(history).post(send))
+        .route(
+            "/conversations/{id}/messages/{seq}",
+            patch(edit).delete(delete),
+        )
+        .route("/conversations/{id}/read", post(read))
+}
+
+#[derive(Deserialize)]
+struct HistoryQuery {
+    before_seq: Option<i64>,
+    after_seq: Option<i64>,
+    limit: Option<u32>,
+}
+
+async fn history(
+    State(state): State<SharedState>,
+    auth: AuthUser,
+    Path(id): Path<String>,
+    ApiQuery(q): ApiQuery<HistoryQuery>,
+) -> Result<Json<p::MessageList>> {
+    let id = domain::id(&id, "conversation")?;
+    let limit = domain::limit(q.limit)?;
+    let page = match (q.before_seq, q.after_seq) {
+        (Some(_), Some(_)) => {
+            return Err(Error::invalid(
+                "before_seq",
+                "use before_seq or after_seq, not both",
+            ));
+        }
+        (Some(b), None) => HistoryPage::Before(b),
+        (None, Some(a)) => HistoryPage::After(a),
+        (None, None) => HistoryPage::Latest,
+    };
+    let (messages, next_cursor) = state
+        .store
+        .messages(&auth.user_id, &id, page, limit)
+        .await?;
+    Ok(Json(p::MessageList {
+        messages,
+        next_cursor,
+    }))
+}
+
+/// Validates a send (shared by REST and WebSocket) into a [`NewMessage`].
+pub fn new_message(
+    sender: &str,
+    conversation_id: &str,
+    client_id: &str,
+    body: &str,
+    kind: Option<p::MessageKind>,
+    attachment_ids: Option<&[String]>,
+    reply_to_seq: Option<i64>,
+) -> Result<NewMessage> {
+    let conversation_id = domain::id(conversation_id, "conversation")?;
+    let client_id = domain::client_id(client_id)?;
+    let kind = kind.unwrap_or(p::MessageKind::Text);
+    let attachment_ids = attachment_ids.unwrap_or_default().to_vec();
+    match kind {
+        p::MessageKind::System => {
+            return Err(Error::invalid(
+                "kind",
+                "clients cannot send system messages",
+            ));
+        }
+        p::MessageKind::Text if !attachment_ids.is_empty() => {
+            return Err(Error::invalid(
+                "attachment_ids",
+                "text messages carry no attachments",
+            ));
+        }
+        p::MessageKind::Image | p::MessageKind::File | p::MessageKind::Video
+            if attachment_ids.is_empty() =>
+        {
+            return Err(Error::invalid(
+                "attachment_ids",
+                "this kind of message needs attachments",
+            ));
+        }
+        _ => {}
+    }
+    if attachment_ids.len() > 10 {
+        return Err(Error::invalid("attachment_ids", "at most 10 attachments"));
+    }
+    let body = domain::message_body(body, kind != p::MessageKind::Text)?;
+    if matches!(reply_to_seq, Some(s) if s < 1) {
+        return Err(Error::invalid(
+            "reply_to_seq",
+            "reply_to_seq must be at least 1",
+        ));
+    }
+    Ok(NewMessage {
+        sender_id: sender.to_owned(),
+        conversation_id,
+        client_id,
+        kind,
+        body,
+        attachment_ids,
+        reply_to_seq,
+    })
+}
+
+async fn send(
+    State(state): State<SharedState>,
+    auth: AuthUser,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<p::SendMessageRequest>,
+) -> Result<Response> {
+    let m = new_message(
+        &auth.user_id,
+        &id,
+        &req.client_id,
+        &req.body,
+        req.kind,
+        req.attachment_ids.as_deref(),
+        req.reply_to_seq,
+    )?;
+    let outcome = state.batcher.send(m).await?;
+    let status = if outcome.created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(outcome.message)).into_response())
+}
+
+fn parse_seq(seq: &str) -> Result<i64> {
+    seq.parse::<i64>()
+        .ok()
+        .filter(|s| *s >= 1)
+        .ok_or_else(|| Error::not_found("message"))
+}
+
+async fn edit(
+    State(state): State<SharedState>,
+    auth: AuthUser,
+    Path((id, seq)): Path<(String, String)>,
+    ApiJson(req): ApiJson<p::EditMessageRequest>,
+) -> Result<Json<p::Message>> {
+    let id = domain::id(&id, "conversation")?;
+    let seq = parse_seq(&seq)?;
+    let body = domain::message_body(&req.body, false)?;
+    Ok(Json(
+        state
+            .store
+            .edit_message(&auth.user_id, &id, seq, body)
+            .await?,
+    ))
+}
+
+#[derive(Deserialize)]
+struct DeleteQuery {
+    #[serde(rename = "for")]
+    scope: Option<String>,
+}
+
+async fn delete(
+    State(state): State<SharedState>,
+    auth: AuthUser,
+    Path((id, seq)): Path<(String, String)>,
+    ApiQuery(q): ApiQuery<DeleteQuery>,
+) -> Result<Response> {
+    let id = domain::id(&id, "conversation")?;
+    let seq = parse_seq(&seq)?;
+    let for_everyone = match q.scope.as_deref() {
+        None | Some("everyone") => true,
+        Some("me") => false,
+        Some(_) => return Err(Error::invalid("for", "for must be `everyone` or `me`")),
+    };
+    state
+        .store
+        .delete_message(&auth.user_id, &id, seq, for_everyone)
+        .await?;
+    Ok(no_content())
+}
+
+async fn read(
+    State(state): State<SharedState>,
+    auth: AuthUser,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<p::ReadRequest>,
+) -> Result<Json<p::ReadMarker>> {
+    let id = domain::id(&id, "conversation")?;
+    Ok(Json(
+        state.store.mark_read(&auth.user_id, &id, req.seq).await?,
+    ))
+}

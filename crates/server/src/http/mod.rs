@@ -1,0 +1,229 @@
+//! The HTTP surface: one router per area merged under `/api/v1`, plus operations endpoints
+//! and the embedded web client.
+//!
+//! The extractors here make every malformed request end in the contract's error shape with
+//! a 4xx (never axum's plain-text rejections, never a 500): [`ApiJson`], [`ApiQuery`] and
+//! [`AuthUser`].
+
+use std::time::Instant;
+
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{FromRequest, FromRequestParts, Request, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Router, middleware};
+use chatnode_protocol::ErrorCode;
+use serde::de::DeserializeOwned;
+use tower_http::set_header::SetResponseHeaderLayer;
+
+use crate::SharedState;
+use crate::error::{Error, Result};
+
+mod accounts;
+mod conversations;
+pub mod messages;
+pub mod openapi;
+mod ops;
+mod social;
+
+/// Largest JSON request body accepted by the API.
+pub const MAX_JSON_BODY: usize = 256 * 1024;
+
+/// The page's Content-Security-Policy: no inline script or style, nothing from elsewhere.
+pub const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; \
+media-src 'self' blob:; connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'";
+
+pub fn router(state: SharedState) -> Router {
+    let api = Router::new()
+        .merge(accounts::router())
+        .merge(social::router())
+        .merge(conversations::router())
+        .merge(messages::router())
+        .route("/ws", get(crate::ws::upgrade))
+        .route("/openapi.json", get(openapi::serve))
+        .fallback(api_not_found)
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_JSON_BODY));
+    Router::new()
+        .nest("/api/v1", api)
+        .merge(ops::router())
+        .fallback(crate::web::serve)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(state.clone(), observe))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(CSP),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("no-referrer"),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::X_FRAME_OPTIONS,
+            HeaderValue::from_static("DENY"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            HeaderName::from_static("cross-origin-opener-policy"),
+            HeaderValue::from_static("same-origin"),
+        ))
+        .with_state(state)
+}
+
+async fn api_not_found() -> Error {
+    Error::new(ErrorCode::NotFound, "no such endpoint")
+}
+
+async fn method_not_allowed() -> Error {
+    Error::new(
+        ErrorCode::MethodNotAllowed,
+        "method not allowed on this path",
+    )
+}
+
+/// Request metrics and a log line per API request (method, path, status, time; never the
+/// query string or headers, which may hold secrets).
+async fn observe(State(state): State<SharedState>, req: Request, next: Next) -> Response {
+    let start = Instant::now();
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    let resp = next.run(req).await;
+    let secs = start.elapsed().as_secs_f64();
+    let status = resp.status().as_u16();
+    state.metrics.observe_request(status, secs);
+    if path.starts_with("/api/") {
+        tracing::debug!(%method, %path, status, ms = secs * 1e3, "request");
+    }
+    if status >= 500 {
+        tracing::warn!(%method, %path, status, "server error");
+    }
+    resp
+}
+
+/// A JSON body whose every failure maps to the contract: 415 without a JSON content type,
+/// 413 over the size limit, 400 for bad syntax, wrong types or missing fields.
+pub struct ApiJson<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
+    type Rejection = Error;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Error> {
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(v)) => Ok(ApiJson(v)),
+            Err(JsonRejection::MissingJsonContentType(_)) => Err(Error::new(
+                ErrorCode::UnsupportedMediaType,
+                "expected Content-Type: application/json",
+            )),
+            Err(JsonRejection::JsonDataError(e)) => Err(Error::bad_request(e.body_text())),
+            Err(JsonRejection::JsonSyntaxError(e)) => Err(Error::bad_request(e.body_text())),
+            Err(JsonRejection::BytesRejection(e))
+                if e.status() == StatusCode::PAYLOAD_TOO_LARGE =>
+            {
+                Err(Error::new(ErrorCode::TooLarge, "request body is too large"))
+            }
+            Err(e) => Err(Error::bad_request(e.body_text())),
+        }
+    }
+}
+
+/// Parses an optional JSON body: empty means `T::default()`.
+pub fn optional_json<T: DeserializeOwned + Default>(body: &[u8]) -> Result<T> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(body).map_err(|e| Error::bad_request(format!("invalid JSON body: {e}")))
+}
+
+/// Query parameters; a wrong type is a 400 in the contract's shape.
+pub struct ApiQuery<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Error> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(v)) => Ok(ApiQuery(v)),
+            Err(QueryRejection::FailedToDeserializeQueryString(e)) => {
+                Err(Error::bad_request(e.body_text()))
+            }
+            Err(e) => Err(Error::bad_request(e.body_text())),
+        }
+    }
+}
+
+/// The caller, from a valid access token of a live login session.
+#[derive(Debug, Clone)]
+pub struct AuthUser {
+    pub user_id: String,
+    pub session_id: String,
+}
+
+impl FromRequestParts<SharedState> for AuthUser {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &SharedState) -> Result<Self, Error> {
+        let header = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        let token = header
+            .strip_prefix("Bearer ")
+            .or_else(|| header.strip_prefix("bearer "))
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .ok_or_else(Error::unauthenticated)?;
+        authenticate(state, token).await
+    }
+}
+
+/// Verifies an access token and that its login session was not revoked since it was issued.
+pub async fn authenticate(state: &SharedState, token: &str) -> Result<AuthUser> {
+    let id = state.auth.verify_access(token)?;
+    if !state
+        .store
+        .session_active(&id.session_id, &id.user_id)
+        .await?
+    {
+        return Err(Error::unauthenticated());
+    }
+    Ok(AuthUser {
+        user_id: id.user_id,
+        session_id: id.session_id,
+    })
+}
+
+/// `Created` with a JSON body.
+pub fn created<T: serde::Serialize>(v: T) -> Response {
+    (StatusCode::CREATED, axum::Json(v)).into_response()
+}
+
+pub fn no_content() -> Response {
+    StatusCode::NO_CONTENT.into_response()
+}
+
+/// Offset cursors for lists ordered by a stable key.
+pub fn parse_cursor(cursor: Option<&str>) -> Result<i64> {
+    match cursor {
+        None | Some("") => Ok(0),
+        Some(c) => c
+            .parse::<i64>()
+            .ok()
+            .filter(|n| *n >= 0)
+            .ok_or_else(|| Error::invalid("cursor", "invalid cursor")),
+    }
+}
+
+pub fn next_cursor(offset: i64, got: usize, limit: i64) -> Option<String> {
+    (got as i64 == limit).then(|| (offset + limit).to_string())
+}
+
+#[allow(dead_code)]
+fn is_safe(m: &Method) -> bool {
+    matches!(*m, Method::GET | Method::HEAD | Method::OPTIONS)
+}

@@ -1,0 +1,223 @@
+//! The hub owns every live WebSocket connection of this node, and so presence.
+//!
+//! Fan-out goes through [`Hub::deliver`]: it never awaits. Each connection has a bounded queue;
+//! a frame that does not fit means the client is not keeping up, so instead of letting the
+//! queue (and the server's memory) grow, that one connection is told to close with 4008 and
+//! the client resumes later with `sync`. Everyone else is unaffected.
+//!
+//! Frames are serialized once by the caller and shared between recipients (`Utf8Bytes` is a
+//! reference-counted buffer). The map lock is a std mutex held only to clone handles or push
+//! into queues, never across an `.await`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
+
+use axum::extract::ws::Utf8Bytes;
+use tokio::sync::{Notify, mpsc};
+
+use chatnode_protocol::close_code;
+
+/// One serialized frame on its way to a socket; `pos` is set for durable events.
+#[derive(Clone, Debug)]
+pub struct Outbound {
+    pub pos: Option<i64>,
+    pub text: Utf8Bytes,
+}
+
+/// Asks a connection task to close its socket with a code.
+#[derive(Default)]
+pub struct ConnControl {
+    code: AtomicU16,
+    notify: Notify,
+}
+
+impl ConnControl {
+    /// The first requested code wins; later requests are ignored.
+    pub fn close(&self, code: u16) {
+        if self
+            .code
+            .compare_exchange(0, code, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+        {
+            self.notify.notify_one();
+        }
+    }
+    pub async fn closed(&self) -> u16 {
+        loop {
+            let c = self.code.load(Ordering::Acquire);
+            if c != 0 {
+                return c;
+            }
+            self.notify.notified().await;
+        }
+    }
+}
+
+#[derive(Clone)]
+struct ConnHandle {
+    id: u64,
+    session_id: String,
+    tx: mpsc::Sender<Outbound>,
+    ctl: Arc<ConnControl>,
+}
+
+/// What a connection task gets back when it registers.
+pub struct Registration {
+    pub id: u64,
+    pub rx: mpsc::Receiver<Outbound>,
+    /// The connection's own queue, for replies produced off its task (acks).
+    pub tx: mpsc::Sender<Outbound>,
+    pub ctl: Arc<ConnControl>,
+    /// True when this is the user's first connection on this node (they just came online).
+    pub first: bool,
+}
+
+#[derive(Default)]
+pub struct Hub {
+    conns: Mutex<HashMap<String, Vec<ConnHandle>>>,
+    next_id: AtomicU64,
+    pub(crate) slow_closed: AtomicU64,
+}
+
+impl Hub {
+    pub fn new() -> Hub {
+        Hub::default()
+    }
+
+    pub fn register(&self, user_id: &str, session_id: &str, queue: usize) -> Registration {
+        let (tx, rx) = mpsc::channel(queue);
+        let ctl = Arc::new(ConnControl::default());
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let handle = ConnHandle {
+            id,
+            session_id: session_id.to_owned(),
+            tx: tx.clone(),
+            ctl: ctl.clone(),
+        };
+        let mut conns = self.lock();
+        let list = conns.entry(user_id.to_owned()).or_default();
+        let first = list.is_empty();
+        list.push(handle);
+        Registration {
+            id,
+            rx,
+            tx,
+            ctl,
+            first,
+        }
+    }
+
+    /// Removes a connection; returns true when it was the user's last one (they went offline).
+    pub fn unregister(&self, user_id: &str, id: u64) -> bool {
+        let mut conns = self.lock();
+        let Some(list) = conns.get_mut(user_id) else {
+            return false;
+        };
+        let before = list.len();
+        list.retain(|h| h.id != id);
+        let removed = list.len() < before;
+        if list.is_empty() {
+            conns.remove(user_id);
+            return removed;
+        }
+        false
+    }
+
+    pub fn is_online(&self, user_id: &str) -> bool {
+        self.lock().get(user_id).is_some_and(|l| !l.is_empty())
+    }
+
+    pub fn connection_count(&self) -> usize {
+        self.lock().values().map(Vec::len).sum()
+    }
+
+    pub fn online_users(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// Queues `frame` for every connection of every user in `users`. Never waits: a full queue
+    /// closes that connection with 4008 (too slow).
+    pub fn deliver<S: AsRef<str>>(&self, users: &[S], frame: &Outbound) {
+        let conns = self.lock();
+        for u in users {
+            let Some(list) = conns.get(u.as_ref()) else {
+                continue;
+            };
+            for h in list {
+                match h.tx.try_send(frame.clone()) {
+                    Ok(()) => {}
+                    Err(mpsc::error::TrySendError::Full(_)) => {
+                        self.slow_closed.fetch_add(1, Ordering::Relaxed);
+                        h.ctl.close(close_code::TOO_SLOW);
+                    }
+                    Err(mpsc::error::TrySendError::Closed(_)) => {}
+                }
+            }
+        }
+    }
+
+    /// Closes every socket opened with this login session (logout, refresh-token reuse).
+    pub fn close_session(&self, session_id: &str, code: u16) {
+        for list in self.lock().values() {
+            for h in list.iter().filter(|h| h.session_id == session_id) {
+                h.ctl.close(code);
+            }
+        }
+    }
+
+    /// Closes every socket (server shutdown).
+    pub fn close_all(&self, code: u16) {
+        for list in self.lock().values() {
+            for h in list {
+                h.ctl.close(code);
+            }
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Vec<ConnHandle>>> {
+        // A panic while holding this lock cannot leave the map inconsistent (each operation
+        // is a single insert/retain), so a poisoned lock is safe to keep using.
+        self.conns.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(s: &str) -> Outbound {
+        Outbound {
+            pos: None,
+            text: Utf8Bytes::from(s.to_owned()),
+        }
+    }
+
+    #[tokio::test]
+    async fn full_queue_closes_only_the_slow_connection() {
+        let hub = Hub::new();
+        let mut fast = hub.register("a", "s1", 2);
+        let slow = hub.register("b", "s2", 2);
+        assert!(fast.first && slow.first);
+        for i in 0..3 {
+            hub.deliver(&["a", "b"], &frame(&i.to_string()));
+            // The fast reader keeps up.
+            assert_eq!(fast.rx.recv().await.unwrap().text.as_str(), i.to_string());
+        }
+        assert_eq!(slow.ctl.closed().await, close_code::TOO_SLOW);
+        assert_eq!(fast.ctl.code.load(Ordering::Acquire), 0);
+    }
+
+    #[test]
+    fn presence_follows_first_and_last_connection() {
+        let hub = Hub::new();
+        let r1 = hub.register("a", "s", 4);
+        let r2 = hub.register("a", "s", 4);
+        assert!(r1.first && !r2.first);
+        assert!(hub.is_online("a"));
+        assert!(!hub.unregister("a", r1.id));
+        assert!(hub.unregister("a", r2.id));
+        assert!(!hub.is_online("a"));
+    }
+}

@@ -1,0 +1,148 @@
+//! ChatNode server as a library: [`Server::start`] opens storage and secrets, and
+//! [`Server::run`] serves HTTP + WebSocket on a listener the caller bound, until the shutdown
+//! future resolves. Tests bind port 0 and read the real port back.
+
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod domain;
+pub mod error;
+pub mod http;
+pub mod hub;
+pub mod messages;
+pub mod metrics;
+pub mod store;
+pub mod time;
+pub mod web;
+pub mod ws;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::auth::Auth;
+use crate::config::Config;
+use crate::hub::Hub;
+use crate::messages::Batcher;
+use crate::metrics::Metrics;
+use crate::store::Store;
+
+/// Everything a request handler or connection task needs; shared behind an `Arc`.
+pub struct AppState {
+    pub config: Config,
+    pub store: Arc<dyn Store>,
+    pub hub: Arc<Hub>,
+    pub auth: Arc<Auth>,
+    pub batcher: Batcher,
+    pub metrics: Arc<Metrics>,
+    /// Flips to `true` when the server begins shutting down.
+    pub shutdown: watch::Receiver<bool>,
+}
+
+pub type SharedState = Arc<AppState>;
+
+pub struct Server {
+    state: SharedState,
+    shutdown_tx: watch::Sender<bool>,
+}
+
+/// Binds a TCP listener with a large backlog (a reconnect storm overflows the default 128).
+pub fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()
+    } else {
+        tokio::net::TcpSocket::new_v6()
+    }
+    .context("cannot create a socket")?;
+    socket
+        .set_reuseaddr(true)
+        .context("cannot set SO_REUSEADDR")?;
+    socket
+        .bind(addr)
+        .with_context(|| format!("cannot listen on {addr}"))?;
+    socket
+        .listen(4096)
+        .with_context(|| format!("cannot listen on {addr}"))
+}
+
+impl Server {
+    pub async fn start(config: Config) -> anyhow::Result<Server> {
+        std::fs::create_dir_all(&config.data_dir)
+            .with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
+        if config.nats_url.is_some() {
+            bail!("--nats-url: clustering over NATS is not available in this build yet");
+        }
+        let hub = Arc::new(Hub::new());
+        let store: Arc<dyn Store> = if config.database_url.starts_with("sqlite:") {
+            Arc::new(store::sqlite::SqliteStore::open(&config.database_url, hub.clone()).await?)
+        } else if config.database_url.starts_with("postgres:")
+            || config.database_url.starts_with("postgresql:")
+        {
+            bail!("--database-url: PostgreSQL is not available in this build yet; use sqlite://");
+        } else {
+            bail!("--database-url must start with sqlite:// (or postgres://)");
+        };
+        let auth = Arc::new(Auth::load_or_create(
+            &config.data_dir,
+            config.access_ttl,
+            config.hash_concurrency,
+        )?);
+        let metrics = Arc::new(Metrics::default());
+        let batcher = Batcher::spawn(store.clone(), metrics.clone(), 256);
+        let (shutdown_tx, shutdown) = watch::channel(false);
+        let state = Arc::new(AppState {
+            config,
+            store,
+            hub,
+            auth,
+            batcher,
+            metrics,
+            shutdown,
+        });
+        Ok(Server { state, shutdown_tx })
+    }
+
+    pub fn state(&self) -> &SharedState {
+        &self.state
+    }
+
+    pub fn router(&self) -> axum::Router {
+        http::router(self.state.clone())
+    }
+
+    /// Serves until `shutdown` resolves, then closes every WebSocket with 1001, waits (up to
+    /// 5 s) for them to finish, and returns.
+    pub async fn run(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let app = self
+            .router()
+            .into_make_service_with_connect_info::<SocketAddr>();
+        let state = self.state.clone();
+        let tx = self.shutdown_tx;
+        let graceful = async move {
+            shutdown.await;
+            let _ = tx.send(true);
+            state
+                .hub
+                .close_all(chatnode_protocol::close_code::GOING_AWAY);
+        };
+        axum::serve(listener, app)
+            .with_graceful_shutdown(graceful)
+            .await
+            .context("server failed")?;
+        // Upgraded WebSocket connections are not tracked by the HTTP server: wait for them.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while self.state.hub.connection_count() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,260 @@
+//! Storage: the [`Store`] trait and its backends.
+//!
+//! The trait speaks in domain operations ("send these messages", "accept this request"), not
+//! in rows: each operation runs in one transaction of the backend, checks the rules that
+//! must hold atomically with the write (membership, roles, friendship, idempotency), assigns
+//! `seq` and stream positions inside that transaction, and hands the durable events it wrote
+//! to the [`Hub`](crate::hub::Hub) only after the commit. A PostgreSQL backend is a second
+//! implementation of this trait with its own migrations.
+//!
+//! Backends return protocol types directly; presence (`online`) comes from the hub.
+
+use async_trait::async_trait;
+use chatnode_protocol as p;
+
+use crate::error::Result;
+
+pub mod sqlite;
+
+/// A new account, already validated and hashed.
+#[derive(Debug, Clone)]
+pub struct NewUser {
+    pub username: String,
+    pub username_key: String,
+    pub email: Option<String>,
+    pub phone: Option<String>,
+    pub display_name: String,
+    pub password_hash: String,
+}
+
+/// What login needs to check a password.
+#[derive(Debug, Clone)]
+pub struct Credentials {
+    pub user_id: String,
+    pub password_hash: String,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ProfilePatch {
+    pub display_name: Option<String>,
+    pub bio: Option<String>,
+    pub avatar_media_id: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub enum RefreshOutcome {
+    Rotated {
+        user_id: String,
+        session_id: String,
+    },
+    /// A spent token came back: the session was revoked.
+    Reused {
+        session_id: String,
+    },
+    Invalid,
+}
+
+#[derive(Debug, Clone)]
+pub enum FriendRequestOutcome {
+    Requested(p::FriendRequest),
+    Friends(p::User),
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct NewGroup {
+    pub name: String,
+    pub description: Option<String>,
+    pub avatar_media_id: Option<String>,
+    pub public: bool,
+    pub member_ids: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct GroupPatch {
+    pub name: Option<String>,
+    pub description: Option<String>,
+    pub avatar_media_id: Option<String>,
+    pub public: Option<bool>,
+}
+
+/// One message to commit; fields are validated by the caller.
+#[derive(Debug, Clone)]
+pub struct NewMessage {
+    pub sender_id: String,
+    pub conversation_id: String,
+    pub client_id: String,
+    pub kind: p::MessageKind,
+    pub body: String,
+    pub attachment_ids: Vec<String>,
+    pub reply_to_seq: Option<i64>,
+}
+
+#[derive(Debug, Clone)]
+pub struct SendOutcome {
+    pub message: p::Message,
+    /// False when the `client_id` had been used before and the original message came back.
+    pub created: bool,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub enum HistoryPage {
+    Latest,
+    Before(i64),
+    After(i64),
+}
+
+/// A durable event as replayed by `sync`: its position and its frame's JSON with `stream_pos`.
+#[derive(Debug, Clone)]
+pub struct StoredEvent {
+    pub pos: i64,
+    pub json: String,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    // --- health
+    async fn ping(&self) -> Result<()>;
+
+    // --- accounts and sessions
+    async fn create_user(&self, user: NewUser) -> Result<p::Me>;
+    /// `login` is an email, an E.164 phone or a username, already normalized.
+    async fn credentials(&self, login: &str) -> Result<Option<Credentials>>;
+    async fn me(&self, user_id: &str) -> Result<p::Me>;
+    async fn user(&self, viewer: &str, user_id: &str) -> Result<p::User>;
+    async fn update_profile(&self, user_id: &str, patch: ProfilePatch) -> Result<p::Me>;
+    async fn search_users(
+        &self,
+        viewer: &str,
+        q: &str,
+        limit: i64,
+        offset: i64,
+    ) -> Result<Vec<p::User>>;
+    async fn set_last_seen(&self, user_id: &str, at_ms: i64) -> Result<()>;
+    async fn create_session(
+        &self,
+        user_id: &str,
+        refresh_hash: &str,
+        expires_at_ms: i64,
+    ) -> Result<String>;
+    async fn rotate_refresh(
+        &self,
+        old_hash: &str,
+        new_hash: &str,
+        expires_at_ms: i64,
+    ) -> Result<RefreshOutcome>;
+    /// The (session, user) a refresh token belongs to, spent or not.
+    async fn refresh_session(&self, refresh_hash: &str) -> Result<Option<(String, String)>>;
+    async fn revoke_session(&self, session_id: &str) -> Result<()>;
+    async fn session_active(&self, session_id: &str, user_id: &str) -> Result<bool>;
+
+    // --- friends and blocks
+    async fn send_friend_request(&self, from: &str, to: &str) -> Result<FriendRequestOutcome>;
+    async fn friend_requests(&self, user_id: &str) -> Result<p::FriendRequestList>;
+    async fn accept_friend_request(&self, user_id: &str, request_id: &str) -> Result<p::User>;
+    async fn decline_friend_request(&self, user_id: &str, request_id: &str) -> Result<()>;
+    async fn cancel_friend_request(&self, user_id: &str, request_id: &str) -> Result<()>;
+    async fn friends(&self, user_id: &str) -> Result<Vec<p::User>>;
+    /// IDs of the user's friends (presence audience).
+    async fn friend_ids(&self, user_id: &str) -> Result<Vec<String>>;
+    async fn remove_friend(&self, user_id: &str, friend_id: &str) -> Result<()>;
+    async fn block(&self, user_id: &str, target: &str) -> Result<()>;
+    async fn unblock(&self, user_id: &str, target: &str) -> Result<()>;
+    async fn blocks(&self, user_id: &str) -> Result<Vec<p::Block>>;
+
+    // --- conversations and groups
+    async fn open_direct(&self, user_id: &str, peer_id: &str) -> Result<p::Conversation>;
+    async fn create_group(&self, user_id: &str, group: NewGroup) -> Result<p::Conversation>;
+    async fn conversations(&self, user_id: &str) -> Result<Vec<p::Conversation>>;
+    async fn conversation(&self, user_id: &str, conversation_id: &str) -> Result<p::Conversation>;
+    async fn update_group(
+        &self,
+        user_id: &str,
+        group_id: &str,
+        patch: GroupPatch,
+    ) -> Result<p::Conversation>;
+    async fn group_directory(
+        &self,
+        user_id: &str,
+        q: &str,
+        limit: i64,
+        offset: i64,
+    ) -> Result<Vec<p::GroupSummary>>;
+    async fn join_group(&self, user_id: &str, group_id: &str) -> Result<p::Conversation>;
+    async fn create_invite(
+        &self,
+        user_id: &str,
+        group_id: &str,
+        ttl_secs: i64,
+    ) -> Result<p::Invite>;
+    async fn accept_invite(&self, user_id: &str, code: &str) -> Result<p::Conversation>;
+    async fn members(
+        &self,
+        user_id: &str,
+        group_id: &str,
+        limit: i64,
+        offset: i64,
+    ) -> Result<Vec<p::Member>>;
+    async fn add_members(
+        &self,
+        user_id: &str,
+        group_id: &str,
+        user_ids: Vec<String>,
+    ) -> Result<Vec<p::Member>>;
+    async fn remove_member(&self, user_id: &str, group_id: &str, target: &str) -> Result<()>;
+    async fn set_role(
+        &self,
+        user_id: &str,
+        group_id: &str,
+        target: &str,
+        role: p::Role,
+    ) -> Result<p::Member>;
+    async fn transfer_ownership(
+        &self,
+        user_id: &str,
+        group_id: &str,
+        target: &str,
+    ) -> Result<p::Conversation>;
+    /// Current member IDs, if `user_id` is one of them (typing fan-out).
+    async fn member_ids_if_member(
+        &self,
+        user_id: &str,
+        conversation_id: &str,
+    ) -> Result<Option<Vec<String>>>;
+
+    // --- messages
+    /// Commits a batch in one transaction (group commit); one result per input, in order.
+    async fn send_messages(&self, batch: Vec<NewMessage>) -> Vec<Result<SendOutcome>>;
+    async fn messages(
+        &self,
+        user_id: &str,
+        conversation_id: &str,
+        page: HistoryPage,
+        limit: i64,
+    ) -> Result<(Vec<p::Message>, Option<i64>)>;
+    async fn edit_message(
+        &self,
+        user_id: &str,
+        conversation_id: &str,
+        seq: i64,
+        body: String,
+    ) -> Result<p::Message>;
+    async fn delete_message(
+        &self,
+        user_id: &str,
+        conversation_id: &str,
+        seq: i64,
+        for_everyone: bool,
+    ) -> Result<()>;
+    async fn mark_read(
+        &self,
+        user_id: &str,
+        conversation_id: &str,
+        seq: i64,
+    ) -> Result<p::ReadMarker>;
+
+    // --- the event stream
+    async fn stream_head(&self) -> Result<i64>;
+    /// Durable events for `user_id` after `since`, oldest first, at most `limit`.
+    async fn events_since(&self, user_id: &str, since: i64, limit: i64)
+    -> Result<Vec<StoredEvent>>;
+}

@@ -26,7 +26,7 @@ pub fn router() -> Router<SharedState> {
         .route("/users", get(search))
 }
 
-async fn issue_tokens(state: &SharedState, user_id: &str) -> Result<(String, String)> {
+pub(crate) async fn issue_tokens(state: &SharedState, user_id: &str) -> Result<(String, String)> {
     let refresh = random_token();
     let expires = now_ms() + state.config.refresh_ttl_days * 86_400_000;
     let session = state
@@ -37,6 +37,7 @@ async fn issue_tokens(state: &SharedState, user_id: &str) -> Result<(String, Str
     Ok((access, refresh))
 }
 
+#[utoipa::path(post, path = "/api/v1/auth/register", tag = "accounts", request_body = p::RegisterRequest, responses((status = 201, description = "Registered and logged in", body = p::AuthResponse), (status = "4XX", description = "Error (see ErrorBody.code)", body = chatnode_protocol::ErrorBody)))]
 pub async fn register(
     State(state): State<SharedState>,
     ApiJson(req): ApiJson<p::RegisterRequest>,
@@ -96,6 +97,7 @@ fn login_key(login: &str) -> String {
     }
 }
 
+#[utoipa::path(post, path = "/api/v1/auth/login", tag = "accounts", request_body = p::LoginRequest, responses((status = 200, description = "Logged in", body = p::AuthResponse), (status = "4XX", description = "Error (see ErrorBody.code)", body = chatnode_protocol::ErrorBody)))]
 pub async fn login(
     State(state): State<SharedState>,
     ApiJson(req): ApiJson<p::LoginRequest>,
@@ -125,6 +127,7 @@ pub async fn login(
     }))
 }
 
+#[utoipa::path(post, path = "/api/v1/auth/refresh", tag = "accounts", request_body = p::RefreshRequest, responses((status = 200, description = "New token pair; the old refresh token is spent", body = p::TokenPair), (status = "4XX", description = "Error (see ErrorBody.code)", body = chatnode_protocol::ErrorBody)))]
 pub async fn refresh(
     State(state): State<SharedState>,
     ApiJson(req): ApiJson<p::RefreshRequest>,
@@ -167,6 +170,7 @@ pub async fn refresh(
     }
 }
 
+#[utoipa::path(post, path = "/api/v1/auth/logout", tag = "accounts", request_body = p::RefreshRequest, responses((status = 204, description = "Session ended"), (status = "4XX", description = "Error (see ErrorBody.code)", body = chatnode_protocol::ErrorBody)), security(("bearer" = [])))]
 pub async fn logout(
     State(state): State<SharedState>,
     auth: AuthUser,
@@ -199,11 +203,13 @@ pub async fn logout(
     Ok(no_content())
 }
 
-async fn me(State(state): State<SharedState>, auth: AuthUser) -> Result<Json<p::Me>> {
+#[utoipa::path(get, path = "/api/v1/users/me", tag = "accounts", responses((status = 200, description = "Your profile", body = p::Me), (status = "4XX", description = "Error (see ErrorBody.code)", body = chatnode_protocol::ErrorBody)), security(("bearer" = [])))]
+pub(crate) async fn me(State(state): State<SharedState>, auth: AuthUser) -> Result<Json<p::Me>> {
     Ok(Json(state.store.me(&auth.user_id).await?))
 }
 
-async fn update_me(
+#[utoipa::path(patch, path = "/api/v1/users/me", tag = "accounts", request_body = p::UpdateProfileRequest, responses((status = 200, description = "Updated profile", body = p::Me), (status = "4XX", description = "Error (see ErrorBody.code)", body = chatnode_protocol::ErrorBody)), security(("bearer" = [])))]
+pub(crate) async fn update_me(
     State(state): State<SharedState>,
     auth: AuthUser,
     ApiJson(req): ApiJson<p::UpdateProfileRequest>,
@@ -226,7 +232,8 @@ async fn update_me(
     ))
 }
 
-async fn user(
+#[utoipa::path(get, path = "/api/v1/users/{id}", tag = "accounts", params(("id" = String, Path, description = "User ID")), responses((status = 200, description = "A user", body = p::User), (status = "4XX", description = "Error (see ErrorBody.code)", body = chatnode_protocol::ErrorBody)), security(("bearer" = [])))]
+pub(crate) async fn user(
     State(state): State<SharedState>,
     auth: AuthUser,
     Path(id): Path<String>,
@@ -236,14 +243,15 @@ async fn user(
 }
 
 #[derive(Deserialize)]
-struct SearchQuery {
+pub(crate) struct SearchQuery {
     #[serde(default)]
     q: String,
     limit: Option<u32>,
     cursor: Option<String>,
 }
 
-async fn search(
+#[utoipa::path(get, path = "/api/v1/users", tag = "accounts", params(("q" = Option<String>, Query, description = "Username or display name prefix, or exact email/phone"), ("limit" = Option<u32>, Query), ("cursor" = Option<String>, Query)), responses((status = 200, description = "Matching users", body = p::UserList), (status = "4XX", description = "Error (see ErrorBody.code)", body = chatnode_protocol::ErrorBody)), security(("bearer" = [])))]
+pub(crate) async fn search(
     State(state): State<SharedState>,
     auth: AuthUser,
     ApiQuery(q): ApiQuery<SearchQuery>,

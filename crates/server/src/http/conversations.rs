@@ -37,7 +37,8 @@ pub fn router() -> Router<SharedState> {
         .route("/groups/{id}/transfer", post(transfer))
 }
 
-async fn open_direct(
+#[utoipa::path(post, path = "/api/v1/conversations/direct", tag = "conversations", request_body = p::UserIdRequest, responses((status = 200, description = "The direct conversation with that friend", body = p::Conversation), (status = "4XX", description = "Error (see ErrorBody.code)", body = chatnode_protocol::ErrorBody)), security(("bearer" = [])))]
+pub(crate) async fn open_direct(
     State(state): State<SharedState>,
     auth: AuthUser,
     ApiJson(req): ApiJson<p::UserIdRequest>,
@@ -46,7 +47,8 @@ async fn open_direct(
     Ok(Json(state.store.open_direct(&auth.user_id, &peer).await?))
 }
 
-async fn list(
+#[utoipa::path(get, path = "/api/v1/conversations", tag = "conversations", responses((status = 200, description = "Your conversations, most recent activity first", body = p::ConversationList), (status = "4XX", description = "Error (see ErrorBody.code)", body = chatnode_protocol::ErrorBody)), security(("bearer" = [])))]
+pub(crate) async fn list(
     State(state): State<SharedState>,
     auth: AuthUser,
 ) -> Result<Json<p::ConversationList>> {
@@ -57,7 +59,8 @@ async fn list(
     }))
 }
 
-async fn one(
+#[utoipa::path(get, path = "/api/v1/conversations/{id}", tag = "conversations", params(("id" = String, Path)), responses((status = 200, description = "A conversation you are a member of", body = p::Conversation), (status = "4XX", description = "Error (see ErrorBody.code)", body = chatnode_protocol::ErrorBody)), security(("bearer" = [])))]
+pub(crate) async fn one(
     State(state): State<SharedState>,
     auth: AuthUser,
     Path(id): Path<String>,
@@ -70,7 +73,8 @@ fn media_id(id: Option<&str>) -> Result<Option<String>> {
     id.map(|i| domain::id(i, "media")).transpose()
 }
 
-async fn create_group(
+#[utoipa::path(post, path = "/api/v1/groups", tag = "conversations", request_body = p::CreateGroupRequest, responses((status = 201, description = "Created; you are the owner", body = p::Conversation), (status = "4XX", description = "Error (see ErrorBody.code)", body = chatnode_protocol::ErrorBody)), security(("bearer" = [])))]
+pub(crate) async fn create_group(
     State(state): State<SharedState>,
     auth: AuthUser,
     ApiJson(req): ApiJson<p::CreateGroupRequest>,
@@ -99,7 +103,8 @@ async fn create_group(
     ))
 }
 
-async fn update_group(
+#[utoipa::path(patch, path = "/api/v1/groups/{id}", tag = "conversations", request_body = p::UpdateGroupRequest, params(("id" = String, Path)), responses((status = 200, description = "Updated", body = p::Conversation), (status = "4XX", description = "Error (see ErrorBody.code)", body = chatnode_protocol::ErrorBody)), security(("bearer" = [])))]
+pub(crate) async fn update_group(
     State(state): State<SharedState>,
     auth: AuthUser,
     Path(id): Path<String>,
@@ -122,14 +127,15 @@ async fn update_group(
 }
 
 #[derive(Deserialize)]
-struct PageQuery {
+pub(crate) struct PageQuery {
     #[serde(default)]
     q: String,
     limit: Option<u32>,
     cursor: Option<String>,
 }
 
-async fn directory(
+#[utoipa::path(get, path = "/api/v1/groups", tag = "conversations", params(("q" = Option<String>, Query), ("limit" = Option<u32>, Query), ("cursor" = Option<String>, Query)), responses((status = 200, description = "Public groups", body = p::GroupDirectory), (status = "4XX", description = "Error (see ErrorBody.code)", body = chatnode_protocol::ErrorBody)), security(("bearer" = [])))]
+pub(crate) async fn directory(
     State(state): State<SharedState>,
     auth: AuthUser,
     ApiQuery(q): ApiQuery<PageQuery>,
@@ -150,7 +156,8 @@ async fn directory(
     }))
 }
 
-async fn join(
+#[utoipa::path(post, path = "/api/v1/groups/{id}/join", tag = "conversations", params(("id" = String, Path)), responses((status = 200, description = "Joined", body = p::Conversation), (status = "4XX", description = "Error (see ErrorBody.code)", body = chatnode_protocol::ErrorBody)), security(("bearer" = [])))]
+pub(crate) async fn join(
     State(state): State<SharedState>,
     auth: AuthUser,
     Path(id): Path<String>,
@@ -159,7 +166,8 @@ async fn join(
     Ok(Json(state.store.join_group(&auth.user_id, &id).await?))
 }
 
-async fn create_invite(
+#[utoipa::path(post, path = "/api/v1/groups/{id}/invites", tag = "conversations", request_body = p::CreateInviteRequest, params(("id" = String, Path)), responses((status = 201, description = "Invite code", body = p::Invite), (status = "4XX", description = "Error (see ErrorBody.code)", body = chatnode_protocol::ErrorBody)), security(("bearer" = [])))]
+pub(crate) async fn create_invite(
     State(state): State<SharedState>,
     auth: AuthUser,
     Path(id): Path<String>,
@@ -179,7 +187,8 @@ async fn create_invite(
     ))
 }
 
-async fn accept_invite(
+#[utoipa::path(post, path = "/api/v1/invites/{code}/accept", tag = "conversations", params(("code" = String, Path)), responses((status = 200, description = "Joined", body = p::Conversation), (status = "4XX", description = "Error (see ErrorBody.code)", body = chatnode_protocol::ErrorBody)), security(("bearer" = [])))]
+pub(crate) async fn accept_invite(
     State(state): State<SharedState>,
     auth: AuthUser,
     Path(code): Path<String>,
@@ -193,7 +202,8 @@ async fn accept_invite(
     Ok(Json(state.store.accept_invite(&auth.user_id, &code).await?))
 }
 
-async fn members(
+#[utoipa::path(get, path = "/api/v1/groups/{id}/members", tag = "conversations", params(("id" = String, Path), ("limit" = Option<u32>, Query), ("cursor" = Option<String>, Query)), responses((status = 200, description = "Members, owner and admins first", body = p::MemberList), (status = "4XX", description = "Error (see ErrorBody.code)", body = chatnode_protocol::ErrorBody)), security(("bearer" = [])))]
+pub(crate) async fn members(
     State(state): State<SharedState>,
     auth: AuthUser,
     Path(id): Path<String>,
@@ -213,7 +223,8 @@ async fn members(
     }))
 }
 
-async fn add_members(
+#[utoipa::path(post, path = "/api/v1/groups/{id}/members", tag = "conversations", request_body = p::UserIdsRequest, params(("id" = String, Path)), responses((status = 200, description = "Members added", body = p::MemberList), (status = "4XX", description = "Error (see ErrorBody.code)", body = chatnode_protocol::ErrorBody)), security(("bearer" = [])))]
+pub(crate) async fn add_members(
     State(state): State<SharedState>,
     auth: AuthUser,
     Path(id): Path<String>,
@@ -238,7 +249,8 @@ async fn add_members(
     }))
 }
 
-async fn remove_member(
+#[utoipa::path(delete, path = "/api/v1/groups/{id}/members/{user_id}", tag = "conversations", params(("id" = String, Path), ("user_id" = String, Path)), responses((status = 204, description = "Removed (or left)"), (status = "4XX", description = "Error (see ErrorBody.code)", body = chatnode_protocol::ErrorBody)), security(("bearer" = [])))]
+pub(crate) async fn remove_member(
     State(state): State<SharedState>,
     auth: AuthUser,
     Path((id, user_id)): Path<(String, String)>,
@@ -252,7 +264,8 @@ async fn remove_member(
     Ok(no_content())
 }
 
-async fn set_role(
+#[utoipa::path(patch, path = "/api/v1/groups/{id}/members/{user_id}", tag = "conversations", request_body = p::RoleRequest, params(("id" = String, Path), ("user_id" = String, Path)), responses((status = 200, description = "Role changed", body = p::Member), (status = "4XX", description = "Error (see ErrorBody.code)", body = chatnode_protocol::ErrorBody)), security(("bearer" = [])))]
+pub(crate) async fn set_role(
     State(state): State<SharedState>,
     auth: AuthUser,
     Path((id, user_id)): Path<(String, String)>,
@@ -268,7 +281,8 @@ async fn set_role(
     ))
 }
 
-async fn transfer(
+#[utoipa::path(post, path = "/api/v1/groups/{id}/transfer", tag = "conversations", request_body = p::UserIdRequest, params(("id" = String, Path)), responses((status = 200, description = "Ownership transferred", body = p::Conversation), (status = "4XX", description = "Error (see ErrorBody.code)", body = chatnode_protocol::ErrorBody)), security(("bearer" = [])))]
+pub(crate) async fn transfer(
     State(state): State<SharedState>,
     auth: AuthUser,
     Path(id): Path<String>,

@@ -25,13 +25,14 @@ pub fn router() -> Router<SharedState> {
 }
 
 #[derive(Deserialize)]
-struct HistoryQuery {
+pub(crate) struct HistoryQuery {
     before_seq: Option<i64>,
     after_seq: Option<i64>,
     limit: Option<u32>,
 }
 
-async fn history(
+#[utoipa::path(get, path = "/api/v1/conversations/{id}/messages", tag = "messages", params(("id" = String, Path), ("before_seq" = Option<i64>, Query), ("after_seq" = Option<i64>, Query), ("limit" = Option<u32>, Query)), responses((status = 200, description = "A page of messages", body = p::MessageList), (status = "4XX", description = "Error (see ErrorBody.code)", body = chatnode_protocol::ErrorBody)), security(("bearer" = [])))]
+pub(crate) async fn history(
     State(state): State<SharedState>,
     auth: AuthUser,
     Path(id): Path<String>,
@@ -118,7 +119,8 @@ pub fn new_message(
     })
 }
 
-async fn send(
+#[utoipa::path(post, path = "/api/v1/conversations/{id}/messages", tag = "messages", request_body = p::SendMessageRequest, params(("id" = String, Path)), responses((status = 201, description = "Committed", body = p::Message), (status = 200, description = "This client_id was used before: the original message", body = p::Message), (status = "4XX", description = "Error (see ErrorBody.code)", body = chatnode_protocol::ErrorBody)), security(("bearer" = [])))]
+pub(crate) async fn send(
     State(state): State<SharedState>,
     auth: AuthUser,
     Path(id): Path<String>,
@@ -149,7 +151,8 @@ fn parse_seq(seq: &str) -> Result<i64> {
         .ok_or_else(|| Error::not_found("message"))
 }
 
-async fn edit(
+#[utoipa::path(patch, path = "/api/v1/conversations/{id}/messages/{seq}", tag = "messages", request_body = p::EditMessageRequest, params(("id" = String, Path), ("seq" = i64, Path)), responses((status = 200, description = "Edited", body = p::Message), (status = "4XX", description = "Error (see ErrorBody.code)", body = chatnode_protocol::ErrorBody)), security(("bearer" = [])))]
+pub(crate) async fn edit(
     State(state): State<SharedState>,
     auth: AuthUser,
     Path((id, seq)): Path<(String, String)>,
@@ -167,12 +170,13 @@ async fn edit(
 }
 
 #[derive(Deserialize)]
-struct DeleteQuery {
+pub(crate) struct DeleteQuery {
     #[serde(rename = "for")]
     scope: Option<String>,
 }
 
-async fn delete(
+#[utoipa::path(delete, path = "/api/v1/conversations/{id}/messages/{seq}", tag = "messages", params(("id" = String, Path), ("seq" = i64, Path), ("for" = Option<String>, Query, description = "everyone (default) or me")), responses((status = 204, description = "Deleted"), (status = "4XX", description = "Error (see ErrorBody.code)", body = chatnode_protocol::ErrorBody)), security(("bearer" = [])))]
+pub(crate) async fn delete(
     State(state): State<SharedState>,
     auth: AuthUser,
     Path((id, seq)): Path<(String, String)>,
@@ -192,7 +196,8 @@ async fn delete(
     Ok(no_content())
 }
 
-async fn read(
+#[utoipa::path(post, path = "/api/v1/conversations/{id}/read", tag = "messages", request_body = p::ReadRequest, params(("id" = String, Path)), responses((status = 200, description = "The read marker after the call", body = p::ReadMarker), (status = "4XX", description = "Error (see ErrorBody.code)", body = chatnode_protocol::ErrorBody)), security(("bearer" = [])))]
+pub(crate) async fn read(
     State(state): State<SharedState>,
     auth: AuthUser,
     Path(id): Path<String>,

@@ -22,12 +22,12 @@ use tower_http::set_header::SetResponseHeaderLayer;
 use crate::SharedState;
 use crate::error::{Error, Result};
 
-mod accounts;
-mod conversations;
+pub(crate) mod accounts;
+pub(crate) mod conversations;
 pub mod messages;
 pub mod openapi;
 mod ops;
-mod social;
+pub(crate) mod social;
 
 /// Largest JSON request body accepted by the API.
 pub const MAX_JSON_BODY: usize = 256 * 1024;

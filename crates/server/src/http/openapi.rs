@@ -5,6 +5,46 @@ use utoipa::OpenApi;
 
 #[derive(OpenApi)]
 #[openapi(
+    paths(
+        super::accounts::register,
+        super::accounts::login,
+        super::accounts::refresh,
+        super::accounts::logout,
+        super::accounts::me,
+        super::accounts::update_me,
+        super::accounts::user,
+        super::accounts::search,
+        super::social::send_request,
+        super::social::requests,
+        super::social::accept,
+        super::social::decline,
+        super::social::cancel,
+        super::social::friends,
+        super::social::remove_friend,
+        super::social::block,
+        super::social::unblock,
+        super::social::blocks,
+        super::conversations::open_direct,
+        super::conversations::list,
+        super::conversations::one,
+        super::conversations::create_group,
+        super::conversations::update_group,
+        super::conversations::directory,
+        super::conversations::join,
+        super::conversations::create_invite,
+        super::conversations::accept_invite,
+        super::conversations::members,
+        super::conversations::add_members,
+        super::conversations::remove_member,
+        super::conversations::set_role,
+        super::conversations::transfer,
+        super::messages::history,
+        super::messages::send,
+        super::messages::edit,
+        super::messages::delete,
+        super::messages::read
+    ),
+    modifiers(&BearerAuth),
     info(
         title = "ChatNode API",
         version = "1",
@@ -28,6 +68,24 @@ use utoipa::OpenApi;
     ))
 )]
 pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, api: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = api.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
+        );
+    }
+}
 
 pub async fn serve() -> Json<utoipa::openapi::OpenApi> {
     Json(ApiDoc::openapi())

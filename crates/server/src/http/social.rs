@@ -24,7 +24,8 @@ pub fn router() -> Router<SharedState> {
         .route("/blocks", get(blocks))
 }
 
-async fn send_request(
+#[utoipa::path(post, path = "/api/v1/friends/requests", tag = "social", request_body = p::UserIdRequest, responses((status = 201, description = "Request sent", body = p::FriendRequest), (status = 200, description = "They had asked you already: now friends", body = p::FriendAdded), (status = "4XX", description = "Error (see ErrorBody.code)", body = chatnode_protocol::ErrorBody)), security(("bearer" = [])))]
+pub(crate) async fn send_request(
     State(state): State<SharedState>,
     auth: AuthUser,
     ApiJson(req): ApiJson<p::UserIdRequest>,
@@ -40,14 +41,16 @@ async fn send_request(
     )
 }
 
-async fn requests(
+#[utoipa::path(get, path = "/api/v1/friends/requests", tag = "social", responses((status = 200, description = "Pending requests", body = p::FriendRequestList), (status = "4XX", description = "Error (see ErrorBody.code)", body = chatnode_protocol::ErrorBody)), security(("bearer" = [])))]
+pub(crate) async fn requests(
     State(state): State<SharedState>,
     auth: AuthUser,
 ) -> Result<Json<p::FriendRequestList>> {
     Ok(Json(state.store.friend_requests(&auth.user_id).await?))
 }
 
-async fn accept(
+#[utoipa::path(post, path = "/api/v1/friends/requests/{id}/accept", tag = "social", params(("id" = String, Path)), responses((status = 200, description = "Now friends", body = p::FriendAdded), (status = "4XX", description = "Error (see ErrorBody.code)", body = chatnode_protocol::ErrorBody)), security(("bearer" = [])))]
+pub(crate) async fn accept(
     State(state): State<SharedState>,
     auth: AuthUser,
     Path(id): Path<String>,
@@ -60,7 +63,8 @@ async fn accept(
     Ok(Json(p::FriendAdded { friend }))
 }
 
-async fn decline(
+#[utoipa::path(post, path = "/api/v1/friends/requests/{id}/decline", tag = "social", params(("id" = String, Path)), responses((status = 204, description = "Declined"), (status = "4XX", description = "Error (see ErrorBody.code)", body = chatnode_protocol::ErrorBody)), security(("bearer" = [])))]
+pub(crate) async fn decline(
     State(state): State<SharedState>,
     auth: AuthUser,
     Path(id): Path<String>,
@@ -73,7 +77,8 @@ async fn decline(
     Ok(no_content())
 }
 
-async fn cancel(
+#[utoipa::path(delete, path = "/api/v1/friends/requests/{id}", tag = "social", params(("id" = String, Path)), responses((status = 204, description = "Cancelled"), (status = "4XX", description = "Error (see ErrorBody.code)", body = chatnode_protocol::ErrorBody)), security(("bearer" = [])))]
+pub(crate) async fn cancel(
     State(state): State<SharedState>,
     auth: AuthUser,
     Path(id): Path<String>,
@@ -86,13 +91,18 @@ async fn cancel(
     Ok(no_content())
 }
 
-async fn friends(State(state): State<SharedState>, auth: AuthUser) -> Result<Json<p::FriendList>> {
+#[utoipa::path(get, path = "/api/v1/friends", tag = "social", responses((status = 200, description = "Your friends", body = p::FriendList), (status = "4XX", description = "Error (see ErrorBody.code)", body = chatnode_protocol::ErrorBody)), security(("bearer" = [])))]
+pub(crate) async fn friends(
+    State(state): State<SharedState>,
+    auth: AuthUser,
+) -> Result<Json<p::FriendList>> {
     Ok(Json(p::FriendList {
         friends: state.store.friends(&auth.user_id).await?,
     }))
 }
 
-async fn remove_friend(
+#[utoipa::path(delete, path = "/api/v1/friends/{user_id}", tag = "social", params(("user_id" = String, Path)), responses((status = 204, description = "Removed"), (status = "4XX", description = "Error (see ErrorBody.code)", body = chatnode_protocol::ErrorBody)), security(("bearer" = [])))]
+pub(crate) async fn remove_friend(
     State(state): State<SharedState>,
     auth: AuthUser,
     Path(id): Path<String>,
@@ -102,7 +112,8 @@ async fn remove_friend(
     Ok(no_content())
 }
 
-async fn block(
+#[utoipa::path(put, path = "/api/v1/blocks/{user_id}", tag = "social", params(("user_id" = String, Path)), responses((status = 204, description = "Blocked"), (status = "4XX", description = "Error (see ErrorBody.code)", body = chatnode_protocol::ErrorBody)), security(("bearer" = [])))]
+pub(crate) async fn block(
     State(state): State<SharedState>,
     auth: AuthUser,
     Path(id): Path<String>,
@@ -112,7 +123,8 @@ async fn block(
     Ok(no_content())
 }
 
-async fn unblock(
+#[utoipa::path(delete, path = "/api/v1/blocks/{user_id}", tag = "social", params(("user_id" = String, Path)), responses((status = 204, description = "Unblocked"), (status = "4XX", description = "Error (see ErrorBody.code)", body = chatnode_protocol::ErrorBody)), security(("bearer" = [])))]
+pub(crate) async fn unblock(
     State(state): State<SharedState>,
     auth: AuthUser,
     Path(id): Path<String>,
@@ -122,7 +134,11 @@ async fn unblock(
     Ok(no_content())
 }
 
-async fn blocks(State(state): State<SharedState>, auth: AuthUser) -> Result<Json<p::BlockList>> {
+#[utoipa::path(get, path = "/api/v1/blocks", tag = "social", responses((status = 200, description = "Blocked users", body = p::BlockList), (status = "4XX", description = "Error (see ErrorBody.code)", body = chatnode_protocol::ErrorBody)), security(("bearer" = [])))]
+pub(crate) async fn blocks(
+    State(state): State<SharedState>,
+    auth: AuthUser,
+) -> Result<Json<p::BlockList>> {
     Ok(Json(p::BlockList {
         blocks: state.store.blocks(&auth.user_id).await?,
     }))

@@ -7,7 +7,9 @@ use axum::{Json, Router};
 use chatnode_protocol::{self as p, ErrorCode, close_code};
 use serde::Deserialize;
 
-use super::{ApiJson, ApiQuery, AuthUser, created, next_cursor, no_content, parse_cursor};
+use super::{
+    ApiJson, ApiQuery, AuthUser, OptionalJson, created, next_cursor, no_content, parse_cursor,
+};
 use crate::SharedState;
 use crate::auth::{hash_refresh_token, random_token};
 use crate::domain::{self, Email, Password, Phone, Username};
@@ -170,18 +172,18 @@ pub async fn refresh(
     }
 }
 
+#[derive(Deserialize, Default)]
+pub(crate) struct Logout {
+    #[serde(default)]
+    refresh_token: Option<String>,
+}
+
 #[utoipa::path(post, path = "/api/v1/auth/logout", tag = "accounts", request_body = p::RefreshRequest, responses((status = 204, description = "Session ended"), (status = "4XX", description = "Error (see ErrorBody.code)", body = chatnode_protocol::ErrorBody)), security(("bearer" = [])))]
 pub async fn logout(
     State(state): State<SharedState>,
     auth: AuthUser,
-    body: axum::body::Bytes,
+    OptionalJson(req): OptionalJson<Logout>,
 ) -> Result<Response> {
-    #[derive(Deserialize, Default)]
-    struct Logout {
-        #[serde(default)]
-        refresh_token: Option<String>,
-    }
-    let req: Logout = super::optional_json(&body)?;
     // Ends the login session of this access token, and that of the given refresh token if it
     // is the caller's own (a client may hold both from different logins).
     let mut sessions = vec![auth.session_id.clone()];

@@ -8,7 +8,7 @@ use chatnode_protocol as p;
 use serde::Deserialize;
 
 use super::{
-    ApiJson, ApiQuery, AuthUser, created, next_cursor, no_content, optional_json, parse_cursor,
+    ApiJson, ApiQuery, AuthUser, OptionalJson, created, next_cursor, no_content, parse_cursor,
 };
 use crate::SharedState;
 use crate::domain;
@@ -171,10 +171,9 @@ pub(crate) async fn create_invite(
     State(state): State<SharedState>,
     auth: AuthUser,
     Path(id): Path<String>,
-    body: axum::body::Bytes,
+    OptionalJson(req): OptionalJson<p::CreateInviteRequest>,
 ) -> Result<Response> {
     let id = domain::id(&id, "group")?;
-    let req: p::CreateInviteRequest = optional_json(&body)?;
     let ttl = req.expires_in.unwrap_or(DEFAULT_INVITE_TTL);
     if !(60..=MAX_INVITE_TTL).contains(&ttl) {
         return Err(Error::invalid(

@@ -7,7 +7,7 @@
 
 use std::time::Instant;
 
-use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{FromRequest, FromRequestParts, Request, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
@@ -106,35 +106,73 @@ async fn observe(State(state): State<SharedState>, req: Request, next: Next) -> 
 }
 
 /// A JSON body whose every failure maps to the contract: 415 without a JSON content type,
-/// 413 over the size limit, 400 for bad syntax, wrong types or missing fields.
+/// 413 over the size limit, 400 for invalid UTF-8, bad syntax, wrong types or missing fields.
 pub struct ApiJson<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     type Rejection = Error;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Error> {
-        match axum::Json::<T>::from_request(req, state).await {
-            Ok(axum::Json(v)) => Ok(ApiJson(v)),
-            Err(JsonRejection::MissingJsonContentType(_)) => Err(Error::new(
+        let (is_json, body) = read_body(req, state).await?;
+        if !is_json {
+            return Err(Error::new(
                 ErrorCode::UnsupportedMediaType,
                 "expected Content-Type: application/json",
-            )),
-            Err(JsonRejection::JsonDataError(e)) => Err(Error::bad_request(e.body_text())),
-            Err(JsonRejection::JsonSyntaxError(e)) => Err(Error::bad_request(e.body_text())),
-            Err(JsonRejection::BytesRejection(e))
-                if e.status() == StatusCode::PAYLOAD_TOO_LARGE =>
-            {
-                Err(Error::new(ErrorCode::TooLarge, "request body is too large"))
-            }
-            Err(e) => Err(Error::bad_request(e.body_text())),
+            ));
         }
+        parse_json(&body).map(ApiJson)
     }
 }
 
-/// Parses an optional JSON body: empty means `T::default()`.
-pub fn optional_json<T: DeserializeOwned + Default>(body: &[u8]) -> Result<T> {
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Ok(T::default());
+/// An optional JSON body: empty means `T::default()`; otherwise as [`ApiJson`].
+pub struct OptionalJson<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Default> FromRequest<S> for OptionalJson<T> {
+    type Rejection = Error;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Error> {
+        let (is_json, body) = read_body(req, state).await?;
+        if body.iter().all(u8::is_ascii_whitespace) {
+            return Ok(OptionalJson(T::default()));
+        }
+        if !is_json {
+            return Err(Error::new(
+                ErrorCode::UnsupportedMediaType,
+                "expected Content-Type: application/json",
+            ));
+        }
+        parse_json(&body).map(OptionalJson)
+    }
+}
+
+/// Reads the whole body (bounded by `DefaultBodyLimit`) and tells whether it is declared JSON.
+async fn read_body<S: Send + Sync>(
+    req: Request,
+    state: &S,
+) -> Result<(bool, axum::body::Bytes), Error> {
+    let is_json = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(|m| {
+            let m = m.trim().to_ascii_lowercase();
+            m == "application/json" || (m.starts_with("application/") && m.ends_with("+json"))
+        })
+        .unwrap_or(false);
+    match axum::body::Bytes::from_request(req, state).await {
+        Ok(b) => Ok((is_json, b)),
+        Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            Err(Error::new(ErrorCode::TooLarge, "request body is too large"))
+        }
+        Err(_) => Err(Error::bad_request("could not read the request body")),
+    }
+}
+
+fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T> {
+    // JSON text is UTF-8 (RFC 8259); serde would not notice bad bytes in a skipped field.
+    if std::str::from_utf8(body).is_err() {
+        return Err(Error::bad_request("request body is not valid UTF-8"));
     }
     serde_json::from_slice(body).map_err(|e| Error::bad_request(format!("invalid JSON body: {e}")))
 }

@@ -35,15 +35,18 @@ pub struct ConnControl {
 
 impl ConnControl {
     /// The first requested code wins; later requests are ignored.
-    pub fn close(&self, code: u16) {
-        if self
+    /// Returns whether this request was the first.
+    pub fn close(&self, code: u16) -> bool {
+        let first = self
             .code
             .compare_exchange(0, code, Ordering::AcqRel, Ordering::Acquire)
-            .is_ok()
-        {
+            .is_ok();
+        if first {
             self.notify.notify_one();
         }
+        first
     }
+
     pub async fn closed(&self) -> u16 {
         loop {
             let c = self.code.load(Ordering::Acquire);
@@ -149,8 +152,9 @@ impl Hub {
                 match h.tx.try_send(frame.clone()) {
                     Ok(()) => {}
                     Err(mpsc::error::TrySendError::Full(_)) => {
-                        self.slow_closed.fetch_add(1, Ordering::Relaxed);
-                        h.ctl.close(close_code::TOO_SLOW);
+                        if h.ctl.close(close_code::TOO_SLOW) {
+                            self.slow_closed.fetch_add(1, Ordering::Relaxed);
+                        }
                     }
                     Err(mpsc::error::TrySendError::Closed(_)) => {}
                 }
@@ -162,7 +166,7 @@ impl Hub {
     pub fn close_session(&self, session_id: &str, code: u16) {
         for list in self.lock().values() {
             for h in list.iter().filter(|h| h.session_id == session_id) {
-                h.ctl.close(code);
+                let _ = h.ctl.close(code);
             }
         }
     }
@@ -171,7 +175,7 @@ impl Hub {
     pub fn close_all(&self, code: u16) {
         for list in self.lock().values() {
             for h in list {
-                h.ctl.close(code);
+                let _ = h.ctl.close(code);
             }
         }
     }

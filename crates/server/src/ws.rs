@@ -445,7 +445,7 @@ impl Connection {
                         pos: None,
                         text: encode(&frame),
                     }) {
-                        ctl.close(close_code::TOO_SLOW);
+                        let _ = ctl.close(close_code::TOO_SLOW);
                     }
                 });
                 Flow::Continue

@@ -1,0 +1,106 @@
+// Serves web/dist with the server's strict CSP and SPA fallback, and proxies /api (HTTP and
+// WebSocket) to a ChatNode backend. `POST /__e2e/outage?ms=N` simulates a server outage.
+import fs from 'node:fs';
+import http from 'node:http';
+import net from 'node:net';
+import path from 'node:path';
+
+export const CSP =
+  "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; media-src 'self' blob:; connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'";
+
+const TYPES = { '.html': 'text/html; charset=utf-8', '.js': 'text/javascript', '.css': 'text/css', '.svg': 'image/svg+xml', '.png': 'image/png', '.ico': 'image/x-icon', '.json': 'application/json', '.woff2': 'font/woff2' };
+
+export function startServe({ distDir, backend, port = 0 }) {
+  const be = new URL(backend);
+  let downUntil = 0;
+  const upgraded = new Set();
+  const isDown = () => Date.now() < downUntil;
+
+  const server = http.createServer((req, res) => {
+    const url = new URL(req.url, 'http://x');
+    if (url.pathname === '/__e2e/outage' && req.method === 'POST') {
+      downUntil = Date.now() + Number(url.searchParams.get('ms') ?? 3000);
+      for (const s of upgraded) s.destroy();
+      upgraded.clear();
+      res.writeHead(204);
+      res.end();
+      return;
+    }
+    if (url.pathname.startsWith('/api/')) {
+      if (isDown()) {
+        req.socket.destroy();
+        return;
+      }
+      const p = http.request(
+        { host: be.hostname, port: be.port || 80, method: req.method, path: req.url, headers: { ...req.headers, host: be.host } },
+        (r) => {
+          res.writeHead(r.statusCode ?? 502, r.headers);
+          r.pipe(res);
+        },
+      );
+      p.on('error', () => {
+        res.writeHead(502, { 'content-type': 'application/json' });
+        res.end(JSON.stringify({ error: { code: 'bad_gateway', message: 'backend unreachable' } }));
+      });
+      req.pipe(p);
+      return;
+    }
+    let file = path.join(distDir, path.normalize(decodeURIComponent(url.pathname)).replace(/^(\.\.[/\\])+/, ''));
+    if (!file.startsWith(distDir) || !fs.existsSync(file) || fs.statSync(file).isDirectory()) file = path.join(distDir, 'index.html');
+    res.writeHead(200, {
+      'content-type': TYPES[path.extname(file)] ?? 'application/octet-stream',
+      'content-security-policy': CSP,
+      'x-content-type-options': 'nosniff',
+      'cache-control': 'no-store',
+    });
+    fs.createReadStream(file).pipe(res);
+  });
+
+  server.on('upgrade', (req, socket, head) => {
+    if (isDown() || !req.url.startsWith('/api/')) {
+      socket.destroy();
+      return;
+    }
+    const up = net.connect(Number(be.port || 80), be.hostname, () => {
+      const lines = [`${req.method} ${req.url} HTTP/1.1`];
+      for (let i = 0; i < req.rawHeaders.length; i += 2) {
+        const k = req.rawHeaders[i];
+        lines.push(`${k}: ${k.toLowerCase() === 'host' ? be.host : req.rawHeaders[i + 1]}`);
+      }
+      up.write(lines.join('\r\n') + '\r\n\r\n');
+      if (head?.length) up.write(head);
+      up.pipe(socket);
+      socket.pipe(up);
+    });
+    upgraded.add(socket);
+    const done = () => {
+      upgraded.delete(socket);
+      up.destroy();
+      socket.destroy();
+    };
+    up.on('error', done);
+    socket.on('error', done);
+    up.on('close', done);
+    socket.on('close', done);
+  });
+
+  return new Promise((resolve) =>
+    server.listen(port, '127.0.0.1', () =>
+      resolve({
+        url: `http://127.0.0.1:${server.address().port}`,
+        close: () =>
+          new Promise((r) => {
+            for (const s of upgraded) s.destroy();
+            server.closeAllConnections?.();
+            server.close(() => r());
+          }),
+      }),
+    ),
+  );
+}
+
+if (process.argv[1] && process.argv[1].endsWith('serve.mjs')) {
+  const dist = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../dist');
+  const s = await startServe({ distDir: dist, backend: process.env.CHATNODE_URL ?? 'http://127.0.0.1:8080', port: Number(process.argv[2] ?? 5174) });
+  console.log(`serving ${dist} with CSP on ${s.url}`);
+}

@@ -1,0 +1,220 @@
+import { ApiError } from './errors';
+import type { TokenManager } from './tokens';
+import type {
+  AuthResult,
+  Conversation,
+  FriendRequest,
+  Member,
+  Message,
+  Role,
+  TokenPair,
+  User,
+} from './types';
+
+export type FetchFn = typeof fetch;
+
+export async function parseError(res: Response): Promise<ApiError> {
+  let code = `http_${res.status}`;
+  let message = res.statusText || `HTTP ${res.status}`;
+  try {
+    const body = await res.json();
+    if (body && body.error) {
+      code = body.error.code ?? code;
+      message = body.error.message ?? message;
+    }
+  } catch {
+    /* not JSON */
+  }
+  const ra = res.headers.get('Retry-After');
+  return new ApiError(res.status, code, message, ra ? Number(ra) || null : null);
+}
+
+/** Raw POST /auth/refresh, used by the TokenManager. */
+export function makeRefreshCall(fetchFn: FetchFn, base = '/api/v1') {
+  return async (refresh_token: string): Promise<TokenPair> => {
+    let res: Response;
+    try {
+      res = await fetchFn(`${base}/auth/refresh`, {
+        method: 'POST',
+        headers: { 'Content-Type': 'application/json' },
+        body: JSON.stringify({ refresh_token }),
+      });
+    } catch {
+      throw new ApiError(0, 'network', 'Network error');
+    }
+    if (!res.ok) throw await parseError(res);
+    return res.json();
+  };
+}
+
+export interface RequestOpts {
+  auth?: boolean;
+  query?: Record<string, string | number | undefined | null>;
+}
+
+/** REST client for /api/v1 with bearer auth and one refresh-and-retry on 401. */
+export class Api {
+  constructor(
+    private tokens: TokenManager,
+    private fetchFn: FetchFn = (...a) => fetch(...a),
+    private base = '/api/v1',
+  ) {}
+
+  async request<T>(method: string, path: string, body?: unknown, opts: RequestOpts = {}): Promise<T> {
+    const auth = opts.auth ?? true;
+    let url = this.base + path;
+    if (opts.query) {
+      const qs = new URLSearchParams();
+      for (const [k, v] of Object.entries(opts.query)) if (v !== undefined && v !== null && v !== '') qs.set(k, String(v));
+      const s = qs.toString();
+      if (s) url += `?${s}`;
+    }
+    const send = async (token: string | null) => {
+      const headers: Record<string, string> = {};
+      if (body !== undefined) headers['Content-Type'] = 'application/json';
+      if (token) headers.Authorization = `Bearer ${token}`;
+      try {
+        return await this.fetchFn(url, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+      } catch {
+        throw new ApiError(0, 'network', 'Network error');
+      }
+    };
+    let res = await send(auth ? await this.tokens.getAccessToken() : null);
+    if (auth && res.status === 401) {
+      res = await send(await this.tokens.refresh());
+    }
+    if (!res.ok) throw await parseError(res);
+    if (res.status === 204) return undefined as T;
+    const text = await res.text();
+    return (text ? JSON.parse(text) : undefined) as T;
+  }
+
+  // Accounts
+  register(b: { email?: string; phone?: string; username: string; password: string; display_name?: string }) {
+    return this.request<AuthResult>('POST', '/auth/register', b, { auth: false });
+  }
+  login(login: string, password: string) {
+    return this.request<AuthResult>('POST', '/auth/login', { login, password }, { auth: false });
+  }
+  logout(refresh_token: string) {
+    // Needs the bearer token too (every endpoint but register, login, refresh and health does).
+    return this.request<void>('POST', '/auth/logout', { refresh_token });
+  }
+  me() {
+    return this.request<User>('GET', '/users/me');
+  }
+  updateMe(b: { display_name?: string; bio?: string }) {
+    return this.request<User>('PATCH', '/users/me', b);
+  }
+  searchUsers(q: string) {
+    return this.request<{ users: User[] }>('GET', '/users', undefined, { query: { q } }).then((r) => r.users);
+  }
+  getUser(id: string) {
+    return this.request<User>('GET', `/users/${encodeURIComponent(id)}`);
+  }
+
+  // Friends and blocks
+  sendFriendRequest(user_id: string) {
+    return this.request<FriendRequest | { friend: User }>('POST', '/friends/requests', { user_id });
+  }
+  friendRequests() {
+    return this.request<{ incoming: FriendRequest[]; outgoing: FriendRequest[] }>('GET', '/friends/requests');
+  }
+  acceptRequest(id: string) {
+    return this.request<unknown>('POST', `/friends/requests/${encodeURIComponent(id)}/accept`);
+  }
+  declineRequest(id: string) {
+    return this.request<unknown>('POST', `/friends/requests/${encodeURIComponent(id)}/decline`);
+  }
+  cancelRequest(id: string) {
+    return this.request<unknown>('DELETE', `/friends/requests/${encodeURIComponent(id)}`);
+  }
+  friends() {
+    return this.request<{ friends: User[] }>('GET', '/friends').then((r) => r.friends);
+  }
+  removeFriend(user_id: string) {
+    return this.request<unknown>('DELETE', `/friends/${encodeURIComponent(user_id)}`);
+  }
+  block(user_id: string) {
+    return this.request<unknown>('PUT', `/blocks/${encodeURIComponent(user_id)}`);
+  }
+  unblock(user_id: string) {
+    return this.request<unknown>('DELETE', `/blocks/${encodeURIComponent(user_id)}`);
+  }
+  blocks() {
+    // Items may be Users or {user, created_at}; normalize to User.
+    return this.request<{ blocks: (User | { user: User })[] }>('GET', '/blocks').then((r) =>
+      r.blocks.map((b) => ('user' in b && b.user ? b.user : (b as User))),
+    );
+  }
+
+  // Conversations
+  openDirect(user_id: string) {
+    return this.request<Conversation>('POST', '/conversations/direct', { user_id });
+  }
+  createGroup(b: { name: string; description?: string; public?: boolean; member_ids?: string[] }) {
+    return this.request<Conversation>('POST', '/groups', b);
+  }
+  conversations() {
+    return this.request<{ conversations: Conversation[] }>('GET', '/conversations', undefined, { query: { limit: 200 } }).then(
+      (r) => r.conversations,
+    );
+  }
+  conversation(id: string) {
+    return this.request<Conversation>('GET', `/conversations/${encodeURIComponent(id)}`);
+  }
+  updateGroup(id: string, b: { name?: string; description?: string; public?: boolean }) {
+    return this.request<Conversation>('PATCH', `/groups/${encodeURIComponent(id)}`, b);
+  }
+  groupDirectory(q: string) {
+    return this.request<{ groups: Conversation[] }>('GET', '/groups', undefined, { query: { q } }).then((r) => r.groups);
+  }
+  joinGroup(id: string) {
+    return this.request<Conversation>('POST', `/groups/${encodeURIComponent(id)}/join`);
+  }
+  createInvite(id: string) {
+    return this.request<{ code: string; expires_at: string }>('POST', `/groups/${encodeURIComponent(id)}/invites`);
+  }
+  acceptInvite(code: string) {
+    return this.request<Conversation>('POST', `/invites/${encodeURIComponent(code)}/accept`);
+  }
+  members(id: string) {
+    return this.request<{ members: Member[] }>('GET', `/groups/${encodeURIComponent(id)}/members`).then((r) => r.members);
+  }
+  addMembers(id: string, user_ids: string[]) {
+    return this.request<unknown>('POST', `/groups/${encodeURIComponent(id)}/members`, { user_ids });
+  }
+  removeMember(id: string, user_id: string) {
+    return this.request<unknown>('DELETE', `/groups/${encodeURIComponent(id)}/members/${encodeURIComponent(user_id)}`);
+  }
+  setRole(id: string, user_id: string, role: Exclude<Role, 'owner'>) {
+    return this.request<unknown>('PATCH', `/groups/${encodeURIComponent(id)}/members/${encodeURIComponent(user_id)}`, { role });
+  }
+  transfer(id: string, user_id: string) {
+    return this.request<unknown>('POST', `/groups/${encodeURIComponent(id)}/transfer`, { user_id });
+  }
+
+  // Messages
+  messages(id: string, q: { before_seq?: number; after_seq?: number; limit?: number }) {
+    return this.request<{ messages: Message[]; next_cursor: string | number | null }>(
+      'GET',
+      `/conversations/${encodeURIComponent(id)}/messages`,
+      undefined,
+      { query: q },
+    );
+  }
+  sendMessage(id: string, b: { client_id: string; body: string; reply_to_seq?: number | null }) {
+    return this.request<Message>('POST', `/conversations/${encodeURIComponent(id)}/messages`, b);
+  }
+  editMessage(id: string, seq: number, body: string) {
+    return this.request<Message>('PATCH', `/conversations/${encodeURIComponent(id)}/messages/${seq}`, { body });
+  }
+  deleteMessage(id: string, seq: number, forWhom: 'everyone' | 'me') {
+    return this.request<unknown>('DELETE', `/conversations/${encodeURIComponent(id)}/messages/${seq}`, undefined, {
+      query: { for: forWhom },
+    });
+  }
+  markRead(id: string, seq: number) {
+    return this.request<unknown>('POST', `/conversations/${encodeURIComponent(id)}/read`, { seq });
+  }
+}

@@ -1,0 +1,187 @@
+import { describe, expect, it } from 'vitest';
+import {
+  activeTypers,
+  addPending,
+  applyDeleted,
+  applyMessage,
+  applyPresence,
+  applyRead,
+  applyUpdated,
+  emptyState,
+  failPending,
+  groupMessages,
+  mergeHistory,
+  messageStatus,
+  setConversations,
+  setTyping,
+  sortedConversations,
+  totalUnread,
+  upsertConversation,
+  visibleMessages,
+} from './chat';
+import { dayKey } from './format';
+import { conv, msg } from './testutil';
+
+const base = () => setConversations(emptyState('me'), [conv({ id: 'c1', peer: { id: 'bob', username: 'bob', display_name: 'Bob', avatar_url: null, bio: null, online: false, last_seen_at: null } }), conv({ id: 'c2', kind: 'group', name: 'G' })]);
+
+describe('applyMessage', () => {
+  it('inserts in seq order and dedupes by seq', () => {
+    let s = base();
+    s = applyMessage(s, msg({ seq: 2 }));
+    s = applyMessage(s, msg({ seq: 1 }));
+    s = applyMessage(s, msg({ seq: 2 }));
+    s = applyMessage(s, msg({ seq: 3 }));
+    expect(s.messages.c1.map((m) => m.seq)).toEqual([1, 2, 3]);
+    expect(s.conversations.c1.unread_count).toBe(3);
+    expect(s.conversations.c1.last_message?.seq).toBe(3);
+  });
+
+  it('dedupes by client_id from the same sender', () => {
+    let s = base();
+    s = applyMessage(s, msg({ seq: 5, client_id: 'x', sender_id: 'me' }));
+    s = applyMessage(s, msg({ seq: 6, client_id: 'x', sender_id: 'me' }));
+    expect(s.messages.c1).toHaveLength(1);
+  });
+
+  it('does not count unread for the visible conversation or own messages', () => {
+    let s = base();
+    s = applyMessage(s, msg({ seq: 1 }), { activeVisible: 'c1' });
+    s = applyMessage(s, msg({ seq: 2, sender_id: 'me' }));
+    expect(s.conversations.c1.unread_count).toBe(0);
+    expect(s.conversations.c1.last_read_seq).toBe(2);
+  });
+
+  it('does not count messages at or below the read marker', () => {
+    let s = upsertConversation(base(), conv({ id: 'c1', last_read_seq: 10 }));
+    s = applyMessage(s, msg({ seq: 9 }));
+    expect(s.conversations.c1.unread_count).toBe(0);
+    s = applyMessage(s, msg({ seq: 11 }));
+    expect(s.conversations.c1.unread_count).toBe(1);
+  });
+
+  it('keeps the older last_message when history arrives out of order', () => {
+    let s = applyMessage(base(), msg({ seq: 7 }));
+    s = applyMessage(s, msg({ seq: 3 }));
+    expect(s.conversations.c1.last_message?.seq).toBe(7);
+  });
+
+  it('clears the typing flag of the sender', () => {
+    let s = setTyping(base(), 'c1', 'bob', true, 1000);
+    expect(activeTypers(s, 'c1', 1001)).toEqual(['bob']);
+    s = applyMessage(s, msg({ seq: 1 }));
+    expect(activeTypers(s, 'c1', 1001)).toEqual([]);
+  });
+});
+
+describe('pending and ack', () => {
+  const item = { client_id: 'cid-1', conversation_id: 'c1', body: 'hi', reply_to_seq: null, created_at: '2026-01-01T00:00:00Z' };
+
+  it('shows a pending message and replaces it with the acked one', () => {
+    let s = addPending(base(), item);
+    expect(visibleMessages(s, 'c1').map((m) => m.status)).toEqual(['sending']);
+    s = addPending(s, item); // resend: no duplicate
+    expect(visibleMessages(s, 'c1')).toHaveLength(1);
+    s = applyMessage(s, msg({ seq: 4, sender_id: 'me', client_id: 'cid-1', body: 'hi' }));
+    const v = visibleMessages(s, 'c1');
+    expect(v).toHaveLength(1);
+    expect(v[0].seq).toBe(4);
+    expect(messageStatus(s, v[0])).toBe('sent');
+    // A later echo of the same message (`message` event) is ignored.
+    s = applyMessage(s, msg({ seq: 4, sender_id: 'me', client_id: 'cid-1', body: 'hi' }));
+    expect(visibleMessages(s, 'c1')).toHaveLength(1);
+  });
+
+  it('marks a refused message failed', () => {
+    let s = addPending(base(), item);
+    s = failPending(s, 'cid-1', 'nope');
+    expect(visibleMessages(s, 'c1')[0].status).toBe('failed');
+  });
+
+  it('becomes read when the peer read marker reaches its seq', () => {
+    let s = applyMessage(base(), msg({ seq: 4, sender_id: 'me', client_id: 'a' }));
+    const m = () => s.messages.c1[0];
+    expect(messageStatus(s, m())).toBe('sent');
+    s = applyRead(s, 'c1', 'bob', 3);
+    expect(messageStatus(s, m())).toBe('sent');
+    s = applyRead(s, 'c1', 'bob', 4);
+    expect(messageStatus(s, m())).toBe('read');
+    s = applyRead(s, 'c1', 'bob', 2); // never backwards
+    expect(messageStatus(s, m())).toBe('read');
+  });
+
+  it('reads the peer marker from conversation data', () => {
+    let s = applyMessage(base(), msg({ seq: 4, sender_id: 'me', client_id: 'a' }));
+    s = upsertConversation(s, { ...s.conversations.c1, peer_last_read_seq: 4 });
+    expect(messageStatus(s, s.messages.c1[0])).toBe('read');
+  });
+});
+
+describe('updates, deletes, reads', () => {
+  it('applies message.updated and message.deleted', () => {
+    let s = applyMessage(base(), msg({ seq: 1 }));
+    s = applyUpdated(s, msg({ seq: 1, body: 'edited', edited_at: '2026-01-01T13:00:00Z' }));
+    expect(s.messages.c1[0].body).toBe('edited');
+    expect(s.conversations.c1.last_message?.body).toBe('edited');
+    s = applyDeleted(s, 'c1', 1);
+    expect(s.messages.c1[0]).toMatchObject({ deleted: true, body: '', seq: 1 });
+    expect(s.conversations.c1.last_message?.deleted).toBe(true);
+  });
+
+  it('own read event clears unread', () => {
+    let s = base();
+    for (let i = 1; i <= 3; i++) s = applyMessage(s, msg({ seq: i }));
+    expect(totalUnread(s)).toBe(3);
+    s = applyRead(s, 'c1', 'me', 2);
+    expect(s.conversations.c1.unread_count).toBe(1);
+    s = applyRead(s, 'c1', 'me', 3);
+    expect(totalUnread(s)).toBe(0);
+  });
+
+  it('history merge dedupes and records hasMore', () => {
+    let s = applyMessage(base(), msg({ seq: 10 }));
+    s = mergeHistory(s, 'c1', [msg({ seq: 10 }), msg({ seq: 9 }), msg({ seq: 8 })], true);
+    expect(s.messages.c1.map((m) => m.seq)).toEqual([8, 9, 10]);
+    expect(s.hasMore.c1).toBe(true);
+  });
+});
+
+describe('conversation list', () => {
+  it('sorts by latest activity and sums unread', () => {
+    let s = base();
+    s = applyMessage(s, msg({ seq: 1, conversation_id: 'c2', created_at: '2026-02-01T00:00:00Z' }));
+    s = applyMessage(s, msg({ seq: 1, conversation_id: 'c1', created_at: '2026-01-05T00:00:00Z' }));
+    expect(sortedConversations(s).map((c) => c.id)).toEqual(['c2', 'c1']);
+    s = applyMessage(s, msg({ seq: 2, conversation_id: 'c1', created_at: '2026-03-01T00:00:00Z' }));
+    expect(sortedConversations(s).map((c) => c.id)).toEqual(['c1', 'c2']);
+    expect(totalUnread(s)).toBe(3);
+  });
+
+  it('updates presence of direct peers', () => {
+    const s = applyPresence(base(), 'bob', true, null);
+    expect(s.conversations.c1.peer?.online).toBe(true);
+  });
+
+  it('typing expires', () => {
+    const s = setTyping(base(), 'c1', 'bob', true, 0);
+    expect(activeTypers(s, 'c1', 4000)).toEqual(['bob']);
+    expect(activeTypers(s, 'c1', 6000)).toEqual([]);
+    expect(activeTypers(setTyping(s, 'c1', 'bob', false), 'c1', 1)).toEqual([]);
+  });
+});
+
+describe('groupMessages', () => {
+  it('groups by sender and day and places the new-messages divider', () => {
+    const list = [
+      msg({ seq: 1, sender_id: 'me' }),
+      msg({ seq: 2, sender_id: 'me' }),
+      msg({ seq: 3, sender_id: 'bob' }),
+      msg({ seq: 4, sender_id: 'bob' }),
+      msg({ seq: 5, sender_id: 'bob', created_at: '2026-01-03T10:00:00Z' }),
+    ].map((m) => ({ ...m, status: 'sent' as const }));
+    const g = groupMessages(list, 'me', 3, dayKey);
+    expect(g.map((x) => x.messages.map((m) => m.seq))).toEqual([[1, 2], [3], [4], [5]]);
+    expect(g.map((x) => x.newDivider)).toEqual([false, false, true, false]);
+    expect(g.map((x) => x.newDay)).toEqual([true, false, false, true]);
+    expect(g[0].mine).toBe(true);
+  });
+});

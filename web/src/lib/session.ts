@@ -1,0 +1,573 @@
+import { get, writable, type Writable } from 'svelte/store';
+import { Api, makeRefreshCall } from './api';
+import {
+  addPending,
+  applyDeleted,
+  applyMessage,
+  applyPresence,
+  applyRead,
+  applyUpdated,
+  conversationTitle,
+  displayName,
+  dropPending,
+  emptyState,
+  failPending,
+  maxSeq,
+  mergeHistory,
+  removeConversation,
+  removeMessageLocally,
+  setConversations,
+  setTyping,
+  totalUnread,
+  upsertConversation,
+  type ChatState,
+} from './chat';
+import { ApiError, friendlyError } from './errors';
+import { titleWithUnread } from './format';
+import { defaultLock } from './lock';
+import { Outbox } from './outbox';
+import { Realtime, wsUrl, type ConnState } from './realtime';
+import { navigate } from './router';
+import { StreamPos } from './streampos';
+import { TokenManager } from './tokens';
+import { TypingSender } from './typing';
+import type { Conversation, FriendRequest, Message, OutboxItem, ServerEvent, User } from './types';
+
+export type AuthStatus = 'loading' | 'anon' | 'authed';
+
+export interface Toast {
+  id: number;
+  text: string;
+  kind: 'error' | 'info';
+}
+
+function uuid(): string {
+  if (typeof crypto.randomUUID === 'function') return crypto.randomUUID();
+  // Fallback for non-secure contexts (plain http on a LAN address).
+  const b = crypto.getRandomValues(new Uint8Array(16));
+  b[6] = (b[6] & 0x0f) | 0x40;
+  b[8] = (b[8] & 0x3f) | 0x80;
+  const h = [...b].map((x) => x.toString(16).padStart(2, '0')).join('');
+  return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
+}
+
+/** The logged-in session: REST, the WebSocket, the outbox and all the stores the views read. */
+export class Session {
+  readonly tokens: TokenManager;
+  readonly api: Api;
+  readonly status = writable<AuthStatus>('loading');
+  readonly me = writable<User | null>(null);
+  readonly chat = writable<ChatState>(emptyState());
+  readonly conn = writable<ConnState>('offline');
+  readonly friends = writable<User[]>([]);
+  readonly requests = writable<{ incoming: FriendRequest[]; outgoing: FriendRequest[] }>({ incoming: [], outgoing: [] });
+  readonly blocks = writable<User[]>([]);
+  readonly users = writable<Record<string, User>>({});
+  readonly toasts = writable<Toast[]>([]);
+  readonly active = writable<string | null>(null);
+  /** Bumped when a group's membership changed (panels reload their member list). */
+  readonly membersVersion = writable(0);
+  readonly notificationsEnabled = writable(false);
+
+  private rt: Realtime | null = null;
+  private outbox: Outbox | null = null;
+  private streamPos: StreamPos | null = null;
+  private typingSenders = new Map<string, TypingSender>();
+  private fetchingConv = new Set<string>();
+  private fetchingUser = new Set<string>();
+  private resendTimer: ReturnType<typeof setInterval> | null = null;
+  private toastId = 0;
+  private storage: Storage;
+
+  constructor(storage: Storage = localStorage) {
+    this.storage = storage;
+    this.tokens = new TokenManager({
+      storage,
+      lock: defaultLock(),
+      refreshCall: makeRefreshCall((...a) => fetch(...a)),
+      onSessionEnded: () => this.endSession('Your session has ended. Please log in again.'),
+    });
+    this.api = new Api(this.tokens);
+    this.notificationsEnabled.set(storage.getItem('chatnode.notify') === '1' && typeof Notification !== 'undefined' && Notification.permission === 'granted');
+    if (typeof window !== 'undefined') {
+      window.addEventListener('storage', (e) => {
+        // Another tab logged out.
+        if (e.key === 'chatnode.refresh_token' && e.newValue === null && get(this.status) === 'authed') this.endSession();
+      });
+      window.addEventListener('online', () => this.rt?.reconnectNow());
+      window.addEventListener('offline', () => this.conn.set('offline'));
+      document.addEventListener('visibilitychange', () => this.markActiveRead());
+      window.addEventListener('focus', () => this.markActiveRead());
+    }
+    this.chat.subscribe((s) => {
+      if (typeof document !== 'undefined') document.title = titleWithUnread(totalUnread(s));
+    });
+  }
+
+  toast(text: string, kind: Toast['kind'] = 'error'): void {
+    const id = ++this.toastId;
+    this.toasts.update((t) => [...t, { id, text, kind }]);
+    setTimeout(() => this.dismissToast(id), 6000);
+  }
+  dismissToast(id: number): void {
+    this.toasts.update((t) => t.filter((x) => x.id !== id));
+  }
+  /** Runs an action, showing a friendly toast on failure. */
+  async attempt<T>(fn: () => Promise<T>, ok?: string): Promise<T | undefined> {
+    try {
+      const r = await fn();
+      if (ok) this.toast(ok, 'info');
+      return r;
+    } catch (e) {
+      this.toast(friendlyError(e));
+      return undefined;
+    }
+  }
+
+  // ---------- lifecycle ----------
+
+  async init(): Promise<void> {
+    if (!this.tokens.hasSession()) {
+      this.status.set('anon');
+      return;
+    }
+    try {
+      await this.tokens.refresh();
+      const me = await this.api.me();
+      this.startSession(me);
+    } catch (e) {
+      if (e instanceof ApiError && e.status === 401) {
+        this.status.set('anon');
+      } else {
+        // Server unreachable: keep the session and retry shortly.
+        this.status.set('loading');
+        this.conn.set('offline');
+        setTimeout(() => this.init(), 3000);
+      }
+    }
+  }
+
+  async login(login: string, password: string): Promise<void> {
+    const r = await this.api.login(login, password);
+    this.tokens.setTokens(r);
+    this.startSession(r.user);
+  }
+
+  async register(b: { email?: string; phone?: string; username: string; password: string; display_name?: string }): Promise<void> {
+    const r = await this.api.register(b);
+    this.tokens.setTokens(r);
+    this.startSession(r.user);
+  }
+
+  async logout(): Promise<void> {
+    try {
+      // Get a valid access token first: a refresh would rotate the token we are revoking.
+      await this.tokens.getAccessToken();
+      const rt = this.tokens.refreshToken;
+      if (rt) await this.api.logout(rt);
+    } catch {
+      /* offline or already gone: forget it locally anyway */
+    }
+    this.outbox?.clear();
+    this.endSession();
+  }
+
+  private endSession(message?: string): void {
+    this.rt?.stop();
+    this.rt = null;
+    this.tokens.clear();
+    if (this.resendTimer) clearInterval(this.resendTimer);
+    this.resendTimer = null;
+    this.outbox = null;
+    this.streamPos = null;
+    this.me.set(null);
+    this.chat.set(emptyState());
+    this.friends.set([]);
+    this.requests.set({ incoming: [], outgoing: [] });
+    this.blocks.set([]);
+    this.users.set({});
+    this.active.set(null);
+    this.status.set('anon');
+    if (message) this.toast(message);
+  }
+
+  private startSession(user: User): void {
+    this.me.set(user);
+    this.rememberUsers([user]);
+    this.outbox = new Outbox(this.storage, user.id);
+    this.streamPos = new StreamPos(this.storage, user.id);
+    let st = emptyState(user.id);
+    for (const item of this.outbox.list()) st = addPending(st, item);
+    this.chat.set(st);
+    this.status.set('authed');
+    void this.loadConversations();
+    void this.loadPeople();
+    this.rt?.stop();
+    this.rt = new Realtime({
+      url: wsUrl(location),
+      createSocket: (url) => new WebSocket(url) as never,
+      getToken: () => this.tokens.getAccessToken(),
+      refreshToken: () => this.tokens.refresh(),
+      streamPos: () => this.streamPos,
+      onEvent: (ev) => this.handleEvent(ev),
+      onState: (s) => this.conn.set(s),
+      onLive: () => this.onLive(),
+      onAuthFailed: () => this.endSession('Your session has ended. Please log in again.'),
+      isOnline: () => (typeof navigator !== 'undefined' ? navigator.onLine : true),
+    });
+    this.rt.start();
+    if (this.resendTimer) clearInterval(this.resendTimer);
+    // Unacked messages are resent (same client_id, so never duplicated) while connected.
+    this.resendTimer = setInterval(() => this.flushOutbox(10_000), 10_000);
+  }
+
+  private lastSent = new Map<string, number>();
+
+  private flushOutbox(olderThanMs = 0): void {
+    if (!this.outbox || !this.rt?.isLive) return;
+    const now = Date.now();
+    this.outbox.flush((item) => {
+      if (olderThanMs && now - (this.lastSent.get(item.client_id) ?? 0) < olderThanMs) return true;
+      const ok = this.rt!.send({
+        type: 'send',
+        conversation_id: item.conversation_id,
+        client_id: item.client_id,
+        body: item.body,
+        kind: 'text',
+        ...(item.reply_to_seq ? { reply_to_seq: item.reply_to_seq } : {}),
+      });
+      if (ok) this.lastSent.set(item.client_id, now);
+      return ok;
+    });
+  }
+
+  private onLive(): void {
+    this.lastSent.clear();
+    this.flushOutbox();
+    // Counts may have moved while we were away; the replay covered events, this covers the rest.
+    void this.loadConversations();
+    void this.loadPeople();
+    this.markActiveRead();
+  }
+
+  // ---------- loading ----------
+
+  async loadConversations(): Promise<void> {
+    try {
+      const list = await this.api.conversations();
+      this.rememberUsers(list.flatMap((c) => (c.peer ? [c.peer] : [])));
+      this.chat.update((s) => setConversations(s, list));
+    } catch (e) {
+      if (!(e instanceof ApiError && e.code === 'network')) this.toast(friendlyError(e));
+    }
+  }
+
+  async loadPeople(): Promise<void> {
+    try {
+      const [friends, requests] = await Promise.all([this.api.friends(), this.api.friendRequests()]);
+      this.friends.set(friends);
+      this.requests.set(requests);
+      this.rememberUsers([...friends, ...requests.incoming.map((r) => r.from), ...requests.outgoing.map((r) => r.to)]);
+    } catch {
+      /* shown elsewhere */
+    }
+  }
+
+  async loadBlocks(): Promise<void> {
+    const b = await this.attempt(() => this.api.blocks());
+    if (b) this.blocks.set(b);
+  }
+
+  rememberUsers(list: User[]): void {
+    if (!list.length) return;
+    this.users.update((u) => {
+      const n = { ...u };
+      for (const x of list) n[x.id] = { ...(n[x.id] ?? {}), ...x };
+      return n;
+    });
+  }
+
+  /** A user's name for display; fetches unknown users in the background. */
+  userName(id: string): string {
+    const u = get(this.users)[id];
+    if (u) return displayName(u);
+    if (!this.fetchingUser.has(id) && get(this.status) === 'authed') {
+      this.fetchingUser.add(id);
+      this.api.getUser(id).then(
+        (x) => this.rememberUsers([x]),
+        () => undefined,
+      );
+    }
+    return '…';
+  }
+
+  private async fetchConversation(id: string, then?: (s: ChatState) => ChatState): Promise<void> {
+    if (this.fetchingConv.has(id)) return;
+    this.fetchingConv.add(id);
+    try {
+      const c = await this.api.conversation(id);
+      if (c.peer) this.rememberUsers([c.peer]);
+      this.chat.update((s) => {
+        const n = upsertConversation(s, c);
+        return then ? then(n) : n;
+      });
+    } catch {
+      /* ignore */
+    } finally {
+      this.fetchingConv.delete(id);
+    }
+  }
+
+  // ---------- events ----------
+
+  private activeVisible(): string | null {
+    const a = get(this.active);
+    if (!a || typeof document === 'undefined') return null;
+    return document.visibilityState === 'visible' ? a : null;
+  }
+
+  handleEvent(ev: ServerEvent): void {
+    const me = get(this.me);
+    switch (ev.type) {
+      case 'ready':
+        if (ev.user) {
+          this.me.set({ ...get(this.me), ...ev.user });
+          this.rememberUsers([ev.user]);
+        }
+        break;
+      case 'ack':
+        this.outbox?.remove(ev.client_id);
+        this.chat.update((s) => applyMessage(s, ev.message, { activeVisible: this.activeVisible() }));
+        break;
+      case 'error':
+        if (ev.client_id) {
+          this.outbox?.remove(ev.client_id);
+          const text = friendlyError(new ApiError(400, ev.code, ev.message));
+          this.chat.update((s) => failPending(s, ev.client_id!, text));
+          this.toast(`Message not sent: ${text}`);
+        }
+        break;
+      case 'message': {
+        const m = ev.message;
+        const known = !!get(this.chat).conversations[m.conversation_id];
+        this.chat.update((s) => applyMessage(s, m, { activeVisible: this.activeVisible() }));
+        if (m.client_id && m.sender_id === me?.id) this.outbox?.remove(m.client_id);
+        if (!known) void this.fetchConversation(m.conversation_id);
+        if (m.sender_id !== me?.id) {
+          this.notify(m);
+          if (this.activeVisible() === m.conversation_id) this.markActiveRead();
+        }
+        break;
+      }
+      case 'message.updated':
+        this.chat.update((s) => applyUpdated(s, ev.message));
+        break;
+      case 'message.deleted':
+        this.chat.update((s) => applyDeleted(s, ev.conversation_id, ev.seq));
+        break;
+      case 'typing':
+        this.chat.update((s) => setTyping(s, ev.conversation_id, ev.user_id, ev.typing));
+        if (ev.typing) setTimeout(() => this.chat.update((s) => ({ ...s })), 5100); // re-render to expire
+        break;
+      case 'read':
+        this.chat.update((s) => applyRead(s, ev.conversation_id, ev.user_id, ev.seq));
+        break;
+      case 'presence':
+        this.chat.update((s) => applyPresence(s, ev.user_id, ev.online, ev.last_seen_at));
+        this.friends.update((f) => f.map((u) => (u.id === ev.user_id ? { ...u, online: ev.online, last_seen_at: ev.last_seen_at ?? u.last_seen_at } : u)));
+        this.users.update((u) => (u[ev.user_id] ? { ...u, [ev.user_id]: { ...u[ev.user_id], online: ev.online, last_seen_at: ev.last_seen_at ?? u[ev.user_id].last_seen_at } } : u));
+        break;
+      case 'friend.request':
+        void this.loadPeople();
+        if (ev.request?.from && ev.request.from.id !== me?.id) this.toast(`${displayName(ev.request.from)} sent you a friend request`, 'info');
+        break;
+      case 'friend.added':
+      case 'friend.removed':
+        void this.loadPeople();
+        break;
+      case 'conversation.updated':
+        this.chat.update((s) => upsertConversation(s, ev.conversation));
+        break;
+      case 'member.added':
+      case 'member.updated':
+      case 'member.removed':
+        if (ev.user_id === me?.id && ev.type === 'member.removed') {
+          const c = get(this.chat).conversations[ev.conversation_id];
+          this.chat.update((s) => removeConversation(s, ev.conversation_id));
+          if (get(this.active) === ev.conversation_id) {
+            this.toast(c ? `You are no longer a member of ${conversationTitle(c)}.` : 'You are no longer a member of this group.', 'info');
+            navigate('/');
+          }
+        } else {
+          void this.fetchConversation(ev.conversation_id);
+        }
+        this.membersVersion.update((n) => n + 1);
+        break;
+    }
+  }
+
+  private notify(m: Message): void {
+    if (!get(this.notificationsEnabled) || typeof document === 'undefined' || !document.hidden) return;
+    if (typeof Notification === 'undefined' || Notification.permission !== 'granted') return;
+    const c = get(this.chat).conversations[m.conversation_id];
+    const who = this.userName(m.sender_id);
+    const title = c && c.kind === 'group' ? `${who} in ${conversationTitle(c)}` : who;
+    try {
+      const n = new Notification(title, { body: m.deleted ? '' : m.body.slice(0, 140), tag: m.conversation_id });
+      n.onclick = () => {
+        window.focus();
+        navigate(`/c/${m.conversation_id}`);
+        n.close();
+      };
+    } catch {
+      /* some browsers only allow notifications from a service worker */
+    }
+  }
+
+  /** Asks for notification permission (call only from a click). */
+  async enableNotifications(): Promise<void> {
+    if (typeof Notification === 'undefined') {
+      this.toast('This browser does not support notifications.');
+      return;
+    }
+    const p = await Notification.requestPermission();
+    const on = p === 'granted';
+    this.notificationsEnabled.set(on);
+    this.storage.setItem('chatnode.notify', on ? '1' : '0');
+    if (!on) this.toast('Notifications are blocked for this site in the browser settings.');
+  }
+  disableNotifications(): void {
+    this.notificationsEnabled.set(false);
+    this.storage.setItem('chatnode.notify', '0');
+  }
+
+  // ---------- conversations and messages ----------
+
+  /** Opens a conversation: loads its latest messages if needed and marks it read. */
+  async openConversation(id: string): Promise<void> {
+    this.active.set(id);
+    if (!get(this.chat).conversations[id]) await this.fetchConversation(id);
+    if (!get(this.chat).messages[id]) await this.loadOlder(id, true);
+    this.markActiveRead();
+  }
+
+  closeConversation(): void {
+    const a = get(this.active);
+    if (a) this.typingSenders.get(a)?.stop();
+    this.active.set(null);
+  }
+
+  private loadingOlder = new Set<string>();
+
+  async loadOlder(id: string, initial = false): Promise<void> {
+    if (this.loadingOlder.has(id)) return;
+    const s = get(this.chat);
+    const list = s.messages[id] ?? [];
+    if (!initial && s.hasMore[id] === false) return;
+    this.loadingOlder.add(id);
+    try {
+      const before = !initial && list.length ? list[0].seq : undefined;
+      const limit = 50;
+      const r = await this.api.messages(id, before ? { before_seq: before, limit } : { limit });
+      const hasMore = r.next_cursor !== null && r.next_cursor !== undefined ? true : r.messages.length >= limit;
+      this.chat.update((st) => mergeHistory(st, id, r.messages, hasMore && r.messages.length > 0));
+    } catch (e) {
+      this.toast(friendlyError(e));
+    } finally {
+      this.loadingOlder.delete(id);
+    }
+  }
+
+  /** Sends a read marker for the open conversation when the page is visible. */
+  markActiveRead(): void {
+    const id = this.activeVisible();
+    const me = get(this.me);
+    if (!id || !me) return;
+    if (typeof document !== 'undefined' && !document.hasFocus() && document.visibilityState !== 'visible') return;
+    const s = get(this.chat);
+    const c = s.conversations[id];
+    const seq = maxSeq(s, id);
+    if (!c || seq <= 0 || (seq <= c.last_read_seq && !c.unread_count)) return;
+    if (!this.rt?.send({ type: 'read', conversation_id: id, seq })) {
+      this.api.markRead(id, seq).catch(() => undefined);
+    }
+    this.chat.update((st) => applyRead(st, id, me.id, seq));
+  }
+
+  sendMessage(conversationId: string, body: string, replyToSeq: number | null): void {
+    if (!this.outbox || !body.trim()) return;
+    const item: OutboxItem = {
+      client_id: uuid(),
+      conversation_id: conversationId,
+      body,
+      reply_to_seq: replyToSeq,
+      created_at: new Date().toISOString(),
+    };
+    this.outbox.add(item);
+    this.chat.update((s) => addPending(s, item));
+    this.typingSenders.get(conversationId)?.stop();
+    this.flushOutbox();
+  }
+
+  retryMessage(clientId: string): void {
+    const s = get(this.chat);
+    const p = Object.values(s.pending).flat().find((m) => m.client_id === clientId);
+    if (!p || !this.outbox) return;
+    const item: OutboxItem = { client_id: clientId, conversation_id: p.conversation_id, body: p.body, reply_to_seq: p.reply_to_seq, created_at: p.created_at };
+    this.outbox.add(item);
+    this.chat.update((st) => addPending(st, item));
+    this.flushOutbox();
+  }
+
+  discardMessage(clientId: string): void {
+    this.outbox?.remove(clientId);
+    this.chat.update((s) => dropPending(s, clientId));
+  }
+
+  typing(conversationId: string): void {
+    let t = this.typingSenders.get(conversationId);
+    if (!t) {
+      t = new TypingSender((typing) => void this.rt?.send({ type: 'typing', conversation_id: conversationId, typing }));
+      this.typingSenders.set(conversationId, t);
+    }
+    t.input();
+  }
+  stopTyping(conversationId: string): void {
+    this.typingSenders.get(conversationId)?.stop();
+  }
+
+  async editMessage(cid: string, seq: number, body: string): Promise<void> {
+    const m = await this.attempt(() => this.api.editMessage(cid, seq, body));
+    if (m) this.chat.update((s) => applyUpdated(s, m));
+  }
+
+  async deleteMessage(cid: string, seq: number, forWhom: 'everyone' | 'me'): Promise<void> {
+    try {
+      await this.api.deleteMessage(cid, seq, forWhom);
+      this.chat.update((s) => (forWhom === 'me' ? removeMessageLocally(s, cid, seq) : applyDeleted(s, cid, seq)));
+    } catch (e) {
+      this.toast(friendlyError(e));
+    }
+  }
+
+  async openDirect(userId: string): Promise<void> {
+    const c = await this.attempt(() => this.api.openDirect(userId));
+    if (c) {
+      this.chat.update((s) => upsertConversation(s, c));
+      navigate(`/c/${c.id}`);
+    }
+  }
+
+  upsertConversation(c: Conversation): void {
+    this.chat.update((s) => upsertConversation(s, c));
+  }
+
+  removeConversationLocally(id: string): void {
+    this.chat.update((s) => removeConversation(s, id));
+  }
+
+  /** For the store type in components. */
+  static storeValue<T>(s: Writable<T>): T {
+    return get(s);
+  }
+}

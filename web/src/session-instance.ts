@@ -1,0 +1,4 @@
+import { Session } from './lib/session';
+
+/** The one session of this page. */
+export const session = new Session();

@@ -34,5 +34,6 @@ echo "$port" >"$dir/port"
 start_server "$dir" "$port"
 trap 'kill -TERM "$(cat "$dir/pid")" 2>/dev/null || true' EXIT
 export CHATNODE_URL="http://127.0.0.1:$port"
+export CHATNODE_E2E_DIRECT=1
 export CHATNODE_RESTART_CMD="bash $PWD/scripts/e2e.sh restart $dir"
 (cd web && npm run e2e)

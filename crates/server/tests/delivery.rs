@@ -162,7 +162,7 @@ async fn every_device_of_every_recipient_gets_each_event() {
     let g = group(&a, "trio", &[&bu, &cu]).await;
     let b2 = server.client();
     b2.login(&bu.username, PASSWORD).await.unwrap();
-    let mut devices = vec![
+    let mut devices = [
         b.connect_ws().await.unwrap(),
         b2.connect_ws().await.unwrap(),
         c.connect_ws().await.unwrap(),

@@ -187,16 +187,15 @@ pub async fn logout(
     // Ends the login session of this access token, and that of the given refresh token if it
     // is the caller's own (a client may hold both from different logins).
     let mut sessions = vec![auth.session_id.clone()];
-    if let Some(rt) = req.refresh_token.filter(|t| !t.is_empty()) {
-        if let Some((sid, uid)) = state
+    if let Some(rt) = req.refresh_token.filter(|t| !t.is_empty())
+        && let Some((sid, uid)) = state
             .store
             .refresh_session(&hash_refresh_token(&rt))
             .await?
-        {
-            if uid == auth.user_id && sid != auth.session_id {
-                sessions.push(sid);
-            }
-        }
+        && uid == auth.user_id
+        && sid != auth.session_id
+    {
+        sessions.push(sid);
     }
     for sid in sessions {
         state.store.revoke_session(&sid).await?;

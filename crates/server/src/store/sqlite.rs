@@ -708,16 +708,15 @@ impl SqliteStore {
                 }
             }
         }
-        if let Some(r) = m.reply_to_seq {
-            if Self::message_by_seq(c, &m.conversation_id, r)
+        if let Some(r) = m.reply_to_seq
+            && Self::message_by_seq(c, &m.conversation_id, r)
                 .await?
                 .is_none()
-            {
-                return Err(Error::invalid(
-                    "reply_to_seq",
-                    "reply_to_seq names no message of this conversation",
-                ));
-            }
+        {
+            return Err(Error::invalid(
+                "reply_to_seq",
+                "reply_to_seq names no message of this conversation",
+            ));
         }
         if !m.attachment_ids.is_empty() {
             // Media uploads are not part of this build yet, so no attachment ID can exist.

@@ -117,11 +117,11 @@ fn spawn(dir: &Path, listen: &str, extra: &[String]) -> (Child, String) {
         let mut seen = Vec::new();
         for line in lines.by_ref() {
             let Ok(line) = line else { break };
-            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) {
-                if v["fields"]["message"] == "chatnode listening" {
-                    addr = v["fields"]["addr"].as_str().map(str::to_owned);
-                    break;
-                }
+            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
+                && v["fields"]["message"] == "chatnode listening"
+            {
+                addr = v["fields"]["addr"].as_str().map(str::to_owned);
+                break;
             }
             seen.push(line);
         }

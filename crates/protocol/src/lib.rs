@@ -111,6 +111,10 @@ pub struct Conversation {
     /// Highest `seq` in the conversation (extension).
     #[serde(default)]
     pub last_seq: i64,
+    /// For `direct` conversations: how far the other person has read (extension), so a
+    /// client can show "read" on its own messages after a reload.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer_last_read_seq: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]

@@ -24,6 +24,7 @@ use chatnode_protocol::{self as p, ClientFrame, ErrorCode, ServerFrame, close_co
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::mpsc;
+use tracing::Instrument;
 
 use crate::SharedState;
 use crate::error::Error;
@@ -105,9 +106,8 @@ async fn connection(state: SharedState, socket: WebSocket) {
     if reg.first {
         broadcast_presence(&state, &auth.user_id, true, None).await;
     }
-    let span = tracing::debug_span!("ws", user_id = %auth.user_id, conn = conn_id);
-    let _enter = span.enter();
-    drop(_enter);
+    // Every log line of this connection carries the user and connection IDs.
+    let span = tracing::info_span!("ws", user_id = %auth.user_id, conn = conn_id);
     Connection {
         state: state.clone(),
         auth: auth.clone(),
@@ -116,6 +116,7 @@ async fn connection(state: SharedState, socket: WebSocket) {
         skip_until: 0,
     }
     .run(reg)
+    .instrument(span)
     .await;
     if state.hub.unregister(&auth.user_id, conn_id) {
         let now = now_ms();
@@ -285,8 +286,9 @@ impl Connection {
         let idle = Duration::from_secs(cfg.ws_idle_timeout);
         let mut refused_in_a_row = 0u32;
         let mut last_heard = Instant::now();
-        let mut ping =
-            tokio::time::interval_at(tokio::time::Instant::now() + PING_EVERY, PING_EVERY);
+        // Ping (and check for idleness) every 30 s, or more often for short idle timeouts.
+        let every = PING_EVERY.min(idle / 2).max(Duration::from_millis(250));
+        let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
         let mut shutdown = self.state.shutdown.clone();
         let ctl = reg.ctl.clone();
         let flow = loop {

@@ -41,6 +41,7 @@ async fn register_login_refresh_logout_and_profile() {
     let auth = c
         .register(&RegisterRequest {
             phone: Some("+14155550123".into()),
+            email: Some("Phoebe@Example.com".into()),
             username: "Phoebe".into(),
             password: PASSWORD.into(),
             ..Default::default()
@@ -56,7 +57,14 @@ async fn register_login_refresh_logout_and_profile() {
     assert_eq!(me.user.id, auth.user.user.id);
 
     // Login by username (any case), by phone; refresh rotates.
-    for login in ["phoebe", "+14155550123"] {
+    assert_eq!(auth.user.email.as_deref(), Some("phoebe@example.com"));
+    for login in [
+        "phoebe",
+        "PHOEBE",
+        "+14155550123",
+        "phoebe@example.com",
+        "PHOEBE@EXAMPLE.COM",
+    ] {
         let other = server.client();
         let a = other.login(login, PASSWORD).await.unwrap();
         assert_eq!(a.user.user.id, me.user.id);
@@ -450,7 +458,17 @@ async fn messages_history_edit_delete_reply_read() {
     // Replying means b read everything before it; a now has one unread (the reply).
     assert_eq!(b.conversation(&conv.id).await.unwrap().unread_count, 0);
     assert_eq!(a.conversation(&conv.id).await.unwrap().unread_count, 1);
+    assert_eq!(
+        b.conversation(&conv.id).await.unwrap().peer_last_read_seq,
+        Some(5),
+        "a wrote up to 5"
+    );
     let marker = a.mark_read(&conv.id, 6).await.unwrap();
+    assert_eq!(
+        b.conversation(&conv.id).await.unwrap().peer_last_read_seq,
+        Some(6),
+        "b sees how far a read"
+    );
     assert_eq!((marker.last_read_seq, marker.unread_count), (6, 0));
     let back = a.mark_read(&conv.id, 2).await.unwrap();
     assert_eq!(back.last_read_seq, 6, "read markers never move back");

@@ -10,7 +10,7 @@ use std::time::Instant;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{FromRequest, FromRequestParts, Request, State};
 use axum::http::request::Parts;
-use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -259,9 +259,4 @@ pub fn parse_cursor(cursor: Option<&str>) -> Result<i64> {
 
 pub fn next_cursor(offset: i64, got: usize, limit: i64) -> Option<String> {
     (got as i64 == limit).then(|| (offset + limit).to_string())
-}
-
-#[allow(dead_code)]
-fn is_safe(m: &Method) -> bool {
-    matches!(*m, Method::GET | Method::HEAD | Method::OPTIONS)
 }

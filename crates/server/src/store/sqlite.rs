@@ -518,20 +518,20 @@ impl SqliteStore {
         } else {
             p::ConversationKind::Group
         };
-        let peer = if kind == p::ConversationKind::Direct {
-            let peer_id: Option<String> = sqlx::query_scalar(
-                "SELECT user_id FROM members WHERE conversation_id = $1 AND user_id <> $2",
+        let (peer, peer_last_read_seq) = if kind == p::ConversationKind::Direct {
+            let peer_row: Option<(String, i64)> = sqlx::query_as(
+                "SELECT user_id, last_read_seq FROM members WHERE conversation_id = $1 AND user_id <> $2",
             )
             .bind(&row.id)
             .bind(user)
             .fetch_optional(&mut *c)
             .await?;
-            match peer_id {
-                Some(pid) => Some(self.public_user(c, user, &pid).await?),
-                None => None,
+            match peer_row {
+                Some((pid, read)) => (Some(self.public_user(c, user, &pid).await?), Some(read)),
+                None => (None, None),
             }
         } else {
-            None
+            (None, None)
         };
         Ok(p::Conversation {
             id: row.id,
@@ -548,6 +548,7 @@ impl SqliteStore {
             member_count: row.member_count,
             peer,
             last_seq: row.last_seq,
+            peer_last_read_seq,
         })
     }
 

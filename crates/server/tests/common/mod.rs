@@ -47,6 +47,11 @@ impl TestServer {
         Client::new(&self.url())
     }
 
+    /// Everything the server logged so far (JSON lines).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
+    }
+
     pub fn data_dir(&self) -> PathBuf {
         self.dir.path().join("data")
     }
@@ -126,8 +131,22 @@ fn spawn(dir: &Path, listen: &str, extra: &[String]) -> (Child, String) {
             seen.push(line);
         }
         if let Some(addr) = addr {
-            // Keep draining the log so the server never blocks on a full pipe.
-            std::thread::spawn(move || for _ in lines {});
+            // Keep draining the log (into DIR/server.log) so the server never blocks on a
+            // full pipe, and tests can read what it logged.
+            let log_path = dir.join("server.log");
+            std::thread::spawn(move || {
+                use std::io::Write;
+                let Ok(mut f) = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(log_path)
+                else {
+                    return;
+                };
+                for line in lines.map_while(Result::ok) {
+                    let _ = writeln!(f, "{line}");
+                }
+            });
             return (child, addr);
         }
         let _ = child.wait();

@@ -1,0 +1,221 @@
+//! The `chatnode` program: startup failures, first-run secrets, logs, connection timeouts.
+
+mod common;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use chatnode_client::protocol::ClientFrame;
+use common::*;
+
+fn run(args: &[&str]) -> (i32, String) {
+    let out = Command::new(binary())
+        .args(args)
+        .output()
+        .expect("run chatnode");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn startup_failures_exit_non_zero_with_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let data = data.to_str().unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port_in_use = taken.local_addr().unwrap().to_string();
+    for (label, args) in [
+        (
+            "port in use",
+            vec![
+                "serve",
+                "--listen",
+                port_in_use.as_str(),
+                "--data-dir",
+                data,
+            ],
+        ),
+        (
+            "bad database url",
+            vec![
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--data-dir",
+                data,
+                "--database-url",
+                "mysql://x",
+            ],
+        ),
+        (
+            "unreachable database",
+            vec![
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--data-dir",
+                data,
+                "--database-url",
+                "sqlite:///nonexistent/dir/x.db",
+            ],
+        ),
+        (
+            "bad log format",
+            vec![
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--data-dir",
+                data,
+                "--log-format",
+                "xml",
+            ],
+        ),
+        (
+            "missing config file",
+            vec!["serve", "--data-dir", data, "--config", "/nonexistent.toml"],
+        ),
+    ] {
+        let (code, stderr) = run(&args);
+        assert_ne!(code, 0, "{label}: {stderr}");
+        let lines: Vec<&str> = stderr
+            .lines()
+            .filter(|l| l.starts_with("chatnode:"))
+            .collect();
+        assert_eq!(
+            lines.len(),
+            1,
+            "{label}: one reason line expected: {stderr}"
+        );
+    }
+    let (code, stderr) = run(&["serve", "--listen", "not-an-address"]);
+    assert_eq!(code, 2, "{stderr}");
+    let (code, stdout) = {
+        let out = Command::new(binary()).arg("--help").output().unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    assert_eq!(code, 0);
+    assert!(stdout.contains("serve"));
+    let out = Command::new(binary())
+        .args(["serve", "--help"])
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    for opt in [
+        "--listen",
+        "--data-dir",
+        "--database-url",
+        "--nats-url",
+        "--config",
+        "CHATNODE_LISTEN",
+    ] {
+        assert!(help.contains(opt), "serve --help lacks {opt}");
+    }
+}
+
+#[tokio::test]
+async fn config_file_is_read_and_flags_win() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("chatnode.toml");
+    std::fs::write(&cfg, "ws_burst = 3\nws_rate = 1\nlog_format = \"json\"\n").unwrap();
+    let server =
+        TestServer::start_with(&["--config", cfg.to_str().unwrap(), "--ws-rate", "1"]).await;
+    let (a, _) = register(&server, "cfg").await;
+    let mut ws = a.connect_ws().await.unwrap();
+    for _ in 0..5 {
+        ws.send_frame(ClientFrame::Ping).await.unwrap();
+    }
+    let mut limited = 0;
+    for _ in 0..5 {
+        if let Some(chatnode_client::protocol::ServerFrame::Error { code, .. }) =
+            ws.next_frame(WAIT).await.unwrap()
+        {
+            assert_eq!(code, "rate_limited");
+            limited += 1;
+        }
+    }
+    assert_eq!(limited, 2, "burst of 3 from the TOML file");
+}
+
+#[tokio::test]
+async fn first_run_creates_a_private_secret_and_logs_no_credentials() {
+    let server = TestServer::start().await;
+    let secret = server.data_dir().join("jwt_secret");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&secret).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+    }
+    let (a, au) = register(&server, "logs").await;
+    a.login(&au.username, PASSWORD).await.unwrap();
+    a.refresh().await.unwrap();
+    let _ = server.client().login(&au.username, "wrong password!").await;
+    let mut ws = a.connect_ws().await.unwrap();
+    ws.send_frame(ClientFrame::Ping).await.unwrap();
+    ws.next_frame(WAIT).await.unwrap();
+    let log = server.log();
+    assert!(
+        log.contains("user registered"),
+        "the log is being captured: {log}"
+    );
+    let access = a.access_token().unwrap();
+    let refresh = a.refresh_token().unwrap();
+    for secret in [
+        PASSWORD,
+        "wrong password!",
+        access.as_str(),
+        refresh.as_str(),
+        &access[..20],
+    ] {
+        assert!(!log.contains(secret), "log contains a credential");
+    }
+    assert!(!log.contains("$argon2"), "log contains a password hash");
+}
+
+#[tokio::test]
+async fn unauthenticated_sockets_are_closed_after_10_seconds() {
+    let server = TestServer::start().await;
+    let mut ws = server.client().connect_ws_unauthenticated().await.unwrap();
+    let start = Instant::now();
+    let closed = ws.wait_close(Duration::from_secs(15)).await.unwrap();
+    assert_eq!(closed.code, Some(4001));
+    let waited = start.elapsed();
+    assert!(
+        waited >= Duration::from_secs(9) && waited < Duration::from_secs(13),
+        "{waited:?}"
+    );
+}
+
+#[tokio::test]
+async fn silent_sockets_are_closed_after_the_idle_timeout() {
+    let server = TestServer::start_with(&["--ws-idle-timeout", "1"]).await;
+    let (a, _) = register(&server, "idle").await;
+    let mut quiet = a.connect_ws().await.unwrap();
+    let mut chatty = a.connect_ws().await.unwrap();
+    // The chatty one keeps talking (pings) and stays; the quiet one is closed.
+    let keep = tokio::spawn(async move {
+        for _ in 0..8 {
+            chatty.send_frame(ClientFrame::Ping).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            while chatty
+                .next_frame(Duration::from_millis(10))
+                .await
+                .unwrap()
+                .is_some()
+            {}
+        }
+        chatty
+    });
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let closed = quiet.wait_close(Duration::from_secs(5)).await.unwrap();
+    assert_eq!(closed.code, Some(1000));
+    let mut chatty = keep.await.unwrap();
+    chatty.send_frame(ClientFrame::Ping).await.unwrap();
+    assert!(chatty.next_frame(WAIT).await.is_ok_and(|f| f.is_some()));
+}

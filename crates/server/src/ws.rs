@@ -35,8 +35,8 @@ use crate::time::now_ms;
 const AUTH_TIMEOUT: Duration = Duration::from_secs(10);
 const PING_EVERY: Duration = Duration::from_secs(30);
 const SYNC_PAGE: i64 = 500;
-/// Consecutive rate-limited frames after which the connection is closed with 4029.
-const MAX_REFUSED_IN_A_ROW: u32 = 200;
+/// Rate-limit strikes (refused frames, draining at the sustained rate) that close a socket (4029).
+const MAX_STRIKES: f64 = 200.0;
 
 type Sink = SplitSink<WebSocket, Message>;
 type Stream = SplitStream<WebSocket>;
@@ -284,7 +284,10 @@ impl Connection {
             last: Instant::now(),
         };
         let idle = Duration::from_secs(cfg.ws_idle_timeout);
-        let mut refused_in_a_row = 0u32;
+        // Refused frames add a strike; strikes drain at the sustained rate. A client that keeps
+        // sending far above its rate after being told accumulates them and is closed (4029).
+        let mut strikes = 0.0f64;
+        let mut last_strike = Instant::now();
         let mut last_heard = Instant::now();
         // Ping (and check for idleness) every 30 s, or more often for short idle timeouts.
         let every = PING_EVERY.min(idle / 2).max(Duration::from_millis(250));
@@ -338,8 +341,10 @@ impl Connection {
                     }
                     if !bucket.take() {
                         self.state.metrics.ws_rate_limited.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        refused_in_a_row += 1;
-                        if refused_in_a_row > MAX_REFUSED_IN_A_ROW {
+                        let drained = last_strike.elapsed().as_secs_f64() * bucket.rate;
+                        strikes = (strikes - drained).max(0.0) + 1.0;
+                        last_strike = Instant::now();
+                        if strikes > MAX_STRIKES {
                             break Flow::Close(close_code::RATE_LIMITED, "rate limited");
                         }
                         let frame = ServerFrame::Error {
@@ -350,7 +355,6 @@ impl Connection {
                         if !self.send(&frame).await { break Flow::Continue }
                         continue;
                     }
-                    refused_in_a_row = 0;
                     match self.handle(&text, &reg.tx, &ctl).await {
                         Flow::Continue => {}
                         close => break close,

@@ -1,0 +1,2208 @@
+// The queries of the SQL backends, written once and compiled once per backend: each backend
+// module (`sqlite.rs`, `postgres.rs`) defines `Conn`, the `SqlStore` struct (`read` and
+// `write` pools, `hub`, `gate`) and `lock_writes`, then `include!`s this file. Keep the SQL
+// portable between SQLite and PostgreSQL: `$N` placeholders, TRUE/FALSE and boolean
+// expressions (never `= 1`), `RETURNING`, `ON CONFLICT DO NOTHING`.
+
+/// Durable events written in the current transaction, published after it commits.
+#[derive(Default)]
+struct Events(Vec<(i64, Vec<String>, String)>);
+
+/// Runs `$body` in a write transaction; commits and publishes its events on `Ok`, rolls back
+/// on `Err`. The node's write gate is held until the events are handed to the hub, so this
+/// node publishes in commit order; the backend's `lock_writes` orders commits across nodes.
+macro_rules! write_tx {
+    ($self:ident, |$tx:ident, $ev:ident| $body:block) => {{
+        let _gate = $self.gate.lock().await;
+        let mut conn = $self.write.acquire().await?;
+        let mut $ev = Events::default();
+        let mut $tx = conn.begin().await?;
+        Self::lock_writes(&mut $tx).await?;
+        let out: Result<_> = async { $body }.await;
+        match out {
+            Ok(v) => {
+                $tx.commit().await?;
+                $self.publish($ev);
+                Ok(v)
+            }
+            Err(e) => Err(e),
+        }
+    }};
+}
+
+macro_rules! user_cols {
+    () => {
+        "u.id, u.username, u.display_name, u.bio, u.avatar_media_id, u.email, u.phone, u.created_at, u.last_seen_at"
+    };
+}
+macro_rules! msg_cols {
+    () => {
+        "m.id, m.conversation_id, m.seq, m.sender_id, m.client_id, m.kind, m.body, m.reply_to_seq, m.created_at, m.edited_at, m.deleted"
+    };
+}
+
+#[derive(FromRow)]
+struct UserRow {
+    id: String,
+    username: String,
+    display_name: String,
+    bio: Option<String>,
+    avatar_media_id: Option<String>,
+    email: Option<String>,
+    phone: Option<String>,
+    created_at: i64,
+    last_seen_at: Option<i64>,
+}
+
+#[derive(FromRow)]
+struct MsgRow {
+    id: String,
+    conversation_id: String,
+    seq: i64,
+    sender_id: String,
+    client_id: String,
+    kind: String,
+    body: String,
+    reply_to_seq: Option<i64>,
+    created_at: i64,
+    edited_at: Option<i64>,
+    deleted: bool,
+}
+
+impl MsgRow {
+    fn into_message(self) -> p::Message {
+        p::Message {
+            id: self.id,
+            conversation_id: self.conversation_id,
+            seq: self.seq,
+            sender_id: self.sender_id,
+            client_id: self.client_id,
+            kind: p::MessageKind::parse(&self.kind).unwrap_or(p::MessageKind::Text),
+            body: if self.deleted {
+                String::new()
+            } else {
+                self.body
+            },
+            attachments: Vec::new(),
+            reply_to_seq: self.reply_to_seq,
+            created_at: rfc3339(self.created_at),
+            edited_at: self.edited_at.map(rfc3339),
+            deleted: self.deleted,
+        }
+    }
+}
+
+#[derive(FromRow)]
+struct ConvRow {
+    id: String,
+    kind: String,
+    name: Option<String>,
+    description: Option<String>,
+    #[allow(dead_code)]
+    avatar_media_id: Option<String>,
+    public: bool,
+    created_at: i64,
+    last_seq: i64,
+    role: String,
+    last_read_seq: i64,
+    member_count: i64,
+}
+
+
+fn avatar_url(media_id: Option<&str>) -> Option<String> {
+    media_id.map(|id| format!("/api/v1/media/{id}"))
+}
+
+/// `{"type":…}` → `{"stream_pos":N,"type":…}` without reparsing.
+fn with_pos(payload: &str, pos: i64) -> String {
+    format!("{{\"stream_pos\":{pos},{}", payload.get(1..).unwrap_or("}"))
+}
+
+fn like_prefix(q: &str) -> String {
+    let mut s = String::with_capacity(q.len() + 1);
+    for c in q.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            s.push('\\');
+        }
+        s.push(c);
+    }
+    s.push('%');
+    s
+}
+
+impl SqlStore {
+    fn publish(&self, events: Events) {
+        for (pos, recipients, json) in events.0 {
+            self.hub.deliver(
+                &recipients,
+                &Outbound {
+                    pos: Some(pos),
+                    text: json.into(),
+                },
+            );
+        }
+    }
+
+    fn user_from_row(&self, r: &UserRow, show_presence: bool) -> p::User {
+        let online = show_presence && self.hub.is_online(&r.id);
+        p::User {
+            id: r.id.clone(),
+            username: r.username.clone(),
+            display_name: r.display_name.clone(),
+            avatar_url: avatar_url(r.avatar_media_id.as_deref()),
+            bio: r.bio.clone(),
+            online,
+            last_seen_at: if show_presence {
+                r.last_seen_at.map(rfc3339)
+            } else {
+                None
+            },
+        }
+    }
+
+    fn me_from_row(&self, r: &UserRow) -> p::Me {
+        p::Me {
+            user: self.user_from_row(r, true),
+            email: r.email.clone(),
+            phone: r.phone.clone(),
+            created_at: rfc3339(r.created_at),
+        }
+    }
+
+    async fn user_row(c: &mut Conn, id: &str) -> Result<Option<UserRow>> {
+        Ok(sqlx::query_as::<_, UserRow>(concat!(
+            "SELECT ",
+            user_cols!(),
+            " FROM users u WHERE u.id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&mut *c)
+        .await?)
+    }
+
+    async fn require_user(c: &mut Conn, id: &str) -> Result<UserRow> {
+        Self::user_row(c, id)
+            .await?
+            .ok_or_else(|| Error::not_found("user"))
+    }
+
+    /// The users whose presence `viewer` may see: their friends and themself.
+    async fn presence_set(c: &mut Conn, viewer: &str) -> Result<HashSet<String>> {
+        let mut set: HashSet<String> =
+            sqlx::query_scalar("SELECT friend_id FROM friendships WHERE user_id = $1")
+                .bind(viewer)
+                .fetch_all(&mut *c)
+                .await?
+                .into_iter()
+                .collect();
+        set.insert(viewer.to_owned());
+        Ok(set)
+    }
+
+    async fn public_user(&self, c: &mut Conn, viewer: &str, id: &str) -> Result<p::User> {
+        let row = Self::require_user(c, id).await?;
+        let show = viewer == id || Self::are_friends(c, viewer, id).await?;
+        Ok(self.user_from_row(&row, show))
+    }
+
+    async fn are_friends(c: &mut Conn, a: &str, b: &str) -> Result<bool> {
+        Ok(sqlx::query_scalar::<_, i64>(
+            "SELECT COUNT(*) FROM friendships WHERE user_id = $1 AND friend_id = $2",
+        )
+        .bind(a)
+        .bind(b)
+        .fetch_one(&mut *c)
+        .await?
+            > 0)
+    }
+
+    async fn blocked_either(c: &mut Conn, a: &str, b: &str) -> Result<bool> {
+        Ok(sqlx::query_scalar::<_, i64>(
+            "SELECT COUNT(*) FROM blocks WHERE (blocker_id = $1 AND blocked_id = $2) OR (blocker_id = $2 AND blocked_id = $1)",
+        )
+        .bind(a)
+        .bind(b)
+        .fetch_one(&mut *c)
+        .await?
+            > 0)
+    }
+
+    async fn member_ids(c: &mut Conn, conv: &str) -> Result<Vec<String>> {
+        Ok(
+            sqlx::query_scalar("SELECT user_id FROM members WHERE conversation_id = $1")
+                .bind(conv)
+                .fetch_all(&mut *c)
+                .await?,
+        )
+    }
+
+    async fn role_of(c: &mut Conn, conv: &str, user: &str) -> Result<Option<p::Role>> {
+        let r: Option<String> = sqlx::query_scalar(
+            "SELECT role FROM members WHERE conversation_id = $1 AND user_id = $2",
+        )
+        .bind(conv)
+        .bind(user)
+        .fetch_optional(&mut *c)
+        .await?;
+        Ok(r.and_then(|s| p::Role::parse(&s)))
+    }
+
+    /// The caller's role in a group; a non-member (or a direct conversation) is "not found".
+    async fn group_role(c: &mut Conn, group: &str, user: &str) -> Result<p::Role> {
+        let kind: Option<String> =
+            sqlx::query_scalar("SELECT kind FROM conversations WHERE id = $1")
+                .bind(group)
+                .fetch_optional(&mut *c)
+                .await?;
+        if kind.as_deref() != Some("group") {
+            return Err(Error::not_found("group"));
+        }
+        Self::role_of(c, group, user)
+            .await?
+            .ok_or_else(|| Error::not_found("group"))
+    }
+
+    async fn stream_head_in(c: &mut Conn) -> Result<i64> {
+        Ok(
+            sqlx::query_scalar("SELECT COALESCE(MAX(pos), 0) FROM events")
+                .fetch_one(&mut *c)
+                .await?,
+        )
+    }
+
+    async fn emit(
+        c: &mut Conn,
+        ev: &mut Events,
+        conversation: Option<&str>,
+        user: Option<&str>,
+        frame: &ServerFrame,
+        recipients: Vec<String>,
+    ) -> Result<i64> {
+        let payload = serde_json::to_string(frame).map_err(|e| Error::Internal(e.into()))?;
+        let pos: i64 = sqlx::query_scalar(
+            "INSERT INTO events (conversation_id, user_id, payload, created_at) VALUES ($1, $2, $3, $4) RETURNING pos",
+        )
+        .bind(conversation)
+        .bind(user)
+        .bind(&payload)
+        .bind(now_ms())
+        .fetch_one(&mut *c)
+        .await?;
+        ev.0.push((pos, recipients, with_pos(&payload, pos)));
+        Ok(pos)
+    }
+
+    /// An event for every current member of a conversation.
+    async fn emit_conv(
+        c: &mut Conn,
+        ev: &mut Events,
+        conv: &str,
+        frame: &ServerFrame,
+    ) -> Result<i64> {
+        let members = Self::member_ids(c, conv).await?;
+        Self::emit(c, ev, Some(conv), None, frame, members).await
+    }
+
+    /// An event for one user (all their devices).
+    async fn emit_user(
+        c: &mut Conn,
+        ev: &mut Events,
+        user: &str,
+        frame: &ServerFrame,
+    ) -> Result<i64> {
+        Self::emit(c, ev, None, Some(user), frame, vec![user.to_owned()]).await
+    }
+
+    async fn message_by_seq(c: &mut Conn, conv: &str, seq: i64) -> Result<Option<MsgRow>> {
+        Ok(sqlx::query_as::<_, MsgRow>(concat!(
+            "SELECT ",
+            msg_cols!(),
+            " FROM messages m WHERE m.conversation_id = $1 AND m.seq = $2"
+        ))
+        .bind(conv)
+        .bind(seq)
+        .fetch_optional(&mut *c)
+        .await?)
+    }
+
+    /// Assigns the next `seq` of a conversation. Runs inside the committing transaction, so a
+    /// `seq` is never handed out for a message that does not commit.
+    async fn next_seq(c: &mut Conn, conv: &str, now: i64) -> Result<i64> {
+        Ok(sqlx::query_scalar(
+            "UPDATE conversations SET last_seq = last_seq + 1, last_activity_at = $2 WHERE id = $1 RETURNING last_seq",
+        )
+        .bind(conv)
+        .bind(now)
+        .fetch_one(&mut *c)
+        .await?)
+    }
+
+    async fn insert_message(c: &mut Conn, ev: &mut Events, m: &NewMessage) -> Result<p::Message> {
+        let now = now_ms();
+        let seq = Self::next_seq(c, &m.conversation_id, now).await?;
+        let id = new_id();
+        sqlx::query(
+            "INSERT INTO messages (id, conversation_id, seq, sender_id, client_id, kind, body, reply_to_seq, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(&id)
+        .bind(&m.conversation_id)
+        .bind(seq)
+        .bind(&m.sender_id)
+        .bind(&m.client_id)
+        .bind(m.kind.as_str())
+        .bind(&m.body)
+        .bind(m.reply_to_seq)
+        .bind(now)
+        .execute(&mut *c)
+        .await?;
+        // Whoever writes has read everything up to their own message.
+        sqlx::query("UPDATE members SET last_read_seq = $3 WHERE conversation_id = $1 AND user_id = $2 AND last_read_seq < $3")
+            .bind(&m.conversation_id)
+            .bind(&m.sender_id)
+            .bind(seq)
+            .execute(&mut *c)
+            .await?;
+        let message = p::Message {
+            id,
+            conversation_id: m.conversation_id.clone(),
+            seq,
+            sender_id: m.sender_id.clone(),
+            client_id: m.client_id.clone(),
+            kind: m.kind,
+            body: m.body.clone(),
+            attachments: Vec::new(),
+            reply_to_seq: m.reply_to_seq,
+            created_at: rfc3339(now),
+            edited_at: None,
+            deleted: false,
+        };
+        let frame = ServerFrame::Message {
+            message: message.clone(),
+            stream_pos: None,
+        };
+        Self::emit_conv(c, ev, &m.conversation_id, &frame).await?;
+        Ok(message)
+    }
+
+    /// A `system` message in a group's timeline (joins, leaves, kicks, renames, roles).
+    async fn system_message(
+        c: &mut Conn,
+        ev: &mut Events,
+        conv: &str,
+        actor: &str,
+        body: String,
+    ) -> Result<()> {
+        let m = NewMessage {
+            sender_id: actor.to_owned(),
+            conversation_id: conv.to_owned(),
+            client_id: format!("system:{}", new_id()),
+            kind: p::MessageKind::System,
+            body,
+            attachment_ids: Vec::new(),
+            reply_to_seq: None,
+        };
+        Self::insert_message(c, ev, &m).await.map(|_| ())
+    }
+
+    async fn display_name(c: &mut Conn, user: &str) -> Result<String> {
+        let n: Option<String> = sqlx::query_scalar("SELECT display_name FROM users WHERE id = $1")
+            .bind(user)
+            .fetch_optional(&mut *c)
+            .await?;
+        Ok(n.unwrap_or_else(|| "someone".into()))
+    }
+
+    async fn conv_view(&self, c: &mut Conn, user: &str, conv: &str) -> Result<p::Conversation> {
+        let row = sqlx::query_as::<_, ConvRow>(
+            "SELECT c.id, c.kind, c.name, c.description, c.avatar_media_id, c.public, c.created_at, c.last_seq,
+                    m.role, m.last_read_seq,
+                    (SELECT COUNT(*) FROM members x WHERE x.conversation_id = c.id) AS member_count
+             FROM conversations c JOIN members m ON m.conversation_id = c.id AND m.user_id = $2
+             WHERE c.id = $1",
+        )
+        .bind(conv)
+        .bind(user)
+        .fetch_optional(&mut *c)
+        .await?
+        .ok_or_else(|| Error::not_found("conversation"))?;
+        self.conv_from_row(c, user, row).await
+    }
+
+    async fn conv_from_row(
+        &self,
+        c: &mut Conn,
+        user: &str,
+        row: ConvRow,
+    ) -> Result<p::Conversation> {
+        let last = sqlx::query_as::<_, MsgRow>(concat!(
+            "SELECT ",
+            msg_cols!(),
+            " FROM messages m WHERE m.conversation_id = $1
+              AND NOT EXISTS (SELECT 1 FROM hidden_messages h WHERE h.user_id = $2 AND h.message_id = m.id)
+              ORDER BY m.seq DESC LIMIT 1"
+        ))
+        .bind(&row.id)
+        .bind(user)
+        .fetch_optional(&mut *c)
+        .await?;
+        let unread: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM messages WHERE conversation_id = $1 AND seq > $2 AND sender_id <> $3
+             AND NOT deleted AND kind <> 'system'",
+        )
+        .bind(&row.id)
+        .bind(row.last_read_seq)
+        .bind(user)
+        .fetch_one(&mut *c)
+        .await?;
+        let kind = if row.kind == "direct" {
+            p::ConversationKind::Direct
+        } else {
+            p::ConversationKind::Group
+        };
+        let (peer, peer_last_read_seq) = if kind == p::ConversationKind::Direct {
+            let peer_row: Option<(String, i64)> = sqlx::query_as(
+                "SELECT user_id, last_read_seq FROM members WHERE conversation_id = $1 AND user_id <> $2",
+            )
+            .bind(&row.id)
+            .bind(user)
+            .fetch_optional(&mut *c)
+            .await?;
+            match peer_row {
+                Some((pid, read)) => (Some(self.public_user(c, user, &pid).await?), Some(read)),
+                None => (None, None),
+            }
+        } else {
+            (None, None)
+        };
+        Ok(p::Conversation {
+            id: row.id,
+            kind,
+            name: row.name,
+            avatar_url: avatar_url(row.avatar_media_id.as_deref()),
+            description: row.description,
+            public: row.public,
+            created_at: rfc3339(row.created_at),
+            last_message: last.map(MsgRow::into_message),
+            unread_count: unread,
+            my_role: p::Role::parse(&row.role).unwrap_or(p::Role::Member),
+            last_read_seq: row.last_read_seq,
+            member_count: row.member_count,
+            peer,
+            last_seq: row.last_seq,
+            peer_last_read_seq,
+        })
+    }
+
+    async fn insert_member(c: &mut Conn, conv: &str, user: &str, role: p::Role) -> Result<()> {
+        // New members start "read up to now": history is visible, but not unread.
+        sqlx::query(
+            "INSERT INTO members (conversation_id, user_id, role, joined_at, joined_pos, last_read_seq)
+             VALUES ($1, $2, $3, $4, (SELECT COALESCE(MAX(pos), 0) FROM events),
+                     (SELECT last_seq FROM conversations WHERE id = $1))",
+        )
+        .bind(conv)
+        .bind(user)
+        .bind(role.as_str())
+        .bind(now_ms())
+        .execute(&mut *c)
+        .await?;
+        Ok(())
+    }
+
+    /// Adds a member and tells everyone: `member.added` to the members, a system message, and
+    /// the conversation itself to the newcomer.
+    async fn join(
+        &self,
+        c: &mut Conn,
+        ev: &mut Events,
+        conv: &str,
+        user: &str,
+        actor: &str,
+    ) -> Result<()> {
+        Self::insert_member(c, conv, user, p::Role::Member).await?;
+        let frame = ServerFrame::MemberAdded {
+            conversation_id: conv.to_owned(),
+            user_id: user.to_owned(),
+            role: Some(p::Role::Member),
+            stream_pos: None,
+        };
+        Self::emit_conv(c, ev, conv, &frame).await?;
+        let name = Self::display_name(c, user).await?;
+        let body = if actor == user {
+            format!("{name} joined the group")
+        } else {
+            let by = Self::display_name(c, actor).await?;
+            format!("{by} added {name}")
+        };
+        Self::system_message(c, ev, conv, actor, body).await?;
+        let view = self.conv_view(c, user, conv).await?;
+        Self::emit_user(
+            c,
+            ev,
+            user,
+            &ServerFrame::ConversationUpdated {
+                conversation: view,
+                stream_pos: None,
+            },
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Sends every member their own view of the conversation.
+    async fn emit_conversation_updated(
+        &self,
+        c: &mut Conn,
+        ev: &mut Events,
+        conv: &str,
+    ) -> Result<()> {
+        for m in Self::member_ids(c, conv).await? {
+            let view = self.conv_view(c, &m, conv).await?;
+            Self::emit_user(
+                c,
+                ev,
+                &m,
+                &ServerFrame::ConversationUpdated {
+                    conversation: view,
+                    stream_pos: None,
+                },
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    async fn member_view(
+        &self,
+        c: &mut Conn,
+        viewer: &str,
+        conv: &str,
+        user: &str,
+    ) -> Result<p::Member> {
+        let (role, joined_at, last_read): (String, i64, i64) = sqlx::query_as(
+            "SELECT role, joined_at, last_read_seq FROM members WHERE conversation_id = $1 AND user_id = $2",
+        )
+        .bind(conv)
+        .bind(user)
+        .fetch_optional(&mut *c)
+        .await?
+        .ok_or_else(|| Error::not_found("member"))?;
+        Ok(p::Member {
+            user: self.public_user(c, viewer, user).await?,
+            role: p::Role::parse(&role).unwrap_or(p::Role::Member),
+            joined_at: rfc3339(joined_at),
+            last_read_seq: last_read,
+        })
+    }
+
+    async fn send_one(&self, c: &mut Conn, ev: &mut Events, m: &NewMessage) -> Result<SendOutcome> {
+        // Idempotency first: a retry must get its original message even if, meanwhile, the
+        // sender lost the right to post (the message was already accepted).
+        let existing = sqlx::query_as::<_, MsgRow>(concat!(
+            "SELECT ",
+            msg_cols!(),
+            " FROM messages m WHERE m.sender_id = $1 AND m.client_id = $2"
+        ))
+        .bind(&m.sender_id)
+        .bind(&m.client_id)
+        .fetch_optional(&mut *c)
+        .await?;
+        if let Some(row) = existing {
+            if row.conversation_id != m.conversation_id {
+                return Err(Error::conflict(
+                    "client_id was already used for another conversation",
+                ));
+            }
+            return Ok(SendOutcome {
+                message: row.into_message(),
+                created: false,
+            });
+        }
+        let kind: Option<String> = sqlx::query_scalar(
+            "SELECT c.kind FROM conversations c JOIN members m ON m.conversation_id = c.id
+             WHERE c.id = $1 AND m.user_id = $2",
+        )
+        .bind(&m.conversation_id)
+        .bind(&m.sender_id)
+        .fetch_optional(&mut *c)
+        .await?;
+        let kind = kind.ok_or_else(|| Error::not_found("conversation"))?;
+        if kind == "direct" {
+            let peer: Option<String> = sqlx::query_scalar(
+                "SELECT user_id FROM members WHERE conversation_id = $1 AND user_id <> $2",
+            )
+            .bind(&m.conversation_id)
+            .bind(&m.sender_id)
+            .fetch_optional(&mut *c)
+            .await?;
+            if let Some(peer) = peer {
+                if Self::blocked_either(c, &m.sender_id, &peer).await? {
+                    return Err(Error::new(
+                        ErrorCode::Blocked,
+                        "you cannot message this person",
+                    ));
+                }
+                if !Self::are_friends(c, &m.sender_id, &peer).await? {
+                    return Err(Error::new(
+                        ErrorCode::NotFriends,
+                        "you can only message your friends",
+                    ));
+                }
+            }
+        }
+        if let Some(r) = m.reply_to_seq
+            && Self::message_by_seq(c, &m.conversation_id, r)
+                .await?
+                .is_none()
+        {
+            return Err(Error::invalid(
+                "reply_to_seq",
+                "reply_to_seq names no message of this conversation",
+            ));
+        }
+        if !m.attachment_ids.is_empty() {
+            // Media uploads are not part of this build yet, so no attachment ID can exist.
+            return Err(Error::not_found("attachment"));
+        }
+        let message = Self::insert_message(c, ev, m).await?;
+        Ok(SendOutcome {
+            message,
+            created: true,
+        })
+    }
+}
+
+#[async_trait]
+impl Store for SqlStore {
+    async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.read).await?;
+        Ok(())
+    }
+
+    async fn create_user(&self, u: NewUser) -> Result<p::Me> {
+        write_tx!(self, |tx, ev| {
+            let _ = &mut ev;
+            let taken: Option<(String, Option<String>, Option<String>)> = sqlx::query_as(
+                "SELECT username_key, email, phone FROM users
+                 WHERE username_key = $1 OR email = $2 OR phone = $3 LIMIT 1",
+            )
+            .bind(&u.username_key)
+            .bind(&u.email)
+            .bind(&u.phone)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if let Some((key, email, phone)) = taken {
+                return Err(if u.email.is_some() && email == u.email {
+                    Error::new(ErrorCode::EmailTaken, "this email is already registered")
+                } else if u.phone.is_some() && phone == u.phone {
+                    Error::new(
+                        ErrorCode::PhoneTaken,
+                        "this phone number is already registered",
+                    )
+                } else {
+                    let _ = key;
+                    Error::new(ErrorCode::UsernameTaken, "this username is taken")
+                });
+            }
+            let id = new_id();
+            sqlx::query(
+                "INSERT INTO users (id, username, username_key, email, phone, display_name, display_key, password_hash, created_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            )
+            .bind(&id)
+            .bind(&u.username)
+            .bind(&u.username_key)
+            .bind(&u.email)
+            .bind(&u.phone)
+            .bind(&u.display_name)
+            .bind(u.display_name.to_lowercase())
+            .bind(&u.password_hash)
+            .bind(now_ms())
+            .execute(&mut *tx)
+            .await?;
+            let row = Self::require_user(&mut tx, &id).await?;
+            Ok(self.me_from_row(&row))
+        })
+    }
+
+    async fn credentials(&self, login: &str) -> Result<Option<Credentials>> {
+        let row: Option<(String, String)> = sqlx::query_as(
+            "SELECT id, password_hash FROM users WHERE email = $1 OR phone = $1 OR username_key = $1 LIMIT 1",
+        )
+        .bind(login)
+        .fetch_optional(&self.read)
+        .await?;
+        Ok(row.map(|(user_id, password_hash)| Credentials {
+            user_id,
+            password_hash,
+        }))
+    }
+
+    async fn me(&self, user_id: &str) -> Result<p::Me> {
+        let mut c = self.read.acquire().await?;
+        let row = Self::require_user(&mut c, user_id).await?;
+        Ok(self.me_from_row(&row))
+    }
+
+    async fn user(&self, viewer: &str, user_id: &str) -> Result<p::User> {
+        let mut c = self.read.acquire().await?;
+        self.public_user(&mut c, viewer, user_id).await
+    }
+
+    async fn update_profile(&self, user_id: &str, patch: ProfilePatch) -> Result<p::Me> {
+        if patch.avatar_media_id.is_some() {
+            return Err(Error::not_found("media"));
+        }
+        write_tx!(self, |tx, ev| {
+            let _ = &mut ev;
+            if let Some(name) = &patch.display_name {
+                sqlx::query("UPDATE users SET display_name = $2, display_key = $3 WHERE id = $1")
+                    .bind(user_id)
+                    .bind(name)
+                    .bind(name.to_lowercase())
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            if let Some(bio) = &patch.bio {
+                let bio = if bio.is_empty() { None } else { Some(bio) };
+                sqlx::query("UPDATE users SET bio = $2 WHERE id = $1")
+                    .bind(user_id)
+                    .bind(bio)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            let row = Self::require_user(&mut tx, user_id).await?;
+            Ok(self.me_from_row(&row))
+        })
+    }
+
+    async fn search_users(
+        &self,
+        viewer: &str,
+        q: &str,
+        limit: i64,
+        offset: i64,
+    ) -> Result<Vec<p::User>> {
+        let q = q.trim();
+        if q.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut c = self.read.acquire().await?;
+        let lower = q.to_lowercase();
+        let rows = sqlx::query_as::<_, UserRow>(concat!(
+            "SELECT ",
+            user_cols!(),
+            " FROM users u
+              WHERE (u.username_key LIKE $1 ESCAPE '\\' OR u.display_key LIKE $1 ESCAPE '\\'
+                     OR u.email = $2 OR u.phone = $3)
+                AND u.id NOT IN (SELECT blocker_id FROM blocks WHERE blocked_id = $4)
+              ORDER BY u.username_key LIMIT $5 OFFSET $6"
+        ))
+        .bind(like_prefix(&lower))
+        .bind(&lower)
+        .bind(q)
+        .bind(viewer)
+        .bind(limit)
+        .bind(offset)
+        .fetch_all(&mut *c)
+        .await?;
+        let visible = Self::presence_set(&mut c, viewer).await?;
+        Ok(rows
+            .iter()
+            .map(|r| self.user_from_row(r, visible.contains(&r.id)))
+            .collect())
+    }
+
+    async fn set_last_seen(&self, user_id: &str, at_ms: i64) -> Result<()> {
+        let mut c = self.write.acquire().await?;
+        sqlx::query("UPDATE users SET last_seen_at = $2 WHERE id = $1")
+            .bind(user_id)
+            .bind(at_ms)
+            .execute(&mut *c)
+            .await?;
+        Ok(())
+    }
+
+    async fn create_session(
+        &self,
+        user_id: &str,
+        refresh_hash: &str,
+        expires_at_ms: i64,
+    ) -> Result<String> {
+        write_tx!(self, |tx, ev| {
+            let _ = &mut ev;
+            let id = new_id();
+            let now = now_ms();
+            sqlx::query("INSERT INTO sessions (id, user_id, created_at) VALUES ($1, $2, $3)")
+                .bind(&id)
+                .bind(user_id)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query("INSERT INTO refresh_tokens (token_hash, session_id, created_at, expires_at) VALUES ($1, $2, $3, $4)")
+                .bind(refresh_hash)
+                .bind(&id)
+                .bind(now)
+                .bind(expires_at_ms)
+                .execute(&mut *tx)
+                .await?;
+            Ok(id)
+        })
+    }
+
+    async fn rotate_refresh(
+        &self,
+        old_hash: &str,
+        new_hash: &str,
+        expires_at_ms: i64,
+    ) -> Result<RefreshOutcome> {
+        write_tx!(self, |tx, ev| {
+            let _ = &mut ev;
+            let row: Option<(String, i64, Option<i64>, String, Option<i64>)> = sqlx::query_as(
+                "SELECT r.session_id, r.expires_at, r.used_at, s.user_id, s.revoked_at
+                 FROM refresh_tokens r JOIN sessions s ON s.id = r.session_id WHERE r.token_hash = $1",
+            )
+            .bind(old_hash)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let Some((session_id, expires_at, used_at, user_id, revoked_at)) = row else {
+                return Ok(RefreshOutcome::Invalid);
+            };
+            let now = now_ms();
+            if revoked_at.is_some() {
+                return Ok(RefreshOutcome::Invalid);
+            }
+            if used_at.is_some() {
+                // A spent token came back: someone holds a copy. End the whole login session.
+                sqlx::query("UPDATE sessions SET revoked_at = $2 WHERE id = $1")
+                    .bind(&session_id)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                return Ok(RefreshOutcome::Reused { session_id });
+            }
+            if expires_at <= now {
+                return Ok(RefreshOutcome::Invalid);
+            }
+            sqlx::query("UPDATE refresh_tokens SET used_at = $2 WHERE token_hash = $1")
+                .bind(old_hash)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query("INSERT INTO refresh_tokens (token_hash, session_id, created_at, expires_at) VALUES ($1, $2, $3, $4)")
+                .bind(new_hash)
+                .bind(&session_id)
+                .bind(now)
+                .bind(expires_at_ms)
+                .execute(&mut *tx)
+                .await?;
+            Ok(RefreshOutcome::Rotated {
+                user_id,
+                session_id,
+            })
+        })
+    }
+
+    async fn refresh_session(&self, refresh_hash: &str) -> Result<Option<(String, String)>> {
+        Ok(sqlx::query_as(
+            "SELECT s.id, s.user_id FROM refresh_tokens r JOIN sessions s ON s.id = r.session_id WHERE r.token_hash = $1",
+        )
+        .bind(refresh_hash)
+        .fetch_optional(&self.read)
+        .await?)
+    }
+
+    async fn revoke_session(&self, session_id: &str) -> Result<()> {
+        let mut c = self.write.acquire().await?;
+        sqlx::query("UPDATE sessions SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL")
+            .bind(session_id)
+            .bind(now_ms())
+            .execute(&mut *c)
+            .await?;
+        Ok(())
+    }
+
+    async fn session_active(&self, session_id: &str, user_id: &str) -> Result<bool> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM sessions WHERE id = $1 AND user_id = $2 AND revoked_at IS NULL",
+        )
+        .bind(session_id)
+        .bind(user_id)
+        .fetch_one(&self.read)
+        .await?;
+        Ok(n > 0)
+    }
+
+    async fn send_friend_request(&self, from: &str, to: &str) -> Result<FriendRequestOutcome> {
+        if from == to {
+            return Err(Error::invalid("user_id", "you cannot befriend yourself"));
+        }
+        write_tx!(self, |tx, ev| {
+            Self::require_user(&mut tx, to).await?;
+            if Self::blocked_either(&mut tx, from, to).await? {
+                return Err(Error::new(
+                    ErrorCode::Blocked,
+                    "you cannot send a request to this person",
+                ));
+            }
+            if Self::are_friends(&mut tx, from, to).await? {
+                return Err(Error::conflict("you are already friends"));
+            }
+            let reverse: Option<String> = sqlx::query_scalar(
+                "SELECT id FROM friend_requests WHERE from_id = $1 AND to_id = $2",
+            )
+            .bind(to)
+            .bind(from)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if let Some(req_id) = reverse {
+                // They already asked: asking back is accepting.
+                let friend = self.befriend(&mut tx, &mut ev, &req_id, to, from).await?;
+                return Ok(FriendRequestOutcome::Friends(friend));
+            }
+            let exists: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM friend_requests WHERE from_id = $1 AND to_id = $2",
+            )
+            .bind(from)
+            .bind(to)
+            .fetch_one(&mut *tx)
+            .await?;
+            if exists > 0 {
+                return Err(Error::conflict("you already sent a request to this person"));
+            }
+            let id = new_id();
+            let now = now_ms();
+            sqlx::query("INSERT INTO friend_requests (id, from_id, to_id, created_at) VALUES ($1, $2, $3, $4)")
+                .bind(&id)
+                .bind(from)
+                .bind(to)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            let request = p::FriendRequest {
+                id,
+                from: self.public_user(&mut tx, to, from).await?,
+                to: self.public_user(&mut tx, from, to).await?,
+                created_at: rfc3339(now),
+            };
+            let frame = ServerFrame::FriendRequest {
+                request: request.clone(),
+                stream_pos: None,
+            };
+            Self::emit_user(&mut tx, &mut ev, to, &frame).await?;
+            Self::emit_user(&mut tx, &mut ev, from, &frame).await?;
+            Ok(FriendRequestOutcome::Requested(request))
+        })
+    }
+
+    async fn friend_requests(&self, user_id: &str) -> Result<p::FriendRequestList> {
+        let mut c = self.read.acquire().await?;
+        let rows: Vec<(String, String, String, i64)> = sqlx::query_as(
+            "SELECT id, from_id, to_id, created_at FROM friend_requests WHERE from_id = $1 OR to_id = $1 ORDER BY created_at DESC",
+        )
+        .bind(user_id)
+        .fetch_all(&mut *c)
+        .await?;
+        let mut list = p::FriendRequestList {
+            incoming: Vec::new(),
+            outgoing: Vec::new(),
+        };
+        for (id, from, to, at) in rows {
+            let req = p::FriendRequest {
+                id,
+                from: self.public_user(&mut c, user_id, &from).await?,
+                to: self.public_user(&mut c, user_id, &to).await?,
+                created_at: rfc3339(at),
+            };
+            if to == user_id {
+                list.incoming.push(req)
+            } else {
+                list.outgoing.push(req)
+            }
+        }
+        Ok(list)
+    }
+
+    async fn accept_friend_request(&self, user_id: &str, request_id: &str) -> Result<p::User> {
+        write_tx!(self, |tx, ev| {
+            let (from, to) = Self::request_parties(&mut tx, request_id, user_id).await?;
+            if to != user_id {
+                return Err(Error::forbidden("only the recipient can accept a request"));
+            }
+            self.befriend(&mut tx, &mut ev, request_id, &from, &to)
+                .await
+        })
+    }
+
+    async fn decline_friend_request(&self, user_id: &str, request_id: &str) -> Result<()> {
+        write_tx!(self, |tx, ev| {
+            let (from, to) = Self::request_parties(&mut tx, request_id, user_id).await?;
+            if to != user_id {
+                return Err(Error::forbidden(
+                    "only the recipient can decline a request; cancel it instead",
+                ));
+            }
+            Self::drop_request(&mut tx, &mut ev, request_id, &from, &to).await
+        })
+    }
+
+    async fn cancel_friend_request(&self, user_id: &str, request_id: &str) -> Result<()> {
+        write_tx!(self, |tx, ev| {
+            let (from, to) = Self::request_parties(&mut tx, request_id, user_id).await?;
+            if from != user_id {
+                return Err(Error::forbidden(
+                    "only the sender can cancel a request; decline it instead",
+                ));
+            }
+            Self::drop_request(&mut tx, &mut ev, request_id, &from, &to).await
+        })
+    }
+
+    async fn friends(&self, user_id: &str) -> Result<Vec<p::User>> {
+        let rows = sqlx::query_as::<_, UserRow>(concat!(
+            "SELECT ",
+            user_cols!(),
+            " FROM friendships f JOIN users u ON u.id = f.friend_id WHERE f.user_id = $1 ORDER BY u.display_key"
+        ))
+        .bind(user_id)
+        .fetch_all(&self.read)
+        .await?;
+        Ok(rows.iter().map(|r| self.user_from_row(r, true)).collect())
+    }
+
+    async fn friend_ids(&self, user_id: &str) -> Result<Vec<String>> {
+        Ok(
+            sqlx::query_scalar("SELECT friend_id FROM friendships WHERE user_id = $1")
+                .bind(user_id)
+                .fetch_all(&self.read)
+                .await?,
+        )
+    }
+
+    async fn remove_friend(&self, user_id: &str, friend_id: &str) -> Result<()> {
+        write_tx!(self, |tx, ev| {
+            if !Self::unfriend(&mut tx, &mut ev, user_id, friend_id).await? {
+                return Err(Error::not_found("friend"));
+            }
+            Ok(())
+        })
+    }
+
+    async fn block(&self, user_id: &str, target: &str) -> Result<()> {
+        if user_id == target {
+            return Err(Error::invalid("user_id", "you cannot block yourself"));
+        }
+        write_tx!(self, |tx, ev| {
+            Self::require_user(&mut tx, target).await?;
+            sqlx::query("INSERT INTO blocks (blocker_id, blocked_id, created_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
+                .bind(user_id)
+                .bind(target)
+                .bind(now_ms())
+                .execute(&mut *tx)
+                .await?;
+            // A block ends the friendship and any pending request, both ways.
+            Self::unfriend(&mut tx, &mut ev, user_id, target).await?;
+            let reqs: Vec<(String, String, String)> = sqlx::query_as(
+                "SELECT id, from_id, to_id FROM friend_requests
+                 WHERE (from_id = $1 AND to_id = $2) OR (from_id = $2 AND to_id = $1)",
+            )
+            .bind(user_id)
+            .bind(target)
+            .fetch_all(&mut *tx)
+            .await?;
+            for (id, from, to) in reqs {
+                Self::drop_request(&mut tx, &mut ev, &id, &from, &to).await?;
+            }
+            Ok(())
+        })
+    }
+
+    async fn unblock(&self, user_id: &str, target: &str) -> Result<()> {
+        let mut c = self.write.acquire().await?;
+        Self::require_user(&mut c, target).await?;
+        sqlx::query("DELETE FROM blocks WHERE blocker_id = $1 AND blocked_id = $2")
+            .bind(user_id)
+            .bind(target)
+            .execute(&mut *c)
+            .await?;
+        Ok(())
+    }
+
+    async fn blocks(&self, user_id: &str) -> Result<Vec<p::Block>> {
+        #[derive(FromRow)]
+        struct BlockRow {
+            #[sqlx(flatten)]
+            user: UserRow,
+            blocked_at: i64,
+        }
+        let rows = sqlx::query_as::<_, BlockRow>(concat!(
+            "SELECT ",
+            user_cols!(),
+            ", b.created_at AS blocked_at FROM blocks b JOIN users u ON u.id = b.blocked_id
+               WHERE b.blocker_id = $1 ORDER BY b.created_at DESC"
+        ))
+        .bind(user_id)
+        .fetch_all(&self.read)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| p::Block {
+                user: self.user_from_row(&r.user, false),
+                created_at: rfc3339(r.blocked_at),
+            })
+            .collect())
+    }
+
+    async fn open_direct(&self, user_id: &str, peer_id: &str) -> Result<p::Conversation> {
+        if user_id == peer_id {
+            return Err(Error::invalid(
+                "user_id",
+                "a direct conversation needs another person",
+            ));
+        }
+        let key = if user_id < peer_id {
+            format!("{user_id}:{peer_id}")
+        } else {
+            format!("{peer_id}:{user_id}")
+        };
+        write_tx!(self, |tx, ev| {
+            let _ = &mut ev;
+            let existing: Option<String> =
+                sqlx::query_scalar("SELECT id FROM conversations WHERE direct_key = $1")
+                    .bind(&key)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            if let Some(id) = existing {
+                // Existing conversations stay readable after an unfriending.
+                return self.conv_view(&mut tx, user_id, &id).await;
+            }
+            Self::require_user(&mut tx, peer_id).await?;
+            if Self::blocked_either(&mut tx, user_id, peer_id).await? {
+                return Err(Error::new(
+                    ErrorCode::Blocked,
+                    "you cannot message this person",
+                ));
+            }
+            if !Self::are_friends(&mut tx, user_id, peer_id).await? {
+                return Err(Error::new(
+                    ErrorCode::NotFriends,
+                    "you can only message your friends",
+                ));
+            }
+            let id = new_id();
+            let now = now_ms();
+            sqlx::query(
+                "INSERT INTO conversations (id, kind, direct_key, created_at, last_activity_at) VALUES ($1, 'direct', $2, $3, $3)",
+            )
+            .bind(&id)
+            .bind(&key)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            Self::insert_member(&mut tx, &id, user_id, p::Role::Member).await?;
+            Self::insert_member(&mut tx, &id, peer_id, p::Role::Member).await?;
+            let peer_view = self.conv_view(&mut tx, peer_id, &id).await?;
+            Self::emit_user(
+                &mut tx,
+                &mut ev,
+                peer_id,
+                &ServerFrame::ConversationUpdated {
+                    conversation: peer_view,
+                    stream_pos: None,
+                },
+            )
+            .await?;
+            let view = self.conv_view(&mut tx, user_id, &id).await?;
+            Self::emit_user(
+                &mut tx,
+                &mut ev,
+                user_id,
+                &ServerFrame::ConversationUpdated {
+                    conversation: view.clone(),
+                    stream_pos: None,
+                },
+            )
+            .await?;
+            Ok(view)
+        })
+    }
+
+    async fn create_group(&self, user_id: &str, g: NewGroup) -> Result<p::Conversation> {
+        if g.avatar_media_id.is_some() {
+            return Err(Error::not_found("media"));
+        }
+        write_tx!(self, |tx, ev| {
+            let mut ids: Vec<String> = Vec::new();
+            for m in &g.member_ids {
+                if m == user_id || ids.contains(m) {
+                    continue;
+                }
+                Self::require_user(&mut tx, m).await?;
+                if !Self::are_friends(&mut tx, user_id, m).await? {
+                    return Err(Error::new(
+                        ErrorCode::NotFriends,
+                        "you can only add your friends to a group",
+                    ));
+                }
+                ids.push(m.clone());
+            }
+            let id = new_id();
+            let now = now_ms();
+            sqlx::query(
+                "INSERT INTO conversations (id, kind, name, name_key, description, public, created_at, last_activity_at)
+                 VALUES ($1, 'group', $2, $3, $4, $5, $6, $6)",
+            )
+            .bind(&id)
+            .bind(&g.name)
+            .bind(g.name.to_lowercase())
+            .bind(&g.description)
+            .bind(g.public)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            Self::insert_member(&mut tx, &id, user_id, p::Role::Owner).await?;
+            let owner_name = Self::display_name(&mut tx, user_id).await?;
+            Self::system_message(
+                &mut tx,
+                &mut ev,
+                &id,
+                user_id,
+                format!("{owner_name} created the group"),
+            )
+            .await?;
+            for m in &ids {
+                Self::insert_member(&mut tx, &id, m, p::Role::Member).await?;
+            }
+            if !ids.is_empty() {
+                let mut names = Vec::new();
+                for m in &ids {
+                    names.push(Self::display_name(&mut tx, m).await?);
+                }
+                Self::system_message(
+                    &mut tx,
+                    &mut ev,
+                    &id,
+                    user_id,
+                    format!("{owner_name} added {}", names.join(", ")),
+                )
+                .await?;
+            }
+            self.emit_conversation_updated(&mut tx, &mut ev, &id)
+                .await?;
+            self.conv_view(&mut tx, user_id, &id).await
+        })
+    }
+
+    async fn conversations(&self, user_id: &str) -> Result<Vec<p::Conversation>> {
+        let mut c = self.read.acquire().await?;
+        let rows = sqlx::query_as::<_, ConvRow>(
+            "SELECT c.id, c.kind, c.name, c.description, c.avatar_media_id, c.public, c.created_at, c.last_seq,
+                    m.role, m.last_read_seq,
+                    (SELECT COUNT(*) FROM members x WHERE x.conversation_id = c.id) AS member_count
+             FROM members m JOIN conversations c ON c.id = m.conversation_id
+             WHERE m.user_id = $1 ORDER BY c.last_activity_at DESC, c.id DESC",
+        )
+        .bind(user_id)
+        .fetch_all(&mut *c)
+        .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            out.push(self.conv_from_row(&mut c, user_id, row).await?);
+        }
+        Ok(out)
+    }
+
+    async fn conversation(&self, user_id: &str, conversation_id: &str) -> Result<p::Conversation> {
+        let mut c = self.read.acquire().await?;
+        self.conv_view(&mut c, user_id, conversation_id).await
+    }
+
+    async fn update_group(
+        &self,
+        user_id: &str,
+        group_id: &str,
+        patch: GroupPatch,
+    ) -> Result<p::Conversation> {
+        if patch.avatar_media_id.is_some() {
+            return Err(Error::not_found("media"));
+        }
+        write_tx!(self, |tx, ev| {
+            let role = Self::group_role(&mut tx, group_id, user_id).await?;
+            if role < p::Role::Admin {
+                return Err(Error::forbidden(
+                    "only admins and the owner can change the group",
+                ));
+            }
+            let actor = Self::display_name(&mut tx, user_id).await?;
+            if let Some(name) = &patch.name {
+                let old: Option<String> =
+                    sqlx::query_scalar("SELECT name FROM conversations WHERE id = $1")
+                        .bind(group_id)
+                        .fetch_one(&mut *tx)
+                        .await?;
+                if old.as_deref() != Some(name.as_str()) {
+                    sqlx::query("UPDATE conversations SET name = $2, name_key = $3 WHERE id = $1")
+                        .bind(group_id)
+                        .bind(name)
+                        .bind(name.to_lowercase())
+                        .execute(&mut *tx)
+                        .await?;
+                    Self::system_message(
+                        &mut tx,
+                        &mut ev,
+                        group_id,
+                        user_id,
+                        format!("{actor} renamed the group to {name}"),
+                    )
+                    .await?;
+                }
+            }
+            if let Some(d) = &patch.description {
+                let d = if d.is_empty() { None } else { Some(d) };
+                sqlx::query("UPDATE conversations SET description = $2 WHERE id = $1")
+                    .bind(group_id)
+                    .bind(d)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            if let Some(public) = patch.public {
+                sqlx::query("UPDATE conversations SET public = $2 WHERE id = $1")
+                    .bind(group_id)
+                    .bind(public)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            self.emit_conversation_updated(&mut tx, &mut ev, group_id)
+                .await?;
+            self.conv_view(&mut tx, user_id, group_id).await
+        })
+    }
+
+    async fn group_directory(
+        &self,
+        user_id: &str,
+        q: &str,
+        limit: i64,
+        offset: i64,
+    ) -> Result<Vec<p::GroupSummary>> {
+        #[derive(FromRow)]
+        struct Row {
+            id: String,
+            name: Option<String>,
+            description: Option<String>,
+            avatar_media_id: Option<String>,
+            created_at: i64,
+            member_count: i64,
+            joined: bool,
+        }
+        let pattern = format!("%{}", like_prefix(&q.trim().to_lowercase()));
+        let rows = sqlx::query_as::<_, Row>(
+            "SELECT c.id, c.name, c.description, c.avatar_media_id, c.created_at,
+                    (SELECT COUNT(*) FROM members x WHERE x.conversation_id = c.id) AS member_count,
+                    EXISTS (SELECT 1 FROM members y WHERE y.conversation_id = c.id AND y.user_id = $2) AS joined
+             FROM conversations c
+             WHERE c.kind = 'group' AND c.public AND c.name_key LIKE $1 ESCAPE '\\'
+             ORDER BY member_count DESC, c.name_key, c.id LIMIT $3 OFFSET $4",
+        )
+        .bind(pattern)
+        .bind(user_id)
+        .bind(limit)
+        .bind(offset)
+        .fetch_all(&self.read)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| p::GroupSummary {
+                avatar_url: avatar_url(r.avatar_media_id.as_deref()),
+                id: r.id,
+                kind: p::ConversationKind::Group,
+                name: r.name,
+                description: r.description,
+                public: true,
+                created_at: rfc3339(r.created_at),
+                member_count: r.member_count,
+                joined: r.joined,
+            })
+            .collect())
+    }
+
+    async fn join_group(&self, user_id: &str, group_id: &str) -> Result<p::Conversation> {
+        write_tx!(self, |tx, ev| {
+            let row: Option<(String, bool)> =
+                sqlx::query_as("SELECT kind, public FROM conversations WHERE id = $1")
+                    .bind(group_id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            let is_member = Self::role_of(&mut tx, group_id, user_id).await?.is_some();
+            match row {
+                Some((kind, _)) if kind == "group" && is_member => {}
+                // A private group is indistinguishable from a missing one to outsiders.
+                Some((kind, true)) if kind == "group" => {
+                    self.join(&mut tx, &mut ev, group_id, user_id, user_id)
+                        .await?
+                }
+                _ => return Err(Error::not_found("group")),
+            }
+            self.conv_view(&mut tx, user_id, group_id).await
+        })
+    }
+
+    async fn create_invite(
+        &self,
+        user_id: &str,
+        group_id: &str,
+        ttl_secs: i64,
+    ) -> Result<p::Invite> {
+        write_tx!(self, |tx, ev| {
+            let _ = &mut ev;
+            let role = Self::group_role(&mut tx, group_id, user_id).await?;
+            if role < p::Role::Admin {
+                return Err(Error::forbidden(
+                    "only admins and the owner can create invites",
+                ));
+            }
+            let code = crate::auth::random_code();
+            let now = now_ms();
+            let expires = now + ttl_secs * 1000;
+            sqlx::query("INSERT INTO invites (code, conversation_id, created_by, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)")
+                .bind(&code)
+                .bind(group_id)
+                .bind(user_id)
+                .bind(now)
+                .bind(expires)
+                .execute(&mut *tx)
+                .await?;
+            Ok(p::Invite {
+                code,
+                expires_at: rfc3339(expires),
+            })
+        })
+    }
+
+    async fn accept_invite(&self, user_id: &str, code: &str) -> Result<p::Conversation> {
+        write_tx!(self, |tx, ev| {
+            let row: Option<(String, i64)> =
+                sqlx::query_as("SELECT conversation_id, expires_at FROM invites WHERE code = $1")
+                    .bind(code)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            let group = match row {
+                Some((g, exp)) if exp > now_ms() => g,
+                _ => {
+                    return Err(Error::new(
+                        ErrorCode::NotFound,
+                        "invite not found or expired",
+                    ));
+                }
+            };
+            if Self::role_of(&mut tx, &group, user_id).await?.is_none() {
+                self.join(&mut tx, &mut ev, &group, user_id, user_id)
+                    .await?;
+            }
+            self.conv_view(&mut tx, user_id, &group).await
+        })
+    }
+
+    async fn members(
+        &self,
+        user_id: &str,
+        group_id: &str,
+        limit: i64,
+        offset: i64,
+    ) -> Result<Vec<p::Member>> {
+        let mut c = self.read.acquire().await?;
+        Self::group_role(&mut c, group_id, user_id).await?;
+        #[derive(FromRow)]
+        struct Row {
+            #[sqlx(flatten)]
+            user: UserRow,
+            role: String,
+            joined_at: i64,
+            last_read_seq: i64,
+        }
+        let rows = sqlx::query_as::<_, Row>(concat!(
+            "SELECT ",
+            user_cols!(),
+            ", m.role, m.joined_at, m.last_read_seq FROM members m JOIN users u ON u.id = m.user_id
+               WHERE m.conversation_id = $1
+               ORDER BY CASE m.role WHEN 'owner' THEN 0 WHEN 'admin' THEN 1 ELSE 2 END, m.joined_at, u.id
+               LIMIT $2 OFFSET $3"
+        ))
+        .bind(group_id)
+        .bind(limit)
+        .bind(offset)
+        .fetch_all(&mut *c)
+        .await?;
+        let visible = Self::presence_set(&mut c, user_id).await?;
+        Ok(rows
+            .iter()
+            .map(|r| p::Member {
+                user: self.user_from_row(&r.user, visible.contains(&r.user.id)),
+                role: p::Role::parse(&r.role).unwrap_or(p::Role::Member),
+                joined_at: rfc3339(r.joined_at),
+                last_read_seq: r.last_read_seq,
+            })
+            .collect())
+    }
+
+    async fn add_members(
+        &self,
+        user_id: &str,
+        group_id: &str,
+        user_ids: Vec<String>,
+    ) -> Result<Vec<p::Member>> {
+        write_tx!(self, |tx, ev| {
+            let role = Self::group_role(&mut tx, group_id, user_id).await?;
+            if role < p::Role::Admin {
+                return Err(Error::forbidden(
+                    "only admins and the owner can add members",
+                ));
+            }
+            let mut added = Vec::new();
+            for target in &user_ids {
+                Self::require_user(&mut tx, target).await?;
+                if Self::role_of(&mut tx, group_id, target).await?.is_some() {
+                    continue;
+                }
+                if !Self::are_friends(&mut tx, user_id, target).await? {
+                    return Err(Error::new(
+                        ErrorCode::NotFriends,
+                        "you can only add your friends",
+                    ));
+                }
+                self.join(&mut tx, &mut ev, group_id, target, user_id)
+                    .await?;
+                added.push(self.member_view(&mut tx, user_id, group_id, target).await?);
+            }
+            Ok(added)
+        })
+    }
+
+    async fn remove_member(&self, user_id: &str, group_id: &str, target: &str) -> Result<()> {
+        write_tx!(self, |tx, ev| {
+            let my_role = Self::group_role(&mut tx, group_id, user_id).await?;
+            let their_role = Self::role_of(&mut tx, group_id, target)
+                .await?
+                .ok_or_else(|| Error::not_found("member"))?;
+            let leaving = user_id == target;
+            if leaving && my_role == p::Role::Owner {
+                return Err(Error::forbidden(
+                    "the owner must transfer ownership before leaving",
+                ));
+            }
+            if !leaving {
+                let allowed = match my_role {
+                    p::Role::Owner => true,
+                    p::Role::Admin => their_role == p::Role::Member,
+                    p::Role::Member => false,
+                };
+                if !allowed {
+                    return Err(Error::forbidden(
+                        "your role does not allow removing this member",
+                    ));
+                }
+            }
+            sqlx::query("DELETE FROM members WHERE conversation_id = $1 AND user_id = $2")
+                .bind(group_id)
+                .bind(target)
+                .execute(&mut *tx)
+                .await?;
+            let frame = ServerFrame::MemberRemoved {
+                conversation_id: group_id.to_owned(),
+                user_id: target.to_owned(),
+                role: Some(their_role),
+                stream_pos: None,
+            };
+            // The remaining members and the person removed each get it; after this, the
+            // removed person receives nothing more from the conversation.
+            Self::emit_conv(&mut tx, &mut ev, group_id, &frame).await?;
+            Self::emit_user(&mut tx, &mut ev, target, &frame).await?;
+            let name = Self::display_name(&mut tx, target).await?;
+            let body = if leaving {
+                format!("{name} left the group")
+            } else {
+                let by = Self::display_name(&mut tx, user_id).await?;
+                format!("{by} removed {name}")
+            };
+            Self::system_message(&mut tx, &mut ev, group_id, user_id, body).await?;
+            Ok(())
+        })
+    }
+
+    async fn set_role(
+        &self,
+        user_id: &str,
+        group_id: &str,
+        target: &str,
+        role: p::Role,
+    ) -> Result<p::Member> {
+        if role == p::Role::Owner {
+            return Err(Error::invalid(
+                "role",
+                "use POST /groups/{id}/transfer to hand over ownership",
+            ));
+        }
+        write_tx!(self, |tx, ev| {
+            let my_role = Self::group_role(&mut tx, group_id, user_id).await?;
+            if my_role != p::Role::Owner {
+                return Err(Error::forbidden("only the owner can change roles"));
+            }
+            let current = Self::role_of(&mut tx, group_id, target)
+                .await?
+                .ok_or_else(|| Error::not_found("member"))?;
+            if current == p::Role::Owner {
+                return Err(Error::forbidden(
+                    "the owner's role changes only by transfer",
+                ));
+            }
+            if current != role {
+                sqlx::query(
+                    "UPDATE members SET role = $3 WHERE conversation_id = $1 AND user_id = $2",
+                )
+                .bind(group_id)
+                .bind(target)
+                .bind(role.as_str())
+                .execute(&mut *tx)
+                .await?;
+                let frame = ServerFrame::MemberUpdated {
+                    conversation_id: group_id.to_owned(),
+                    user_id: target.to_owned(),
+                    role: Some(role),
+                    stream_pos: None,
+                };
+                Self::emit_conv(&mut tx, &mut ev, group_id, &frame).await?;
+                let by = Self::display_name(&mut tx, user_id).await?;
+                let name = Self::display_name(&mut tx, target).await?;
+                let body = match role {
+                    p::Role::Admin => format!("{by} made {name} an admin"),
+                    _ => format!("{by} made {name} a member"),
+                };
+                Self::system_message(&mut tx, &mut ev, group_id, user_id, body).await?;
+            }
+            self.member_view(&mut tx, user_id, group_id, target).await
+        })
+    }
+
+    async fn transfer_ownership(
+        &self,
+        user_id: &str,
+        group_id: &str,
+        target: &str,
+    ) -> Result<p::Conversation> {
+        write_tx!(self, |tx, ev| {
+            let my_role = Self::group_role(&mut tx, group_id, user_id).await?;
+            if my_role != p::Role::Owner {
+                return Err(Error::forbidden("only the owner can transfer ownership"));
+            }
+            if target == user_id {
+                return Err(Error::invalid("user_id", "you already own this group"));
+            }
+            Self::role_of(&mut tx, group_id, target)
+                .await?
+                .ok_or_else(|| Error::not_found("member"))?;
+            for (who, role) in [(target, p::Role::Owner), (user_id, p::Role::Admin)] {
+                sqlx::query(
+                    "UPDATE members SET role = $3 WHERE conversation_id = $1 AND user_id = $2",
+                )
+                .bind(group_id)
+                .bind(who)
+                .bind(role.as_str())
+                .execute(&mut *tx)
+                .await?;
+                let frame = ServerFrame::MemberUpdated {
+                    conversation_id: group_id.to_owned(),
+                    user_id: who.to_owned(),
+                    role: Some(role),
+                    stream_pos: None,
+                };
+                Self::emit_conv(&mut tx, &mut ev, group_id, &frame).await?;
+            }
+            let by = Self::display_name(&mut tx, user_id).await?;
+            let name = Self::display_name(&mut tx, target).await?;
+            Self::system_message(
+                &mut tx,
+                &mut ev,
+                group_id,
+                user_id,
+                format!("{by} made {name} the owner"),
+            )
+            .await?;
+            self.emit_conversation_updated(&mut tx, &mut ev, group_id)
+                .await?;
+            self.conv_view(&mut tx, user_id, group_id).await
+        })
+    }
+
+    async fn member_ids_if_member(
+        &self,
+        user_id: &str,
+        conversation_id: &str,
+    ) -> Result<Option<Vec<String>>> {
+        let mut c = self.read.acquire().await?;
+        let ids = Self::member_ids(&mut c, conversation_id).await?;
+        Ok(if ids.iter().any(|i| i == user_id) {
+            Some(ids)
+        } else {
+            None
+        })
+    }
+
+    async fn send_messages(&self, batch: Vec<NewMessage>) -> Vec<Result<SendOutcome>> {
+        let n = batch.len();
+        let fail_all = |e: Error| {
+            let (code, msg) = e.public();
+            if let Error::Internal(inner) = &e {
+                tracing::error!(error = %format!("{inner:#}"), "message batch failed");
+            }
+            (0..n)
+                .map(|_| Err(Error::new(code, msg.clone())))
+                .collect::<Vec<_>>()
+        };
+        let _gate = self.gate.lock().await;
+        let mut conn = match self.write.acquire().await {
+            Ok(c) => c,
+            Err(e) => return fail_all(e.into()),
+        };
+        let mut tx = match conn.begin().await {
+            Ok(t) => t,
+            Err(e) => return fail_all(e.into()),
+        };
+        if let Err(e) = Self::lock_writes(&mut tx).await {
+            return fail_all(e);
+        }
+        let mut events = Events::default();
+        let mut results = Vec::with_capacity(n);
+        for m in &batch {
+            // A savepoint per message: one message's failure (a rule, or an error) must not
+            // undo or half-write the others in the batch.
+            let mut sp = match tx.begin().await {
+                Ok(sp) => sp,
+                Err(e) => return fail_all(e.into()),
+            };
+            let mut ev = Events::default();
+            match self.send_one(&mut sp, &mut ev, m).await {
+                Ok(outcome) => {
+                    if let Err(e) = sp.commit().await {
+                        return fail_all(e.into());
+                    }
+                    events.0.extend(ev.0);
+                    results.push(Ok(outcome));
+                }
+                Err(e) => {
+                    if let Err(e) = sp.rollback().await {
+                        return fail_all(e.into());
+                    }
+                    results.push(Err(e));
+                }
+            }
+        }
+        if let Err(e) = tx.commit().await {
+            return fail_all(e.into());
+        }
+        // Committed and durable: now (and only now) the world may see it.
+        self.publish(events);
+        results
+    }
+
+    async fn messages(
+        &self,
+        user_id: &str,
+        conversation_id: &str,
+        page: HistoryPage,
+        limit: i64,
+    ) -> Result<(Vec<p::Message>, Option<i64>)> {
+        let mut c = self.read.acquire().await?;
+        if Self::role_of(&mut c, conversation_id, user_id)
+            .await?
+            .is_none()
+        {
+            return Err(Error::not_found("conversation"));
+        }
+        let q = match page {
+            HistoryPage::Latest => sqlx::query_as::<_, MsgRow>(concat!(
+                "SELECT ",
+                msg_cols!(),
+                " FROM messages m WHERE m.conversation_id = $1 AND m.seq < $3
+                  AND NOT EXISTS (SELECT 1 FROM hidden_messages h WHERE h.user_id = $2 AND h.message_id = m.id)
+                  ORDER BY m.seq DESC LIMIT $4"
+            ))
+            .bind(conversation_id)
+            .bind(user_id)
+            .bind(i64::MAX),
+            HistoryPage::Before(s) => sqlx::query_as::<_, MsgRow>(concat!(
+                "SELECT ",
+                msg_cols!(),
+                " FROM messages m WHERE m.conversation_id = $1 AND m.seq < $3
+                  AND NOT EXISTS (SELECT 1 FROM hidden_messages h WHERE h.user_id = $2 AND h.message_id = m.id)
+                  ORDER BY m.seq DESC LIMIT $4"
+            ))
+            .bind(conversation_id)
+            .bind(user_id)
+            .bind(s),
+            HistoryPage::After(s) => sqlx::query_as::<_, MsgRow>(concat!(
+                "SELECT ",
+                msg_cols!(),
+                " FROM messages m WHERE m.conversation_id = $1 AND m.seq > $3
+                  AND NOT EXISTS (SELECT 1 FROM hidden_messages h WHERE h.user_id = $2 AND h.message_id = m.id)
+                  ORDER BY m.seq ASC LIMIT $4"
+            ))
+            .bind(conversation_id)
+            .bind(user_id)
+            .bind(s),
+        };
+        let mut rows = q.bind(limit + 1).fetch_all(&mut *c).await?;
+        let more = rows.len() as i64 > limit;
+        rows.truncate(limit as usize);
+        let next = if more {
+            rows.last().map(|r| r.seq)
+        } else {
+            None
+        };
+        Ok((rows.into_iter().map(MsgRow::into_message).collect(), next))
+    }
+
+    async fn edit_message(
+        &self,
+        user_id: &str,
+        conversation_id: &str,
+        seq: i64,
+        body: String,
+    ) -> Result<p::Message> {
+        write_tx!(self, |tx, ev| {
+            if Self::role_of(&mut tx, conversation_id, user_id)
+                .await?
+                .is_none()
+            {
+                return Err(Error::not_found("conversation"));
+            }
+            let row = Self::message_by_seq(&mut tx, conversation_id, seq)
+                .await?
+                .ok_or_else(|| Error::not_found("message"))?;
+            if row.sender_id != user_id || row.kind == "system" {
+                return Err(Error::forbidden("only the author can edit a message"));
+            }
+            if row.deleted {
+                return Err(Error::conflict("a deleted message cannot be edited"));
+            }
+            sqlx::query("UPDATE messages SET body = $3, edited_at = $4 WHERE conversation_id = $1 AND seq = $2")
+                .bind(conversation_id)
+                .bind(seq)
+                .bind(&body)
+                .bind(now_ms())
+                .execute(&mut *tx)
+                .await?;
+            let message = Self::message_by_seq(&mut tx, conversation_id, seq)
+                .await?
+                .ok_or_else(|| Error::not_found("message"))?
+                .into_message();
+            Self::emit_conv(
+                &mut tx,
+                &mut ev,
+                conversation_id,
+                &ServerFrame::MessageUpdated {
+                    message: message.clone(),
+                    stream_pos: None,
+                },
+            )
+            .await?;
+            Ok(message)
+        })
+    }
+
+    async fn delete_message(
+        &self,
+        user_id: &str,
+        conversation_id: &str,
+        seq: i64,
+        for_everyone: bool,
+    ) -> Result<()> {
+        write_tx!(self, |tx, ev| {
+            let role = Self::role_of(&mut tx, conversation_id, user_id)
+                .await?
+                .ok_or_else(|| Error::not_found("conversation"))?;
+            let row = Self::message_by_seq(&mut tx, conversation_id, seq)
+                .await?
+                .ok_or_else(|| Error::not_found("message"))?;
+            if for_everyone {
+                let kind: String =
+                    sqlx::query_scalar("SELECT kind FROM conversations WHERE id = $1")
+                        .bind(conversation_id)
+                        .fetch_one(&mut *tx)
+                        .await?;
+                let moderator = kind == "group" && role >= p::Role::Admin;
+                if row.sender_id != user_id && !moderator {
+                    return Err(Error::forbidden(
+                        "only the author or a group admin can delete this for everyone",
+                    ));
+                }
+                if !row.deleted {
+                    // The row stays, keeping its seq; the content is erased for good.
+                    sqlx::query("UPDATE messages SET deleted = TRUE, body = '' WHERE conversation_id = $1 AND seq = $2")
+                        .bind(conversation_id)
+                        .bind(seq)
+                        .execute(&mut *tx)
+                        .await?;
+                    let frame = ServerFrame::MessageDeleted {
+                        conversation_id: conversation_id.to_owned(),
+                        seq,
+                        scope: Some("everyone".into()),
+                        stream_pos: None,
+                    };
+                    Self::emit_conv(&mut tx, &mut ev, conversation_id, &frame).await?;
+                }
+            } else {
+                let r = sqlx::query("INSERT INTO hidden_messages (user_id, message_id) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+                    .bind(user_id)
+                    .bind(&row.id)
+                    .execute(&mut *tx)
+                    .await?;
+                if r.rows_affected() > 0 {
+                    let frame = ServerFrame::MessageDeleted {
+                        conversation_id: conversation_id.to_owned(),
+                        seq,
+                        scope: Some("me".into()),
+                        stream_pos: None,
+                    };
+                    Self::emit_user(&mut tx, &mut ev, user_id, &frame).await?;
+                }
+            }
+            Ok(())
+        })
+    }
+
+    async fn mark_read(
+        &self,
+        user_id: &str,
+        conversation_id: &str,
+        seq: i64,
+    ) -> Result<p::ReadMarker> {
+        if seq < 0 {
+            return Err(Error::invalid("seq", "seq must not be negative"));
+        }
+        write_tx!(self, |tx, ev| {
+            let row: Option<(i64, i64)> = sqlx::query_as(
+                "SELECT m.last_read_seq, c.last_seq FROM members m JOIN conversations c ON c.id = m.conversation_id
+                 WHERE m.conversation_id = $1 AND m.user_id = $2",
+            )
+            .bind(conversation_id)
+            .bind(user_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let (current, last_seq) = row.ok_or_else(|| Error::not_found("conversation"))?;
+            // Markers only move forward, and never past the last message.
+            let target = seq.min(last_seq);
+            let marker = if target > current {
+                sqlx::query("UPDATE members SET last_read_seq = $3 WHERE conversation_id = $1 AND user_id = $2")
+                    .bind(conversation_id)
+                    .bind(user_id)
+                    .bind(target)
+                    .execute(&mut *tx)
+                    .await?;
+                let frame = ServerFrame::Read {
+                    conversation_id: conversation_id.to_owned(),
+                    user_id: user_id.to_owned(),
+                    seq: target,
+                    stream_pos: None,
+                };
+                Self::emit_conv(&mut tx, &mut ev, conversation_id, &frame).await?;
+                target
+            } else {
+                current
+            };
+            let unread: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM messages WHERE conversation_id = $1 AND seq > $2 AND sender_id <> $3
+                 AND NOT deleted AND kind <> 'system'",
+            )
+            .bind(conversation_id)
+            .bind(marker)
+            .bind(user_id)
+            .fetch_one(&mut *tx)
+            .await?;
+            Ok(p::ReadMarker {
+                conversation_id: conversation_id.to_owned(),
+                last_read_seq: marker,
+                unread_count: unread,
+            })
+        })
+    }
+
+    async fn stream_head(&self) -> Result<i64> {
+        let mut c = self.read.acquire().await?;
+        Self::stream_head_in(&mut c).await
+    }
+
+    async fn events_since(
+        &self,
+        user_id: &str,
+        since: i64,
+        limit: i64,
+    ) -> Result<Vec<StoredEvent>> {
+        let rows: Vec<(i64, String)> = sqlx::query_as(
+            "SELECT e.pos, e.payload FROM events e
+             WHERE e.pos > $1 AND (
+                 e.user_id = $2
+                 OR EXISTS (SELECT 1 FROM members m
+                            WHERE m.conversation_id = e.conversation_id AND m.user_id = $2 AND m.joined_pos < e.pos))
+             ORDER BY e.pos LIMIT $3",
+        )
+        .bind(since)
+        .bind(user_id)
+        .bind(limit)
+        .fetch_all(&self.read)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(pos, payload)| StoredEvent {
+                pos,
+                json: with_pos(&payload, pos),
+            })
+            .collect())
+    }
+}
+
+impl SqlStore {
+    /// Who sent and who received a request, if the caller is one of them (else "not found").
+    async fn request_parties(
+        c: &mut Conn,
+        request_id: &str,
+        caller: &str,
+    ) -> Result<(String, String)> {
+        let row: Option<(String, String)> =
+            sqlx::query_as("SELECT from_id, to_id FROM friend_requests WHERE id = $1")
+                .bind(request_id)
+                .fetch_optional(&mut *c)
+                .await?;
+        match row {
+            Some((from, to)) if from == caller || to == caller => Ok((from, to)),
+            _ => Err(Error::not_found("friend request")),
+        }
+    }
+
+    async fn drop_request(
+        c: &mut Conn,
+        ev: &mut Events,
+        request_id: &str,
+        from: &str,
+        to: &str,
+    ) -> Result<()> {
+        sqlx::query("DELETE FROM friend_requests WHERE id = $1")
+            .bind(request_id)
+            .execute(&mut *c)
+            .await?;
+        let frame = ServerFrame::FriendRequestRemoved {
+            request_id: request_id.to_owned(),
+            stream_pos: None,
+        };
+        Self::emit_user(c, ev, from, &frame).await?;
+        Self::emit_user(c, ev, to, &frame).await?;
+        Ok(())
+    }
+
+    /// Turns a request into a friendship; returns the new friend as `to` sees them.
+    async fn befriend(
+        &self,
+        c: &mut Conn,
+        ev: &mut Events,
+        request_id: &str,
+        from: &str,
+        to: &str,
+    ) -> Result<p::User> {
+        Self::drop_request(c, ev, request_id, from, to).await?;
+        // If both had asked, the other direction goes too.
+        let reverse: Option<String> =
+            sqlx::query_scalar("SELECT id FROM friend_requests WHERE from_id = $1 AND to_id = $2")
+                .bind(to)
+                .bind(from)
+                .fetch_optional(&mut *c)
+                .await?;
+        if let Some(rid) = reverse {
+            Self::drop_request(c, ev, &rid, to, from).await?;
+        }
+        let now = now_ms();
+        for (a, b) in [(from, to), (to, from)] {
+            sqlx::query("INSERT INTO friendships (user_id, friend_id, created_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
+                .bind(a)
+                .bind(b)
+                .bind(now)
+                .execute(&mut *c)
+                .await?;
+        }
+        let to_view = self.public_user(c, to, from).await?;
+        let from_view = self.public_user(c, from, to).await?;
+        Self::emit_user(
+            c,
+            ev,
+            to,
+            &ServerFrame::FriendAdded {
+                user: to_view.clone(),
+                stream_pos: None,
+            },
+        )
+        .await?;
+        Self::emit_user(
+            c,
+            ev,
+            from,
+            &ServerFrame::FriendAdded {
+                user: from_view,
+                stream_pos: None,
+            },
+        )
+        .await?;
+        Ok(to_view)
+    }
+
+    /// Ends a friendship both ways; returns whether there was one.
+    async fn unfriend(c: &mut Conn, ev: &mut Events, a: &str, b: &str) -> Result<bool> {
+        let r = sqlx::query(
+            "DELETE FROM friendships WHERE (user_id = $1 AND friend_id = $2) OR (user_id = $2 AND friend_id = $1)",
+        )
+        .bind(a)
+        .bind(b)
+        .execute(&mut *c)
+        .await?;
+        if r.rows_affected() == 0 {
+            return Ok(false);
+        }
+        Self::emit_user(
+            c,
+            ev,
+            a,
+            &ServerFrame::FriendRemoved {
+                user_id: b.to_owned(),
+                stream_pos: None,
+            },
+        )
+        .await?;
+        Self::emit_user(
+            c,
+            ev,
+            b,
+            &ServerFrame::FriendRemoved {
+                user_id: a.to_owned(),
+                stream_pos: None,
+            },
+        )
+        .await?;
+        Ok(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stream_pos_is_spliced_into_stored_json() {
+        let s = with_pos(r#"{"type":"read","seq":3}"#, 42);
+        let v: serde_json::Value = serde_json::from_str(&s).unwrap();
+        assert_eq!(v["stream_pos"], 42);
+        assert_eq!(v["type"], "read");
+    }
+
+    #[test]
+    fn like_patterns_escape_wildcards() {
+        assert_eq!(like_prefix("a_b%"), "a\\_b\\%%");
+    }
+}

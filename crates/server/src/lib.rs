@@ -83,7 +83,7 @@ impl Server {
         } else if config.database_url.starts_with("postgres:")
             || config.database_url.starts_with("postgresql:")
         {
-            bail!("--database-url: PostgreSQL is not available in this build yet; use sqlite://");
+            Arc::new(store::postgres::PostgresStore::open(&config.database_url, hub.clone()).await?)
         } else {
             bail!("--database-url must start with sqlite:// (or postgres://)");
         };

@@ -14,7 +14,16 @@ async fn operations_endpoints_answer() {
     let server = TestServer::start().await;
     let c = server.client();
     assert!(c.healthz().await.unwrap().contains("ok"));
-    assert!(c.readyz().await.unwrap().contains("ready"));
+    let ready = c.readyz().await.unwrap();
+    let backend = if std::env::var("CHATNODE_TEST_PG").is_ok_and(|v| !v.is_empty()) {
+        "postgres"
+    } else {
+        "sqlite"
+    };
+    assert!(
+        ready.contains(&format!("\"store\":\"{backend}\"")),
+        "{ready}"
+    );
     let (status, doc) = c
         .raw(Method::GET, "/api/v1/openapi.json", None)
         .await

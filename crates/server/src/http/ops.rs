@@ -34,7 +34,9 @@ async fn readyz(State(state): State<SharedState>) -> Result<Json<serde_json::Val
             "database unreachable",
         )
     })?;
-    Ok(Json(json!({"status": "ready", "store": "ok"})))
+    Ok(Json(
+        json!({"status": "ready", "store": state.store.backend()}),
+    ))
 }
 
 async fn metrics(State(state): State<SharedState>) -> Response {

@@ -14,6 +14,7 @@ use chatnode_protocol as p;
 
 use crate::error::Result;
 
+pub mod postgres;
 pub mod sqlite;
 
 /// A new account, already validated and hashed.
@@ -114,6 +115,8 @@ pub struct StoredEvent {
 pub trait Store: Send + Sync + 'static {
     // --- health
     async fn ping(&self) -> Result<()>;
+    /// `sqlite` or `postgres`.
+    fn backend(&self) -> &'static str;
 
     // --- accounts and sessions
     async fn create_user(&self, user: NewUser) -> Result<p::Me>;

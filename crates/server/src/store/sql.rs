@@ -675,6 +675,10 @@ impl SqlStore {
 
 #[async_trait]
 impl Store for SqlStore {
+    fn backend(&self) -> &'static str {
+        Self::BACKEND
+    }
+
     async fn ping(&self) -> Result<()> {
         sqlx::query("SELECT 1").execute(&self.read).await?;
         Ok(())

@@ -77,6 +77,8 @@ impl SqlStore {
         })
     }
 
+    const BACKEND: &'static str = "sqlite";
+
     /// The single write connection already serializes writers: nothing to do.
     async fn lock_writes(_c: &mut Conn) -> Result<()> {
         Ok(())

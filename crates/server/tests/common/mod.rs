@@ -19,6 +19,28 @@ pub struct TestServer {
     pub dir: tempfile::TempDir,
     pub addr: String,
     extra_args: Vec<String>,
+    /// The PostgreSQL schema this server uses, when the suite runs against PostgreSQL.
+    pg_schema: Option<String>,
+}
+
+/// With `CHATNODE_TEST_PG=postgres://…/db` set, every test server gets a fresh schema in that
+/// database (`search_path`), so the whole suite runs against PostgreSQL; otherwise SQLite.
+fn pg_base() -> Option<String> {
+    std::env::var("CHATNODE_TEST_PG")
+        .ok()
+        .filter(|s| !s.is_empty())
+}
+
+fn psql(base: &str, sql: &str) {
+    let out = Command::new("psql")
+        .args([base, "-qAtc", sql])
+        .output()
+        .expect("psql is needed for the PostgreSQL suite");
+    assert!(
+        out.status.success(),
+        "psql {sql}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 impl TestServer {
@@ -29,13 +51,26 @@ impl TestServer {
     /// Starts with extra `serve` options, e.g. `["--ws-queue", "8"]`.
     pub async fn start_with(args: &[&str]) -> TestServer {
         let dir = tempfile::tempdir().expect("temp dir");
-        let extra_args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        let mut extra_args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        let pg_schema = pg_base().map(|base| {
+            let schema = format!(
+                "t{}_{}",
+                std::process::id(),
+                COUNTER.fetch_add(1, Ordering::Relaxed)
+            );
+            psql(&base, &format!("CREATE SCHEMA {schema}"));
+            let sep = if base.contains('?') { '&' } else { '?' };
+            extra_args.push("--database-url".into());
+            extra_args.push(format!("{base}{sep}options=-c%20search_path%3D{schema}"));
+            schema
+        });
         let (child, addr) = spawn(dir.path(), "127.0.0.1:0", &extra_args);
         TestServer {
             child: Some(child),
             dir,
             addr,
             extra_args,
+            pg_schema,
         }
     }
 
@@ -96,6 +131,12 @@ impl TestServer {
 impl Drop for TestServer {
     fn drop(&mut self) {
         self.kill9();
+        if let (Some(base), Some(schema)) = (pg_base(), self.pg_schema.take()) {
+            let sql = format!("DROP SCHEMA {schema} CASCADE");
+            let _ = Command::new("psql")
+                .args([base.as_str(), "-qAtc", &sql])
+                .output();
+        }
     }
 }
 

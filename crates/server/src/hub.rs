@@ -26,6 +26,22 @@ pub struct Outbound {
     pub text: Utf8Bytes,
 }
 
+/// A committed durable event, as the store hands it over for delivery.
+#[derive(Clone, Debug)]
+pub struct Durable {
+    pub pos: i64,
+    /// Set for events addressed to a conversation's members.
+    pub conversation_id: Option<String>,
+    /// Set for events addressed to one user.
+    pub user_id: Option<String>,
+    /// The message's `seq`, for `message` events.
+    pub seq: Option<i64>,
+    /// Who should get it (the conversation's members at commit, or the one user).
+    pub recipients: Vec<String>,
+    /// The frame's JSON, `stream_pos` included.
+    pub json: String,
+}
+
 /// Asks a connection task to close its socket with a code.
 #[derive(Default)]
 pub struct ConnControl {
@@ -159,6 +175,17 @@ impl Hub {
                     Err(mpsc::error::TrySendError::Closed(_)) => {}
                 }
             }
+        }
+    }
+
+    /// Delivers committed durable events, in the order given (commit order).
+    pub fn publish(&self, events: Vec<Durable>) {
+        for e in events {
+            let frame = Outbound {
+                pos: Some(e.pos),
+                text: Utf8Bytes::from(e.json),
+            };
+            self.deliver(&e.recipients, &frame);
         }
     }
 

@@ -24,7 +24,7 @@ use sqlx::{Connection, FromRow, PgPool};
 
 use super::*;
 use crate::error::Error;
-use crate::hub::{Hub, Outbound};
+use crate::hub::{Durable, Hub};
 use crate::time::{new_id, now_ms, rfc3339};
 
 /// The PostgreSQL instantiation of the shared SQL backend (`sql.rs`).

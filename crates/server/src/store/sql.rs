@@ -6,7 +6,7 @@
 
 /// Durable events written in the current transaction, published after it commits.
 #[derive(Default)]
-struct Events(Vec<(i64, Vec<String>, String)>);
+struct Events(Vec<Durable>);
 
 /// Runs `$body` in a write transaction; commits and publishes its events on `Ok`, rolls back
 /// on `Err`. The node's write gate is held until the events are handed to the hub, so this
@@ -132,15 +132,7 @@ fn like_prefix(q: &str) -> String {
 
 impl SqlStore {
     fn publish(&self, events: Events) {
-        for (pos, recipients, json) in events.0 {
-            self.hub.deliver(
-                &recipients,
-                &Outbound {
-                    pos: Some(pos),
-                    text: json.into(),
-                },
-            );
-        }
+        self.hub.publish(events.0);
     }
 
     fn user_from_row(&self, r: &UserRow, show_presence: bool) -> p::User {
@@ -288,7 +280,18 @@ impl SqlStore {
         .bind(now_ms())
         .fetch_one(&mut *c)
         .await?;
-        ev.0.push((pos, recipients, with_pos(&payload, pos)));
+        let seq = match frame {
+            ServerFrame::Message { message, .. } => Some(message.seq),
+            _ => None,
+        };
+        ev.0.push(Durable {
+            pos,
+            conversation_id: conversation.map(str::to_owned),
+            user_id: user.map(str::to_owned),
+            seq,
+            recipients,
+            json: with_pos(&payload, pos),
+        });
         Ok(pos)
     }
 

@@ -130,13 +130,19 @@ export function startMock(port = 0) {
       const x = users.get(m[1]);
       return x ? { status: 200, body: pub(x) } : err(404, 'not_found', 'no such user');
     }
+    // Like the server's `friend.request.removed` extension: sent to both people.
+    function dropRequest(r) {
+      requests.delete(r.id);
+      emit([r.from.id, r.to.id], { type: 'friend.request.removed', request_id: r.id });
+    }
     if (path === '/friends/requests' && method === 'POST') {
       const to = users.get(b.user_id);
-      if (!to || to.id === uid || blocks.has(`${to.id}|${uid}`)) return err(404, 'not_found', 'no such user');
+      if (!to || to.id === uid) return err(404, 'not_found', 'no such user');
+      if (blocks.has(`${to.id}|${uid}`) || blocks.has(`${uid}|${to.id}`)) return err(403, 'blocked', 'you cannot send a request to this person');
       if (friends.has(pair(uid, to.id))) return err(409, 'already_friends', 'already friends');
       const reverse = [...requests.values()].find((r) => r.from.id === to.id && r.to.id === uid);
       if (reverse) {
-        requests.delete(reverse.id);
+        dropRequest(reverse);
         friends.add(pair(uid, to.id));
         emit([to.id], { type: 'friend.added', user: pub(u) });
         emit([uid], { type: 'friend.added', user: pub(to) });
@@ -155,13 +161,13 @@ export function startMock(port = 0) {
       const r = requests.get(m[1]);
       if (!r) return err(404, 'not_found', 'no such request');
       if (m[2] === 'accept' && r.to.id === uid) {
-        requests.delete(r.id);
+        dropRequest(r);
         friends.add(pair(r.from.id, uid));
         emit([r.from.id], { type: 'friend.added', user: pub(u) });
         emit([uid], { type: 'friend.added', user: pub(users.get(r.from.id)) });
         return { status: 200, body: { friend: pub(users.get(r.from.id)) } };
       }
-      if ((m[2] === 'decline' && r.to.id === uid) || (method === 'DELETE' && r.from.id === uid)) { requests.delete(r.id); return { status: 204 }; }
+      if ((m[2] === 'decline' && r.to.id === uid) || (method === 'DELETE' && r.from.id === uid)) { dropRequest(r); return { status: 204 }; }
       return err(404, 'not_found', 'no such request');
     }
     if (path === '/friends' && method === 'GET') return { status: 200, body: { friends: friendsOf(uid).map((id) => pub(users.get(id))) } };
@@ -172,7 +178,14 @@ export function startMock(port = 0) {
       return { status: 204 };
     }
     if ((m = path.match(/^\/blocks\/([^/]+)$/))) {
-      if (method === 'PUT') { blocks.add(`${uid}|${m[1]}`); friends.delete(pair(uid, m[1])); }
+      if (method === 'PUT') {
+        blocks.add(`${uid}|${m[1]}`);
+        if (friends.delete(pair(uid, m[1]))) {
+          emit([m[1]], { type: 'friend.removed', user_id: uid });
+          emit([uid], { type: 'friend.removed', user_id: m[1] });
+        }
+        for (const r of [...requests.values()]) if ((r.from.id === uid && r.to.id === m[1]) || (r.from.id === m[1] && r.to.id === uid)) dropRequest(r);
+      }
       else blocks.delete(`${uid}|${m[1]}`);
       return { status: 204 };
     }
@@ -275,7 +288,7 @@ export function startMock(port = 0) {
         invites.set(code, c.id);
         return { status: 201, body: { code, expires_at: new Date(Date.now() + 7 * 86400e3).toISOString() } };
       }
-      if (sub === '/members' && method === 'GET') return { status: 200, body: { members: members().map((id) => ({ user: pub(users.get(id)), role: c.members.get(id).role, joined_at: c.members.get(id).joined_at })) } };
+      if (sub === '/members' && method === 'GET') return { status: 200, body: { members: members().map((id) => ({ user: pub(users.get(id)), role: c.members.get(id).role, joined_at: c.members.get(id).joined_at, last_read_seq: c.members.get(id).last_read_seq })) } };
       if (sub === '/members' && method === 'POST') {
         if (!admin) return err(403, 'forbidden', 'admins only');
         for (const id of b.user_ids ?? []) if (!friends.has(pair(uid, id))) return err(403, 'not_friends', 'only friends');

@@ -129,7 +129,12 @@ function convItem(page, title) {
 }
 async function openConv(page, title) {
   await convItem(page, title).first().click();
+  await inChat(page, title);
+}
+/** Waits until the chat on screen is the one titled `title` (another chat may be open before). */
+async function inChat(page, title) {
   await tid(page, 'chat-view').waitFor();
+  await page.locator('[data-testid=chat-title]', { hasText: title }).waitFor();
 }
 async function send(page, text) {
   await tid(page, 'composer').fill(text);
@@ -137,6 +142,9 @@ async function send(page, text) {
 }
 function messageWith(page, text) {
   return page.locator('[data-testid=message]', { has: page.locator('[data-testid=message-body]', { hasText: text }) });
+}
+async function statusOf(page, text) {
+  return messageWith(page, text).getByTestId('msg-status').getAttribute('data-status', { timeout: 2000 });
 }
 
 // ---------- state shared between tests ----------
@@ -314,7 +322,7 @@ const tests = [
     await A.page.locator(`[data-testid=pick-member][data-username=${names.b}]`).check();
     step("await tid(A.page, 'group-create').click(");
     await tid(A.page, 'group-create').click();
-    await tid(A.page, 'chat-view').waitFor();
+    await inChat(A.page, `Hiking club ${run}`); // the chat with Bob was open before
     step("await send(A.page, 'Welcome to the club'");
     await send(A.page, 'Welcome to the club');
     step('await convItem(B.page, `Hiking club ${ru');
@@ -399,11 +407,215 @@ const tests = [
     assert((await messageWith(A.page, 'Sent while the server restarted').count()) === 1, 'delivered exactly once');
     await until(async () => ['sent', 'read'].includes(await messageWith(B.page, 'Sent while the server').getByTestId('msg-status').getAttribute('data-status')), 'B message acked');
   }],
+  ['read ticks survive a reload (direct chat)', async () => {
+    await tid(A.page, 'nav-chats').click();
+    await openConv(A.page, 'Bob Builder');
+    await tid(B.page, 'nav-chats').click();
+    await openConv(B.page, 'Alice Example');
+    await send(A.page, 'Read before the reload');
+    await until(async () => (await statusOf(A.page, 'Read before the reload')) === 'read', 'live read tick');
+    // Bob leaves the chat, so the next message stays unread.
+    await tid(B.page, 'nav-chats').click();
+    await tid(B.page, 'chat-view').waitFor({ state: 'detached' });
+    await send(A.page, 'Not read yet');
+    await until(async () => (await statusOf(A.page, 'Not read yet')) === 'sent', 'second message acked');
+    await A.page.reload();
+    await connected(A.page);
+    await messageWith(A.page, 'Not read yet').waitFor();
+    await until(async () => (await statusOf(A.page, 'Read before the reload')) === 'read', 'read tick restored after the reload (peer_last_read_seq)');
+    assert((await statusOf(A.page, 'Not read yet')) === 'sent', 'the unread message is still only "sent"');
+    // And it turns read live when Bob opens the chat.
+    await openConv(B.page, 'Alice Example');
+    await until(async () => (await statusOf(A.page, 'Not read yet')) === 'read', 'live read tick after the reload');
+  }],
+  ['read ticks survive a reload (group)', async () => {
+    const group = `Hiking club ${run}`;
+    await tid(C.page, 'nav-chats').click();
+    await openConv(C.page, group);
+    await tid(A.page, 'nav-chats').click();
+    await openConv(A.page, group);
+    await send(A.page, 'Who is in for Saturday?');
+    await messageWith(C.page, 'Who is in for Saturday?').waitFor();
+    await until(async () => (await statusOf(A.page, 'Who is in for Saturday?')) === 'read', 'live read tick in the group');
+    await A.page.reload();
+    await connected(A.page);
+    await messageWith(A.page, 'Who is in for Saturday?').waitFor();
+    await until(async () => (await statusOf(A.page, 'Who is in for Saturday?')) === 'read', 'group read tick restored after the reload (member last_read_seq)');
+  }],
+  ['delete for me hides a message only for me, also after a reload', async () => {
+    await tid(A.page, 'nav-chats').click();
+    await openConv(A.page, 'Bob Builder');
+    await openConv(B.page, 'Alice Example');
+    await send(A.page, 'Oops, wrong chat');
+    await messageWith(B.page, 'Oops, wrong chat').waitFor();
+    const m = messageWith(A.page, 'Oops, wrong chat');
+    await until(async () => ['sent', 'read'].includes(await statusOf(A.page, 'Oops, wrong chat')), 'acked');
+    await m.hover();
+    await m.getByTestId('message-actions').click();
+    await m.getByTestId('action-delete-me').click();
+    await m.waitFor({ state: 'detached' });
+    await A.page.reload();
+    await connected(A.page);
+    await messageWith(A.page, 'Not read yet').waitFor();
+    assert((await messageWith(A.page, 'Oops, wrong chat').count()) === 0, 'still hidden for me after a reload');
+    await B.page.reload();
+    await connected(B.page);
+    await messageWith(B.page, 'Oops, wrong chat').waitFor();
+  }],
+  ['friend request declined, then cancelled', async () => {
+    await tid(C.page, 'nav-people').click();
+    await tid(C.page, 'user-search').fill(names.a);
+    await C.page.locator(`[data-testid=search-result][data-username=${names.a}] [data-testid=add-friend]`).click();
+    await C.page.locator(`[data-testid=outgoing-request][data-username=${names.a}]`).waitFor();
+    await tid(A.page, 'requests-badge').waitFor();
+    await tid(A.page, 'nav-people').click();
+    await A.page.locator(`[data-testid=incoming-request][data-username=${names.c}] [data-testid=decline-request]`).click();
+    await A.page.locator(`[data-testid=incoming-request][data-username=${names.c}]`).waitFor({ state: 'detached' });
+    await tid(A.page, 'requests-badge').waitFor({ state: 'detached' });
+    // The sender's list follows without a reload.
+    await C.page.locator(`[data-testid=outgoing-request][data-username=${names.a}]`).waitFor({ state: 'detached' });
+    assert((await A.page.locator(`[data-testid=friend][data-username=${names.c}]`).count()) === 0, 'not friends after a decline');
+
+    // Alice asks Carol, then changes her mind.
+    await tid(A.page, 'user-search').fill(names.c);
+    await A.page.locator(`[data-testid=search-result][data-username=${names.c}] [data-testid=add-friend]`).click();
+    await A.page.locator(`[data-testid=outgoing-request][data-username=${names.c}] [data-testid=cancel-request]`).click();
+    await A.page.locator(`[data-testid=outgoing-request][data-username=${names.c}]`).waitFor({ state: 'detached' });
+    await until(async () => (await C.page.locator(`[data-testid=incoming-request][data-username=${names.a}]`).count()) === 0, 'cancelled request gone for Carol');
+    await tid(C.page, 'requests-badge').waitFor({ state: 'detached' });
+    await C.page.reload();
+    await connected(C.page);
+    await tid(C.page, 'people-view').waitFor();
+    assert((await C.page.locator(`[data-testid=incoming-request][data-username=${names.a}]`).count()) === 0, 'still gone after a reload');
+  }],
+  ['block: friend request and direct message fail in plain words; unblock', async () => {
+    // Alice has Bob in her search results when Bob blocks her.
+    await tid(A.page, 'nav-people').click();
+    await tid(A.page, 'user-search').fill(names.b);
+    await A.page.locator(`[data-testid=search-result][data-username=${names.b}]`).waitFor();
+    await tid(B.page, 'nav-people').click();
+    await B.page.locator(`[data-testid=friend][data-username=${names.a}] [data-testid=block-user]`).click();
+    await B.page.locator(`[data-testid=blocked-user][data-username=${names.a}]`).waitFor();
+    await B.page.locator(`[data-testid=friend][data-username=${names.a}]`).waitFor({ state: 'detached' });
+    // The block ended the friendship: Alice is offered "Add friend", which the server refuses.
+    await A.page.locator(`[data-testid=friend][data-username=${names.b}]`).waitFor({ state: 'detached' });
+    await A.page.locator(`[data-testid=search-result][data-username=${names.b}] [data-testid=add-friend]`).click();
+    const toast = A.page.getByTestId('toast').filter({ hasText: 'You cannot message or add this person' });
+    await toast.waitFor();
+    await toast.getByRole('button', { name: 'Dismiss' }).click();
+    await toast.waitFor({ state: 'detached' });
+    assert((await A.page.locator(`[data-testid=outgoing-request][data-username=${names.b}]`).count()) === 0, 'no request was created');
+    // A direct message is refused too, and the bubble says why.
+    await tid(A.page, 'nav-chats').click();
+    await openConv(A.page, 'Bob Builder');
+    await send(A.page, 'Are you still there?');
+    const failed = messageWith(A.page, 'Are you still there?');
+    await until(async () => (await failed.getByTestId('msg-status').getAttribute('data-status')) === 'failed', 'message marked as not sent');
+    const why = (await failed.getByTestId('message-error').textContent()) ?? '';
+    assert(/cannot message or add this person/i.test(why), `plain-words reason, got "${why}"`);
+    assert(!/blocked|_|403/.test(why), `no codes or jargon in "${why}"`);
+    const notSent = A.page.getByTestId('toast').filter({ hasText: 'Message not sent: You cannot message or add this person' });
+    await notSent.waitFor();
+    await notSent.getByRole('button', { name: 'Dismiss' }).click();
+    await failed.getByRole('button', { name: 'Discard' }).click({ timeout: 3000 }); // nothing may cover it
+    await failed.waitFor({ state: 'detached' });
+    assert((await messageWith(B.page, 'Are you still there?').count()) === 0, 'Bob got nothing');
+
+    // Bob unblocks; Alice can ask again and Bob accepts.
+    await B.page.locator(`[data-testid=blocked-user][data-username=${names.a}] [data-testid=unblock-user]`).click();
+    await B.page.locator(`[data-testid=blocked-user][data-username=${names.a}]`).waitFor({ state: 'detached' });
+    await tid(A.page, 'nav-people').click();
+    await tid(A.page, 'user-search').fill(names.b);
+    await A.page.locator(`[data-testid=search-result][data-username=${names.b}] [data-testid=add-friend]`).click();
+    await A.page.locator(`[data-testid=outgoing-request][data-username=${names.b}]`).waitFor();
+    await B.page.locator(`[data-testid=incoming-request][data-username=${names.a}] [data-testid=accept-request]`).click();
+    await A.page.locator(`[data-testid=friend][data-username=${names.b}]`).waitFor();
+    await B.page.locator(`[data-testid=friend][data-username=${names.a}]`).waitFor();
+  }],
+  ['remove a friend', async () => {
+    await tid(A.page, 'user-search').fill('');
+    await A.page.locator(`[data-testid=friend][data-username=${names.b}] [data-testid=remove-friend]`).click();
+    await A.page.locator(`[data-testid=friend][data-username=${names.b}]`).waitFor({ state: 'detached' });
+    assert(dialogs.some((d) => d.label === 'A' && d.type === 'confirm' && /Remove Bob Builder/.test(d.message)), 'asked to confirm');
+    await B.page.locator(`[data-testid=friend][data-username=${names.a}]`).waitFor({ state: 'detached' });
+    await A.page.reload();
+    await connected(A.page);
+    await tid(A.page, 'people-view').waitFor();
+    assert((await A.page.locator(`[data-testid=friend][data-username=${names.b}]`).count()) === 0, 'still removed after a reload');
+  }],
+  ['group panel (owner): promote, demote, transfer ownership, then leave', async () => {
+    const group = `Hiking club ${run}`;
+    const carolRow = (p) => p.locator(`[data-testid=member][data-username=${names.c}]`);
+    await tid(C.page, 'nav-chats').click();
+    await openConv(C.page, group);
+    await tid(C.page, 'group-info').click();
+    await tid(C.page, 'group-panel').waitFor();
+    assert((await tid(C.page, 'group-settings').count()) === 0, 'a member has no settings form');
+    await tid(A.page, 'nav-chats').click();
+    await openConv(A.page, group);
+    await tid(A.page, 'group-info').click();
+
+    await carolRow(A.page).getByTestId('promote').click();
+    await A.page.locator(`[data-testid=member][data-username=${names.c}][data-role=admin]`).waitFor();
+    assert((await carolRow(A.page).getByTestId('member-role').textContent()) === 'admin', 'role badge says admin');
+    await tid(C.page, 'group-settings').waitFor(); // Carol's own view follows live
+    await C.page.locator('[data-testid=group-summary][data-my-role=admin]').waitFor();
+
+    await carolRow(A.page).getByTestId('demote').click();
+    await A.page.locator(`[data-testid=member][data-username=${names.c}][data-role=member]`).waitFor();
+    assert((await carolRow(A.page).getByTestId('member-role').count()) === 0, 'no role badge for a member');
+    await C.page.locator('[data-testid=group-summary][data-my-role=member]').waitFor();
+    await tid(C.page, 'group-settings').waitFor({ state: 'detached' });
+
+    assert((await tid(A.page, 'leave-group').count()) === 0, 'the owner cannot leave before a transfer');
+    await carolRow(A.page).getByTestId('transfer').click();
+    await A.page.locator(`[data-testid=member][data-username=${names.c}][data-role=owner]`).waitFor();
+    await A.page.locator(`[data-testid=member][data-username=${names.a}][data-role=admin]`).waitFor();
+    await A.page.locator('[data-testid=group-summary][data-my-role=admin]').waitFor();
+    assert((await tid(A.page, 'promote').count()) + (await tid(A.page, 'transfer').count()) === 0, 'an admin has no owner actions');
+    await C.page.locator('[data-testid=group-summary][data-my-role=owner]').waitFor();
+
+    await tid(A.page, 'leave-group').click();
+    await until(async () => (await convItem(A.page, group).count()) === 0, 'group gone from Alice’s list');
+    await tid(A.page, 'chat-view').waitFor({ state: 'detached' });
+    await C.page.locator(`[data-testid=member][data-username=${names.a}]`).waitFor({ state: 'detached' });
+    await until(async () => /^1 member\b/.test((await tid(C.page, 'chat-subtitle').textContent()) ?? ''), 'Carol sees 1 member');
+    await tid(C.page, 'close-group-panel').click();
+    await A.page.reload();
+    await connected(A.page);
+    await tid(A.page, 'conversation-list').waitFor();
+    assert((await convItem(A.page, group).count()) === 0, 'still gone after a reload');
+  }],
+  ['join a public group from the directory', async () => {
+    const group = `Board games ${run}`;
+    await tid(B.page, 'nav-chats').click();
+    await tid(B.page, 'new-group').click();
+    await tid(B.page, 'group-name').fill(group);
+    await tid(B.page, 'group-description').fill('Tuesdays at eight');
+    await tid(B.page, 'group-public').check();
+    await tid(B.page, 'group-create').click();
+    await inChat(B.page, group);
+
+    await tid(C.page, 'nav-groups').click();
+    await tid(C.page, 'group-search').fill(`Board games ${run}`);
+    const entry = C.page.getByTestId('directory-group').filter({ hasText: group });
+    await entry.getByTestId('join-group').click();
+    await inChat(C.page, group);
+    await convItem(C.page, group).waitFor();
+    await until(async () => /^2 members/.test((await tid(B.page, 'chat-subtitle').textContent()) ?? ''), 'B sees 2 members');
+    await send(C.page, 'Count me in for Tuesday');
+    await messageWith(B.page, 'Count me in for Tuesday').waitFor();
+    // The directory now offers "Open" instead of "Join".
+    await tid(C.page, 'nav-groups').click();
+    await tid(C.page, 'group-search').fill(`Board games ${run}`);
+    await C.page.getByTestId('directory-group').filter({ hasText: group }).getByTestId('open-group').waitFor();
+  }],
   ['profile edit and logout', async () => {
     await tid(B.page, 'nav-settings').click();
     await tid(B.page, 'profile-bio').fill('I build things.');
     await tid(B.page, 'profile-save').click();
     await B.page.getByTestId('toast').filter({ hasText: 'Profile saved' }).waitFor();
+    await shot(B.page, '09-toast');
     const spent = await B.page.evaluate(() => localStorage.getItem('chatnode.refresh_token'));
     await tid(B.page, 'logout').click();
     await tid(B.page, 'login-form').waitFor();

@@ -6,6 +6,7 @@ import {
   applyMessage,
   applyPresence,
   applyRead,
+  applyReadMarkers,
   applyUpdated,
   emptyState,
   failPending,
@@ -113,6 +114,59 @@ describe('pending and ack', () => {
     let s = applyMessage(base(), msg({ seq: 4, sender_id: 'me', client_id: 'a' }));
     s = upsertConversation(s, { ...s.conversations.c1, peer_last_read_seq: 4 });
     expect(messageStatus(s, s.messages.c1[0])).toBe('read');
+  });
+});
+
+describe('read state after a reload', () => {
+  const bob = { id: 'bob', username: 'bob', display_name: 'Bob', avatar_url: null, bio: null, online: false, last_seen_at: null };
+  const mine = (seq: number) => msg({ seq, sender_id: 'me', client_id: `k${seq}` });
+
+  it('direct: peer_last_read_seq from GET /conversations marks my older messages read', () => {
+    // A fresh page: empty state, the conversation list first, then the history.
+    let s = setConversations(emptyState('me'), [conv({ id: 'c1', peer: bob, peer_last_read_seq: 2, last_read_seq: 3 })]);
+    s = mergeHistory(s, 'c1', [mine(3), mine(2), mine(1)], false);
+    expect(s.messages.c1.map((m) => messageStatus(s, m))).toEqual(['read', 'read', 'sent']);
+  });
+
+  it('direct: history first, conversation list after, gives the same result', () => {
+    let s = mergeHistory(emptyState('me'), 'c1', [mine(1), mine(2)], false);
+    s = setConversations(s, [conv({ id: 'c1', peer: bob, peer_last_read_seq: 1 })]);
+    expect(s.messages.c1.map((m) => messageStatus(s, m))).toEqual(['read', 'sent']);
+  });
+
+  it('direct: a stale list or conversation.updated never moves the marker back', () => {
+    let s = setConversations(emptyState('me'), [conv({ id: 'c1', peer: bob, peer_last_read_seq: 5 })]);
+    s = applyRead(s, 'c1', 'bob', 6);
+    s = setConversations(s, [conv({ id: 'c1', peer: bob, peer_last_read_seq: 4 })]);
+    s = upsertConversation(s, conv({ id: 'c1', peer: bob, peer_last_read_seq: 3 }));
+    expect(s.readMarkers.c1.bob).toBe(6);
+  });
+
+  it('direct: without the extension, messages stay "sent" until a live read event', () => {
+    let s = setConversations(emptyState('me'), [conv({ id: 'c1', peer: bob })]);
+    s = mergeHistory(s, 'c1', [mine(1)], false);
+    expect(messageStatus(s, s.messages.c1[0])).toBe('sent');
+    s = applyRead(s, 'c1', 'bob', 1);
+    expect(messageStatus(s, s.messages.c1[0])).toBe('read');
+  });
+
+  it('group: member last_read_seq marks my messages read once another member has read them', () => {
+    let s = setConversations(emptyState('me'), [conv({ id: 'g1', kind: 'group', name: 'G', member_count: 3 })]);
+    s = mergeHistory(s, 'g1', [mine(1), mine(2), mine(3)].map((m) => ({ ...m, conversation_id: 'g1' })), false);
+    // My own marker does not count as "read by someone".
+    s = applyReadMarkers(s, 'g1', [
+      { user_id: 'me', seq: 3 },
+      { user_id: 'bob', seq: 1 },
+      { user_id: 'carol', seq: 2 },
+    ]);
+    expect(s.readMarkers.g1.me).toBeUndefined();
+    expect(s.messages.g1.map((m) => messageStatus(s, m))).toEqual(['read', 'read', 'sent']);
+    // Forward only; a missing marker (server without the extension) changes nothing.
+    const same = applyReadMarkers(s, 'g1', [{ user_id: 'carol', seq: 1 }, { user_id: 'bob', seq: undefined }]);
+    expect(same).toBe(s);
+    s = applyReadMarkers(s, 'g1', [{ user_id: 'bob', seq: 3 }]);
+    expect(messageStatus(s, s.messages.g1[2])).toBe('read');
+    expect(s.readMarkers.g1).toEqual({ bob: 3, carol: 2 });
   });
 });
 

@@ -208,6 +208,20 @@ export function applyRead(s: ChatState, cid: string, userId: string, seq: number
   return next;
 }
 
+/**
+ * Read markers of several members at once (e.g. `last_read_seq` from `GET /groups/{id}/members`,
+ * loaded after a reload). Markers only move forward; my own marker is left to `applyRead`.
+ */
+export function applyReadMarkers(s: ChatState, cid: string, list: { user_id: string; seq: number | null | undefined }[]): ChatState {
+  const next: Record<string, number> = {};
+  for (const { user_id, seq } of list) {
+    if (user_id !== s.me && typeof seq === 'number' && seq > 0) next[user_id] = Math.max(next[user_id] ?? 0, seq);
+  }
+  const prev = s.readMarkers[cid] ?? {};
+  if (!Object.entries(next).some(([u, seq]) => (prev[u] ?? 0) < seq)) return s;
+  return { ...s, readMarkers: { ...s.readMarkers, [cid]: mergeMarkers(prev, next) } };
+}
+
 /** Older history from REST (any order); `hasMore` says whether to offer loading further back. */
 export function mergeHistory(s: ChatState, cid: string, msgs: Message[], hasMore: boolean | null): ChatState {
   let list = s.messages[cid] ?? [];

@@ -24,7 +24,7 @@ const FRIENDLY: Record<string, string> = {
   conflict: 'That conflicts with something that already exists.',
   too_large: 'That is too large.',
   invalid_request: 'Some of the information is not valid.',
-  blocked: 'You cannot interact with this user.',
+  blocked: 'You cannot message or add this person.',
   network: 'Cannot reach the server. Check your connection.',
   weak_password: 'The password must be at least 10 characters long.',
   invalid_password: 'The password must be at least 10 characters long.',

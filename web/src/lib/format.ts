@@ -55,3 +55,8 @@ export function colorIndex(id: string): number {
 export function titleWithUnread(total: number, base = 'ChatNode'): string {
   return total > 0 ? `(${total}) ${base}` : base;
 }
+
+/** "1 member", "3 members". */
+export function memberCount(n: number): string {
+  return `${n} ${n === 1 ? 'member' : 'members'}`;
+}

@@ -6,6 +6,7 @@ import {
   applyMessage,
   applyPresence,
   applyRead,
+  applyReadMarkers,
   applyUpdated,
   conversationTitle,
   displayName,
@@ -31,7 +32,7 @@ import { navigate } from './router';
 import { StreamPos } from './streampos';
 import { TokenManager } from './tokens';
 import { TypingSender } from './typing';
-import type { Conversation, FriendRequest, Message, OutboxItem, ServerEvent, User } from './types';
+import type { Conversation, FriendRequest, Member, Message, OutboxItem, ServerEvent, User } from './types';
 
 export type AuthStatus = 'loading' | 'anon' | 'authed';
 
@@ -106,7 +107,8 @@ export class Session {
 
   toast(text: string, kind: Toast['kind'] = 'error'): void {
     const id = ++this.toastId;
-    this.toasts.update((t) => [...t, { id, text, kind }]);
+    // At most three at a time (the oldest goes first), so a burst never covers the page.
+    this.toasts.update((t) => [...t, { id, text, kind }].slice(-3));
     setTimeout(() => this.dismissToast(id), 6000);
   }
   dismissToast(id: number): void {
@@ -248,6 +250,8 @@ export class Session {
     void this.loadConversations();
     void this.loadPeople();
     this.markActiveRead();
+    const a = get(this.active);
+    if (a) void this.loadGroupReadMarkers(a);
   }
 
   // ---------- loading ----------
@@ -363,7 +367,9 @@ export class Session {
         this.chat.update((s) => applyUpdated(s, ev.message));
         break;
       case 'message.deleted':
-        this.chat.update((s) => applyDeleted(s, ev.conversation_id, ev.seq));
+        // scope "me" (extension): deleted for me only, from another tab or device of mine.
+        if (ev.scope === 'me') this.chat.update((s) => removeMessageLocally(s, ev.conversation_id, ev.seq));
+        else this.chat.update((s) => applyDeleted(s, ev.conversation_id, ev.seq));
         break;
       case 'typing':
         this.chat.update((s) => setTyping(s, ev.conversation_id, ev.user_id, ev.typing));
@@ -380,6 +386,14 @@ export class Session {
       case 'friend.request':
         void this.loadPeople();
         if (ev.request?.from && ev.request.from.id !== me?.id) this.toast(`${displayName(ev.request.from)} sent you a friend request`, 'info');
+        break;
+      case 'friend.request.removed':
+        // Extension: a request was accepted, declined or cancelled (sent to both people).
+        this.requests.update((r) => ({
+          incoming: r.incoming.filter((x) => x.id !== ev.request_id),
+          outgoing: r.outgoing.filter((x) => x.id !== ev.request_id),
+        }));
+        void this.loadPeople();
         break;
       case 'friend.added':
       case 'friend.removed':
@@ -449,6 +463,25 @@ export class Session {
     if (!get(this.chat).conversations[id]) await this.fetchConversation(id);
     if (!get(this.chat).messages[id]) await this.loadOlder(id, true);
     this.markActiveRead();
+    void this.loadGroupReadMarkers(id);
+  }
+
+  /**
+   * Groups: the members' read markers (`last_read_seq` on each Member, a server extension), so
+   * my messages show as read after a reload, not only after live `read` events. Direct chats get
+   * theirs from `peer_last_read_seq` on the Conversation.
+   */
+  async loadGroupReadMarkers(id: string): Promise<void> {
+    if (get(this.chat).conversations[id]?.kind !== 'group') return;
+    try {
+      this.applyMemberReadMarkers(id, await this.api.members(id));
+    } catch {
+      /* optional: live read events still arrive */
+    }
+  }
+
+  applyMemberReadMarkers(id: string, members: Member[]): void {
+    this.chat.update((s) => applyReadMarkers(s, id, members.map((m) => ({ user_id: m.user.id, seq: m.last_read_seq }))));
   }
 
   closeConversation(): void {

@@ -65,6 +65,8 @@ export interface Member {
   user: User;
   role: Role;
   joined_at: string;
+  /** Optional server extension: this member's read marker. */
+  last_read_seq?: number;
 }
 
 export interface FriendRequest {
@@ -108,11 +110,12 @@ export type ServerEvent =
   | { type: 'error'; client_id?: string; code: string; message: string }
   | { type: 'message'; message: Message; stream_pos?: number }
   | { type: 'message.updated'; message: Message; stream_pos?: number }
-  | { type: 'message.deleted'; conversation_id: string; seq: number; stream_pos?: number }
+  | { type: 'message.deleted'; conversation_id: string; seq: number; scope?: 'everyone' | 'me'; stream_pos?: number }
   | { type: 'typing'; conversation_id: string; user_id: string; typing: boolean }
   | { type: 'presence'; user_id: string; online: boolean; last_seen_at: string | null; stream_pos?: number }
   | { type: 'read'; conversation_id: string; user_id: string; seq: number; stream_pos?: number }
   | { type: 'friend.request'; request: FriendRequest; stream_pos?: number }
+  | { type: 'friend.request.removed'; request_id: string; stream_pos?: number }
   | { type: 'friend.added'; user: User; stream_pos?: number }
   | { type: 'friend.removed'; user_id: string; stream_pos?: number }
   | { type: 'conversation.updated'; conversation: Conversation; stream_pos?: number }

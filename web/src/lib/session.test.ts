@@ -1,0 +1,51 @@
+import { get } from 'svelte/store';
+import { describe, expect, it, vi } from 'vitest';
+import { applyMessage, emptyState, messageStatus, setConversations } from './chat';
+import { Session } from './session';
+import { conv, MemoryStorage, msg } from './testutil';
+import type { FriendRequest, Member, User } from './types';
+
+const user = (id: string): User => ({ id, username: id, display_name: id, avatar_url: null, bio: null, online: false, last_seen_at: null });
+
+function session() {
+  // No login here: the REST calls the handlers start in the background just fail quietly.
+  vi.stubGlobal('fetch', vi.fn(async () => new Response('{}', { status: 401 })));
+  const s = new Session(new MemoryStorage());
+  s.me.set(user('me'));
+  return s;
+}
+
+describe('Session event handling (server extensions)', () => {
+  it('friend.request.removed drops the request from both lists at once', () => {
+    const s = session();
+    const req = (id: string, from: string, to: string): FriendRequest => ({ id, from: user(from), to: user(to), created_at: '2026-01-01T00:00:00Z' });
+    s.requests.set({ incoming: [req('r1', 'bob', 'me')], outgoing: [req('r2', 'me', 'carol')] });
+    s.handleEvent({ type: 'friend.request.removed', request_id: 'r1' });
+    expect(get(s.requests).incoming).toEqual([]);
+    s.handleEvent({ type: 'friend.request.removed', request_id: 'r2' });
+    expect(get(s.requests).outgoing).toEqual([]);
+  });
+
+  it('message.deleted with scope "me" removes the message; without it, shows it as deleted', () => {
+    const s = session();
+    let st = setConversations(emptyState('me'), [conv({ id: 'c1' })]);
+    st = applyMessage(applyMessage(st, msg({ seq: 1 })), msg({ seq: 2 }));
+    s.chat.set(st);
+    s.handleEvent({ type: 'message.deleted', conversation_id: 'c1', seq: 1, scope: 'me' });
+    expect(get(s.chat).messages.c1.map((m) => m.seq)).toEqual([2]);
+    s.handleEvent({ type: 'message.deleted', conversation_id: 'c1', seq: 2 });
+    expect(get(s.chat).messages.c1[0]).toMatchObject({ seq: 2, deleted: true });
+  });
+
+  it('member read markers (GET /groups/{id}/members) mark my group messages read', () => {
+    const s = session();
+    let st = setConversations(emptyState('me'), [conv({ id: 'g1', kind: 'group', name: 'G' })]);
+    st = applyMessage(st, msg({ seq: 5, conversation_id: 'g1', sender_id: 'me', client_id: 'x' }));
+    s.chat.set(st);
+    const member = (id: string, seq?: number): Member => ({ user: user(id), role: 'member', joined_at: '2026-01-01T00:00:00Z', last_read_seq: seq });
+    s.applyMemberReadMarkers('g1', [member('me', 5), member('bob', 4)]);
+    expect(messageStatus(get(s.chat), get(s.chat).messages.g1[0])).toBe('sent');
+    s.applyMemberReadMarkers('g1', [member('me', 5), member('bob', 5)]);
+    expect(messageStatus(get(s.chat), get(s.chat).messages.g1[0])).toBe('read');
+  });
+});

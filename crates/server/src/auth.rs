@@ -24,6 +24,7 @@ use crate::error::{Error, Result};
 const ISSUER: &str = "chatnode";
 const AUDIENCE: &str = "chatnode";
 const ACCESS_TYPE: &str = "access";
+const MEDIA_TYPE: &str = "media";
 
 #[derive(Debug, Serialize, Deserialize)]
 struct Claims {
@@ -96,11 +97,20 @@ impl Auth {
     }
 
     pub fn issue_access(&self, user_id: &str, session_id: &str) -> Result<String> {
+        self.issue(user_id, session_id, ACCESS_TYPE)
+    }
+
+    /// A token that only reads media (it rides in the media cookie); same lifetime.
+    pub fn issue_media(&self, user_id: &str, session_id: &str) -> Result<String> {
+        self.issue(user_id, session_id, MEDIA_TYPE)
+    }
+
+    fn issue(&self, user_id: &str, session_id: &str, typ: &str) -> Result<String> {
         let now = crate::time::now_secs();
         let claims = Claims {
             sub: user_id.to_owned(),
             sid: session_id.to_owned(),
-            typ: ACCESS_TYPE.to_owned(),
+            typ: typ.to_owned(),
             iss: ISSUER.to_owned(),
             aud: AUDIENCE.to_owned(),
             iat: now,
@@ -112,9 +122,17 @@ impl Auth {
 
     /// Checks signature, algorithm, expiry, issuer, audience and token type.
     pub fn verify_access(&self, token: &str) -> Result<TokenIdentity> {
+        self.verify(token, ACCESS_TYPE)
+    }
+
+    pub fn verify_media(&self, token: &str) -> Result<TokenIdentity> {
+        self.verify(token, MEDIA_TYPE)
+    }
+
+    fn verify(&self, token: &str, typ: &str) -> Result<TokenIdentity> {
         let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
             .map_err(|_| Error::unauthenticated())?;
-        if data.claims.typ != ACCESS_TYPE {
+        if data.claims.typ != typ {
             return Err(Error::unauthenticated());
         }
         Ok(TokenIdentity {

@@ -71,6 +71,21 @@ pub struct ServeArgs {
     /// Refresh token (login session) lifetime in days [default: 30]
     #[arg(long, env = "CHATNODE_REFRESH_TTL_DAYS")]
     pub refresh_ttl_days: Option<i64>,
+    /// Largest image or file upload, in bytes [default: 26214400 (25 MiB)]
+    #[arg(long, env = "CHATNODE_MAX_FILE_SIZE")]
+    pub max_file_size: Option<u64>,
+    /// Largest video upload, in bytes [default: 209715200 (200 MiB)]
+    #[arg(long, env = "CHATNODE_MAX_VIDEO_SIZE")]
+    pub max_video_size: Option<u64>,
+    /// Largest image, in pixels (width x height) [default: 40000000]
+    #[arg(long, env = "CHATNODE_MAX_IMAGE_PIXELS")]
+    pub max_image_pixels: Option<u64>,
+    /// Seconds before an upload never sent anywhere is deleted [default: 86400]
+    #[arg(long, env = "CHATNODE_MEDIA_GRACE_SECS")]
+    pub media_grace_secs: Option<u64>,
+    /// Seconds between sweeps for such uploads [default: 600]
+    #[arg(long, env = "CHATNODE_MEDIA_GC_INTERVAL_SECS")]
+    pub media_gc_interval_secs: Option<u64>,
 }
 
 /// The resolved settings the server runs with.
@@ -88,6 +103,11 @@ pub struct Config {
     pub hash_concurrency: usize,
     pub access_ttl: i64,
     pub refresh_ttl_days: i64,
+    pub max_file_size: u64,
+    pub max_video_size: u64,
+    pub max_image_pixels: u64,
+    pub media_grace_secs: u64,
+    pub media_gc_interval_secs: u64,
 }
 
 impl std::fmt::Debug for Config {
@@ -148,6 +168,11 @@ impl Config {
             ),
             access_ttl: pick!(access_ttl, 900),
             refresh_ttl_days: pick!(refresh_ttl_days, 30),
+            max_file_size: pick!(max_file_size, 25 * 1024 * 1024),
+            max_video_size: pick!(max_video_size, 200 * 1024 * 1024),
+            max_image_pixels: pick!(max_image_pixels, 40_000_000),
+            media_grace_secs: pick!(media_grace_secs, 86_400),
+            media_gc_interval_secs: pick!(media_gc_interval_secs, 600),
             data_dir,
         };
         if !matches!(cfg.log_format.as_str(), "pretty" | "json") {
@@ -158,6 +183,15 @@ impl Config {
         }
         if cfg.ws_rate == 0 || cfg.ws_burst == 0 || cfg.ws_queue == 0 || cfg.hash_concurrency == 0 {
             bail!("--ws-rate, --ws-burst, --ws-queue and --hash-concurrency must be at least 1");
+        }
+        if cfg.max_file_size == 0
+            || cfg.max_video_size == 0
+            || cfg.max_image_pixels == 0
+            || cfg.media_gc_interval_secs == 0
+        {
+            bail!(
+                "--max-file-size, --max-video-size, --max-image-pixels and --media-gc-interval-secs must be at least 1"
+            );
         }
         if cfg.access_ttl < 10 || cfg.refresh_ttl_days < 1 {
             bail!("--access-ttl must be at least 10 seconds and --refresh-ttl-days at least 1");

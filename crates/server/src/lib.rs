@@ -9,6 +9,7 @@ pub mod domain;
 pub mod error;
 pub mod http;
 pub mod hub;
+pub mod media;
 pub mod messages;
 pub mod metrics;
 pub mod store;
@@ -40,6 +41,7 @@ pub struct AppState {
     pub auth: Arc<Auth>,
     pub batcher: Batcher,
     pub metrics: Arc<Metrics>,
+    pub media: Arc<media::Media>,
     /// Flips to `true` when the server begins shutting down.
     pub shutdown: watch::Receiver<bool>,
 }
@@ -94,6 +96,21 @@ impl Server {
         )?);
         let metrics = Arc::new(Metrics::default());
         let batcher = Batcher::spawn(store.clone(), metrics.clone(), 256);
+        let blobs = Arc::new(
+            media::LocalBlobs::new(&config.data_dir)
+                .context("cannot create the media directory")?,
+        );
+        let limits = media::MediaLimits {
+            max_file: config.max_file_size,
+            max_video: config.max_video_size,
+            max_image_pixels: config.max_image_pixels,
+        };
+        let media = Arc::new(media::Media::new(blobs, limits, config.hash_concurrency));
+        media.spawn_gc(
+            store.clone(),
+            Duration::from_secs(config.media_grace_secs),
+            Duration::from_secs(config.media_gc_interval_secs),
+        );
         let (shutdown_tx, shutdown) = watch::channel(false);
         let state = Arc::new(AppState {
             config,
@@ -102,6 +119,7 @@ impl Server {
             auth,
             batcher,
             metrics,
+            media,
             shutdown,
         });
         Ok(Server { state, shutdown_tx })

@@ -24,6 +24,7 @@ use crate::error::{Error, Result};
 
 pub(crate) mod accounts;
 pub(crate) mod conversations;
+pub mod media;
 pub mod messages;
 pub mod openapi;
 mod ops;
@@ -42,6 +43,7 @@ pub fn router(state: SharedState) -> Router {
         .merge(social::router())
         .merge(conversations::router())
         .merge(messages::router())
+        .merge(media::router(&state))
         .route("/ws", get(crate::ws::upgrade))
         .route("/openapi.json", get(openapi::serve))
         .fallback(api_not_found)

@@ -6,6 +6,10 @@ use utoipa::OpenApi;
 #[derive(OpenApi)]
 #[openapi(
     paths(
+        super::media::upload,
+        super::media::cookie,
+        super::media::original,
+        super::media::thumbnail,
         super::accounts::register,
         super::accounts::login,
         super::accounts::refresh,
@@ -75,6 +79,12 @@ impl utoipa::Modify for BearerAuth {
     fn modify(&self, api: &mut utoipa::openapi::OpenApi) {
         use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
         let components = api.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "media_cookie",
+            SecurityScheme::ApiKey(utoipa::openapi::security::ApiKey::Cookie(
+                utoipa::openapi::security::ApiKeyValue::new(super::media::COOKIE),
+            )),
+        );
         components.add_security_scheme(
             "bearer",
             SecurityScheme::Http(

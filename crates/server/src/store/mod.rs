@@ -97,6 +97,47 @@ pub struct SendOutcome {
     pub created: bool,
 }
 
+/// A stored upload, as the media service needs it (blob keys included).
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct MediaRecord {
+    pub id: String,
+    pub owner_id: String,
+    /// `image`, `video` or `file`.
+    pub kind: String,
+    pub mime: String,
+    pub size: i64,
+    pub name: String,
+    pub storage_key: String,
+    pub sha256: String,
+    pub width: Option<i64>,
+    pub height: Option<i64>,
+    pub thumb_key: Option<String>,
+    pub thumb_size: Option<i64>,
+    pub thumb_mime: Option<String>,
+    pub thumb_sha256: Option<String>,
+    pub avatar: bool,
+    pub attached_at: Option<i64>,
+    pub created_at: i64,
+}
+
+impl MediaRecord {
+    pub fn to_protocol(&self) -> p::Media {
+        p::Media {
+            id: self.id.clone(),
+            mime: self.mime.clone(),
+            size: self.size,
+            name: self.name.clone(),
+            url: format!("/api/v1/media/{}", self.id),
+            width: self.width,
+            height: self.height,
+            thumbnail_url: self
+                .thumb_key
+                .as_ref()
+                .map(|_| format!("/api/v1/media/{}/thumbnail", self.id)),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy)]
 pub enum HistoryPage {
     Latest,
@@ -254,6 +295,19 @@ pub trait Store: Send + Sync + 'static {
         conversation_id: &str,
         seq: i64,
     ) -> Result<p::ReadMarker>;
+
+    // --- media
+    async fn create_media(&self, media: MediaRecord) -> Result<p::Media>;
+    /// The media if `viewer` may read it: its uploader, a member of a conversation it was sent
+    /// in, or anyone (even anonymous) for avatars.
+    async fn media_for(&self, viewer: Option<&str>, media_id: &str) -> Result<Option<MediaRecord>>;
+    /// Deletes up to `limit` uploads never attached to anything and older than the cutoff;
+    /// returns them so their blobs can be removed.
+    async fn take_orphan_media(
+        &self,
+        created_before_ms: i64,
+        limit: i64,
+    ) -> Result<Vec<MediaRecord>>;
 
     // --- the event stream
     async fn stream_head(&self) -> Result<i64>;

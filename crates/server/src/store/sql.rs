@@ -340,7 +340,80 @@ impl SqlStore {
         .await?)
     }
 
+    /// The attachments of a message, in order.
+    async fn attachments(c: &mut Conn, message_id: &str) -> Result<Vec<p::Media>> {
+        let rows = sqlx::query_as::<_, MediaRecord>(
+            "SELECT md.* FROM message_media mm JOIN media md ON md.id = mm.media_id
+             WHERE mm.message_id = $1 ORDER BY mm.position",
+        )
+        .bind(message_id)
+        .fetch_all(&mut *c)
+        .await?;
+        Ok(rows.iter().map(MediaRecord::to_protocol).collect())
+    }
+
+    /// A stored message as the wire shows it, attachments included.
+    async fn finish(c: &mut Conn, row: MsgRow) -> Result<p::Message> {
+        let has_media = matches!(row.kind.as_str(), "image" | "file" | "video");
+        let mut m = row.into_message();
+        if has_media && !m.deleted {
+            m.attachments = Self::attachments(c, &m.id).await?;
+        }
+        Ok(m)
+    }
+
+    /// Checks that `ids` name uploads of `owner` fit for a message of `kind`.
+    async fn usable_attachments(c: &mut Conn, owner: &str, kind: p::MessageKind, ids: &[String]) -> Result<Vec<MediaRecord>> {
+        let mut out: Vec<MediaRecord> = Vec::with_capacity(ids.len());
+        for id in ids {
+            if out.iter().any(|m| &m.id == id) {
+                return Err(Error::invalid("attachment_ids", "an attachment is listed twice"));
+            }
+            let rec = sqlx::query_as::<_, MediaRecord>("SELECT * FROM media WHERE id = $1 AND owner_id = $2")
+                .bind(id)
+                .bind(owner)
+                .fetch_optional(&mut *c)
+                .await?
+                .ok_or_else(|| Error::not_found("attachment"))?;
+            let fits = match kind {
+                p::MessageKind::Image => rec.kind == "image",
+                p::MessageKind::Video => rec.kind == "video",
+                _ => true,
+            };
+            if !fits {
+                return Err(Error::invalid("attachment_ids", format!("a {} message cannot carry a {}", kind.as_str(), rec.kind)));
+            }
+            out.push(rec);
+        }
+        Ok(out)
+    }
+
+    /// Marks an upload of `owner` as an avatar (readable by anyone); it must be an image.
+    async fn adopt_avatar(c: &mut Conn, owner: &str, media_id: &str) -> Result<()> {
+        let kind: Option<String> = sqlx::query_scalar("SELECT kind FROM media WHERE id = $1 AND owner_id = $2")
+            .bind(media_id)
+            .bind(owner)
+            .fetch_optional(&mut *c)
+            .await?;
+        match kind.as_deref() {
+            Some("image") => {}
+            Some(_) => return Err(Error::invalid("avatar_media_id", "an avatar must be an image")),
+            None => return Err(Error::not_found("media")),
+        }
+        sqlx::query("UPDATE media SET avatar = TRUE WHERE id = $1").bind(media_id).execute(&mut *c).await?;
+        Ok(())
+    }
+
     async fn insert_message(c: &mut Conn, ev: &mut Events, m: &NewMessage) -> Result<p::Message> {
+        Self::insert_message_with(c, ev, m, &[]).await
+    }
+
+    async fn insert_message_with(
+        c: &mut Conn,
+        ev: &mut Events,
+        m: &NewMessage,
+        media: &[MediaRecord],
+    ) -> Result<p::Message> {
         let now = now_ms();
         let seq = Self::next_seq(c, &m.conversation_id, now).await?;
         let id = new_id();
@@ -359,6 +432,20 @@ impl SqlStore {
         .bind(now)
         .execute(&mut *c)
         .await?;
+        for (i, md) in media.iter().enumerate() {
+            sqlx::query("INSERT INTO message_media (message_id, media_id, conversation_id, position) VALUES ($1, $2, $3, $4)")
+                .bind(&id)
+                .bind(&md.id)
+                .bind(&m.conversation_id)
+                .bind(i as i64)
+                .execute(&mut *c)
+                .await?;
+            sqlx::query("UPDATE media SET attached_at = COALESCE(attached_at, $2) WHERE id = $1")
+                .bind(&md.id)
+                .bind(now)
+                .execute(&mut *c)
+                .await?;
+        }
         // Whoever writes has read everything up to their own message.
         sqlx::query("UPDATE members SET last_read_seq = $3 WHERE conversation_id = $1 AND user_id = $2 AND last_read_seq < $3")
             .bind(&m.conversation_id)
@@ -374,7 +461,7 @@ impl SqlStore {
             client_id: m.client_id.clone(),
             kind: m.kind,
             body: m.body.clone(),
-            attachments: Vec::new(),
+            attachments: media.iter().map(MediaRecord::to_protocol).collect(),
             reply_to_seq: m.reply_to_seq,
             created_at: rfc3339(now),
             edited_at: None,
@@ -449,6 +536,10 @@ impl SqlStore {
         .bind(user)
         .fetch_optional(&mut *c)
         .await?;
+        let last_message = match last {
+            Some(row) => Some(Self::finish(c, row).await?),
+            None => None,
+        };
         let unread: i64 = sqlx::query_scalar(
             "SELECT COUNT(*) FROM messages WHERE conversation_id = $1 AND seq > $2 AND sender_id <> $3
              AND NOT deleted AND kind <> 'system'",
@@ -486,7 +577,7 @@ impl SqlStore {
             description: row.description,
             public: row.public,
             created_at: rfc3339(row.created_at),
-            last_message: last.map(MsgRow::into_message),
+            last_message,
             unread_count: unread,
             my_role: p::Role::parse(&row.role).unwrap_or(p::Role::Member),
             last_read_seq: row.last_read_seq,
@@ -618,7 +709,7 @@ impl SqlStore {
                 ));
             }
             return Ok(SendOutcome {
-                message: row.into_message(),
+                message: Self::finish(c, row).await?,
                 created: false,
             });
         }
@@ -664,11 +755,8 @@ impl SqlStore {
                 "reply_to_seq names no message of this conversation",
             ));
         }
-        if !m.attachment_ids.is_empty() {
-            // Media uploads are not part of this build yet, so no attachment ID can exist.
-            return Err(Error::not_found("attachment"));
-        }
-        let message = Self::insert_message(c, ev, m).await?;
+        let media = Self::usable_attachments(c, &m.sender_id, m.kind, &m.attachment_ids).await?;
+        let message = Self::insert_message_with(c, ev, m, &media).await?;
         Ok(SendOutcome {
             message,
             created: true,
@@ -758,9 +846,6 @@ impl Store for SqlStore {
     }
 
     async fn update_profile(&self, user_id: &str, patch: ProfilePatch) -> Result<p::Me> {
-        if patch.avatar_media_id.is_some() {
-            return Err(Error::not_found("media"));
-        }
         write_tx!(self, |tx, ev| {
             let _ = &mut ev;
             if let Some(name) = &patch.display_name {
@@ -768,6 +853,14 @@ impl Store for SqlStore {
                     .bind(user_id)
                     .bind(name)
                     .bind(name.to_lowercase())
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            if let Some(media_id) = &patch.avatar_media_id {
+                Self::adopt_avatar(&mut tx, user_id, media_id).await?;
+                sqlx::query("UPDATE users SET avatar_media_id = $2 WHERE id = $1")
+                    .bind(user_id)
+                    .bind(media_id)
                     .execute(&mut *tx)
                     .await?;
             }
@@ -1236,9 +1329,6 @@ impl Store for SqlStore {
     }
 
     async fn create_group(&self, user_id: &str, g: NewGroup) -> Result<p::Conversation> {
-        if g.avatar_media_id.is_some() {
-            return Err(Error::not_found("media"));
-        }
         write_tx!(self, |tx, ev| {
             let mut ids: Vec<String> = Vec::new();
             for m in &g.member_ids {
@@ -1256,15 +1346,19 @@ impl Store for SqlStore {
             }
             let id = new_id();
             let now = now_ms();
+            if let Some(media_id) = &g.avatar_media_id {
+                Self::adopt_avatar(&mut tx, user_id, media_id).await?;
+            }
             sqlx::query(
-                "INSERT INTO conversations (id, kind, name, name_key, description, public, created_at, last_activity_at)
-                 VALUES ($1, 'group', $2, $3, $4, $5, $6, $6)",
+                "INSERT INTO conversations (id, kind, name, name_key, description, public, avatar_media_id, created_at, last_activity_at)
+                 VALUES ($1, 'group', $2, $3, $4, $5, $6, $7, $7)",
             )
             .bind(&id)
             .bind(&g.name)
             .bind(g.name.to_lowercase())
             .bind(&g.description)
             .bind(g.public)
+            .bind(&g.avatar_media_id)
             .bind(now)
             .execute(&mut *tx)
             .await?;
@@ -1331,9 +1425,6 @@ impl Store for SqlStore {
         group_id: &str,
         patch: GroupPatch,
     ) -> Result<p::Conversation> {
-        if patch.avatar_media_id.is_some() {
-            return Err(Error::not_found("media"));
-        }
         write_tx!(self, |tx, ev| {
             let role = Self::group_role(&mut tx, group_id, user_id).await?;
             if role < p::Role::Admin {
@@ -1370,6 +1461,14 @@ impl Store for SqlStore {
                 sqlx::query("UPDATE conversations SET description = $2 WHERE id = $1")
                     .bind(group_id)
                     .bind(d)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            if let Some(media_id) = &patch.avatar_media_id {
+                Self::adopt_avatar(&mut tx, user_id, media_id).await?;
+                sqlx::query("UPDATE conversations SET avatar_media_id = $2 WHERE id = $1")
+                    .bind(group_id)
+                    .bind(media_id)
                     .execute(&mut *tx)
                     .await?;
             }
@@ -1866,7 +1965,11 @@ impl Store for SqlStore {
         } else {
             None
         };
-        Ok((rows.into_iter().map(MsgRow::into_message).collect(), next))
+        let mut messages = Vec::with_capacity(rows.len());
+        for row in rows {
+            messages.push(Self::finish(&mut c, row).await?);
+        }
+        Ok((messages, next))
     }
 
     async fn edit_message(
@@ -1899,10 +2002,10 @@ impl Store for SqlStore {
                 .bind(now_ms())
                 .execute(&mut *tx)
                 .await?;
-            let message = Self::message_by_seq(&mut tx, conversation_id, seq)
+            let row = Self::message_by_seq(&mut tx, conversation_id, seq)
                 .await?
-                .ok_or_else(|| Error::not_found("message"))?
-                .into_message();
+                .ok_or_else(|| Error::not_found("message"))?;
+            let message = Self::finish(&mut tx, row).await?;
             Self::emit_conv(
                 &mut tx,
                 &mut ev,
@@ -2032,6 +2135,68 @@ impl Store for SqlStore {
                 unread_count: unread,
             })
         })
+    }
+
+    async fn create_media(&self, media: MediaRecord) -> Result<p::Media> {
+        let mut c = self.write.acquire().await?;
+        sqlx::query(
+            "INSERT INTO media (id, owner_id, kind, mime, size, name, storage_key, sha256, width, height,
+                                thumb_key, thumb_size, thumb_mime, thumb_sha256, avatar, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, FALSE, $15)",
+        )
+        .bind(&media.id)
+        .bind(&media.owner_id)
+        .bind(&media.kind)
+        .bind(&media.mime)
+        .bind(media.size)
+        .bind(&media.name)
+        .bind(&media.storage_key)
+        .bind(&media.sha256)
+        .bind(media.width)
+        .bind(media.height)
+        .bind(&media.thumb_key)
+        .bind(media.thumb_size)
+        .bind(&media.thumb_mime)
+        .bind(&media.thumb_sha256)
+        .bind(media.created_at)
+        .execute(&mut *c)
+        .await?;
+        Ok(media.to_protocol())
+    }
+
+    async fn media_for(&self, viewer: Option<&str>, media_id: &str) -> Result<Option<MediaRecord>> {
+        Ok(sqlx::query_as::<_, MediaRecord>(
+            "SELECT md.* FROM media md WHERE md.id = $1 AND (
+                 md.avatar
+                 OR md.owner_id = $2
+                 OR EXISTS (SELECT 1 FROM message_media mm
+                            JOIN members mb ON mb.conversation_id = mm.conversation_id
+                            WHERE mm.media_id = md.id AND mb.user_id = $2))",
+        )
+        .bind(media_id)
+        .bind(viewer)
+        .fetch_optional(&self.read)
+        .await?)
+    }
+
+    async fn take_orphan_media(&self, created_before_ms: i64, limit: i64) -> Result<Vec<MediaRecord>> {
+        let mut c = self.write.acquire().await?;
+        let rows = sqlx::query_as::<_, MediaRecord>(
+            "SELECT * FROM media WHERE attached_at IS NULL AND NOT avatar AND created_at < $1
+             ORDER BY created_at LIMIT $2",
+        )
+        .bind(created_before_ms)
+        .bind(limit)
+        .fetch_all(&mut *c)
+        .await?;
+        for r in &rows {
+            // Re-checked in the DELETE: a send may have attached it since the SELECT.
+            sqlx::query("DELETE FROM media WHERE id = $1 AND attached_at IS NULL AND NOT avatar")
+                .bind(&r.id)
+                .execute(&mut *c)
+                .await?;
+        }
+        Ok(rows)
     }
 
     async fn stream_head(&self) -> Result<i64> {

@@ -13,8 +13,8 @@ use std::time::Duration;
 use chatnode_protocol::{
     AuthResponse, BlockList, Conversation, ConversationList, CreateGroupRequest,
     CreateInviteRequest, EditMessageRequest, FriendAdded, FriendList, FriendRequest,
-    FriendRequestList, GroupDirectory, Invite, LoginRequest, Me, MemberList, Message, MessageList,
-    ReadMarker, ReadRequest, RefreshRequest, RegisterRequest, Role, RoleRequest,
+    FriendRequestList, GroupDirectory, Invite, LoginRequest, Me, Media, MemberList, Message,
+    MessageList, ReadMarker, ReadRequest, RefreshRequest, RegisterRequest, Role, RoleRequest,
     SendMessageRequest, TokenPair, UpdateGroupRequest, UpdateProfileRequest, User, UserIdRequest,
     UserIdsRequest, UserList,
 };
@@ -358,6 +358,57 @@ impl Client {
             rb = rb.header(CONTENT_TYPE, ct);
         }
         Self::execute(rb.body(body)).await
+    }
+
+    /// A request with extra headers (e.g. `Range`, `If-None-Match`, `Cookie`), for tests and
+    /// tools that need the exact response.
+    pub async fn raw_with_headers(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        with_auth: bool,
+    ) -> Result<RawResponse> {
+        let url = self.url(&resolve_raw_path(path), &[])?;
+        let auth = if with_auth {
+            Auth::Required
+        } else {
+            Auth::Never
+        };
+        let mut rb = self.builder(method, url, auth)?;
+        for (k, v) in headers {
+            rb = rb.header(*k, *v);
+        }
+        Self::execute(rb).await
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Media
+    // -----------------------------------------------------------------------------------------
+
+    /// `POST /media` with the raw bytes; the server decides the type from the content.
+    pub async fn upload(&self, bytes: Vec<u8>, content_type: &str, name: &str) -> Result<Media> {
+        let url = self.url(&format!("{API_PREFIX}/media"), &[("name", name.to_owned())])?;
+        let rb = self
+            .builder(Method::POST, url, Auth::Required)?
+            .header(CONTENT_TYPE, content_type)
+            .body(bytes);
+        let resp = Self::execute(rb).await?;
+        if resp.status != 201 {
+            return Err(ClientError::from_response(resp.status, &resp.body));
+        }
+        serde_json::from_slice(&resp.body).map_err(|e| ClientError::Decode(e.to_string()))
+    }
+
+    /// Downloads a media URL (`Media::url` or `thumbnail_url`) with the bearer token.
+    pub async fn download(&self, url_path: &str) -> Result<Vec<u8>> {
+        let resp = self
+            .raw_with_headers(Method::GET, url_path, &[], true)
+            .await?;
+        if resp.status != 200 {
+            return Err(ClientError::from_response(resp.status, &resp.body));
+        }
+        Ok(resp.body.to_vec())
     }
 
     // -----------------------------------------------------------------------------------------

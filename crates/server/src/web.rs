@@ -3,7 +3,7 @@
 //! Unknown paths outside `/api` get `index.html` (the client routes them, e.g. `/invite/CODE`).
 //! Hashed assets under `/assets/` are cached for a year; `index.html` is always revalidated.
 
-use axum::http::{HeaderValue, StatusCode, Uri, header};
+use axum::http::{HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use rust_embed::RustEmbed;
 
@@ -16,10 +16,18 @@ const PLACEHOLDER: &str = "<!doctype html><html><head><meta charset=\"utf-8\"><t
 <body><h1>ChatNode</h1><p>The web client was not built into this binary (npm was unavailable at build time). \
 The API is at <code>/api/v1</code>.</p></body></html>";
 
-pub async fn serve(uri: Uri) -> Response {
+pub async fn serve(method: Method, uri: Uri) -> Response {
     let path = uri.path().trim_start_matches('/');
     if path.starts_with("api/") {
         return crate::error::Error::not_found("endpoint").into_response();
+    }
+    // The page and its assets are read-only.
+    if method != Method::GET && method != Method::HEAD {
+        return crate::error::Error::new(
+            chatnode_protocol::ErrorCode::MethodNotAllowed,
+            "method not allowed on this path",
+        )
+        .into_response();
     }
     if !path.is_empty() {
         if let Some(file) = Assets::get(path) {

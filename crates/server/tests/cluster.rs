@@ -241,7 +241,7 @@ async fn direct_and_group_messages_cross_nodes_in_real_time() {
     befriend(&ann, &au, &dan, &du).await;
     let mut dan_ws = dan.connect_ws().await.unwrap();
     on(&c.nodes[1], &ann)
-        .add_members(&grp.id, &[du.id.clone()])
+        .add_members(&grp.id, [du.id.as_str()])
         .await
         .unwrap();
     let later = ann_ws
@@ -613,4 +613,44 @@ async fn nats_restart_under_traffic_loses_and_doubles_nothing_live() {
             .unwrap();
         assert!(extra.is_none(), "{who} got an extra {extra:?}");
     }
+}
+
+/// Runs `chatnode serve ARGS` to its exit; returns the exit code and stderr.
+fn serve_fails(args: &[&str]) -> (i32, String) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().join("data");
+    let out = Command::new(binary())
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(&data)
+        .args(args)
+        .output()
+        .expect("run chatnode");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn nats_with_sqlite_is_refused_with_one_line() {
+    let (code, err) = serve_fails(&["--nats-url", "nats://127.0.0.1:1"]);
+    assert_ne!(code, 0);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("postgres://"), "{err}");
+}
+
+#[test]
+fn unreachable_nats_exits_non_zero_with_one_line() {
+    let Some(schema) = PgSchema::create() else {
+        println!(
+            "SKIPPED cluster::unreachable_nats_exits_non_zero_with_one_line: CHATNODE_TEST_PG is not set"
+        );
+        return;
+    };
+    let db = schema.url();
+    let dead = format!("nats://127.0.0.1:{}", free_port());
+    let (code, err) = serve_fails(&["--database-url", &db, "--nats-url", &dead]);
+    assert_ne!(code, 0);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("NATS"), "{err}");
 }

@@ -15,12 +15,14 @@ export function startMock(port = 0) {
   const invites = new Map();
   const logs = new Map(); // userId -> [{pos, ev}]
   const sockets = new Map(); // userId -> Set(conn)
+  const media = new Map(); // id -> {id, owner, mime, kind, name, bytes, width, height, avatar}
+  const mediaCookies = new Map(); // cookie token -> userId
   let streamPos = 0;
   const now = () => new Date().toISOString();
   const pair = (a, b) => [a, b].sort().join('|');
 
   const pub = (u, self = false) => ({
-    id: u.id, username: u.username, display_name: u.display_name, avatar_url: null, bio: u.bio,
+    id: u.id, username: u.username, display_name: u.display_name, avatar_url: u.avatar ? `/api/v1/media/${u.avatar}` : null, bio: u.bio,
     online: (sockets.get(u.id)?.size ?? 0) > 0, last_seen_at: u.last_seen_at,
     ...(self ? { email: u.email ?? null, phone: u.phone ?? null } : {}),
   });
@@ -43,7 +45,7 @@ export function startMock(port = 0) {
     const msgs = c.messages.filter((m) => !m.hiddenFor?.has(uid));
     const last = msgs[msgs.length - 1] ?? null;
     const v = {
-      id: c.id, kind: c.kind, name: c.name, avatar_url: null, description: c.description, public: c.public,
+      id: c.id, kind: c.kind, name: c.name, avatar_url: c.avatar ? `/api/v1/media/${c.avatar}` : null, description: c.description, public: c.public,
       created_at: c.created_at, last_message: last ? msgOut(last) : null,
       unread_count: msgs.filter((m) => m.seq > (me?.last_read_seq ?? 0) && m.sender_id !== uid && !m.deleted).length,
       my_role: me?.role ?? 'member', last_read_seq: me?.last_read_seq ?? 0, member_count: c.members.size,
@@ -72,7 +74,17 @@ export function startMock(port = 0) {
   function sendMessage(uid, cid, b) {
     const c = convs.get(cid);
     if (!c || !c.members.has(uid)) return err(404, 'not_found', 'no such conversation');
-    if (typeof b.body !== 'string' || !b.body.trim()) return err(400, 'invalid_request', 'empty body');
+    const kind = b.kind ?? 'text';
+    const ids = b.attachment_ids ?? [];
+    if (typeof b.body !== 'string' || (kind === 'text' && !b.body.trim())) return err(400, 'invalid_request', 'empty body');
+    if (kind !== 'text' && !ids.length) return err(400, 'invalid_request', 'attachments needed');
+    const attachments = [];
+    for (const id of ids) {
+      const md = media.get(id);
+      if (!md || md.owner !== uid) return err(404, 'not_found', 'no such attachment');
+      if ((kind === 'image' && md.kind !== 'image') || (kind === 'video' && md.kind !== 'video')) return err(400, 'invalid_request', 'kind mismatch');
+      attachments.push(mediaOut(md));
+    }
     if (c.kind === 'direct') {
       const peer = [...c.members.keys()].find((x) => x !== uid);
       if (blocks.has(`${peer}|${uid}`) || blocks.has(`${uid}|${peer}`)) return err(403, 'blocked', 'blocked');
@@ -80,13 +92,38 @@ export function startMock(port = 0) {
     const dup = c.messages.find((m) => m.sender_id === uid && m.client_id === b.client_id);
     if (dup) return { status: 200, body: msgOut(dup), dup: true };
     const m = {
-      id: randomUUID(), conversation_id: cid, seq: ++c.seq, sender_id: uid, client_id: b.client_id, kind: 'text',
-      body: b.body, attachments: [], reply_to_seq: b.reply_to_seq ?? null, created_at: now(), edited_at: null, deleted: false,
+      id: randomUUID(), conversation_id: cid, seq: ++c.seq, sender_id: uid, client_id: b.client_id, kind,
+      body: b.body, attachments, reply_to_seq: b.reply_to_seq ?? null, created_at: now(), edited_at: null, deleted: false,
     };
     c.messages.push(m);
     c.members.get(uid).last_read_seq = m.seq;
     emit([...c.members.keys()], { type: 'message', message: msgOut(m) });
     return { status: 201, body: msgOut(m) };
+  }
+
+  const mediaOut = (md) => ({
+    id: md.id, mime: md.mime, size: md.bytes.length, name: md.name, url: `/api/v1/media/${md.id}`,
+    width: md.width, height: md.height, thumbnail_url: md.kind === 'image' ? `/api/v1/media/${md.id}/thumbnail` : null,
+  });
+  /** Type from the first bytes, roughly like the server (no thumbnails: the original is used). */
+  function sniffMedia(buf) {
+    const head = buf.subarray(0, 16).toString('latin1');
+    if (head.startsWith('\x89PNG')) return { mime: 'image/png', kind: 'image', width: buf.readUInt32BE(16), height: buf.readUInt32BE(20) };
+    if (head.startsWith('\xff\xd8\xff')) return { mime: 'image/jpeg', kind: 'image', width: null, height: null };
+    if (head.startsWith('GIF8')) return { mime: 'image/gif', kind: 'image', width: buf.readUInt16LE(6), height: buf.readUInt16LE(8) };
+    if (head.startsWith('RIFF') && head.slice(8, 12) === 'WEBP') return { mime: 'image/webp', kind: 'image', width: null, height: null };
+    if (head.slice(4, 8) === 'ftyp') return { mime: 'video/mp4', kind: 'video', width: null, height: null };
+    if (head.startsWith('\x1aE\xdf\xa3')) return { mime: 'video/webm', kind: 'video', width: null, height: null };
+    if (head.startsWith('%PDF')) return { mime: 'application/pdf', kind: 'file', width: null, height: null };
+    const text = buf.subarray(0, 8192).toString('utf8');
+    if (buf.length && !text.includes('\ufffd') && !/[\x00-\x08\x0e-\x1a\x1c-\x1f]/.test(text)) return { mime: 'text/plain', kind: 'file', width: null, height: null };
+    return null;
+  }
+  function canRead(uid, md) {
+    if (md.avatar || md.owner === uid) return true;
+    if (!uid) return false;
+    for (const c of convs.values()) if (c.members.has(uid) && c.messages.some((m) => !m.deleted && m.attachments.some((a) => a.id === md.id))) return true;
+    return false;
   }
 
   function route(method, path, query, b, uid) {
@@ -119,7 +156,17 @@ export function startMock(port = 0) {
     if (!u) return err(401, 'unauthenticated', 'missing or invalid token');
 
     if (path === '/users/me') {
-      if (method === 'PATCH') { if (b.display_name !== undefined) u.display_name = b.display_name || u.username; if (b.bio !== undefined) u.bio = b.bio; }
+      if (method === 'PATCH') {
+        if (b.avatar_media_id !== undefined) {
+          const md = media.get(b.avatar_media_id);
+          if (!md || md.owner !== uid) return err(404, 'not_found', 'no such media');
+          if (md.kind !== 'image') return err(400, 'invalid_request', 'an avatar must be an image');
+          md.avatar = true;
+          u.avatar = md.id;
+        }
+        if (b.display_name !== undefined) u.display_name = b.display_name || u.username;
+        if (b.bio !== undefined) u.bio = b.bio;
+      }
       return { status: 200, body: pub(u, true) };
     }
     if (method === 'GET' && path === '/users') {
@@ -278,6 +325,12 @@ export function startMock(port = 0) {
       if (!me) return err(404, 'not_found', 'no such group');
       if (sub === '' && method === 'PATCH') {
         if (!admin) return err(403, 'forbidden', 'admins only');
+        if (b.avatar_media_id !== undefined) {
+          const md = media.get(b.avatar_media_id);
+          if (!md || md.owner !== uid || md.kind !== 'image') return err(400, 'invalid_request', 'an avatar must be an image you uploaded');
+          md.avatar = true;
+          c.avatar = md.id;
+        }
         for (const k of ['name', 'description', 'public']) if (b[k] !== undefined) c[k] = b[k];
         for (const id of members()) emit([id], { type: 'conversation.updated', conversation: convView(c, id) });
         return { status: 200, body: convView(c, uid) };
@@ -349,9 +402,55 @@ export function startMock(port = 0) {
   const server = http.createServer((req, res) => {
     const url = new URL(req.url, 'http://x');
     if (!url.pathname.startsWith('/api/v1')) { res.writeHead(404); res.end(); return; }
-    let raw = '';
-    req.on('data', (d) => (raw += d));
+    const chunks = [];
+    req.on('data', (d) => chunks.push(d));
     req.on('end', () => {
+      const buf = Buffer.concat(chunks);
+      const auth0 = req.headers.authorization?.replace(/^Bearer /, '');
+      const who = auth0 ? access.get(auth0) : undefined;
+      const path = url.pathname.slice(7);
+      if (path === '/media' && req.method === 'POST') {
+        if (!who) { res.writeHead(401, { 'content-type': 'application/json' }); res.end(JSON.stringify({ error: { code: 'unauthenticated', message: 'no token' } })); return; }
+        const t = sniffMedia(buf);
+        const fail = (status, code, message) => { res.writeHead(status, { 'content-type': 'application/json' }); res.end(JSON.stringify({ error: { code, message } })); };
+        if (!t) return fail(415, 'unsupported_media_type', 'this type of file is not accepted');
+        const limit = t.kind === 'video' ? 200 : 25;
+        if (buf.length > limit * 1024 * 1024) return fail(413, 'too_large', `file is larger than the limit of ${limit} MiB for its type`);
+        const md = { id: randomUUID(), owner: who, ...t, name: (url.searchParams.get('name') || 'file').split(/[\\/]/).pop(), bytes: buf, avatar: false };
+        media.set(md.id, md);
+        res.writeHead(201, { 'content-type': 'application/json' });
+        res.end(JSON.stringify(mediaOut(md)));
+        return;
+      }
+      if (path === '/media/cookie' && req.method === 'POST') {
+        if (!who) { res.writeHead(401); res.end(); return; }
+        const tok = randomUUID();
+        mediaCookies.set(tok, who);
+        res.writeHead(204, { 'set-cookie': `chatnode_media=${tok}; Path=/api/v1/media; Max-Age=900; HttpOnly; SameSite=Strict` });
+        res.end();
+        return;
+      }
+      let mm;
+      if (req.method === 'GET' && (mm = path.match(/^\/media\/([^/]+)(\/thumbnail)?$/))) {
+        const cookie = /(?:^|;\s*)chatnode_media=([^;]+)/.exec(req.headers.cookie ?? '')?.[1];
+        const viewer = who ?? (cookie ? mediaCookies.get(cookie) : undefined);
+        const md = media.get(mm[1]);
+        if (!md || !canRead(viewer, md) || (mm[2] && md.kind !== 'image')) { res.writeHead(404, { 'content-type': 'application/json' }); res.end(JSON.stringify({ error: { code: 'not_found', message: 'no such media' } })); return; }
+        const inline = md.kind !== 'file';
+        const headers = { 'content-type': md.mime, 'accept-ranges': 'bytes', 'x-content-type-options': 'nosniff', 'content-disposition': `${inline ? 'inline' : 'attachment'}; filename*=UTF-8''${encodeURIComponent(md.name)}` };
+        const r = /^bytes=(\d*)-(\d*)$/.exec(req.headers.range ?? '');
+        if (r) {
+          const start = r[1] ? Number(r[1]) : Math.max(0, md.bytes.length - Number(r[2]));
+          const end = r[1] && r[2] ? Math.min(Number(r[2]), md.bytes.length - 1) : md.bytes.length - 1;
+          res.writeHead(206, { ...headers, 'content-range': `bytes ${start}-${end}/${md.bytes.length}` });
+          res.end(md.bytes.subarray(start, end + 1));
+        } else {
+          res.writeHead(200, headers);
+          res.end(md.bytes);
+        }
+        return;
+      }
+      const raw = buf.toString('utf8');
       let body = {};
       try { body = raw ? JSON.parse(raw) : {}; } catch { res.writeHead(400, { 'content-type': 'application/json' }); res.end(JSON.stringify({ error: { code: 'invalid_request', message: 'bad json' } })); return; }
       const auth = req.headers.authorization?.replace(/^Bearer /, '');

@@ -9,6 +9,7 @@
 //   CHROMIUM_PATH         browser binary (default /usr/bin/chromium)
 import { execSync } from 'node:child_process';
 import fs from 'node:fs';
+import zlib from 'node:zlib';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
@@ -147,6 +148,118 @@ async function statusOf(page, text) {
   return messageWith(page, text).getByTestId('msg-status').getAttribute('data-status', { timeout: 2000 });
 }
 
+// ---------- media fixtures (real files, made here) ----------
+const CRC = Array.from({ length: 256 }, (_, n) => {
+  let c = n;
+  for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+  return c >>> 0;
+});
+function crc32(buf) {
+  let c = 0xffffffff;
+  for (const b of buf) c = CRC[(c ^ b) & 0xff] ^ (c >>> 8);
+  return (c ^ 0xffffffff) >>> 0;
+}
+/** A real RGB PNG of w×h; `px(x, y)` gives [r, g, b]. */
+function makePng(w, h, px) {
+  const raw = Buffer.alloc((w * 3 + 1) * h);
+  for (let y = 0; y < h; y++) {
+    raw[y * (w * 3 + 1)] = 0;
+    for (let x = 0; x < w; x++) {
+      const [r, g, b] = px(x, y);
+      const o = y * (w * 3 + 1) + 1 + x * 3;
+      raw[o] = r;
+      raw[o + 1] = g;
+      raw[o + 2] = b;
+    }
+  }
+  const chunk = (type, data) => {
+    const len = Buffer.alloc(4);
+    len.writeUInt32BE(data.length);
+    const td = Buffer.concat([Buffer.from(type, 'latin1'), data]);
+    const crc = Buffer.alloc(4);
+    crc.writeUInt32BE(crc32(td));
+    return Buffer.concat([len, td, crc]);
+  };
+  const ihdr = Buffer.alloc(13);
+  ihdr.writeUInt32BE(w, 0);
+  ihdr.writeUInt32BE(h, 4);
+  ihdr[8] = 8; // bit depth
+  ihdr[9] = 2; // RGB
+  return Buffer.concat([
+    Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
+    chunk('IHDR', ihdr),
+    chunk('IDAT', zlib.deflateSync(raw)),
+    chunk('IEND', Buffer.alloc(0)),
+  ]);
+}
+// A sunset: sky gradient, a sun, a sea.
+const sunsetPng = makePng(640, 400, (x, y) => {
+  const d = Math.hypot(x - 320, y - 250);
+  if (y > 270) return [20, 60 + ((y * 3) % 40), 120];
+  if (d < 70) return [255, 210, 80];
+  return [250 - y / 3, 120 + y / 4, 90 + y / 6].map((v) => Math.max(0, Math.min(255, Math.round(v))));
+});
+const avatarPng = makePng(300, 200, (x, y) => (Math.hypot(x - 150, y - 100) < 70 ? [250, 250, 250] : [16 + (x % 64), 130, 110]));
+const groupAvatarPng = makePng(160, 160, (x, y) => ((x >> 5) + (y >> 5)) % 2 ? [240, 170, 40] : [40, 90, 200]);
+const pdfBytes = Buffer.from(`%PDF-1.4\n%\xe2\xe3\xcf\xd3\n1 0 obj << /Type /Catalog >> endobj\n${'% filler line for a realistic size\n'.repeat(360)}%%EOF\n`, 'latin1');
+const mp4Bytes = (() => {
+  const ftyp = Buffer.from('\0\0\0\x18ftypmp42\0\0\0\0mp42isom', 'latin1');
+  const payload = Buffer.alloc(2048, 7);
+  const mdat = Buffer.concat([Buffer.alloc(4), Buffer.from('mdat', 'latin1'), payload]);
+  mdat.writeUInt32BE(mdat.length, 0);
+  return Buffer.concat([ftyp, mdat]);
+})();
+const elfBytes = Buffer.concat([Buffer.from('\x7fELF\x02\x01\x01\0', 'latin1'), Buffer.alloc(600, 1)]);
+
+async function attach(page, files) {
+  await tid(page, 'file-input').setInputFiles(files);
+}
+/** Waits until every pending attachment finished uploading. */
+async function uploadsDone(page, n) {
+  await until(async () => {
+    const st = await page.locator('[data-testid=pending-attachment]').evaluateAll((els) => els.map((e) => e.getAttribute('data-status')));
+    return st.length === n && st.every((x) => x === 'done');
+  }, `${n} uploads done`);
+}
+/** Whether an <img> really loaded (natural size known). */
+async function imgLoaded(loc) {
+  return loc.evaluate((img) => img.complete && img.naturalWidth > 0).catch(() => false);
+}
+function mediaMessage(page, testid) {
+  return page.locator('[data-testid=message]', { has: page.locator(`[data-testid=${testid}]`) });
+}
+/** Drops (kind "drop") or pastes (kind "paste") a canvas-made PNG in the page. */
+async function dropOrPasteImage(page, kind, name) {
+  await page.evaluate(
+    async ({ kind, name }) => {
+      const c = document.createElement('canvas');
+      c.width = 300;
+      c.height = 200;
+      const g = c.getContext('2d');
+      g.fillStyle = kind === 'drop' ? '#0ea5e9' : '#a855f7';
+      g.fillRect(0, 0, 300, 200);
+      g.fillStyle = '#fff';
+      g.font = 'bold 40px sans-serif';
+      g.fillText(kind === 'drop' ? 'dropped' : 'pasted', 60, 115);
+      const blob = await new Promise((r) => c.toBlob(r, 'image/png'));
+      const dt = new DataTransfer();
+      dt.items.add(new File([blob], name, { type: 'image/png' }));
+      if (kind === 'paste') {
+        document.querySelector('[data-testid=composer]').dispatchEvent(new ClipboardEvent('paste', { clipboardData: dt, bubbles: true, cancelable: true }));
+      } else {
+        const target = document.querySelector('[data-testid=message-list]');
+        target.dispatchEvent(new DragEvent('dragenter', { dataTransfer: dt, bubbles: true, cancelable: true }));
+        target.dispatchEvent(new DragEvent('dragover', { dataTransfer: dt, bubbles: true, cancelable: true }));
+        window.__dropHintSeen = !!document.querySelector('[data-testid=drop-hint]');
+        await new Promise((r) => requestAnimationFrame(r));
+        window.__dropHintSeen ||= !!document.querySelector('[data-testid=drop-hint]');
+        target.dispatchEvent(new DragEvent('drop', { dataTransfer: dt, bubbles: true, cancelable: true }));
+      }
+    },
+    { kind, name },
+  );
+}
+
 // ---------- state shared between tests ----------
 const names = { a: `alice_${run}`, b: `bob_${run}`, c: `carol_${run}` };
 let A, B, C;
@@ -268,6 +381,143 @@ const tests = [
     await tid(A.page, 'composer').press('Enter');
     await messageWith(B.page, '🎉').waitFor();
   }],
+  ['media: A sends a photo, a PDF and a video; B sees them (media cookie), opens the viewer', async () => {
+    await tid(A.page, 'nav-chats').click();
+    await openConv(A.page, 'Bob Builder');
+    await tid(B.page, 'nav-chats').click();
+    await openConv(B.page, 'Alice Example');
+
+    // The attach button is a labelled button in the composer.
+    assert((await A.page.getByRole('button', { name: 'Attach files' }).count()) === 1, 'labelled attach button');
+    // 1. A photo with a caption: preview strip first (a blob: thumbnail), then sent as kind image.
+    await attach(A.page, [{ name: 'sunset.png', mimeType: 'image/png', buffer: sunsetPng }]);
+    const tile = A.page.locator('[data-testid=pending-attachment][data-name="sunset.png"]');
+    await tile.waitFor();
+    assert(/^blob:/.test((await tile.locator('img').getAttribute('src')) ?? ''), 'blob: preview in the strip');
+    await uploadsDone(A.page, 1);
+    await tid(A.page, 'composer').fill('Sunset at the lake');
+    await tid(A.page, 'composer').press('Enter');
+    await tid(A.page, 'attachment-strip').waitFor({ state: 'detached' });
+    const photoA = messageWith(A.page, 'Sunset at the lake');
+    await until(async () => ['sent', 'read'].includes(await photoA.getByTestId('msg-status').getAttribute('data-status')), 'photo acked');
+
+    const photoB = messageWith(B.page, 'Sunset at the lake');
+    const thumb = photoB.getByTestId('attachment-thumb');
+    await thumb.waitFor();
+    assert((await photoB.getAttribute('data-mine')) === 'false', 'B sees it as theirs');
+    const src = await thumb.getAttribute('src');
+    assert(/^\/api\/v1\/media\/[^/]+\/thumbnail$/.test(src ?? ''), `thumbnail src ${src}`);
+    assert((await thumb.getAttribute('width')) === '320' && (await thumb.getAttribute('height')) === '200', 'space reserved from width/height');
+    await until(() => imgLoaded(thumb), 'thumbnail loaded through the media cookie');
+
+    // The viewer: full-size original, focus on the close button, Esc closes, focus returns.
+    await photoB.getByTestId('attachment-image').click();
+    const viewer = tid(B.page, 'media-viewer');
+    await viewer.waitFor();
+    const full = viewer.getByTestId('viewer-image');
+    assert(/^\/api\/v1\/media\/[^/]+$/.test((await full.getAttribute('src')) ?? ''), 'viewer shows the original');
+    await until(async () => (await full.evaluate((i) => i.naturalWidth)) === 640, 'full image loaded (640 px wide)');
+    assert((await B.page.evaluate(() => document.activeElement?.getAttribute('data-testid'))) === 'viewer-close', 'focus on the close button');
+    assert((await viewer.getByRole('button', { name: 'Close image viewer' }).count()) === 1, 'labelled close button');
+    await shot(B.page, '11-media-viewer');
+    await B.page.keyboard.press('Escape');
+    await viewer.waitFor({ state: 'detached' });
+    assert((await B.page.evaluate(() => document.activeElement?.getAttribute('data-testid'))) === 'attachment-image', 'focus back on the thumbnail');
+    await photoB.getByTestId('attachment-image').press('Enter');
+    await viewer.waitFor();
+    await viewer.getByTestId('viewer-close').click();
+    await viewer.waitFor({ state: 'detached' });
+
+    // 2. A PDF: a file card with name, size and a download link.
+    await attach(A.page, [{ name: 'Quarterly report.pdf', mimeType: 'application/pdf', buffer: pdfBytes }]);
+    await uploadsDone(A.page, 1);
+    await tid(A.page, 'send').click();
+    const card = B.page.locator('[data-testid=attachment-file]').filter({ hasText: 'Quarterly report.pdf' });
+    await card.waitFor();
+    assert((await card.getByTestId('file-name').textContent()) === 'Quarterly report.pdf', 'file name');
+    const size = (await card.getByTestId('file-size').textContent()) ?? '';
+    assert(/^\d+(\.\d)? KB$/.test(size), `human-readable size, got "${size}"`);
+    const href = (await card.getAttribute('href')) ?? '';
+    assert(/^\/api\/v1\/media\/[^/]+$/.test(href), `download href ${href}`);
+    const dl = await B.page.evaluate(async (u) => {
+      const r = await fetch(u, { credentials: 'same-origin' });
+      return { status: r.status, disposition: r.headers.get('content-disposition'), size: (await r.arrayBuffer()).byteLength };
+    }, href);
+    assert(dl.status === 200 && /^attachment/.test(dl.disposition ?? '') && dl.size === pdfBytes.length, `download works for B: ${JSON.stringify(dl)}`);
+
+    // 3. A tiny MP4: an inline player.
+    await attach(A.page, [{ name: 'clip.mp4', mimeType: 'video/mp4', buffer: mp4Bytes }]);
+    await uploadsDone(A.page, 1);
+    await tid(A.page, 'composer').press('Enter');
+    const video = mediaMessage(B.page, 'attachment-video').last().getByTestId('attachment-video');
+    await video.waitFor();
+    assert(/^\/api\/v1\/media\/[^/]+$/.test((await video.getAttribute('src')) ?? ''), 'video src is the media URL');
+    assert((await video.getAttribute('preload')) === 'metadata' && (await video.evaluate((v) => v.controls)), 'controls, preload=metadata');
+    const head = await B.page.evaluate(async (u) => (await fetch(u, { headers: { Range: 'bytes=0-7' } })).status, await video.getAttribute('src'));
+    assert(head === 206, `range request for the video: ${head}`);
+
+    // Previews in the conversation lists.
+    await until(async () => (await convItem(B.page, 'Alice Example').getByTestId('conversation-preview').textContent()) === '🎬 Video', 'B preview 🎬 Video');
+    await until(async () => (await convItem(A.page, 'Bob Builder').getByTestId('conversation-preview').textContent()) === 'You: 🎬 Video', 'A preview');
+    await tid(B.page, 'message-list').evaluate((el) => (el.scrollTop = el.scrollHeight));
+    await shot(B.page, '10-chat-media');
+  }],
+  ['media: a refused file shows plain words and blocks sending until removed', async () => {
+    await attach(A.page, [{ name: 'tool.bin', mimeType: 'application/octet-stream', buffer: elfBytes }]);
+    const tile = A.page.locator('[data-testid=pending-attachment][data-name="tool.bin"]');
+    await A.page.locator('[data-testid=pending-attachment][data-status=failed]').waitFor();
+    const why = (await tile.getByTestId('upload-error').textContent()) ?? '';
+    assert(why === 'This type of file is not accepted.', `plain words, got "${why}"`);
+    assert(await tid(A.page, 'send').isDisabled(), 'cannot send with a failed upload');
+    assert((await tile.getByTestId('retry-upload').count()) === 0, 'no retry for a refused type');
+    await shot(A.page, '12-upload-refused');
+    await tile.getByRole('button', { name: 'Remove tool.bin' }).click();
+    await tid(A.page, 'attachment-strip').waitFor({ state: 'detached' });
+  }],
+  ['media: drag-and-drop and paste of images', async () => {
+    const before = await B.page.locator('[data-testid=attachment-thumb]').count();
+    await dropOrPasteImage(A.page, 'drop', 'dropped.png');
+    assert(await A.page.evaluate(() => window.__dropHintSeen), 'drop hint shown while dragging');
+    await tid(A.page, 'drop-hint').waitFor({ state: 'detached' });
+    await A.page.locator('[data-testid=pending-attachment][data-name="dropped.png"]').waitFor();
+    await dropOrPasteImage(A.page, 'paste', 'pasted.png');
+    await A.page.locator('[data-testid=pending-attachment][data-name="pasted.png"]').waitFor();
+    await uploadsDone(A.page, 2);
+    await tid(A.page, 'composer').fill('Two pictures');
+    await tid(A.page, 'composer').press('Enter');
+    const m = messageWith(B.page, 'Two pictures');
+    await m.waitFor();
+    assert((await m.getByTestId('attachment-thumb').count()) === 2, 'both pictures in one message');
+    await until(async () => (await m.getByTestId('attachment-thumb').evaluateAll((els) => els.every((i) => i.complete && i.naturalWidth > 0))), 'both loaded');
+    assert((await B.page.locator('[data-testid=attachment-thumb]').count()) === before + 2, 'two more thumbnails');
+    await until(async () => (await convItem(B.page, 'Alice Example').getByTestId('conversation-preview').textContent()) === '📷 Two pictures', 'caption preview');
+  }],
+  ['avatars: A sets a profile photo; B sees it in the list and the chat header', async () => {
+    await tid(A.page, 'nav-settings').click();
+    await tid(A.page, 'avatar-input').setInputFiles([{ name: 'me.png', mimeType: 'image/png', buffer: avatarPng }]);
+    await A.page.getByTestId('toast').filter({ hasText: 'Profile photo updated' }).waitFor();
+    const own = tid(A.page, 'settings-view').getByTestId('avatar-img');
+    await until(() => imgLoaded(own), 'own avatar shown in settings');
+    await until(() => imgLoaded(tid(A.page, 'nav-settings').getByTestId('avatar-img')), 'own avatar in the header');
+    const url = await own.getAttribute('src');
+    assert(/^\/api\/v1\/media\/[^/]+$/.test(url ?? ''), `avatar url ${url}`);
+    // Square-cropped in the browser before the upload.
+    assert((await own.evaluate((i) => [i.naturalWidth, i.naturalHeight].join('x'))) === '200x200', 'cropped to a square');
+    await shot(A.page, '13-settings-avatar');
+    // Profile changes reach others with the next conversation list (no live event for them).
+    await B.page.reload();
+    await connected(B.page);
+    const inList = convItem(B.page, 'Alice Example').getByTestId('avatar-img');
+    await until(async () => (await inList.getAttribute('src')) === url && (await imgLoaded(inList)), 'B sees the avatar in the list');
+    await openConv(B.page, 'Alice Example');
+    const inHeader = B.page.locator('.chat-head [data-testid=avatar-img]');
+    await until(() => imgLoaded(inHeader), 'B sees the avatar in the chat header');
+    // Avatars are public: no cookie needed.
+    const st = await (await fetch(`${base}${url}`)).status;
+    assert(st === 200, `avatar readable without login (${st})`);
+    await tid(A.page, 'nav-chats').click();
+    await openConv(A.page, 'Bob Builder');
+  }],
   ['session survives reload (refresh token)', async () => {
     await A.page.reload();
     await connected(A.page);
@@ -359,6 +609,17 @@ const tests = [
     await until(async () => (await A.page.locator(`[data-testid=member][data-username=${names.b}]`).count()) === 0, 'bob gone from member list');
     step('await until(async () => (await');
     await until(async () => (await convItem(B.page, `Hiking club ${run}`).count()) === 0, 'group gone from bob’s list');
+    await tid(A.page, 'close-group-panel').click();
+  }],
+  ['group avatar: the owner sets it, a member sees it live', async () => {
+    const group = `Hiking club ${run}`;
+    await inChat(A.page, group);
+    await tid(A.page, 'group-info').click();
+    await tid(A.page, 'group-avatar-input').setInputFiles([{ name: 'group.png', mimeType: 'image/png', buffer: groupAvatarPng }]);
+    await A.page.getByTestId('toast').filter({ hasText: 'Group photo updated' }).waitFor();
+    await until(() => imgLoaded(tid(A.page, 'group-panel').getByTestId('avatar-img')), 'group avatar in the panel');
+    await until(() => imgLoaded(convItem(C.page, group).getByTestId('avatar-img')), 'Carol sees the group avatar in her list (live)');
+    await until(() => imgLoaded(C.page.locator('.chat-head [data-testid=avatar-img]')), 'and in the chat header');
     await tid(A.page, 'close-group-panel').click();
   }],
   ['mobile 375 px: single pane with back button', async () => {

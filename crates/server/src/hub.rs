@@ -8,11 +8,17 @@
 //! Frames are serialized once by the caller and shared between recipients (`Utf8Bytes` is a
 //! reference-counted buffer). The map lock is a std mutex held only to clone handles or push
 //! into queues, never across an `.await`.
+//!
+//! In a cluster (see [`crate::cluster`]) the hub also keeps which users other nodes report
+//! online, so `is_online` is cluster-wide, and [`Hub::publish`] hands committed events to the
+//! cluster task (which publishes them on NATS and orders message delivery) instead of
+//! delivering them itself.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use axum::extract::ws::Utf8Bytes;
 use tokio::sync::{Notify, mpsc};
@@ -93,11 +99,21 @@ pub struct Registration {
     pub first: bool,
 }
 
+/// What this node knows about another node of the cluster.
+struct RemoteNode {
+    last_heard: Instant,
+    users: HashSet<String>,
+}
+
 #[derive(Default)]
 pub struct Hub {
     conns: Mutex<HashMap<String, Vec<ConnHandle>>>,
     next_id: AtomicU64,
     pub(crate) slow_closed: AtomicU64,
+    /// Set in a cluster: committed events go to the cluster task instead of straight out.
+    forward: OnceLock<mpsc::UnboundedSender<Vec<Durable>>>,
+    /// Other nodes' online users, by node id (from their presence deltas and heartbeats).
+    remote: Mutex<HashMap<String, RemoteNode>>,
 }
 
 impl Hub {
@@ -144,8 +160,83 @@ impl Hub {
         false
     }
 
+    /// Online anywhere in the cluster (on this node, or reported by a live other node).
     pub fn is_online(&self, user_id: &str) -> bool {
+        self.is_local(user_id) || self.is_remote(user_id)
+    }
+
+    /// Has at least one connection on this node.
+    pub fn is_local(&self, user_id: &str) -> bool {
         self.lock().get(user_id).is_some_and(|l| !l.is_empty())
+    }
+
+    /// Reported online by another live node.
+    pub fn is_remote(&self, user_id: &str) -> bool {
+        self.remote_lock()
+            .values()
+            .any(|n| n.users.contains(user_id))
+    }
+
+    /// The users connected to this node (for the cluster heartbeat).
+    pub fn local_users(&self) -> Vec<String> {
+        self.lock().keys().cloned().collect()
+    }
+
+    /// Routes committed events through the cluster task from now on.
+    pub fn set_forward(&self, tx: mpsc::UnboundedSender<Vec<Durable>>) {
+        let _ = self.forward.set(tx);
+    }
+
+    /// Records that `node` reports `user` online or offline; the node counts as heard from.
+    pub fn set_remote_user(&self, node: &str, user: &str, online: bool) {
+        let mut remote = self.remote_lock();
+        let n = remote.entry(node.to_owned()).or_insert_with(|| RemoteNode {
+            last_heard: Instant::now(),
+            users: HashSet::new(),
+        });
+        n.last_heard = Instant::now();
+        if online {
+            n.users.insert(user.to_owned());
+        } else {
+            n.users.remove(user);
+        }
+    }
+
+    /// Replaces what `node` reports online (its heartbeat); returns the users it added and
+    /// the users it dropped compared with what we knew.
+    pub fn set_remote_users(
+        &self,
+        node: &str,
+        users: HashSet<String>,
+    ) -> (Vec<String>, Vec<String>) {
+        let mut remote = self.remote_lock();
+        let n = remote.entry(node.to_owned()).or_insert_with(|| RemoteNode {
+            last_heard: Instant::now(),
+            users: HashSet::new(),
+        });
+        n.last_heard = Instant::now();
+        let added = users.difference(&n.users).cloned().collect();
+        let dropped = n.users.difference(&users).cloned().collect();
+        n.users = users;
+        (added, dropped)
+    }
+
+    /// Forgets nodes not heard from for `timeout`; returns the users they had online.
+    pub fn expire_remote(&self, timeout: Duration) -> Vec<String> {
+        let mut remote = self.remote_lock();
+        let dead: Vec<String> = remote
+            .iter()
+            .filter(|(_, n)| n.last_heard.elapsed() > timeout)
+            .map(|(id, _)| id.clone())
+            .collect();
+        let mut users = Vec::new();
+        for id in dead {
+            if let Some(n) = remote.remove(&id) {
+                tracing::warn!(node = %id, users = n.users.len(), "cluster node timed out");
+                users.extend(n.users);
+            }
+        }
+        users
     }
 
     pub fn connection_count(&self) -> usize {
@@ -178,8 +269,22 @@ impl Hub {
         }
     }
 
-    /// Delivers committed durable events, in the order given (commit order).
+    /// Delivers committed durable events, in the order given (commit order). In a cluster
+    /// they go to the cluster task, which publishes them and delivers them in `seq` order.
     pub fn publish(&self, events: Vec<Durable>) {
+        let events = match self.forward.get() {
+            // The task owns delivery now; if it is gone (shutting down) deliver here.
+            Some(tx) => match tx.send(events) {
+                Ok(()) => return,
+                Err(mpsc::error::SendError(events)) => events,
+            },
+            None => events,
+        };
+        self.deliver_durable(events);
+    }
+
+    /// Delivers durable events to this node's connections, in the order given.
+    pub fn deliver_durable(&self, events: Vec<Durable>) {
         for e in events {
             let frame = Outbound {
                 pos: Some(e.pos),
@@ -205,6 +310,11 @@ impl Hub {
                 let _ = h.ctl.close(code);
             }
         }
+    }
+
+    fn remote_lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, RemoteNode>> {
+        // Each operation on this map completes in place; a poisoned lock is safe to reuse.
+        self.remote.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Vec<ConnHandle>>> {

@@ -4,6 +4,7 @@
 
 pub mod auth;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod domain;
 pub mod error;
@@ -27,6 +28,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::auth::Auth;
+use crate::cluster::Cluster;
 use crate::config::Config;
 use crate::hub::Hub;
 use crate::messages::Batcher;
@@ -42,6 +44,8 @@ pub struct AppState {
     pub batcher: Batcher,
     pub metrics: Arc<Metrics>,
     pub media: Arc<media::Media>,
+    /// Set when this node is one of a cluster (`--nats-url`).
+    pub cluster: Option<Arc<Cluster>>,
     /// Flips to `true` when the server begins shutting down.
     pub shutdown: watch::Receiver<bool>,
 }
@@ -76,15 +80,18 @@ impl Server {
     pub async fn start(config: Config) -> anyhow::Result<Server> {
         std::fs::create_dir_all(&config.data_dir)
             .with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
-        if config.nats_url.is_some() {
-            bail!("--nats-url: clustering over NATS is not available in this build yet");
+        let is_postgres = config.database_url.starts_with("postgres:")
+            || config.database_url.starts_with("postgresql:");
+        if config.nats_url.is_some() && !is_postgres {
+            // Each node would have its own SQLite file: they would not be one service.
+            bail!(
+                "--nats-url needs a shared postgres:// --database-url (SQLite cannot be shared between nodes)"
+            );
         }
         let hub = Arc::new(Hub::new());
         let store: Arc<dyn Store> = if config.database_url.starts_with("sqlite:") {
             Arc::new(store::sqlite::SqliteStore::open(&config.database_url, hub.clone()).await?)
-        } else if config.database_url.starts_with("postgres:")
-            || config.database_url.starts_with("postgresql:")
-        {
+        } else if is_postgres {
             Arc::new(store::postgres::PostgresStore::open(&config.database_url, hub.clone()).await?)
         } else {
             bail!("--database-url must start with sqlite:// (or postgres://)");
@@ -94,6 +101,10 @@ impl Server {
             config.access_ttl,
             config.hash_concurrency,
         )?);
+        let cluster = match &config.nats_url {
+            Some(url) => Some(Cluster::start(url, hub.clone(), store.clone()).await?),
+            None => None,
+        };
         let metrics = Arc::new(Metrics::default());
         let batcher = Batcher::spawn(store.clone(), metrics.clone(), 256);
         let blobs = Arc::new(
@@ -120,6 +131,7 @@ impl Server {
             batcher,
             metrics,
             media,
+            cluster,
             shutdown,
         });
         Ok(Server { state, shutdown_tx })

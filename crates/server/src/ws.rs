@@ -104,6 +104,10 @@ async fn connection(state: SharedState, socket: WebSocket) {
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let conn_id = reg.id;
     if reg.first {
+        // Subscribe before `ready`: whatever commits after `ready`'s stream_pos reaches us.
+        if let Some(cluster) = &state.cluster {
+            cluster.user_connected(&auth.user_id).await;
+        }
         broadcast_presence(&state, &auth.user_id, true, None).await;
     }
     // Every log line of this connection carries the user and connection IDs.
@@ -119,6 +123,9 @@ async fn connection(state: SharedState, socket: WebSocket) {
     .instrument(span)
     .await;
     if state.hub.unregister(&auth.user_id, conn_id) {
+        if let Some(cluster) = &state.cluster {
+            cluster.user_disconnected(&auth.user_id);
+        }
         let now = now_ms();
         if let Err(e) = state.store.set_last_seen(&auth.user_id, now).await {
             tracing::warn!(error = %e, "could not record last_seen_at");
@@ -208,6 +215,13 @@ async fn broadcast_presence(
             return;
         }
     };
+    if let Some(cluster) = &state.cluster {
+        cluster.publish_presence(user_id, online, last_seen_ms, friends.clone());
+        // Still connected to another node: for the cluster nothing changed.
+        if state.hub.is_remote(user_id) {
+            return;
+        }
+    }
     let frame = ServerFrame::Presence {
         user_id: user_id.to_owned(),
         online,
@@ -468,17 +482,19 @@ impl Connection {
                     Ok(Some(members)) => {
                         let others: Vec<&String> = members.iter().filter(|m| **m != user).collect();
                         let frame = ServerFrame::Typing {
-                            conversation_id: conv,
+                            conversation_id: conv.clone(),
                             user_id: user.clone(),
                             typing,
                         };
-                        state.hub.deliver(
-                            &others,
-                            &Outbound {
-                                pos: None,
-                                text: encode(&frame),
-                            },
-                        );
+                        let text = encode(&frame);
+                        if let Some(cluster) = &state.cluster {
+                            cluster.publish_ephemeral(
+                                &conv,
+                                others.iter().map(|s| (*s).clone()).collect(),
+                                text.as_str().to_owned(),
+                            );
+                        }
+                        state.hub.deliver(&others, &Outbound { pos: None, text });
                         Flow::Continue
                     }
                     Ok(None) => {

@@ -6,6 +6,7 @@ import type {
   FriendRequest,
   Member,
   Message,
+  MessageKind,
   Role,
   TokenPair,
   User,
@@ -103,7 +104,7 @@ export class Api {
   me() {
     return this.request<User>('GET', '/users/me');
   }
-  updateMe(b: { display_name?: string; bio?: string }) {
+  updateMe(b: { display_name?: string; bio?: string; avatar_media_id?: string }) {
     return this.request<User>('PATCH', '/users/me', b);
   }
   searchUsers(q: string) {
@@ -152,7 +153,7 @@ export class Api {
   openDirect(user_id: string) {
     return this.request<Conversation>('POST', '/conversations/direct', { user_id });
   }
-  createGroup(b: { name: string; description?: string; public?: boolean; member_ids?: string[] }) {
+  createGroup(b: { name: string; description?: string; avatar_media_id?: string; public?: boolean; member_ids?: string[] }) {
     return this.request<Conversation>('POST', '/groups', b);
   }
   conversations() {
@@ -163,7 +164,7 @@ export class Api {
   conversation(id: string) {
     return this.request<Conversation>('GET', `/conversations/${encodeURIComponent(id)}`);
   }
-  updateGroup(id: string, b: { name?: string; description?: string; public?: boolean }) {
+  updateGroup(id: string, b: { name?: string; description?: string; avatar_media_id?: string; public?: boolean }) {
     return this.request<Conversation>('PATCH', `/groups/${encodeURIComponent(id)}`, b);
   }
   groupDirectory(q: string) {
@@ -203,7 +204,21 @@ export class Api {
       { query: q },
     );
   }
-  sendMessage(id: string, b: { client_id: string; body: string; reply_to_seq?: number | null }) {
+  /**
+   * Sets the media cookie (HttpOnly, path /api/v1/media) so <img> and <video> can load media:
+   * browsers send no Authorization header for those. Called with each new access token.
+   */
+  async setMediaCookie(token: string): Promise<void> {
+    let res: Response;
+    try {
+      res = await this.fetchFn(`${this.base}/media/cookie`, { method: 'POST', headers: { Authorization: `Bearer ${token}` }, credentials: 'same-origin' });
+    } catch {
+      throw new ApiError(0, 'network', 'Network error');
+    }
+    if (!res.ok) throw await parseError(res);
+  }
+
+  sendMessage(id: string, b: { client_id: string; body: string; kind?: MessageKind; attachment_ids?: string[]; reply_to_seq?: number | null }) {
     return this.request<Message>('POST', `/conversations/${encodeURIComponent(id)}/messages`, b);
   }
   editMessage(id: string, seq: number, body: string) {

@@ -242,9 +242,9 @@ export function pendingFromOutbox(item: OutboxItem, me: string): LocalMessage {
     seq: 0,
     sender_id: me,
     client_id: item.client_id,
-    kind: 'text',
+    kind: item.kind ?? 'text',
     body: item.body,
-    attachments: [],
+    attachments: item.attachments ?? [],
     reply_to_seq: item.reply_to_seq,
     created_at: item.created_at,
     edited_at: null,
@@ -324,6 +324,11 @@ export function applyPresence(s: ChatState, userId: string, online: boolean, las
 export function conversationTitle(c: Conversation): string {
   if (c.kind === 'direct') return c.peer ? c.peer.display_name || c.peer.username : 'Direct chat';
   return c.name || 'Unnamed group';
+}
+
+/** The avatar image of a conversation: the peer's for a direct chat, the group's otherwise. */
+export function conversationAvatar(c: Conversation): string | null {
+  return (c.kind === 'direct' ? c.peer?.avatar_url : c.avatar_url) ?? null;
 }
 
 export function displayName(u: User | undefined | null): string {

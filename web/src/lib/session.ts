@@ -26,13 +26,14 @@ import {
 import { ApiError, friendlyError } from './errors';
 import { titleWithUnread } from './format';
 import { defaultLock } from './lock';
+import { messagePreviewText, uploadMedia, type Upload } from './media';
 import { Outbox } from './outbox';
 import { Realtime, wsUrl, type ConnState } from './realtime';
 import { navigate } from './router';
 import { StreamPos } from './streampos';
 import { TokenManager } from './tokens';
 import { TypingSender } from './typing';
-import type { Conversation, FriendRequest, Member, Message, OutboxItem, ServerEvent, User } from './types';
+import type { Conversation, FriendRequest, Media, Member, Message, MessageKind, OutboxItem, ServerEvent, User } from './types';
 
 export type AuthStatus = 'loading' | 'anon' | 'authed';
 
@@ -87,6 +88,8 @@ export class Session {
       lock: defaultLock(),
       refreshCall: makeRefreshCall((...a) => fetch(...a)),
       onSessionEnded: () => this.endSession('Your session has ended. Please log in again.'),
+      // Every new access token renews the media cookie (same lifetime), so <img>/<video> keep loading.
+      onAccessToken: (t) => this.renewMediaCookie(t),
     });
     this.api = new Api(this.tokens);
     this.notificationsEnabled.set(storage.getItem('chatnode.notify') === '1' && typeof Notification !== 'undefined' && Notification.permission === 'granted');
@@ -126,6 +129,48 @@ export class Session {
     }
   }
 
+  // ---------- media cookie and uploads ----------
+
+  private mediaCookie: Promise<void> = Promise.resolve();
+  private mediaCookieAt = 0;
+
+  private renewMediaCookie(token: string): Promise<void> {
+    this.mediaCookieAt = Date.now();
+    this.mediaCookie = this.api.setMediaCookie(token).catch(() => undefined);
+    return this.mediaCookie;
+  }
+
+  /** Waits (briefly) for the media cookie of the current token. */
+  private async mediaCookieReady(): Promise<void> {
+    await Promise.race([this.mediaCookie, new Promise((r) => setTimeout(r, 5000))]);
+  }
+
+  /**
+   * Called when a media element failed to load: the cookie may have expired (a sleeping tab).
+   * Renews it (at most every few seconds) and resolves when the element can retry.
+   */
+  async refreshMediaAccess(): Promise<void> {
+    if (get(this.status) !== 'authed') return;
+    if (Date.now() - this.mediaCookieAt < 5000) return this.mediaCookie;
+    try {
+      const token = await this.tokens.getAccessToken();
+      // Getting the token may have refreshed it, which renewed the cookie already.
+      if (Date.now() - this.mediaCookieAt < 5000) return this.mediaCookie;
+      await this.renewMediaCookie(token);
+    } catch {
+      /* offline: the element keeps its fallback */
+    }
+  }
+
+  /** Uploads one file (raw body, progress events). */
+  upload(file: Blob, name: string, onProgress?: (loaded: number, total: number) => void): Upload {
+    return uploadMedia(file, name, {
+      getToken: () => this.tokens.getAccessToken(),
+      refresh: () => this.tokens.refresh(),
+      onProgress,
+    });
+  }
+
   // ---------- lifecycle ----------
 
   async init(): Promise<void> {
@@ -136,6 +181,7 @@ export class Session {
     try {
       await this.tokens.refresh();
       const me = await this.api.me();
+      await this.mediaCookieReady();
       this.startSession(me);
     } catch (e) {
       if (e instanceof ApiError && e.status === 401) {
@@ -152,12 +198,14 @@ export class Session {
   async login(login: string, password: string): Promise<void> {
     const r = await this.api.login(login, password);
     this.tokens.setTokens(r);
+    await this.mediaCookieReady();
     this.startSession(r.user);
   }
 
   async register(b: { email?: string; phone?: string; username: string; password: string; display_name?: string }): Promise<void> {
     const r = await this.api.register(b);
     this.tokens.setTokens(r);
+    await this.mediaCookieReady();
     this.startSession(r.user);
   }
 
@@ -235,7 +283,8 @@ export class Session {
         conversation_id: item.conversation_id,
         client_id: item.client_id,
         body: item.body,
-        kind: 'text',
+        kind: item.kind ?? 'text',
+        ...(item.attachments?.length ? { attachment_ids: item.attachments.map((a) => a.id) } : {}),
         ...(item.reply_to_seq ? { reply_to_seq: item.reply_to_seq } : {}),
       });
       if (ok) this.lastSent.set(item.client_id, now);
@@ -427,7 +476,7 @@ export class Session {
     const who = this.userName(m.sender_id);
     const title = c && c.kind === 'group' ? `${who} in ${conversationTitle(c)}` : who;
     try {
-      const n = new Notification(title, { body: m.deleted ? '' : m.body.slice(0, 140), tag: m.conversation_id });
+      const n = new Notification(title, { body: m.deleted ? '' : messagePreviewText(m).slice(0, 140), tag: m.conversation_id });
       n.onclick = () => {
         window.focus();
         navigate(`/c/${m.conversation_id}`);
@@ -527,14 +576,17 @@ export class Session {
     this.chat.update((st) => applyRead(st, id, me.id, seq));
   }
 
-  sendMessage(conversationId: string, body: string, replyToSeq: number | null): void {
-    if (!this.outbox || !body.trim()) return;
+  /** Queues a message; with `media`, a message of that kind carrying the uploaded attachments. */
+  sendMessage(conversationId: string, body: string, replyToSeq: number | null, media?: { kind: MessageKind; attachments: Media[] }): void {
+    const withMedia = !!media && media.attachments.length > 0;
+    if (!this.outbox || (!body.trim() && !withMedia)) return;
     const item: OutboxItem = {
       client_id: uuid(),
       conversation_id: conversationId,
       body,
       reply_to_seq: replyToSeq,
       created_at: new Date().toISOString(),
+      ...(withMedia ? { kind: media!.kind, attachments: media!.attachments } : {}),
     };
     this.outbox.add(item);
     this.chat.update((s) => addPending(s, item));
@@ -547,6 +599,10 @@ export class Session {
     const p = Object.values(s.pending).flat().find((m) => m.client_id === clientId);
     if (!p || !this.outbox) return;
     const item: OutboxItem = { client_id: clientId, conversation_id: p.conversation_id, body: p.body, reply_to_seq: p.reply_to_seq, created_at: p.created_at };
+    if (p.kind !== 'text' && p.attachments.length) {
+      item.kind = p.kind;
+      item.attachments = p.attachments;
+    }
     this.outbox.add(item);
     this.chat.update((st) => addPending(st, item));
     this.flushOutbox();

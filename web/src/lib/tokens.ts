@@ -15,6 +15,8 @@ export interface TokenManagerOptions {
   clearTimer?: (t: unknown) => void;
   /** Called once the session is definitely gone (refresh refused). */
   onSessionEnded?: () => void;
+  /** Called with every new access token (login, register, refresh), e.g. to renew the media cookie. */
+  onAccessToken?: (token: string) => void;
 }
 
 /**
@@ -27,7 +29,7 @@ export class TokenManager {
   private accessExp = 0; // ms epoch
   private inflight: Promise<string> | null = null;
   private timer: unknown = null;
-  private o: Required<Omit<TokenManagerOptions, 'onSessionEnded'>> & { onSessionEnded?: () => void };
+  private o: Required<Omit<TokenManagerOptions, 'onSessionEnded' | 'onAccessToken'>> & Pick<TokenManagerOptions, 'onSessionEnded' | 'onAccessToken'>;
 
   constructor(opts: TokenManagerOptions) {
     this.o = {
@@ -57,6 +59,7 @@ export class TokenManager {
     const exp = jwtExpiry(token);
     this.accessExp = exp ? exp * 1000 : this.o.now() + 15 * 60_000;
     this.schedule();
+    this.o.onAccessToken?.(token);
   }
 
   private schedule(): void {

@@ -100,6 +100,10 @@ export interface OutboxItem {
   body: string;
   reply_to_seq: number | null;
   created_at: string;
+  /** Absent for text (items stored before media existed). */
+  kind?: MessageKind;
+  /** Uploaded media sent as `attachment_ids` (kept whole to show the pending message). */
+  attachments?: Media[];
 }
 
 export type ServerEvent =

@@ -34,9 +34,25 @@ async fn readyz(State(state): State<SharedState>) -> Result<Json<serde_json::Val
             "database unreachable",
         )
     })?;
-    Ok(Json(
-        json!({"status": "ready", "store": state.store.backend()}),
-    ))
+    let Some(cluster) = &state.cluster else {
+        return Ok(Json(
+            json!({"status": "ready", "store": state.store.backend()}),
+        ));
+    };
+    // A node cut off from NATS would serve its own users but nobody else's events: take it
+    // out of the load balancer until the connection is back.
+    if !cluster.is_connected() {
+        return Err(Error::new(
+            chatnode_protocol::ErrorCode::Unavailable,
+            "message broker (NATS) unreachable",
+        ));
+    }
+    Ok(Json(json!({
+        "status": "ready",
+        "store": state.store.backend(),
+        "broker": "nats",
+        "node_id": cluster.node_id(),
+    })))
 }
 
 async fn metrics(State(state): State<SharedState>) -> Response {

@@ -314,4 +314,16 @@ pub trait Store: Send + Sync + 'static {
     /// Durable events for `user_id` after `since`, oldest first, at most `limit`.
     async fn events_since(&self, user_id: &str, since: i64, limit: i64)
     -> Result<Vec<StoredEvent>>;
+    /// The `message` events of a conversation with `after_seq < seq < before_seq` (no upper
+    /// bound when `None`), in `seq` order, at most `limit`, addressed to the members who had
+    /// joined before each one. A cluster node fills a gap in what it delivered from these.
+    async fn message_events(
+        &self,
+        conversation_id: &str,
+        after_seq: i64,
+        before_seq: Option<i64>,
+        limit: i64,
+    ) -> Result<Vec<crate::hub::Durable>>;
+    /// `(conversation_id, last_seq)` of every conversation `user_id` belongs to.
+    async fn conversation_heads(&self, user_id: &str) -> Result<Vec<(String, i64)>>;
 }

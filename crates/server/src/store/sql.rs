@@ -271,19 +271,21 @@ impl SqlStore {
         recipients: Vec<String>,
     ) -> Result<i64> {
         let payload = serde_json::to_string(frame).map_err(|e| Error::Internal(e.into()))?;
+        // Stored too, so a cluster node can fetch a conversation's message events by `seq`.
+        let seq = match frame {
+            ServerFrame::Message { message, .. } => Some(message.seq),
+            _ => None,
+        };
         let pos: i64 = sqlx::query_scalar(
-            "INSERT INTO events (conversation_id, user_id, payload, created_at) VALUES ($1, $2, $3, $4) RETURNING pos",
+            "INSERT INTO events (conversation_id, user_id, payload, created_at, seq) VALUES ($1, $2, $3, $4, $5) RETURNING pos",
         )
         .bind(conversation)
         .bind(user)
         .bind(&payload)
         .bind(now_ms())
+        .bind(seq)
         .fetch_one(&mut *c)
         .await?;
-        let seq = match frame {
-            ServerFrame::Message { message, .. } => Some(message.seq),
-            _ => None,
-        };
         ev.0.push(Durable {
             pos,
             conversation_id: conversation.map(str::to_owned),
@@ -2204,6 +2206,21 @@ impl Store for SqlStore {
         Self::stream_head_in(&mut c).await
     }
 
+    async fn message_events(
+        &self,
+        conversation_id: &str,
+        after_seq: i64,
+        before_seq: Option<i64>,
+        limit: i64,
+    ) -> Result<Vec<Durable>> {
+        self.message_events_impl(conversation_id, after_seq, before_seq, limit)
+            .await
+    }
+
+    async fn conversation_heads(&self, user_id: &str) -> Result<Vec<(String, i64)>> {
+        self.conversation_heads_impl(user_id).await
+    }
+
     async fn events_since(
         &self,
         user_id: &str,
@@ -2234,6 +2251,64 @@ impl Store for SqlStore {
 }
 
 impl SqlStore {
+    /// See [`Store::message_events`].
+    async fn message_events_impl(
+        &self,
+        conversation_id: &str,
+        after_seq: i64,
+        before_seq: Option<i64>,
+        limit: i64,
+    ) -> Result<Vec<Durable>> {
+        let mut c = self.read.acquire().await?;
+        let rows: Vec<(i64, String, i64)> = sqlx::query_as(
+            "SELECT pos, payload, seq FROM events
+             WHERE conversation_id = $1 AND seq > $2 AND seq < $3
+             ORDER BY seq LIMIT $4",
+        )
+        .bind(conversation_id)
+        .bind(after_seq)
+        .bind(before_seq.unwrap_or(i64::MAX))
+        .bind(limit)
+        .fetch_all(&mut *c)
+        .await?;
+        if rows.is_empty() {
+            return Ok(Vec::new());
+        }
+        // Recipients as `sync` sees them: today's members who had joined before the event.
+        let members: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT user_id, joined_pos FROM members WHERE conversation_id = $1",
+        )
+        .bind(conversation_id)
+        .fetch_all(&mut *c)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(pos, payload, seq)| Durable {
+                pos,
+                conversation_id: Some(conversation_id.to_owned()),
+                user_id: None,
+                seq: Some(seq),
+                recipients: members
+                    .iter()
+                    .filter(|(_, joined)| *joined < pos)
+                    .map(|(u, _)| u.clone())
+                    .collect(),
+                json: with_pos(&payload, pos),
+            })
+            .collect())
+    }
+
+    /// See [`Store::conversation_heads`].
+    async fn conversation_heads_impl(&self, user_id: &str) -> Result<Vec<(String, i64)>> {
+        Ok(sqlx::query_as(
+            "SELECT c.id, c.last_seq FROM conversations c
+             JOIN members m ON m.conversation_id = c.id WHERE m.user_id = $1",
+        )
+        .bind(user_id)
+        .fetch_all(&self.read)
+        .await?)
+    }
+
     /// Who sent and who received a request, if the caller is one of them (else "not found").
     async fn request_parties(
         c: &mut Conn,

@@ -43,7 +43,63 @@ fn psql(base: &str, sql: &str) {
     );
 }
 
+/// A fresh PostgreSQL schema that several test servers share (a cluster); dropped last.
+pub struct PgSchema {
+    base: String,
+    name: String,
+}
+
+impl PgSchema {
+    /// `None` when `CHATNODE_TEST_PG` is not set.
+    pub fn create() -> Option<PgSchema> {
+        let base = pg_base()?;
+        let name = format!(
+            "c{}_{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        );
+        psql(&base, &format!("CREATE SCHEMA {name}"));
+        Some(PgSchema { base, name })
+    }
+
+    /// The database URL that puts a connection in this schema.
+    pub fn url(&self) -> String {
+        let sep = if self.base.contains('?') { '&' } else { '?' };
+        format!("{}{sep}options=-c%20search_path%3D{}", self.base, self.name)
+    }
+}
+
+impl Drop for PgSchema {
+    fn drop(&mut self) {
+        let sql = format!("DROP SCHEMA {} CASCADE", self.name);
+        let _ = Command::new("psql")
+            .args([self.base.as_str(), "-qAtc", &sql])
+            .output();
+    }
+}
+
 impl TestServer {
+    /// A node of a cluster: `args` carry the shared `--database-url` and `--nats-url`; the
+    /// JWT secret is copied from `secret_from` (a node's data dir) when given, since every
+    /// node must sign and check tokens with the same key.
+    pub async fn start_node(args: &[&str], secret_from: Option<&Path>) -> TestServer {
+        let dir = tempfile::tempdir().expect("temp dir");
+        if let Some(from) = secret_from {
+            std::fs::create_dir_all(dir.path().join("data")).expect("data dir");
+            std::fs::copy(from.join("jwt_secret"), dir.path().join("data/jwt_secret"))
+                .expect("copy jwt_secret");
+        }
+        let extra_args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        let (child, addr) = spawn(dir.path(), "127.0.0.1:0", &extra_args);
+        TestServer {
+            child: Some(child),
+            dir,
+            addr,
+            extra_args,
+            pg_schema: None,
+        }
+    }
+
     pub async fn start() -> TestServer {
         TestServer::start_with(&[]).await
     }

@@ -115,6 +115,9 @@ impl Client {
     /// A client of the server at `base_url` (e.g. `http://127.0.0.1:8080`), not logged in.
     /// A bad URL is reported by the first call that uses it.
     pub fn new(base_url: &str) -> Client {
+        // reqwest may be built with `rustls-no-provider` when this crate shares a build with
+        // the server (feature unification); make sure a crypto provider exists either way.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let http = reqwest::Client::builder()
             .timeout(REQUEST_TIMEOUT)
             .build()

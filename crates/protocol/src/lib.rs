@@ -54,6 +54,13 @@ pub struct Me {
     pub email: Option<String>,
     pub phone: Option<String>,
     pub created_at: String,
+    /// Whether push notifications may show message text (extension; default true).
+    #[serde(default = "yes")]
+    pub notification_previews: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
@@ -115,6 +122,9 @@ pub struct Conversation {
     /// client can show "read" on its own messages after a reload.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub peer_last_read_seq: Option<i64>,
+    /// Until when notifications for this conversation are muted (extension); null when not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub muted_until: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -243,6 +253,9 @@ pub struct UpdateProfileRequest {
     pub bio: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub avatar_media_id: Option<String>,
+    /// Show message text in push notifications (extension).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notification_previews: Option<bool>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -405,6 +418,83 @@ pub struct ReadMarker {
     pub unread_count: i64,
 }
 
+/// Keys of a browser push subscription (`PushSubscription.toJSON().keys`).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct PushKeys {
+    /// The browser's P-256 public key, base64url.
+    pub p256dh: String,
+    /// The browser's 16-byte auth secret, base64url.
+    pub auth: String,
+}
+
+/// `POST /push/subscriptions` (extension): the output of `PushSubscription.toJSON()`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct PushSubscriptionRequest {
+    pub endpoint: String,
+    pub keys: PushKeys,
+}
+
+/// `DELETE /push/subscriptions` (extension).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct PushUnsubscribeRequest {
+    pub endpoint: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct PushSubscription {
+    pub id: String,
+    pub endpoint: String,
+    pub created_at: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct PushSubscriptionList {
+    pub subscriptions: Vec<PushSubscription>,
+}
+
+/// `GET /push/vapid-public-key` (extension): the `applicationServerKey` for `subscribe()`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct VapidPublicKey {
+    /// Uncompressed P-256 point, base64url without padding.
+    pub public_key: String,
+}
+
+/// `PUT /conversations/{id}/mute` (extension): `until` null or absent mutes forever.
+/// Unknown fields are refused: with every field optional, a typo would otherwise silently
+/// mean "forever".
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MuteRequest {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct MuteState {
+    pub conversation_id: String,
+    pub muted_until: Option<String>,
+}
+
+/// The JSON inside a push notification (after decryption), for service workers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum PushPayload {
+    /// A new message. `body` is null when the recipient turned previews off.
+    Message {
+        conversation_id: String,
+        seq: i64,
+        /// The group's name, or null for a direct conversation.
+        group: Option<String>,
+        sender: String,
+        body: Option<String>,
+        kind: MessageKind,
+        /// Where the app should open.
+        url: String,
+    },
+    /// The conversation was read on another device: close its notification.
+    Clear { conversation_id: String, seq: i64 },
+}
+
 // ---------------------------------------------------------------------------------------------
 // WebSocket
 // ---------------------------------------------------------------------------------------------
@@ -439,10 +529,19 @@ pub enum ClientFrame {
     Sync {
         since: i64,
     },
+    /// Which conversation this client shows right now, `null` when none or when the app is
+    /// in the background (extension; used to skip push notifications for what is in view).
+    View {
+        #[serde(default)]
+        conversation_id: Option<String>,
+    },
     Ping,
 }
 
 /// Frames the server sends on `/api/v1/ws`. Durable events carry `stream_pos`.
+// Frames are short-lived values decoded one at a time; boxing the large variants would only
+// make every match noisier.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type")]
 pub enum ServerFrame {

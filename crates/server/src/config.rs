@@ -86,6 +86,18 @@ pub struct ServeArgs {
     /// Seconds between sweeps for such uploads [default: 600]
     #[arg(long, env = "CHATNODE_MEDIA_GC_INTERVAL_SECS")]
     pub media_gc_interval_secs: Option<u64>,
+    /// Milliseconds to wait after a message before deciding to push it [default: 3000]
+    #[arg(long, env = "CHATNODE_PUSH_DELAY_MS")]
+    pub push_delay_ms: Option<u64>,
+    /// VAPID contact (mailto: or https: URL) sent to push services [default: mailto:admin@localhost]
+    #[arg(long, env = "CHATNODE_PUSH_CONTACT")]
+    pub push_contact: Option<String>,
+    /// Concurrent requests to push services [default: 16]
+    #[arg(long, env = "CHATNODE_PUSH_CONCURRENCY")]
+    pub push_concurrency: Option<usize>,
+    /// Seconds before a push request is abandoned (then retried) [default: 10]
+    #[arg(long, env = "CHATNODE_PUSH_TIMEOUT_SECS")]
+    pub push_timeout_secs: Option<u64>,
 }
 
 /// The resolved settings the server runs with.
@@ -108,6 +120,10 @@ pub struct Config {
     pub max_image_pixels: u64,
     pub media_grace_secs: u64,
     pub media_gc_interval_secs: u64,
+    pub push_delay_ms: u64,
+    pub push_contact: String,
+    pub push_concurrency: usize,
+    pub push_timeout_secs: u64,
 }
 
 impl std::fmt::Debug for Config {
@@ -173,6 +189,10 @@ impl Config {
             max_image_pixels: pick!(max_image_pixels, 40_000_000),
             media_grace_secs: pick!(media_grace_secs, 86_400),
             media_gc_interval_secs: pick!(media_gc_interval_secs, 600),
+            push_delay_ms: pick!(push_delay_ms, 3000),
+            push_contact: pick!(push_contact, "mailto:admin@localhost".into()),
+            push_concurrency: pick!(push_concurrency, 16),
+            push_timeout_secs: pick!(push_timeout_secs, 10),
             data_dir,
         };
         if !matches!(cfg.log_format.as_str(), "pretty" | "json") {

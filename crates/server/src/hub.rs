@@ -25,6 +25,12 @@ use tokio::sync::{Notify, mpsc};
 
 use chatnode_protocol::close_code;
 
+/// Whether a stored event's JSON is a `read` receipt (`type` follows `stream_pos`).
+pub fn is_read_event(json: &str) -> bool {
+    json.split_once(',')
+        .is_some_and(|(_, rest)| rest.starts_with("\"type\":\"read\""))
+}
+
 /// One serialized frame on its way to a socket; `pos` is set for durable events.
 #[derive(Clone, Debug)]
 pub struct Outbound {
@@ -114,6 +120,10 @@ pub struct Hub {
     forward: OnceLock<mpsc::UnboundedSender<Vec<Durable>>>,
     /// Other nodes' online users, by node id (from their presence deltas and heartbeats).
     remote: Mutex<HashMap<String, RemoteNode>>,
+    /// What each local connection shows (`view` frames): user → connection → conversation.
+    viewing: Mutex<HashMap<String, HashMap<u64, String>>>,
+    /// Set when push notifications are on: committed messages and read markers go there too.
+    notifier: OnceLock<mpsc::Sender<Durable>>,
 }
 
 impl Hub {
@@ -146,6 +156,7 @@ impl Hub {
 
     /// Removes a connection; returns true when it was the user's last one (they went offline).
     pub fn unregister(&self, user_id: &str, id: u64) -> bool {
+        self.set_viewing(user_id, id, None);
         let mut conns = self.lock();
         let Some(list) = conns.get_mut(user_id) else {
             return false;
@@ -271,7 +282,47 @@ impl Hub {
 
     /// Delivers committed durable events, in the order given (commit order). In a cluster
     /// they go to the cluster task, which publishes them and delivers them in `seq` order.
+    /// Records which conversation a connection shows (`None`: none, or in the background).
+    pub fn set_viewing(&self, user_id: &str, conn_id: u64, conversation_id: Option<String>) {
+        let mut v = self.viewing.lock().unwrap_or_else(|p| p.into_inner());
+        match conversation_id {
+            Some(c) => {
+                v.entry(user_id.to_owned()).or_default().insert(conn_id, c);
+            }
+            None => {
+                if let Some(m) = v.get_mut(user_id) {
+                    m.remove(&conn_id);
+                    if m.is_empty() {
+                        v.remove(user_id);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Whether any of the user's connections on this node shows the conversation.
+    pub fn is_viewing(&self, user_id: &str, conversation_id: &str) -> bool {
+        let v = self.viewing.lock().unwrap_or_else(|p| p.into_inner());
+        v.get(user_id)
+            .is_some_and(|m| m.values().any(|c| c == conversation_id))
+    }
+
+    pub fn set_notifier(&self, tx: mpsc::Sender<Durable>) {
+        let _ = self.notifier.set(tx);
+    }
+
+    /// Delivers committed durable events (in commit order) and, for messages and read
+    /// markers, tells the notifier. The notifier's queue is bounded and never waited on:
+    /// if push falls behind, notifications are dropped, never chat delivery.
     pub fn publish(&self, events: Vec<Durable>) {
+        if let Some(n) = self.notifier.get() {
+            for e in events
+                .iter()
+                .filter(|e| e.seq.is_some() || is_read_event(&e.json))
+            {
+                let _ = n.try_send(e.clone());
+            }
+        }
         let events = match self.forward.get() {
             // The task owns delivery now; if it is gone (shutting down) deliver here.
             Some(tx) => match tx.send(events) {

@@ -13,6 +13,7 @@ pub mod hub;
 pub mod media;
 pub mod messages;
 pub mod metrics;
+pub mod push;
 pub mod store;
 pub mod time;
 pub mod web;
@@ -44,6 +45,7 @@ pub struct AppState {
     pub batcher: Batcher,
     pub metrics: Arc<Metrics>,
     pub media: Arc<media::Media>,
+    pub push: Arc<push::Notifier>,
     /// Set when this node is one of a cluster (`--nats-url`).
     pub cluster: Option<Arc<Cluster>>,
     /// Flips to `true` when the server begins shutting down.
@@ -122,6 +124,19 @@ impl Server {
             Duration::from_secs(config.media_grace_secs),
             Duration::from_secs(config.media_gc_interval_secs),
         );
+        // The push client and any other rustls user share one crypto provider.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let push = push::Notifier::start(
+            &config.data_dir,
+            push::PushConfig {
+                delay: Duration::from_millis(config.push_delay_ms),
+                contact: config.push_contact.clone(),
+                concurrency: config.push_concurrency.max(1),
+                timeout: Duration::from_secs(config.push_timeout_secs.max(1)),
+            },
+            store.clone(),
+            hub.clone(),
+        )?;
         let (shutdown_tx, shutdown) = watch::channel(false);
         let state = Arc::new(AppState {
             config,
@@ -131,6 +146,7 @@ impl Server {
             batcher,
             metrics,
             media,
+            push,
             cluster,
             shutdown,
         });

@@ -118,6 +118,7 @@ async fn connection(state: SharedState, socket: WebSocket) {
         sink,
         stream,
         skip_until: 0,
+        conn_id,
     }
     .run(reg)
     .instrument(span)
@@ -271,6 +272,7 @@ struct Connection {
     stream: Stream,
     /// Durable frames at or below this position were already sent by a `sync` replay.
     skip_until: i64,
+    conn_id: u64,
 }
 
 impl Connection {
@@ -518,6 +520,13 @@ impl Connection {
                 }
             }
             ClientFrame::Sync { since } => self.sync(since).await,
+            ClientFrame::View { conversation_id } => {
+                // What this client shows: push notifications skip it. Only the user's own
+                // conversations count; anything else is treated as "nothing in view".
+                let conv = conversation_id.and_then(|c| crate::domain::id(&c, "conversation").ok());
+                self.state.hub.set_viewing(&user, self.conn_id, conv);
+                Flow::Continue
+            }
         }
     }
 

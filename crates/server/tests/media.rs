@@ -302,7 +302,8 @@ async fn limits_answer_413_before_reading_everything() {
             "{e}"
         ),
     }
-    let metrics = a.metrics().await.unwrap();
+    // A fresh connection: the one above was left mid-request on purpose.
+    let metrics = server.client().metrics().await.unwrap();
     assert!(
         metrics.contains("chatnode_http_server_errors_total 0"),
         "{metrics}"

@@ -222,6 +222,7 @@ pub(crate) async fn update_me(
             .map(domain::display_name)
             .transpose()?,
         bio: req.bio.as_deref().map(domain::bio).transpose()?,
+        notification_previews: req.notification_previews,
         avatar_media_id: req
             .avatar_media_id
             .as_deref()

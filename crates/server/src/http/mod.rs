@@ -28,6 +28,7 @@ pub mod media;
 pub mod messages;
 pub mod openapi;
 mod ops;
+pub mod push;
 pub(crate) mod social;
 
 /// Largest JSON request body accepted by the API.
@@ -44,6 +45,7 @@ pub fn router(state: SharedState) -> Router {
         .merge(conversations::router())
         .merge(messages::router())
         .merge(media::router(&state))
+        .merge(push::router())
         .route("/ws", get(crate::ws::upgrade))
         .route("/openapi.json", get(openapi::serve))
         .fallback(api_not_found)

@@ -6,6 +6,12 @@ use utoipa::OpenApi;
 #[derive(OpenApi)]
 #[openapi(
     paths(
+        super::push::vapid_public_key,
+        super::push::subscribe,
+        super::push::unsubscribe,
+        super::push::list,
+        super::push::mute,
+        super::push::unmute,
         super::media::upload,
         super::media::cookie,
         super::media::original,

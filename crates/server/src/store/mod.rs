@@ -40,6 +40,39 @@ pub struct ProfilePatch {
     pub display_name: Option<String>,
     pub bio: Option<String>,
     pub avatar_media_id: Option<String>,
+    pub notification_previews: Option<bool>,
+}
+
+/// A browser push subscription's delivery keys.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct PushTarget {
+    pub user_id: String,
+    pub endpoint: String,
+    pub p256dh: String,
+    pub auth: String,
+}
+
+/// Everything the notifier needs to decide on and word the pushes for one message.
+#[derive(Debug, Clone)]
+pub struct PushContext {
+    pub conversation_id: String,
+    pub group_name: Option<String>,
+    pub sender_id: String,
+    pub sender_name: String,
+    pub body: String,
+    pub kind: p::MessageKind,
+    pub deleted: bool,
+    /// Members other than the sender who have at least one push subscription.
+    pub recipients: Vec<PushRecipient>,
+}
+
+#[derive(Debug, Clone)]
+pub struct PushRecipient {
+    pub user_id: String,
+    pub last_read_seq: i64,
+    pub muted_until: Option<i64>,
+    pub previews: bool,
+    pub targets: Vec<PushTarget>,
 }
 
 #[derive(Debug, Clone)]
@@ -308,6 +341,30 @@ pub trait Store: Send + Sync + 'static {
         created_before_ms: i64,
         limit: i64,
     ) -> Result<Vec<MediaRecord>>;
+
+    // --- push notifications
+    async fn add_push_subscription(
+        &self,
+        user_id: &str,
+        endpoint: &str,
+        p256dh: &str,
+        auth: &str,
+    ) -> Result<p::PushSubscription>;
+    /// Removes the caller's subscription with this endpoint; false when there was none.
+    async fn remove_push_subscription(&self, user_id: &str, endpoint: &str) -> Result<bool>;
+    async fn push_subscriptions(&self, user_id: &str) -> Result<Vec<p::PushSubscription>>;
+    async fn push_targets(&self, user_id: &str) -> Result<Vec<PushTarget>>;
+    /// The push service said the endpoint is gone (404/410).
+    async fn drop_push_endpoint(&self, endpoint: &str) -> Result<()>;
+    async fn any_push_subscriptions(&self) -> Result<bool>;
+    /// `until`: `Some(ms)` mutes until then, `None` unmutes.
+    async fn set_mute(
+        &self,
+        user_id: &str,
+        conversation_id: &str,
+        until: Option<i64>,
+    ) -> Result<p::MuteState>;
+    async fn push_context(&self, conversation_id: &str, seq: i64) -> Result<Option<PushContext>>;
 
     // --- the event stream
     async fn stream_head(&self) -> Result<i64>;

@@ -32,7 +32,7 @@ macro_rules! write_tx {
 
 macro_rules! user_cols {
     () => {
-        "u.id, u.username, u.display_name, u.bio, u.avatar_media_id, u.email, u.phone, u.created_at, u.last_seen_at"
+        "u.id, u.username, u.display_name, u.bio, u.avatar_media_id, u.email, u.phone, u.created_at, u.last_seen_at, u.notification_previews"
     };
 }
 macro_rules! msg_cols {
@@ -52,6 +52,7 @@ struct UserRow {
     phone: Option<String>,
     created_at: i64,
     last_seen_at: Option<i64>,
+    notification_previews: bool,
 }
 
 #[derive(FromRow)]
@@ -105,6 +106,7 @@ struct ConvRow {
     last_seq: i64,
     role: String,
     last_read_seq: i64,
+    muted_until: Option<i64>,
     member_count: i64,
 }
 
@@ -158,6 +160,7 @@ impl SqlStore {
             email: r.email.clone(),
             phone: r.phone.clone(),
             created_at: rfc3339(r.created_at),
+            notification_previews: r.notification_previews,
         }
     }
 
@@ -508,7 +511,7 @@ impl SqlStore {
     async fn conv_view(&self, c: &mut Conn, user: &str, conv: &str) -> Result<p::Conversation> {
         let row = sqlx::query_as::<_, ConvRow>(
             "SELECT c.id, c.kind, c.name, c.description, c.avatar_media_id, c.public, c.created_at, c.last_seq,
-                    m.role, m.last_read_seq,
+                    m.role, m.last_read_seq, m.muted_until,
                     (SELECT COUNT(*) FROM members x WHERE x.conversation_id = c.id) AS member_count
              FROM conversations c JOIN members m ON m.conversation_id = c.id AND m.user_id = $2
              WHERE c.id = $1",
@@ -587,6 +590,7 @@ impl SqlStore {
             peer,
             last_seq: row.last_seq,
             peer_last_read_seq,
+            muted_until: row.muted_until.filter(|t| *t > now_ms()).map(rfc3339),
         })
     }
 
@@ -863,6 +867,13 @@ impl Store for SqlStore {
                 sqlx::query("UPDATE users SET avatar_media_id = $2 WHERE id = $1")
                     .bind(user_id)
                     .bind(media_id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            if let Some(previews) = patch.notification_previews {
+                sqlx::query("UPDATE users SET notification_previews = $2 WHERE id = $1")
+                    .bind(user_id)
+                    .bind(previews)
                     .execute(&mut *tx)
                     .await?;
             }
@@ -1401,7 +1412,7 @@ impl Store for SqlStore {
         let mut c = self.read.acquire().await?;
         let rows = sqlx::query_as::<_, ConvRow>(
             "SELECT c.id, c.kind, c.name, c.description, c.avatar_media_id, c.public, c.created_at, c.last_seq,
-                    m.role, m.last_read_seq,
+                    m.role, m.last_read_seq, m.muted_until,
                     (SELECT COUNT(*) FROM members x WHERE x.conversation_id = c.id) AS member_count
              FROM members m JOIN conversations c ON c.id = m.conversation_id
              WHERE m.user_id = $1 ORDER BY c.last_activity_at DESC, c.id DESC",
@@ -2199,6 +2210,133 @@ impl Store for SqlStore {
                 .await?;
         }
         Ok(rows)
+    }
+
+    async fn add_push_subscription(&self, user_id: &str, endpoint: &str, p256dh: &str, auth: &str) -> Result<p::PushSubscription> {
+        let mut c = self.write.acquire().await?;
+        let id = new_id();
+        let now = now_ms();
+        // One subscription per endpoint: a browser re-subscribing (or another account logging
+        // in on that browser) takes the endpoint over.
+        sqlx::query("DELETE FROM push_subscriptions WHERE endpoint = $1")
+            .bind(endpoint)
+            .execute(&mut *c)
+            .await?;
+        sqlx::query(
+            "INSERT INTO push_subscriptions (id, user_id, endpoint, p256dh, auth, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(&id)
+        .bind(user_id)
+        .bind(endpoint)
+        .bind(p256dh)
+        .bind(auth)
+        .bind(now)
+        .execute(&mut *c)
+        .await?;
+        Ok(p::PushSubscription { id, endpoint: endpoint.to_owned(), created_at: rfc3339(now) })
+    }
+
+    async fn remove_push_subscription(&self, user_id: &str, endpoint: &str) -> Result<bool> {
+        let mut c = self.write.acquire().await?;
+        let r = sqlx::query("DELETE FROM push_subscriptions WHERE user_id = $1 AND endpoint = $2")
+            .bind(user_id)
+            .bind(endpoint)
+            .execute(&mut *c)
+            .await?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    async fn push_subscriptions(&self, user_id: &str) -> Result<Vec<p::PushSubscription>> {
+        let rows: Vec<(String, String, i64)> = sqlx::query_as(
+            "SELECT id, endpoint, created_at FROM push_subscriptions WHERE user_id = $1 ORDER BY created_at",
+        )
+        .bind(user_id)
+        .fetch_all(&self.read)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, endpoint, at)| p::PushSubscription { id, endpoint, created_at: rfc3339(at) })
+            .collect())
+    }
+
+    async fn push_targets(&self, user_id: &str) -> Result<Vec<PushTarget>> {
+        Ok(sqlx::query_as::<_, PushTarget>(
+            "SELECT user_id, endpoint, p256dh, auth FROM push_subscriptions WHERE user_id = $1",
+        )
+        .bind(user_id)
+        .fetch_all(&self.read)
+        .await?)
+    }
+
+    async fn drop_push_endpoint(&self, endpoint: &str) -> Result<()> {
+        let mut c = self.write.acquire().await?;
+        sqlx::query("DELETE FROM push_subscriptions WHERE endpoint = $1")
+            .bind(endpoint)
+            .execute(&mut *c)
+            .await?;
+        Ok(())
+    }
+
+    async fn any_push_subscriptions(&self) -> Result<bool> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM (SELECT 1 FROM push_subscriptions LIMIT 1) x")
+            .fetch_one(&self.read)
+            .await?;
+        Ok(n > 0)
+    }
+
+    async fn set_mute(&self, user_id: &str, conversation_id: &str, until: Option<i64>) -> Result<p::MuteState> {
+        let mut c = self.write.acquire().await?;
+        let r = sqlx::query("UPDATE members SET muted_until = $3 WHERE conversation_id = $1 AND user_id = $2")
+            .bind(conversation_id)
+            .bind(user_id)
+            .bind(until)
+            .execute(&mut *c)
+            .await?;
+        if r.rows_affected() == 0 {
+            return Err(Error::not_found("conversation"));
+        }
+        Ok(p::MuteState { conversation_id: conversation_id.to_owned(), muted_until: until.map(rfc3339) })
+    }
+
+    async fn push_context(&self, conversation_id: &str, seq: i64) -> Result<Option<PushContext>> {
+        let mut c = self.read.acquire().await?;
+        let Some(msg) = Self::message_by_seq(&mut c, conversation_id, seq).await? else {
+            return Ok(None);
+        };
+        let (kind, name): (String, Option<String>) =
+            sqlx::query_as("SELECT kind, name FROM conversations WHERE id = $1")
+                .bind(conversation_id)
+                .fetch_one(&mut *c)
+                .await?;
+        let sender_name = Self::display_name(&mut c, &msg.sender_id).await?;
+        let rows: Vec<(String, i64, Option<i64>, bool, String, String, String)> = sqlx::query_as(
+            "SELECT m.user_id, m.last_read_seq, m.muted_until, u.notification_previews, s.endpoint, s.p256dh, s.auth
+             FROM members m JOIN users u ON u.id = m.user_id JOIN push_subscriptions s ON s.user_id = m.user_id
+             WHERE m.conversation_id = $1 AND m.user_id <> $2
+             ORDER BY m.user_id",
+        )
+        .bind(conversation_id)
+        .bind(&msg.sender_id)
+        .fetch_all(&mut *c)
+        .await?;
+        let mut recipients: Vec<PushRecipient> = Vec::new();
+        for (user_id, last_read_seq, muted_until, previews, endpoint, p256dh, auth) in rows {
+            let target = PushTarget { user_id: user_id.clone(), endpoint, p256dh, auth };
+            match recipients.last_mut() {
+                Some(r) if r.user_id == user_id => r.targets.push(target),
+                _ => recipients.push(PushRecipient { user_id, last_read_seq, muted_until, previews, targets: vec![target] }),
+            }
+        }
+        Ok(Some(PushContext {
+            conversation_id: conversation_id.to_owned(),
+            group_name: if kind == "group" { name } else { None },
+            sender_id: msg.sender_id.clone(),
+            sender_name,
+            body: msg.body.clone(),
+            kind: p::MessageKind::parse(&msg.kind).unwrap_or(p::MessageKind::Text),
+            deleted: msg.deleted,
+            recipients,
+        }))
     }
 
     async fn stream_head(&self) -> Result<i64> {

@@ -1,0 +1,421 @@
+//! Web Push (RFC 8030 delivery, RFC 8291 `aes128gcm` payloads, RFC 8292 VAPID).
+//!
+//! Committed messages and read markers reach the [`Notifier`] through a bounded channel that
+//! the hub never waits on. For each message it waits a short delay, then pushes to each
+//! recipient who has a subscription, has not muted the conversation, has not read the message
+//! and has no connection *showing* that conversation (`view` frames) — being online elsewhere
+//! in the app is not enough to skip a push. Every push carries a `Topic` per conversation, so
+//! a newer push replaces an undelivered older one, and when the recipient reads the
+//! conversation on another device a `clear` push follows with the same topic.
+//!
+//! Sending runs on its own bounded queue and worker pool with per-request timeouts and
+//! retries with backoff on 429 and 5xx; subscriptions the push service reports gone (404,
+//! 410) are deleted. A slow or dead push service costs queued notifications, never chat
+//! delivery. "Showing" is known per node: in a cluster, a client viewing a conversation on
+//! another node than the sender's does not stop the push (documented limit).
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chatnode_protocol::{self as p, PushPayload};
+use tokio::sync::{Semaphore, mpsc};
+use web_push_native::jwt_simple::algorithms::{ECDSAP256PublicKeyLike, ES256KeyPair};
+use web_push_native::{Auth, WebPushBuilder};
+
+use crate::hub::{Durable, Hub, is_read_event};
+use crate::store::{PushTarget, Store};
+
+/// Settings of the push sender.
+#[derive(Debug, Clone)]
+pub struct PushConfig {
+    /// How long after a message to decide whether to push it.
+    pub delay: Duration,
+    /// The VAPID `sub` claim (a `mailto:` or `https:` contact).
+    pub contact: String,
+    /// Concurrent requests to push services.
+    pub concurrency: usize,
+    /// Per-request timeout.
+    pub timeout: Duration,
+}
+
+struct Job {
+    target: PushTarget,
+    payload: Vec<u8>,
+    topic: String,
+    urgency: &'static str,
+}
+
+pub struct Notifier {
+    store: Arc<dyn Store>,
+    hub: Arc<Hub>,
+    cfg: PushConfig,
+    key: ES256KeyPair,
+    public_key: String,
+    jobs: mpsc::Sender<Job>,
+    /// Conversations with a notification showing, per user, and the seq it was for; a read at
+    /// or past it sends the `clear` push.
+    outstanding: Mutex<HashMap<(String, String), i64>>,
+    /// Sent requests by outcome, for tests and metrics.
+    pub stats: PushStats,
+}
+
+#[derive(Default)]
+pub struct PushStats {
+    pub sent: std::sync::atomic::AtomicU64,
+    pub failed: std::sync::atomic::AtomicU64,
+    pub gone: std::sync::atomic::AtomicU64,
+}
+
+/// Loads the VAPID key from `DATA_DIR/vapid_private_key`, creating it (0600) on first run.
+fn load_or_create_key(path: &Path) -> anyhow::Result<ES256KeyPair> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => {
+            let raw = URL_SAFE_NO_PAD
+                .decode(text.trim())
+                .context("invalid VAPID key file")?;
+            ES256KeyPair::from_bytes(&raw).map_err(|e| anyhow::anyhow!("invalid VAPID key: {e}"))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let kp = ES256KeyPair::generate();
+            crate::auth::write_private(path, URL_SAFE_NO_PAD.encode(kp.to_bytes()).as_bytes())?;
+            Ok(kp)
+        }
+        Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+    }
+}
+
+/// A `Topic` header value for a conversation: at most 32 URL-safe characters.
+fn topic(conversation_id: &str) -> String {
+    conversation_id.replace('-', "").chars().take(32).collect()
+}
+
+impl Notifier {
+    pub fn start(
+        data_dir: &Path,
+        cfg: PushConfig,
+        store: Arc<dyn Store>,
+        hub: Arc<Hub>,
+    ) -> anyhow::Result<Arc<Notifier>> {
+        let key = load_or_create_key(&data_dir.join("vapid_private_key"))?;
+        let public_key =
+            URL_SAFE_NO_PAD.encode(key.public_key().public_key().to_bytes_uncompressed());
+        let (jobs, job_rx) = mpsc::channel::<Job>(10_000);
+        let (events_tx, events_rx) = mpsc::channel::<Durable>(10_000);
+        let http = reqwest::Client::builder()
+            .timeout(cfg.timeout)
+            .connect_timeout(cfg.timeout)
+            .build()
+            .context("cannot build the push HTTP client")?;
+        let n = Arc::new(Notifier {
+            store,
+            hub: hub.clone(),
+            cfg,
+            key,
+            public_key,
+            jobs,
+            outstanding: Mutex::new(HashMap::new()),
+            stats: PushStats::default(),
+        });
+        hub.set_notifier(events_tx);
+        tokio::spawn(n.clone().listen(events_rx));
+        tokio::spawn(n.clone().send_loop(job_rx, http));
+        Ok(n)
+    }
+
+    /// The `applicationServerKey` browsers subscribe with.
+    pub fn public_key(&self) -> &str {
+        &self.public_key
+    }
+
+    async fn listen(self: Arc<Self>, mut rx: mpsc::Receiver<Durable>) {
+        while let Some(e) = rx.recv().await {
+            let Some(conv) = e.conversation_id.clone() else {
+                continue;
+            };
+            if let Some(seq) = e.seq {
+                let me = self.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(me.cfg.delay).await;
+                    if let Err(err) = me.decide(&conv, seq).await {
+                        tracing::warn!(error = %err, "push: cannot decide on a message");
+                    }
+                });
+            } else if is_read_event(&e.json)
+                && let Err(err) = self.on_read(&conv, &e.json).await
+            {
+                tracing::warn!(error = %err, "push: cannot handle a read marker");
+            }
+        }
+    }
+
+    async fn decide(&self, conv: &str, seq: i64) -> crate::error::Result<()> {
+        let Some(ctx) = self.store.push_context(conv, seq).await? else {
+            return Ok(());
+        };
+        if ctx.deleted {
+            return Ok(());
+        }
+        let now = crate::time::now_ms();
+        for r in ctx.recipients {
+            let muted = r.muted_until.is_some_and(|t| t > now);
+            if muted || r.last_read_seq >= seq || self.hub.is_viewing(&r.user_id, conv) {
+                continue;
+            }
+            let body = if !r.previews {
+                None
+            } else if ctx.body.is_empty() {
+                Some(match ctx.kind {
+                    p::MessageKind::Image => "📷 Photo".to_owned(),
+                    p::MessageKind::Video => "🎬 Video".to_owned(),
+                    p::MessageKind::File => "📎 File".to_owned(),
+                    _ => String::new(),
+                })
+            } else {
+                Some(ctx.body.chars().take(300).collect())
+            };
+            let payload = PushPayload::Message {
+                conversation_id: conv.to_owned(),
+                seq,
+                group: ctx.group_name.clone(),
+                sender: ctx.sender_name.clone(),
+                body,
+                kind: ctx.kind,
+                url: format!("/c/{conv}"),
+            };
+            let bytes = serde_json::to_vec(&payload).unwrap_or_default();
+            self.outstanding
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert((r.user_id.clone(), conv.to_owned()), seq);
+            for target in r.targets {
+                self.enqueue(Job {
+                    target,
+                    payload: bytes.clone(),
+                    topic: topic(conv),
+                    urgency: "high",
+                });
+            }
+            let _ = &ctx.sender_id;
+        }
+        Ok(())
+    }
+
+    async fn on_read(&self, conv: &str, json: &str) -> crate::error::Result<()> {
+        #[derive(serde::Deserialize)]
+        struct Read {
+            user_id: String,
+            seq: i64,
+        }
+        let Ok(read) = serde_json::from_str::<Read>(json) else {
+            return Ok(());
+        };
+        let key = (read.user_id.clone(), conv.to_owned());
+        let was_shown = {
+            let mut out = self.outstanding.lock().unwrap_or_else(|p| p.into_inner());
+            match out.get(&key) {
+                Some(s) if *s <= read.seq => out.remove(&key).is_some(),
+                _ => false,
+            }
+        };
+        if !was_shown {
+            return Ok(());
+        }
+        let payload = serde_json::to_vec(&PushPayload::Clear {
+            conversation_id: conv.to_owned(),
+            seq: read.seq,
+        })
+        .unwrap_or_default();
+        for target in self.store.push_targets(&read.user_id).await? {
+            self.enqueue(Job {
+                target,
+                payload: payload.clone(),
+                topic: topic(conv),
+                urgency: "normal",
+            });
+        }
+        Ok(())
+    }
+
+    fn enqueue(&self, job: Job) {
+        if self.jobs.try_send(job).is_err() {
+            self.stats
+                .failed
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            tracing::warn!("push: send queue full, notification dropped");
+        }
+    }
+
+    async fn send_loop(self: Arc<Self>, mut rx: mpsc::Receiver<Job>, http: reqwest::Client) {
+        let slots = Arc::new(Semaphore::new(self.cfg.concurrency.max(1)));
+        while let Some(job) = rx.recv().await {
+            let Ok(permit) = slots.clone().acquire_owned().await else {
+                return;
+            };
+            let (me, http) = (self.clone(), http.clone());
+            tokio::spawn(async move {
+                me.send_with_retries(&http, job).await;
+                drop(permit);
+            });
+        }
+    }
+
+    async fn send_with_retries(&self, http: &reqwest::Client, job: Job) {
+        use std::sync::atomic::Ordering::Relaxed;
+        for attempt in 0..4u32 {
+            match self.send_once(http, &job).await {
+                Ok(status) if (200..300).contains(&status) => {
+                    self.stats.sent.fetch_add(1, Relaxed);
+                    return;
+                }
+                Ok(404 | 410) => {
+                    self.stats.gone.fetch_add(1, Relaxed);
+                    if let Err(e) = self.store.drop_push_endpoint(&job.target.endpoint).await {
+                        tracing::warn!(error = %e, "push: cannot drop a gone subscription");
+                    }
+                    return;
+                }
+                Ok(status) if status == 429 || status >= 500 => {}
+                Ok(status) => {
+                    tracing::warn!(status, "push: the push service refused a notification");
+                    self.stats.failed.fetch_add(1, Relaxed);
+                    return;
+                }
+                // A network failure or timeout: retried like a 5xx.
+                Err(()) => {}
+            }
+            // 0.5 s, 1 s, 2 s… between attempts.
+            tokio::time::sleep(Duration::from_millis(500 << attempt)).await;
+        }
+        self.stats.failed.fetch_add(1, Relaxed);
+    }
+
+    /// One request; `Ok(status)`, or `Err` on a network failure or timeout.
+    async fn send_once(&self, http: &reqwest::Client, job: &Job) -> Result<u16, ()> {
+        let request = build_request(&self.key, &self.cfg.contact, &job.target, &job.payload)
+            .map_err(|e| {
+                tracing::warn!(error = %e, "push: invalid subscription");
+            })?;
+        let (parts, body) = request.into_parts();
+        let mut rb = http.post(parts.uri.to_string()).body(body);
+        for (name, value) in parts.headers.iter() {
+            rb = rb.header(name, value);
+        }
+        rb = rb
+            .header("Topic", &job.topic)
+            .header("Urgency", job.urgency);
+        match rb.send().await {
+            Ok(resp) => Ok(resp.status().as_u16()),
+            Err(e) => {
+                tracing::debug!(error = %e, "push: request failed");
+                Err(())
+            }
+        }
+    }
+}
+
+fn build_request(
+    key: &ES256KeyPair,
+    contact: &str,
+    target: &PushTarget,
+    payload: &[u8],
+) -> anyhow::Result<axum::http::Request<Vec<u8>>> {
+    let p256dh = URL_SAFE_NO_PAD.decode(target.p256dh.trim_end_matches('='))?;
+    let auth = URL_SAFE_NO_PAD.decode(target.auth.trim_end_matches('='))?;
+    anyhow::ensure!(auth.len() == 16, "auth secret must be 16 bytes");
+    let public = web_push_native::p256::PublicKey::from_sec1_bytes(&p256dh)?;
+    let builder = WebPushBuilder::new(target.endpoint.parse()?, public, auth_secret(&auth))
+        .with_valid_duration(Duration::from_secs(24 * 3600))
+        .with_vapid(key, contact);
+    Ok(builder.build(payload.to_vec())?)
+}
+
+/// The 16-byte auth secret as the crypto wants it (length checked by the caller).
+pub fn auth_secret(bytes: &[u8]) -> Auth {
+    let mut a = Auth::default();
+    a.copy_from_slice(&bytes[..16]);
+    a
+}
+
+/// Validates a subscription from a browser: an http(s) endpoint (plain http only to loopback,
+/// for tests) and keys of the right shape.
+pub fn validate_subscription(endpoint: &str, p256dh: &str, auth: &str) -> Result<(), &'static str> {
+    let uri: axum::http::Uri = endpoint.parse().map_err(|_| "endpoint is not a URL")?;
+    let host = uri.host().unwrap_or("");
+    match uri.scheme_str() {
+        Some("https") if !host.is_empty() => {}
+        Some("http") if host == "127.0.0.1" || host == "localhost" || host == "[::1]" => {}
+        _ => return Err("endpoint must be an https URL"),
+    }
+    if endpoint.len() > 2048 {
+        return Err("endpoint is too long");
+    }
+    let key = URL_SAFE_NO_PAD
+        .decode(p256dh.trim_end_matches('='))
+        .map_err(|_| "keys.p256dh is not base64url")?;
+    web_push_native::p256::PublicKey::from_sec1_bytes(&key)
+        .map_err(|_| "keys.p256dh is not a P-256 public key")?;
+    let secret = URL_SAFE_NO_PAD
+        .decode(auth.trim_end_matches('='))
+        .map_err(|_| "keys.auth is not base64url")?;
+    if secret.len() != 16 {
+        return Err("keys.auth must be 16 bytes");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topics_are_short_and_url_safe() {
+        let t = topic("01a1fcf3-14a4-722f-a1bc-071ec91c504f");
+        assert_eq!(t.len(), 32);
+        assert!(t.chars().all(|c| c.is_ascii_alphanumeric()));
+    }
+
+    #[test]
+    fn subscriptions_are_validated() {
+        let sk = web_push_native::p256::SecretKey::random(&mut rand_core_compat());
+        let pk = URL_SAFE_NO_PAD.encode(sk.public_key().to_sec1_bytes());
+        let auth = URL_SAFE_NO_PAD.encode([7u8; 16]);
+        assert!(validate_subscription("https://push.example.com/x", &pk, &auth).is_ok());
+        assert!(validate_subscription("http://127.0.0.1:9/x", &pk, &auth).is_ok());
+        assert!(validate_subscription("http://push.example.com/x", &pk, &auth).is_err());
+        assert!(validate_subscription("ftp://x/y", &pk, &auth).is_err());
+        assert!(validate_subscription("https://push.example.com/x", "AAAA", &auth).is_err());
+        assert!(validate_subscription("https://push.example.com/x", &pk, "AAAA").is_err());
+    }
+
+    fn rand_core_compat() -> impl web_push_native::p256::elliptic_curve::rand_core::CryptoRngCore {
+        web_push_native::p256::elliptic_curve::rand_core::OsRng
+    }
+
+    #[test]
+    fn payloads_round_trip_through_the_browser_side_decryption() {
+        let sk = web_push_native::p256::SecretKey::random(&mut rand_core_compat());
+        let target = PushTarget {
+            user_id: "u".into(),
+            endpoint: "https://push.example.com/abc".into(),
+            p256dh: URL_SAFE_NO_PAD.encode(sk.public_key().to_sec1_bytes()),
+            auth: URL_SAFE_NO_PAD.encode([9u8; 16]),
+        };
+        let key = ES256KeyPair::generate();
+        let req = build_request(&key, "mailto:a@b.c", &target, b"{\"hello\":1}").unwrap();
+        assert_eq!(req.headers()["content-encoding"], "aes128gcm");
+        assert!(
+            req.headers()["authorization"]
+                .to_str()
+                .unwrap()
+                .starts_with("vapid t=")
+        );
+        let plain =
+            web_push_native::decrypt(req.into_body(), &sk, &auth_secret(&[9u8; 16])).unwrap();
+        assert_eq!(plain, b"{\"hello\":1}");
+    }
+}

@@ -1,0 +1,533 @@
+//! Web Push against a test push service on loopback (playing the browser vendor's service):
+//! it verifies each request's VAPID JWT and decrypts the payload with the subscription's
+//! private key, exactly as a browser would.
+
+mod common;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chatnode_client::protocol::{ClientFrame, PushPayload, ServerFrame};
+use chatnode_client::{Client, Method};
+use common::*;
+use serde_json::json;
+use web_push_native::jwt_simple::prelude::*;
+use web_push_native::p256::SecretKey;
+use web_push_native::p256::elliptic_curve::rand_core::OsRng;
+
+#[derive(Clone, Copy, PartialEq)]
+enum Mode {
+    Accept,
+    Gone,
+    TooManyOnce,
+    Hang,
+}
+
+struct Received {
+    headers: HeaderMap,
+    body: Vec<u8>,
+    status: u16,
+}
+
+#[derive(Clone, Default)]
+struct Service {
+    received: Arc<Mutex<HashMap<String, Vec<Received>>>>,
+    modes: Arc<Mutex<HashMap<String, Mode>>>,
+}
+
+async fn push_endpoint(
+    State(s): State<Service>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> StatusCode {
+    let mode = s
+        .modes
+        .lock()
+        .unwrap()
+        .get(&id)
+        .copied()
+        .unwrap_or(Mode::Accept);
+    let earlier = s.received.lock().unwrap().get(&id).map_or(0, Vec::len);
+    let status = match mode {
+        Mode::Accept => 201,
+        Mode::Gone => 410,
+        Mode::TooManyOnce if earlier == 0 => 429,
+        Mode::TooManyOnce => 201,
+        Mode::Hang => 0,
+    };
+    s.received
+        .lock()
+        .unwrap()
+        .entry(id)
+        .or_default()
+        .push(Received {
+            headers,
+            body: body.to_vec(),
+            status,
+        });
+    if mode == Mode::Hang {
+        tokio::time::sleep(Duration::from_secs(120)).await;
+    }
+    StatusCode::from_u16(status.max(201)).unwrap()
+}
+
+impl Service {
+    async fn start() -> (Service, String) {
+        let s = Service::default();
+        let app = axum::Router::new()
+            .route("/push/{id}", axum::routing::post(push_endpoint))
+            .with_state(s.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        (s, base)
+    }
+
+    fn count(&self, id: &str) -> usize {
+        self.received.lock().unwrap().get(id).map_or(0, Vec::len)
+    }
+
+    async fn wait_for(&self, id: &str, n: usize) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.count(id) < n {
+            assert!(
+                Instant::now() < deadline,
+                "{id}: {} of {n} pushes arrived",
+                self.count(id)
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// A browser's side of a subscription: the key pair and auth secret the payload is for.
+struct Browser {
+    secret: SecretKey,
+    auth: [u8; 16],
+    endpoint: String,
+}
+
+impl Browser {
+    fn new(base: &str, id: &str) -> Browser {
+        let mut auth = [0u8; 16];
+        rand::fill(&mut auth);
+        Browser {
+            secret: SecretKey::random(&mut OsRng),
+            auth,
+            endpoint: format!("{base}/push/{id}"),
+        }
+    }
+
+    async fn subscribe(&self, c: &Client) {
+        let body = json!({
+            "endpoint": self.endpoint,
+            "keys": {
+                "p256dh": URL_SAFE_NO_PAD.encode(self.secret.public_key().to_sec1_bytes()),
+                "auth": URL_SAFE_NO_PAD.encode(self.auth),
+            }
+        });
+        let (status, v) = c
+            .raw(Method::POST, "/push/subscriptions", Some(body))
+            .await
+            .unwrap();
+        assert_eq!(status, 201, "{v}");
+    }
+
+    /// Checks the VAPID header against the server's key and decrypts the payload.
+    fn open(&self, r: &Received, server_key: &str) -> PushPayload {
+        let auth = r.headers["authorization"].to_str().unwrap();
+        let rest = auth.strip_prefix("vapid t=").expect("VAPID authorization");
+        let (token, k) = rest.split_once(", k=").unwrap();
+        assert_eq!(k, server_key, "signed with the server's VAPID key");
+        let public = ES256PublicKey::from_bytes(&URL_SAFE_NO_PAD.decode(k).unwrap()).unwrap();
+        let claims = public
+            .verify_token::<NoCustomClaims>(token, None)
+            .expect("valid VAPID JWT");
+        assert!(
+            claims
+                .audiences
+                .unwrap()
+                .into_set()
+                .contains("http://127.0.0.1")
+        );
+        assert!(claims.subject.unwrap().starts_with("mailto:"));
+        assert_eq!(r.headers["content-encoding"], "aes128gcm");
+        assert!(r.headers.contains_key("ttl"));
+        let mut auth = web_push_native::Auth::default();
+        auth.copy_from_slice(&self.auth);
+        let plain =
+            web_push_native::decrypt(r.body.clone(), &self.secret, &auth).expect("decrypts");
+        serde_json::from_slice(&plain).unwrap()
+    }
+}
+
+async fn server_key(c: &Client) -> String {
+    let (_, v) = c
+        .raw(Method::GET, "/push/vapid-public-key", None)
+        .await
+        .unwrap();
+    v["public_key"].as_str().unwrap().to_owned()
+}
+
+async fn push_server() -> TestServer {
+    TestServer::start_with(&["--push-delay-ms", "300", "--push-timeout-secs", "2"]).await
+}
+
+/// Lets the push delay (300 ms) pass with margin, to check that nothing was sent.
+async fn settle() {
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+}
+
+#[tokio::test]
+async fn an_offline_recipient_gets_exactly_one_push_with_the_right_content() {
+    let server = push_server().await;
+    let (svc, base) = Service::start().await;
+    let (a, _au, b, _bu, conv) = friends_with_direct(&server).await;
+    let browser = Browser::new(&base, "b1");
+    browser.subscribe(&b).await;
+    let key = server_key(&a).await;
+    let mut aws = a.connect_ws().await.unwrap();
+    // Typing and presence never push.
+    aws.send_frame(ClientFrame::Typing {
+        conversation_id: conv.id.clone(),
+        typing: true,
+    })
+    .await
+    .unwrap();
+    aws.send_message(&conv.id, "p1", "hello Bob").await.unwrap();
+    svc.wait_for("b1", 1).await;
+    settle().await;
+    assert_eq!(svc.count("b1"), 1, "exactly one push");
+    let got = svc.received.lock().unwrap().remove("b1").unwrap();
+    match browser.open(&got[0], &key) {
+        PushPayload::Message {
+            conversation_id,
+            seq,
+            group,
+            sender,
+            body,
+            url,
+            ..
+        } => {
+            assert_eq!(
+                (conversation_id.as_str(), seq, group),
+                (conv.id.as_str(), 1, None)
+            );
+            assert_eq!(
+                (sender.as_str(), body.as_deref()),
+                ("ann", Some("hello Bob"))
+            );
+            assert_eq!(url, format!("/c/{}", conv.id));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(got[0].headers["topic"], conv.id.replace('-', ""));
+    assert_eq!(got[0].headers["urgency"], "high");
+}
+
+#[tokio::test]
+async fn a_recipient_viewing_the_conversation_gets_none_being_online_is_not_enough() {
+    let server = push_server().await;
+    let (svc, base) = Service::start().await;
+    let (a, _au, b, _bu, conv) = friends_with_direct(&server).await;
+    Browser::new(&base, "b1").subscribe(&b).await;
+    let mut bws = b.connect_ws().await.unwrap();
+    bws.send_frame(ClientFrame::View {
+        conversation_id: Some(conv.id.clone()),
+    })
+    .await
+    .unwrap();
+    bws.send_frame(ClientFrame::Ping).await.unwrap();
+    bws.next_matching(WAIT, |f| matches!(f, ServerFrame::Pong))
+        .await
+        .unwrap()
+        .unwrap();
+    a.send_text(&conv.id, "v1", "you are looking at this")
+        .await
+        .unwrap();
+    settle().await;
+    assert_eq!(svc.count("b1"), 0, "in view: no push");
+    // Online, but the app shows something else: push.
+    bws.send_frame(ClientFrame::View {
+        conversation_id: None,
+    })
+    .await
+    .unwrap();
+    bws.send_frame(ClientFrame::Ping).await.unwrap();
+    bws.next_matching(WAIT, |f| matches!(f, ServerFrame::Pong))
+        .await
+        .unwrap()
+        .unwrap();
+    a.send_text(&conv.id, "v2", "now you are not")
+        .await
+        .unwrap();
+    svc.wait_for("b1", 1).await;
+}
+
+#[tokio::test]
+async fn a_muted_conversation_gets_none_and_previews_can_be_hidden() {
+    let server = push_server().await;
+    let (svc, base) = Service::start().await;
+    let (a, _au, b, _bu, conv) = friends_with_direct(&server).await;
+    let browser = Browser::new(&base, "b1");
+    browser.subscribe(&b).await;
+    let key = server_key(&a).await;
+    let (status, v) = b
+        .raw(
+            Method::PUT,
+            &format!("/conversations/{}/mute", conv.id),
+            Some(json!({})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{v}");
+    assert!(v["muted_until"].as_str().unwrap().starts_with("9999"));
+    assert!(
+        b.conversation(&conv.id)
+            .await
+            .unwrap()
+            .muted_until
+            .is_some()
+    );
+    a.send_text(&conv.id, "m1", "shh").await.unwrap();
+    settle().await;
+    assert_eq!(svc.count("b1"), 0, "muted: no push");
+    let (status, _) = b
+        .raw(
+            Method::DELETE,
+            &format!("/conversations/{}/mute", conv.id),
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, 204);
+    // Previews off: the push says who, not what.
+    let (status, me) = b
+        .raw(
+            Method::PATCH,
+            "/users/me",
+            Some(json!({"notification_previews": false})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (status, me["notification_previews"].as_bool()),
+        (200, Some(false))
+    );
+    a.send_text(&conv.id, "m2", "secret text").await.unwrap();
+    svc.wait_for("b1", 1).await;
+    let got = svc.received.lock().unwrap().remove("b1").unwrap();
+    match browser.open(&got[0], &key) {
+        PushPayload::Message { body, sender, .. } => {
+            assert_eq!((body, sender.as_str()), (None, "ann"))
+        }
+        other => panic!("{other:?}"),
+    }
+    // Mute for a while; bad input is refused.
+    let until = "2999-01-01T00:00:00Z";
+    let (status, v) = b
+        .raw(
+            Method::PUT,
+            &format!("/conversations/{}/mute", conv.id),
+            Some(json!({"until": until})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (status, v["muted_until"].as_str()),
+        (200, Some("2999-01-01T00:00:00Z"))
+    );
+    for bad in [
+        json!({"until": "yesterday"}),
+        json!({"until": "2001-01-01T00:00:00Z"}),
+    ] {
+        let (status, _) = b
+            .raw(
+                Method::PUT,
+                &format!("/conversations/{}/mute", conv.id),
+                Some(bad),
+            )
+            .await
+            .unwrap();
+        assert_eq!(status, 400);
+    }
+    let (s, _) = register(&server, "stranger").await;
+    let (status, _) = s
+        .raw(
+            Method::PUT,
+            &format!("/conversations/{}/mute", conv.id),
+            Some(json!({})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, 404);
+}
+
+#[tokio::test]
+async fn reading_on_another_device_sends_the_clearing_update() {
+    let server = push_server().await;
+    let (svc, base) = Service::start().await;
+    let (a, _au, b, _bu, conv) = friends_with_direct(&server).await;
+    let browser = Browser::new(&base, "b1");
+    browser.subscribe(&b).await;
+    let key = server_key(&a).await;
+    a.send_text(&conv.id, "r1", "read me elsewhere")
+        .await
+        .unwrap();
+    svc.wait_for("b1", 1).await;
+    // Bob reads it on his laptop: the phone's notification is cleared.
+    b.mark_read(&conv.id, 1).await.unwrap();
+    svc.wait_for("b1", 2).await;
+    let got = svc.received.lock().unwrap().remove("b1").unwrap();
+    assert_eq!(
+        got[0].headers["topic"], got[1].headers["topic"],
+        "same topic replaces or clears"
+    );
+    match browser.open(&got[1], &key) {
+        PushPayload::Clear {
+            conversation_id,
+            seq,
+        } => assert_eq!((conversation_id, seq), (conv.id.clone(), 1)),
+        other => panic!("{other:?}"),
+    }
+    // A message read before the delay passed is never pushed at all.
+    a.send_text(&conv.id, "r2", "quick").await.unwrap();
+    b.mark_read(&conv.id, 2).await.unwrap();
+    settle().await;
+    assert_eq!(svc.count("b1"), 0);
+}
+
+#[tokio::test]
+async fn gone_subscriptions_are_removed_and_429_is_retried() {
+    let server = push_server().await;
+    let (svc, base) = Service::start().await;
+    let (a, _au, b, _bu, conv) = friends_with_direct(&server).await;
+    svc.modes.lock().unwrap().insert("gone".into(), Mode::Gone);
+    svc.modes
+        .lock()
+        .unwrap()
+        .insert("busy".into(), Mode::TooManyOnce);
+    Browser::new(&base, "gone").subscribe(&b).await;
+    Browser::new(&base, "busy").subscribe(&b).await;
+    assert_eq!(
+        b.raw(Method::GET, "/push/subscriptions", None)
+            .await
+            .unwrap()
+            .1["subscriptions"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    a.send_text(&conv.id, "g1", "anyone there?").await.unwrap();
+    svc.wait_for("gone", 1).await;
+    svc.wait_for("busy", 2).await;
+    let statuses: Vec<u16> = svc.received.lock().unwrap()["busy"]
+        .iter()
+        .map(|r| r.status)
+        .collect();
+    assert_eq!(statuses, vec![429, 201], "retried after 429");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let (_, v) = b
+            .raw(Method::GET, "/push/subscriptions", None)
+            .await
+            .unwrap();
+        let subs = v["subscriptions"].as_array().unwrap().clone();
+        if subs.len() == 1 {
+            assert!(subs[0]["endpoint"].as_str().unwrap().ends_with("/busy"));
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "410 did not remove the subscription: {v}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    settle().await;
+    assert_eq!(svc.count("gone"), 1, "a gone endpoint is not retried");
+}
+
+#[tokio::test]
+async fn a_hanging_push_service_does_not_delay_chat_delivery() {
+    let server = push_server().await;
+    let (svc, base) = Service::start().await;
+    let (a, au, b, bu, _conv) = friends_with_direct(&server).await;
+    let (c, cu) = register(&server, "carl").await;
+    befriend(&a, &au, &c, &cu).await;
+    let g = group(&a, "hang", &[&bu, &cu]).await;
+    svc.modes.lock().unwrap().insert("hang".into(), Mode::Hang);
+    Browser::new(&base, "hang").subscribe(&b).await;
+    let mut cws = c.connect_ws().await.unwrap();
+    let mut aws = a.connect_ws().await.unwrap();
+    for round in 0..3 {
+        for i in 0..10 {
+            aws.send_message(&g.id, &format!("h{round}-{i}"), "still flowing")
+                .await
+                .unwrap();
+        }
+        let mut got = 0;
+        while got < 10 {
+            match cws.next_frame(WAIT).await.unwrap() {
+                Some(ServerFrame::Message { .. }) => got += 1,
+                Some(_) => {}
+                None => panic!(
+                    "chat delivery stalled behind the push service (round {round}, {got} of 10)"
+                ),
+            }
+        }
+        // Let pushes for this round start and hang.
+        tokio::time::sleep(Duration::from_millis(600)).await;
+    }
+    assert!(
+        svc.count("hang") >= 1,
+        "the hanging push service was really being called"
+    );
+    let _ = b;
+}
+
+#[tokio::test]
+async fn subscriptions_are_validated() {
+    let server = push_server().await;
+    let (a, _) = register(&server, "val").await;
+    for bad in [
+        json!({"endpoint": "http://push.example.com/x", "keys": {"p256dh": "AAAA", "auth": "AAAA"}}),
+        json!({"endpoint": "https://push.example.com/x", "keys": {"p256dh": "AAAA", "auth": "AAAAAAAAAAAAAAAAAAAAAA"}}),
+        json!({"endpoint": "not a url", "keys": {"p256dh": "x", "auth": "y"}}),
+        json!({"endpoint": "https://push.example.com/x"}),
+    ] {
+        let (status, v) = a
+            .raw(Method::POST, "/push/subscriptions", Some(bad))
+            .await
+            .unwrap();
+        assert_eq!(status, 400, "{v}");
+    }
+    let (status, _) = a
+        .raw(
+            Method::DELETE,
+            "/push/subscriptions",
+            Some(json!({"endpoint": "https://nope.example/x"})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, 404);
+    // The VAPID key is stable across restarts (kept in the data dir, 0600).
+    let key = server_key(&a).await;
+    assert_eq!(URL_SAFE_NO_PAD.decode(&key).unwrap().len(), 65);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(server.data_dir().join("vapid_private_key"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+}

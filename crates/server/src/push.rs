@@ -62,6 +62,9 @@ pub struct Notifier {
     outstanding: Mutex<HashMap<(String, String), i64>>,
     /// Sent requests by outcome, for tests and metrics.
     pub stats: PushStats,
+    /// Whether any push subscription exists at all. While none does (most servers without
+    /// a web client in use), messages cost the notifier nothing: no timer, no query.
+    has_subscriptions: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Default)]
@@ -120,7 +123,10 @@ impl Notifier {
             jobs,
             outstanding: Mutex::new(HashMap::new()),
             stats: PushStats::default(),
+            // Assume some until the first check says otherwise.
+            has_subscriptions: std::sync::atomic::AtomicBool::new(true),
         });
+        tokio::spawn(n.clone().watch_subscriptions());
         hub.set_notifier(events_tx);
         tokio::spawn(n.clone().listen(events_rx));
         tokio::spawn(n.clone().send_loop(job_rx, http));
@@ -132,8 +138,32 @@ impl Notifier {
         &self.public_key
     }
 
+    /// A subscription was just added (possibly on this node): stop skipping messages.
+    pub fn note_subscribed(&self) {
+        self.has_subscriptions
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Re-checks every 30 s whether any subscription exists (other nodes may add some).
+    async fn watch_subscriptions(self: Arc<Self>) {
+        let mut tick = tokio::time::interval(Duration::from_secs(30));
+        loop {
+            tick.tick().await;
+            if let Ok(any) = self.store.any_push_subscriptions().await {
+                self.has_subscriptions
+                    .store(any, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+    }
+
     async fn listen(self: Arc<Self>, mut rx: mpsc::Receiver<Durable>) {
         while let Some(e) = rx.recv().await {
+            if !self
+                .has_subscriptions
+                .load(std::sync::atomic::Ordering::Relaxed)
+            {
+                continue;
+            }
             let Some(conv) = e.conversation_id.clone() else {
                 continue;
             };

@@ -58,6 +58,7 @@ pub(crate) async fn subscribe(
             &req.keys.auth,
         )
         .await?;
+    state.push.note_subscribed();
     Ok(created(sub))
 }
 

@@ -98,6 +98,10 @@ pub struct ServeArgs {
     /// Seconds before a push request is abandoned (then retried) [default: 10]
     #[arg(long, env = "CHATNODE_PUSH_TIMEOUT_SECS")]
     pub push_timeout_secs: Option<u64>,
+    /// Extra origins (comma-separated, e.g. https://app.example.com) whose pages may open
+    /// WebSockets; the server's own origin always may [default: none]
+    #[arg(long, env = "CHATNODE_ALLOWED_ORIGINS", value_delimiter = ',')]
+    pub allowed_origins: Option<Vec<String>>,
 }
 
 /// The resolved settings the server runs with.
@@ -124,6 +128,7 @@ pub struct Config {
     pub push_contact: String,
     pub push_concurrency: usize,
     pub push_timeout_secs: u64,
+    pub allowed_origins: Vec<String>,
 }
 
 impl std::fmt::Debug for Config {
@@ -193,6 +198,7 @@ impl Config {
             push_contact: pick!(push_contact, "mailto:admin@localhost".into()),
             push_concurrency: pick!(push_concurrency, 16),
             push_timeout_secs: pick!(push_timeout_secs, 10),
+            allowed_origins: pick!(allowed_origins, Vec::new()),
             data_dir,
         };
         if !matches!(cfg.log_format.as_str(), "pretty" | "json") {

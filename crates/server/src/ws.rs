@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use axum::extract::State;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use chatnode_protocol::{self as p, ClientFrame, ErrorCode, ServerFrame, close_code};
 use futures_util::stream::{SplitSink, SplitStream};
@@ -41,10 +42,36 @@ const MAX_STRIKES: f64 = 200.0;
 type Sink = SplitSink<WebSocket, Message>;
 type Stream = SplitStream<WebSocket>;
 
+/// Whether a browser page at `origin` may open a socket: the same host as the request, or an
+/// origin on the allowlist. Requests without `Origin` are not from a browser page (native
+/// apps, tools) and are allowed; they still have to authenticate like everyone.
+fn origin_allowed(headers: &HeaderMap, allowed: &[String]) -> bool {
+    let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
+        return true;
+    };
+    if allowed
+        .iter()
+        .any(|a| a == "*" || a.eq_ignore_ascii_case(origin))
+    {
+        return true;
+    }
+    let host = headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let origin_host = origin.split_once("://").map(|(_, h)| h).unwrap_or("");
+    !host.is_empty() && origin_host.eq_ignore_ascii_case(host)
+}
+
 pub async fn upgrade(
     State(state): State<SharedState>,
+    headers: HeaderMap,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
+    // Cross-site WebSocket hijacking: a page on another site must not open sockets here.
+    if !origin_allowed(&headers, &state.config.allowed_origins) {
+        return Error::forbidden("this origin may not open a WebSocket here").into_response();
+    }
     let ws = match ws {
         Ok(ws) => ws,
         Err(_) => {

@@ -219,3 +219,32 @@ async fn silent_sockets_are_closed_after_the_idle_timeout() {
     chatty.send_frame(ClientFrame::Ping).await.unwrap();
     assert!(chatty.next_frame(WAIT).await.is_ok_and(|f| f.is_some()));
 }
+
+#[tokio::test]
+async fn websocket_upgrades_from_other_sites_are_refused() {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let server = TestServer::start_with(&["--allowed-origins", "https://app.example.com"]).await;
+    let url = format!("ws://{}/api/v1/ws", server.addr);
+    let attempt = |origin: Option<String>| {
+        let url = url.clone();
+        async move {
+            let mut req = url.into_client_request().unwrap();
+            if let Some(o) = origin {
+                req.headers_mut().insert("origin", o.parse().unwrap());
+            }
+            match tokio_tungstenite::connect_async(req).await {
+                Ok(_) => 101,
+                Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => resp.status().as_u16(),
+                Err(e) => panic!("{e}"),
+            }
+        }
+    };
+    assert_eq!(attempt(Some("https://evil.example".into())).await, 403);
+    assert_eq!(attempt(Some("https://app.example.com".into())).await, 101);
+    assert_eq!(
+        attempt(Some(format!("http://{}", server.addr))).await,
+        101,
+        "same origin"
+    );
+    assert_eq!(attempt(None).await, 101, "no Origin: not a browser page");
+}

@@ -505,3 +505,175 @@ async fn conversations_are_listed_by_recent_activity() {
     assert_eq!(second[0].id, direct.id);
     assert_eq!(second.len(), 2);
 }
+
+#[tokio::test]
+async fn change_password_revokes_other_sessions_and_closes_their_sockets() {
+    let server = TestServer::start().await;
+    let (a, au) = register(&server, "pw").await;
+    let phone = server.client();
+    phone.login(&au.username, PASSWORD).await.unwrap();
+    let mut phone_ws = phone.connect_ws().await.unwrap();
+    let (_, list) = a.raw(Method::GET, "/sessions", None).await.unwrap();
+    let sessions = list["sessions"].as_array().unwrap();
+    assert_eq!(sessions.len(), 2);
+    assert_eq!(sessions.iter().filter(|s| s["current"] == true).count(), 1);
+
+    let wrong = serde_json::json!({"current_password": "not my password", "new_password": "a brand new secret"});
+    let (status, v) = a
+        .raw(Method::POST, "/users/me/password", Some(wrong))
+        .await
+        .unwrap();
+    assert_eq!(
+        (status, v["error"]["code"].as_str()),
+        (403, Some("forbidden"))
+    );
+    let short = serde_json::json!({"current_password": PASSWORD, "new_password": "short"});
+    assert_eq!(
+        a.raw(Method::POST, "/users/me/password", Some(short))
+            .await
+            .unwrap()
+            .0,
+        400
+    );
+    let ok =
+        serde_json::json!({"current_password": PASSWORD, "new_password": "a brand new secret"});
+    assert_eq!(
+        a.raw(Method::POST, "/users/me/password", Some(ok))
+            .await
+            .unwrap()
+            .0,
+        204
+    );
+
+    // The other device is logged out at once; this one stays.
+    assert_eq!(phone_ws.wait_close(WAIT).await.unwrap().code, Some(4001));
+    assert_eq!(phone.me().await.unwrap_err().status(), Some(401));
+    a.me().await.unwrap();
+    assert!(server.client().login(&au.username, PASSWORD).await.is_err());
+    server
+        .client()
+        .login(&au.username, "a brand new secret")
+        .await
+        .unwrap();
+
+    // Revoking a session by ID (a lost phone).
+    let (_, list) = a.raw(Method::GET, "/sessions", None).await.unwrap();
+    let other = list["sessions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["current"] == false)
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        a.raw(Method::DELETE, &format!("/sessions/{other}"), None)
+            .await
+            .unwrap()
+            .0,
+        204
+    );
+    assert_eq!(
+        a.raw(Method::DELETE, &format!("/sessions/{other}"), None)
+            .await
+            .unwrap()
+            .0,
+        404
+    );
+    let (b, _) = register(&server, "other").await;
+    let (_, mine) = a.raw(Method::GET, "/sessions", None).await.unwrap();
+    let my_id = mine["sessions"][0]["id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        b.raw(Method::DELETE, &format!("/sessions/{my_id}"), None)
+            .await
+            .unwrap()
+            .0,
+        404,
+        "not theirs"
+    );
+}
+
+#[tokio::test]
+async fn deleting_an_account_erases_contact_data_and_keeps_messages_as_deleted_user() {
+    let server = TestServer::start().await;
+    let (a, au, b, bu, conv) = friends_with_direct(&server).await;
+    let g = group(&a, "team", &[&bu]).await;
+    a.send_text(&conv.id, "d1", "remember me").await.unwrap();
+    let mut bws = b.connect_ws().await.unwrap();
+
+    let export = a
+        .raw(Method::GET, "/users/me/export", None)
+        .await
+        .unwrap()
+        .1;
+    assert_eq!(export["profile"]["id"], au.id.as_str());
+    assert!(
+        export["profile"]["email"]
+            .as_str()
+            .unwrap()
+            .ends_with("@example.com")
+    );
+    assert_eq!(export["messages_sent"].as_array().unwrap().len(), 1);
+    assert_eq!(export["friends"].as_array().unwrap().len(), 1);
+    assert!(export["conversations"].as_array().unwrap().len() >= 2);
+
+    let (status, _) = a
+        .raw(
+            Method::POST,
+            "/users/me/delete",
+            Some(serde_json::json!({"password": "wrong password"})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, 403);
+    let (status, _) = a
+        .raw(
+            Method::POST,
+            "/users/me/delete",
+            Some(serde_json::json!({"password": PASSWORD})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, 204);
+
+    // Gone: cannot log in, tokens dead, friends told, group ownership passed on.
+    assert_eq!(a.me().await.unwrap_err().status(), Some(401));
+    assert!(server.client().login(&au.username, PASSWORD).await.is_err());
+    let email = format!("{}@example.com", au.username);
+    assert!(server.client().login(&email, PASSWORD).await.is_err());
+    let removed = bws
+        .next_matching(WAIT, |f| {
+            matches!(
+                f,
+                chatnode_client::protocol::ServerFrame::FriendRemoved { .. }
+            )
+        })
+        .await
+        .unwrap();
+    assert!(removed.is_some());
+    assert_eq!(b.conversation(&g.id).await.unwrap().my_role, Role::Owner);
+    // Messages stay, under "Deleted user"; contact data is not findable.
+    let history = b.messages(&conv.id, None, None, None).await.unwrap();
+    assert_eq!(history.messages[0].body, "remember me");
+    let ghost = b.get_user(&au.id).await.unwrap();
+    assert_eq!(ghost.display_name, "Deleted user");
+    assert!(
+        b.search_users(&email, None, None)
+            .await
+            .unwrap()
+            .users
+            .is_empty()
+    );
+    // The email can be registered again.
+    server
+        .client()
+        .register(&RegisterRequest {
+            email: Some(email),
+            username: "fresh_start".into(),
+            password: PASSWORD.into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+}

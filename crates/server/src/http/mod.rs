@@ -22,6 +22,7 @@ use tower_http::set_header::SetResponseHeaderLayer;
 use crate::SharedState;
 use crate::error::{Error, Result};
 
+pub(crate) mod account;
 pub(crate) mod accounts;
 pub(crate) mod conversations;
 pub mod media;
@@ -46,6 +47,7 @@ pub fn router(state: SharedState) -> Router {
         .merge(messages::router())
         .merge(media::router(&state))
         .merge(push::router())
+        .merge(account::router())
         .route("/ws", get(crate::ws::upgrade))
         .route("/openapi.json", get(openapi::serve))
         .fallback(api_not_found)

@@ -6,6 +6,11 @@ use utoipa::OpenApi;
 #[derive(OpenApi)]
 #[openapi(
     paths(
+        super::account::change_password,
+        super::account::sessions,
+        super::account::revoke,
+        super::account::delete_account,
+        super::account::export,
         super::push::vapid_public_key,
         super::push::subscribe,
         super::push::unsubscribe,

@@ -224,6 +224,27 @@ pub trait Store: Send + Sync + 'static {
     async fn revoke_session(&self, session_id: &str) -> Result<()>;
     async fn session_active(&self, session_id: &str, user_id: &str) -> Result<bool>;
 
+    // --- account safety
+    async fn password_hash(&self, user_id: &str) -> Result<String>;
+    /// Sets a new password hash and revokes every login session but `keep_session`; returns
+    /// the revoked session IDs (their sockets must close).
+    async fn change_password(
+        &self,
+        user_id: &str,
+        new_hash: &str,
+        keep_session: &str,
+    ) -> Result<Vec<String>>;
+    /// The user's live login sessions: (id, created_at ms).
+    async fn sessions(&self, user_id: &str) -> Result<Vec<(String, i64)>>;
+    /// Revokes one of the user's sessions; false when it is not theirs or already revoked.
+    async fn revoke_user_session(&self, user_id: &str, session_id: &str) -> Result<bool>;
+    /// Erases the account: contact data, credentials, profile, friendships, blocks, push
+    /// subscriptions, group memberships (ownership passes on); messages stay, shown as
+    /// "Deleted user". Returns the revoked session IDs.
+    async fn delete_account(&self, user_id: &str) -> Result<Vec<String>>;
+    /// Everything stored about the user, as JSON.
+    async fn export(&self, user_id: &str) -> Result<serde_json::Value>;
+
     // --- friends and blocks
     async fn send_friend_request(&self, from: &str, to: &str) -> Result<FriendRequestOutcome>;
     async fn friend_requests(&self, user_id: &str) -> Result<p::FriendRequestList>;

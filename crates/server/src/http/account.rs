@@ -1,0 +1,152 @@
+//! Account safety (extensions): change password, list and revoke login sessions, delete the
+//! account, export everything stored about it.
+
+use axum::extract::{Path, State};
+use axum::response::Response;
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use chatnode_protocol::{self as p, ErrorCode, close_code};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::{ApiJson, AuthUser, no_content};
+use crate::SharedState;
+use crate::domain::{self, Password};
+use crate::error::{Error, Result};
+
+pub fn router() -> Router<SharedState> {
+    Router::new()
+        .route("/users/me/password", post(change_password))
+        .route("/users/me/export", get(export))
+        .route("/users/me/delete", post(delete_account))
+        .route("/sessions", get(sessions))
+        .route("/sessions/{id}", delete(revoke))
+}
+
+#[derive(Deserialize, ToSchema)]
+pub(crate) struct ChangePassword {
+    current_password: String,
+    new_password: String,
+}
+
+#[derive(Deserialize, ToSchema)]
+pub(crate) struct ConfirmPassword {
+    password: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub(crate) struct Session {
+    id: String,
+    created_at: String,
+    /// The session this request was made with.
+    current: bool,
+}
+
+#[derive(Serialize, ToSchema)]
+pub(crate) struct SessionList {
+    sessions: Vec<Session>,
+}
+
+async fn check_password(state: &SharedState, user_id: &str, password: String) -> Result<()> {
+    let hash = state.store.password_hash(user_id).await?;
+    if !state.auth.verify_password(password, Some(hash)).await? {
+        return Err(Error::new(ErrorCode::Forbidden, "the password is wrong"));
+    }
+    Ok(())
+}
+
+/// Changes the password; every other login session ends and its sockets close.
+#[utoipa::path(post, path = "/api/v1/users/me/password", tag = "account", request_body = ChangePassword,
+    responses((status = 204, description = "Changed; other sessions revoked"),
+              (status = "4XX", description = "Error (403 when the current password is wrong)", body = p::ErrorBody)),
+    security(("bearer" = [])))]
+pub(crate) async fn change_password(
+    State(state): State<SharedState>,
+    auth: AuthUser,
+    ApiJson(req): ApiJson<ChangePassword>,
+) -> Result<Response> {
+    let new = Password::parse(&req.new_password).map_err(|_| {
+        Error::invalid(
+            "new_password",
+            "the new password must be at least 10 characters",
+        )
+    })?;
+    check_password(&state, &auth.user_id, req.current_password).await?;
+    let hash = state.auth.hash_password(new.into_inner()).await?;
+    let revoked = state
+        .store
+        .change_password(&auth.user_id, &hash, &auth.session_id)
+        .await?;
+    for sid in revoked {
+        state.hub.close_session(&sid, close_code::UNAUTHENTICATED);
+    }
+    Ok(no_content())
+}
+
+#[utoipa::path(get, path = "/api/v1/sessions", tag = "account",
+    responses((status = 200, description = "Your live login sessions", body = SessionList),
+              (status = "4XX", description = "Error", body = p::ErrorBody)),
+    security(("bearer" = [])))]
+pub(crate) async fn sessions(
+    State(state): State<SharedState>,
+    auth: AuthUser,
+) -> Result<Json<SessionList>> {
+    let sessions = state
+        .store
+        .sessions(&auth.user_id)
+        .await?
+        .into_iter()
+        .map(|(id, at)| Session {
+            current: id == auth.session_id,
+            id,
+            created_at: crate::time::rfc3339(at),
+        })
+        .collect();
+    Ok(Json(SessionList { sessions }))
+}
+
+#[utoipa::path(delete, path = "/api/v1/sessions/{id}", tag = "account", params(("id" = String, Path)),
+    responses((status = 204, description = "Revoked; its sockets closed"), (status = "4XX", description = "Error", body = p::ErrorBody)),
+    security(("bearer" = [])))]
+pub(crate) async fn revoke(
+    State(state): State<SharedState>,
+    auth: AuthUser,
+    Path(id): Path<String>,
+) -> Result<Response> {
+    let id = domain::id(&id, "session")?;
+    if !state.store.revoke_user_session(&auth.user_id, &id).await? {
+        return Err(Error::not_found("session"));
+    }
+    state.hub.close_session(&id, close_code::UNAUTHENTICATED);
+    Ok(no_content())
+}
+
+/// Deletes the account (the password confirms it): messages remain as "Deleted user".
+#[utoipa::path(post, path = "/api/v1/users/me/delete", tag = "account", request_body = ConfirmPassword,
+    responses((status = 204, description = "Deleted; every session ended"),
+              (status = "4XX", description = "Error (403 when the password is wrong)", body = p::ErrorBody)),
+    security(("bearer" = [])))]
+pub(crate) async fn delete_account(
+    State(state): State<SharedState>,
+    auth: AuthUser,
+    ApiJson(req): ApiJson<ConfirmPassword>,
+) -> Result<Response> {
+    check_password(&state, &auth.user_id, req.password).await?;
+    let revoked = state.store.delete_account(&auth.user_id).await?;
+    for sid in revoked {
+        state.hub.close_session(&sid, close_code::UNAUTHENTICATED);
+    }
+    tracing::info!(user_id = %auth.user_id, "account deleted");
+    Ok(no_content())
+}
+
+#[utoipa::path(get, path = "/api/v1/users/me/export", tag = "account",
+    responses((status = 200, description = "Everything stored about you, as JSON"),
+              (status = "4XX", description = "Error", body = p::ErrorBody)),
+    security(("bearer" = [])))]
+pub(crate) async fn export(
+    State(state): State<SharedState>,
+    auth: AuthUser,
+) -> Result<Json<serde_json::Value>> {
+    Ok(Json(state.store.export(&auth.user_id).await?))
+}

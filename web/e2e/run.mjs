@@ -199,7 +199,9 @@ const sunsetPng = makePng(640, 400, (x, y) => {
   if (d < 70) return [255, 210, 80];
   return [250 - y / 3, 120 + y / 4, 90 + y / 6].map((v) => Math.max(0, Math.min(255, Math.round(v))));
 });
-const avatarPng = makePng(300, 200, (x, y) => (Math.hypot(x - 150, y - 100) < 70 ? [250, 250, 250] : [16 + (x % 64), 130, 110]));
+// A head-and-shoulders silhouette on teal, wider than tall (the client crops it to a square).
+const avatarPng = makePng(300, 200, (x, y) =>
+  Math.hypot(x - 150, y - 78) < 38 || (y > 128 && ((x - 150) / 75) ** 2 + ((y - 200) / 70) ** 2 < 1) ? [250, 244, 235] : [20, 150 - (y >> 2), 140]);
 const groupAvatarPng = makePng(160, 160, (x, y) => ((x >> 5) + (y >> 5)) % 2 ? [240, 170, 40] : [40, 90, 200]);
 const pdfBytes = Buffer.from(`%PDF-1.4\n%\xe2\xe3\xcf\xd3\n1 0 obj << /Type /Catalog >> endobj\n${'% filler line for a realistic size\n'.repeat(360)}%%EOF\n`, 'latin1');
 const mp4Bytes = (() => {
@@ -473,6 +475,22 @@ const tests = [
     await shot(A.page, '12-upload-refused');
     await tile.getByRole('button', { name: 'Remove tool.bin' }).click();
     await tid(A.page, 'attachment-strip').waitFor({ state: 'detached' });
+    // Over the 25 MiB limit for documents (made in the page, dropped on the chat).
+    await A.page.evaluate(() => {
+      const bytes = new Uint8Array(26 * 1024 * 1024 + 10);
+      bytes.set(new TextEncoder().encode('%PDF-1.4\n'));
+      const dt = new DataTransfer();
+      dt.items.add(new File([bytes], 'huge.pdf', { type: 'application/pdf' }));
+      const target = document.querySelector('[data-testid=message-list]');
+      target.dispatchEvent(new DragEvent('dragenter', { dataTransfer: dt, bubbles: true, cancelable: true }));
+      target.dispatchEvent(new DragEvent('drop', { dataTransfer: dt, bubbles: true, cancelable: true }));
+    });
+    const huge = A.page.locator('[data-testid=pending-attachment][data-name="huge.pdf"]');
+    await A.page.locator('[data-testid=pending-attachment][data-name="huge.pdf"][data-status=failed]').waitFor({ timeout: 30_000 });
+    const big = (await huge.getByTestId('upload-error').textContent()) ?? '';
+    assert(big === 'Too large to send (the limit is 25 MB).', `plain words for too large, got "${big}"`);
+    await huge.getByRole('button', { name: 'Remove huge.pdf' }).click();
+    await tid(A.page, 'attachment-strip').waitFor({ state: 'detached' });
   }],
   ['media: drag-and-drop and paste of images', async () => {
     const before = await B.page.locator('[data-testid=attachment-thumb]').count();
@@ -617,9 +635,10 @@ const tests = [
     await tid(A.page, 'group-info').click();
     await tid(A.page, 'group-avatar-input').setInputFiles([{ name: 'group.png', mimeType: 'image/png', buffer: groupAvatarPng }]);
     await A.page.getByTestId('toast').filter({ hasText: 'Group photo updated' }).waitFor();
-    await until(() => imgLoaded(tid(A.page, 'group-panel').getByTestId('avatar-img')), 'group avatar in the panel');
+    await until(() => imgLoaded(tid(A.page, 'group-panel').locator('.hero [data-testid=avatar-img]')), 'group avatar in the panel');
     await until(() => imgLoaded(convItem(C.page, group).getByTestId('avatar-img')), 'Carol sees the group avatar in her list (live)');
     await until(() => imgLoaded(C.page.locator('.chat-head [data-testid=avatar-img]')), 'and in the chat header');
+    await shot(A.page, '14-group-avatar');
     await tid(A.page, 'close-group-panel').click();
   }],
   ['mobile 375 px: single pane with back button', async () => {
@@ -632,6 +651,14 @@ const tests = [
     assert(!(await tid(M.page, 'conversation-list').isVisible()), 'list hidden while chatting');
     await messageWith(M.page, 'bulk 60 of 60').waitFor();
     await shot(M.page, '07-mobile-chat');
+    // The pictures are older than the 60 bulk messages: scroll back to them.
+    await until(async () => {
+      await tid(M.page, 'message-list').evaluate((el) => (el.scrollTop = 0));
+      return (await messageWith(M.page, 'Two pictures').count()) > 0;
+    }, 'mobile: scrolled back to the pictures', 20_000);
+    await messageWith(M.page, 'Two pictures').scrollIntoViewIfNeeded();
+    await until(async () => (await messageWith(M.page, 'Two pictures').getByTestId('attachment-thumb').evaluateAll((els) => els.every((i) => i.complete && i.naturalWidth > 0))), 'mobile: pictures loaded');
+    await shot(M.page, '07b-mobile-media');
     await tid(M.page, 'back').click();
     await tid(M.page, 'conversation-list').waitFor();
     await M.ctx.close();

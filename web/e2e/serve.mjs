@@ -39,9 +39,12 @@ export function startServe({ distDir, backend, port = 0 }) {
         },
       );
       p.on('error', () => {
+        // The backend may answer early (e.g. 413) and close while the upload is still streaming.
+        if (res.headersSent) return void res.end();
         res.writeHead(502, { 'content-type': 'application/json' });
         res.end(JSON.stringify({ error: { code: 'bad_gateway', message: 'backend unreachable' } }));
       });
+      req.on('error', () => p.destroy());
       req.pipe(p);
       return;
     }

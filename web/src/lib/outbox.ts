@@ -69,3 +69,16 @@ export class Outbox {
     this.save();
   }
 }
+
+/** The WebSocket `send` frame for a queued message (resends reuse its client_id). */
+export function sendFrame(item: OutboxItem): Record<string, unknown> {
+  return {
+    type: 'send',
+    conversation_id: item.conversation_id,
+    client_id: item.client_id,
+    body: item.body,
+    kind: item.kind ?? 'text',
+    ...(item.attachments?.length ? { attachment_ids: item.attachments.map((a) => a.id) } : {}),
+    ...(item.reply_to_seq ? { reply_to_seq: item.reply_to_seq } : {}),
+  };
+}

@@ -27,7 +27,7 @@ import { ApiError, friendlyError } from './errors';
 import { titleWithUnread } from './format';
 import { defaultLock } from './lock';
 import { messagePreviewText, uploadMedia, type Upload } from './media';
-import { Outbox } from './outbox';
+import { Outbox, sendFrame } from './outbox';
 import { Realtime, wsUrl, type ConnState } from './realtime';
 import { navigate } from './router';
 import { StreamPos } from './streampos';
@@ -278,15 +278,7 @@ export class Session {
     const now = Date.now();
     this.outbox.flush((item) => {
       if (olderThanMs && now - (this.lastSent.get(item.client_id) ?? 0) < olderThanMs) return true;
-      const ok = this.rt!.send({
-        type: 'send',
-        conversation_id: item.conversation_id,
-        client_id: item.client_id,
-        body: item.body,
-        kind: item.kind ?? 'text',
-        ...(item.attachments?.length ? { attachment_ids: item.attachments.map((a) => a.id) } : {}),
-        ...(item.reply_to_seq ? { reply_to_seq: item.reply_to_seq } : {}),
-      });
+      const ok = this.rt!.send(sendFrame(item));
       if (ok) this.lastSent.set(item.client_id, now);
       return ok;
     });

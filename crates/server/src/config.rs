@@ -102,6 +102,21 @@ pub struct ServeArgs {
     /// WebSockets; the server's own origin always may [default: none]
     #[arg(long, env = "CHATNODE_ALLOWED_ORIGINS", value_delimiter = ',')]
     pub allowed_origins: Option<Vec<String>>,
+    /// Failed logins allowed per existing account in a burst; one more every 15 s [default: 20]
+    #[arg(long, env = "CHATNODE_LIMIT_LOGIN_ACCOUNT")]
+    pub limit_login_account: Option<u32>,
+    /// Login attempts per client address in a burst; ten more every second [default: 1000]
+    #[arg(long, env = "CHATNODE_LIMIT_LOGIN_ADDRESS")]
+    pub limit_login_address: Option<u32>,
+    /// Registrations per client address in a burst; five more every second [default: 500]
+    #[arg(long, env = "CHATNODE_LIMIT_REGISTER_ADDRESS")]
+    pub limit_register_address: Option<u32>,
+    /// Friend requests per user in a burst; one more every 3 s [default: 100]
+    #[arg(long, env = "CHATNODE_LIMIT_FRIEND_REQUESTS")]
+    pub limit_friend_requests: Option<u32>,
+    /// Concurrent WebSocket connections per user [default: 32]
+    #[arg(long, env = "CHATNODE_LIMIT_WS_PER_USER")]
+    pub limit_ws_per_user: Option<usize>,
 }
 
 /// The resolved settings the server runs with.
@@ -129,6 +144,11 @@ pub struct Config {
     pub push_concurrency: usize,
     pub push_timeout_secs: u64,
     pub allowed_origins: Vec<String>,
+    pub limit_login_account: u32,
+    pub limit_login_address: u32,
+    pub limit_register_address: u32,
+    pub limit_friend_requests: u32,
+    pub limit_ws_per_user: usize,
 }
 
 impl std::fmt::Debug for Config {
@@ -199,6 +219,11 @@ impl Config {
             push_concurrency: pick!(push_concurrency, 16),
             push_timeout_secs: pick!(push_timeout_secs, 10),
             allowed_origins: pick!(allowed_origins, Vec::new()),
+            limit_login_account: pick!(limit_login_account, 20),
+            limit_login_address: pick!(limit_login_address, 1000),
+            limit_register_address: pick!(limit_register_address, 500),
+            limit_friend_requests: pick!(limit_friend_requests, 100),
+            limit_ws_per_user: pick!(limit_ws_per_user, 32),
             data_dir,
         };
         if !matches!(cfg.log_format.as_str(), "pretty" | "json") {

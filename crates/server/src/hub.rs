@@ -177,6 +177,11 @@ impl Hub {
     }
 
     /// Has at least one connection on this node.
+    /// The user's open connections on this node.
+    pub fn local_connections(&self, user_id: &str) -> usize {
+        self.lock().get(user_id).map_or(0, Vec::len)
+    }
+
     pub fn is_local(&self, user_id: &str) -> bool {
         self.lock().get(user_id).is_some_and(|l| !l.is_empty())
     }

@@ -10,6 +10,7 @@ pub mod domain;
 pub mod error;
 pub mod http;
 pub mod hub;
+pub mod limits;
 pub mod media;
 pub mod messages;
 pub mod metrics;
@@ -46,6 +47,7 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub media: Arc<media::Media>,
     pub push: Arc<push::Notifier>,
+    pub limits: limits::Limits,
     /// Set when this node is one of a cluster (`--nats-url`).
     pub cluster: Option<Arc<Cluster>>,
     /// Flips to `true` when the server begins shutting down.
@@ -137,6 +139,22 @@ impl Server {
             store.clone(),
             hub.clone(),
         )?;
+        let limits = {
+            use limits::Limiter;
+            let per = |ms: u64| Duration::from_millis(ms);
+            limits::Limits {
+                login_account: Limiter::new(config.limit_login_account, per(15_000)),
+                login_address: Limiter::new(config.limit_login_address, per(100)),
+                register_address: Limiter::new(config.limit_register_address, per(200)),
+                friend_requests: Limiter::new(config.limit_friend_requests, per(3_000)),
+                // The same sustained rate as one WebSocket connection.
+                rest_sends: Limiter::new(
+                    config.ws_burst,
+                    per(1000 / u64::from(config.ws_rate.max(1)).max(1)),
+                ),
+                ws_per_user: config.limit_ws_per_user.max(1),
+            }
+        };
         let (shutdown_tx, shutdown) = watch::channel(false);
         let state = Arc::new(AppState {
             config,
@@ -147,6 +165,7 @@ impl Server {
             metrics,
             media,
             push,
+            limits,
             cluster,
             shutdown,
         });

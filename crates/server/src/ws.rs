@@ -122,6 +122,10 @@ async fn connection(state: SharedState, socket: WebSocket) {
     let Some(auth) = authenticate(&state, &mut sink, &mut stream).await else {
         return;
     };
+    if state.hub.local_connections(&auth.user_id) >= state.limits.ws_per_user {
+        close(&mut sink, close_code::RATE_LIMITED, "too many connections").await;
+        return;
+    }
     let reg = state
         .hub
         .register(&auth.user_id, &auth.session_id, state.config.ws_queue);

@@ -5,6 +5,7 @@ mod common;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use chatnode_client::Method;
 use chatnode_client::protocol::ClientFrame;
 use common::*;
 
@@ -247,4 +248,105 @@ async fn websocket_upgrades_from_other_sites_are_refused() {
         "same origin"
     );
     assert_eq!(attempt(None).await, 101, "no Origin: not a browser page");
+}
+
+#[tokio::test]
+async fn abuse_limits_answer_429_with_retry_after_and_never_lock_out() {
+    let server = TestServer::start_with(&[
+        "--limit-login-account",
+        "3",
+        "--limit-register-address",
+        "4",
+        "--limit-friend-requests",
+        "2",
+        "--limit-ws-per-user",
+        "2",
+    ])
+    .await;
+    let (a, au) = register(&server, "lim").await;
+    // Failed logins for one account: three, then 429 with Retry-After, even with the right
+    // password (the guesser cannot tell); other accounts are unaffected.
+    for _ in 0..3 {
+        let e = server
+            .client()
+            .login(&au.username, "wrong password!")
+            .await
+            .unwrap_err();
+        assert_eq!(e.status(), Some(401));
+    }
+    let r = server
+        .client()
+        .raw_bytes(
+            Method::POST,
+            "/auth/login",
+            Some("application/json"),
+            serde_json::to_vec(&serde_json::json!({"login": au.username, "password": PASSWORD}))
+                .unwrap(),
+            false,
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 429);
+    assert_eq!(r.json().unwrap()["error"]["code"], "rate_limited");
+    let retry: u64 = r.header("retry-after").unwrap().parse().unwrap();
+    assert!((1..=30).contains(&retry), "{retry}");
+    // Registrations per address: a burst of 8 against a limit of 4 (one spent by the setup):
+    // some are told to wait. The limit is checked before any password hashing.
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let c = server.client();
+        tasks.push(tokio::spawn(async move {
+            let body = serde_json::json!({"email": format!("r{i}@example.com"), "username": format!("reg_{i}"), "password": PASSWORD});
+            c.raw_bytes(Method::POST, "/auth/register", Some("application/json"), serde_json::to_vec(&body).unwrap(), false)
+                .await
+                .unwrap()
+        }));
+    }
+    let mut created = Vec::new();
+    let mut limited = 0;
+    for (i, t) in tasks.into_iter().enumerate() {
+        let r = t.await.unwrap();
+        match r.status {
+            201 => created.push(i),
+            429 => {
+                limited += 1;
+                assert!(r.header("retry-after").is_some());
+            }
+            other => panic!("{other}: {}", r.text()),
+        }
+    }
+    assert!(
+        limited >= 3 && created.len() >= 3,
+        "created {created:?}, limited {limited}"
+    );
+    // Friend requests per user.
+    let mut codes = Vec::new();
+    for &i in &created[..3] {
+        let (_c, cu) = {
+            let c = server.client();
+            let auth = c.login(&format!("reg_{i}"), PASSWORD).await.unwrap();
+            (c, auth.user.user)
+        };
+        codes.push(
+            a.raw(
+                Method::POST,
+                "/friends/requests",
+                Some(serde_json::json!({"user_id": cu.id})),
+            )
+            .await
+            .unwrap()
+            .0,
+        );
+    }
+    assert_eq!(codes, vec![201, 201, 429]);
+    // WebSocket connections per user.
+    let _w1 = a.connect_ws().await.unwrap();
+    let _w2 = a.connect_ws().await.unwrap();
+    let mut w3 = a.connect_ws_unauthenticated().await.unwrap();
+    w3.send_frame(ClientFrame::Auth {
+        token: a.access_token().unwrap(),
+    })
+    .await
+    .unwrap();
+    assert_eq!(w3.wait_close(WAIT).await.unwrap().code, Some(4029));
 }

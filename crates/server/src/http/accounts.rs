@@ -1,6 +1,8 @@
 //! Registration, login, token refresh, logout, profiles and user search.
 
-use axum::extract::{Path, State};
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, Path, State};
 use axum::response::Response;
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -42,8 +44,14 @@ pub(crate) async fn issue_tokens(state: &SharedState, user_id: &str) -> Result<(
 #[utoipa::path(post, path = "/api/v1/auth/register", tag = "accounts", request_body = p::RegisterRequest, responses((status = 201, description = "Registered and logged in", body = p::AuthResponse), (status = "4XX", description = "Error (see ErrorBody.code)", body = chatnode_protocol::ErrorBody)))]
 pub async fn register(
     State(state): State<SharedState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     ApiJson(req): ApiJson<p::RegisterRequest>,
 ) -> Result<Response> {
+    state
+        .limits
+        .register_address
+        .take(&peer.ip().to_string())
+        .map_err(Error::rate_limited)?;
     let username = Username::parse(&req.username)?;
     let email = req
         .email
@@ -102,8 +110,20 @@ fn login_key(login: &str) -> String {
 #[utoipa::path(post, path = "/api/v1/auth/login", tag = "accounts", request_body = p::LoginRequest, responses((status = 200, description = "Logged in", body = p::AuthResponse), (status = "4XX", description = "Error (see ErrorBody.code)", body = chatnode_protocol::ErrorBody)))]
 pub async fn login(
     State(state): State<SharedState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     ApiJson(req): ApiJson<p::LoginRequest>,
 ) -> Result<Json<p::AuthResponse>> {
+    // Throttled per address (every attempt) and per account (failures): guessing slows to a
+    // crawl, and the owner is never locked out for longer than the Retry-After.
+    state
+        .limits
+        .login_address
+        .take(&peer.ip().to_string())
+        .map_err(Error::rate_limited)?;
+    let account = login_key(&req.login);
+    if let Some(wait) = state.limits.login_account.blocked_for(&account) {
+        return Err(Error::rate_limited(wait));
+    }
     if req.login.len() > 254 || req.password.len() > 256 {
         return Err(Error::new(
             ErrorCode::Unauthenticated,
@@ -114,7 +134,12 @@ pub async fn login(
     let hash = creds.as_ref().map(|c| c.password_hash.clone());
     // Unknown logins are checked against a dummy hash: same work, same answer, same time.
     let ok = state.auth.verify_password(req.password, hash).await?;
+    let exists = creds.is_some();
     let Some(creds) = creds.filter(|_| ok) else {
+        // Only real accounts need protecting; unknown logins are covered by the address limit.
+        if exists {
+            let _ = state.limits.login_account.take(&account);
+        }
         return Err(Error::new(
             ErrorCode::Unauthenticated,
             "wrong login or password",

@@ -126,6 +126,11 @@ pub(crate) async fn send(
     Path(id): Path<String>,
     ApiJson(req): ApiJson<p::SendMessageRequest>,
 ) -> Result<Response> {
+    state
+        .limits
+        .rest_sends
+        .take(&auth.user_id)
+        .map_err(Error::rate_limited)?;
     let m = new_message(
         &auth.user_id,
         &id,

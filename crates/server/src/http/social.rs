@@ -9,7 +9,7 @@ use chatnode_protocol as p;
 use super::{ApiJson, AuthUser, created, no_content};
 use crate::SharedState;
 use crate::domain;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::store::FriendRequestOutcome;
 
 pub fn router() -> Router<SharedState> {
@@ -30,6 +30,11 @@ pub(crate) async fn send_request(
     auth: AuthUser,
     ApiJson(req): ApiJson<p::UserIdRequest>,
 ) -> Result<Response> {
+    state
+        .limits
+        .friend_requests
+        .take(&auth.user_id)
+        .map_err(Error::rate_limited)?;
     let to = domain::id(&req.user_id, "user")?;
     Ok(
         match state.store.send_friend_request(&auth.user_id, &to).await? {

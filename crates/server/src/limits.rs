@@ -1,0 +1,100 @@
+//! Abuse limits: keyed token buckets (per account, per address, per user).
+//!
+//! Each key may spend `burst` actions at once; one comes back every `refill`. An empty bucket
+//! answers with the seconds until the next token (`Retry-After`), so a limit slows an attacker
+//! down without ever locking an account out. State is in memory and per node (documented in
+//! docs/deployment.md); full buckets are forgotten so memory stays bounded.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// Entries kept before idle (full) buckets are pruned.
+const PRUNE_ABOVE: usize = 100_000;
+
+pub struct Limiter {
+    burst: f64,
+    refill: Duration,
+    buckets: Mutex<HashMap<String, (f64, Instant)>>,
+}
+
+impl Limiter {
+    pub fn new(burst: u32, refill: Duration) -> Limiter {
+        Limiter {
+            burst: f64::from(burst.max(1)),
+            refill,
+            buckets: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn level(&self, tokens: f64, since: Instant, now: Instant) -> f64 {
+        let gained = now.duration_since(since).as_secs_f64() / self.refill.as_secs_f64().max(1e-9);
+        (tokens + gained).min(self.burst)
+    }
+
+    /// Seconds until `key` may act again, or `None` when it may act now (spends nothing).
+    pub fn blocked_for(&self, key: &str) -> Option<u64> {
+        let now = Instant::now();
+        let map = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        let &(tokens, at) = map.get(key)?;
+        let level = self.level(tokens, at, now);
+        if level >= 1.0 {
+            return None;
+        }
+        let wait = (1.0 - level) * self.refill.as_secs_f64();
+        Some(wait.ceil().max(1.0) as u64)
+    }
+
+    /// Spends one action for `key`; `Err(seconds)` when none is left.
+    pub fn take(&self, key: &str) -> Result<(), u64> {
+        let now = Instant::now();
+        let mut map = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        if map.len() > PRUNE_ABOVE {
+            map.retain(|_, (t, at)| self.level(*t, *at, now) < self.burst);
+        }
+        let entry = map.entry(key.to_owned()).or_insert((self.burst, now));
+        let level = self.level(entry.0, entry.1, now);
+        if level < 1.0 {
+            let wait = (1.0 - level) * self.refill.as_secs_f64();
+            return Err(wait.ceil().max(1.0) as u64);
+        }
+        *entry = (level - 1.0, now);
+        Ok(())
+    }
+}
+
+/// The server's limits, built from the configuration.
+pub struct Limits {
+    /// Failed logins per account.
+    pub login_account: Limiter,
+    /// Login attempts per client address.
+    pub login_address: Limiter,
+    /// Registrations per client address.
+    pub register_address: Limiter,
+    /// Friend requests per user.
+    pub friend_requests: Limiter,
+    /// REST message sends per user (WebSocket sends are limited per connection).
+    pub rest_sends: Limiter,
+    /// Concurrent WebSocket connections per user.
+    pub ws_per_user: usize,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bursts_then_refills_and_tells_how_long_to_wait() {
+        let l = Limiter::new(3, Duration::from_millis(200));
+        for _ in 0..3 {
+            assert!(l.take("a").is_ok());
+        }
+        let wait = l.take("a").unwrap_err();
+        assert!(wait >= 1);
+        assert_eq!(l.blocked_for("a"), Some(1));
+        assert!(l.take("b").is_ok(), "keys are independent");
+        std::thread::sleep(Duration::from_millis(250));
+        assert!(l.blocked_for("a").is_none());
+        assert!(l.take("a").is_ok());
+    }
+}

@@ -854,37 +854,29 @@ impl Store for SqlStore {
     async fn update_profile(&self, user_id: &str, patch: ProfilePatch) -> Result<p::Me> {
         write_tx!(self, |tx, ev| {
             let _ = &mut ev;
-            if let Some(name) = &patch.display_name {
-                sqlx::query("UPDATE users SET display_name = $2, display_key = $3 WHERE id = $1")
-                    .bind(user_id)
-                    .bind(name)
-                    .bind(name.to_lowercase())
-                    .execute(&mut *tx)
-                    .await?;
-            }
             if let Some(media_id) = &patch.avatar_media_id {
                 Self::adopt_avatar(&mut tx, user_id, media_id).await?;
-                sqlx::query("UPDATE users SET avatar_media_id = $2 WHERE id = $1")
-                    .bind(user_id)
-                    .bind(media_id)
-                    .execute(&mut *tx)
-                    .await?;
             }
-            if let Some(previews) = patch.notification_previews {
-                sqlx::query("UPDATE users SET notification_previews = $2 WHERE id = $1")
-                    .bind(user_id)
-                    .bind(previews)
-                    .execute(&mut *tx)
-                    .await?;
-            }
-            if let Some(bio) = &patch.bio {
-                let bio = if bio.is_empty() { None } else { Some(bio) };
-                sqlx::query("UPDATE users SET bio = $2 WHERE id = $1")
-                    .bind(user_id)
-                    .bind(bio)
-                    .execute(&mut *tx)
-                    .await?;
-            }
+            // One statement: absent fields keep their value; an empty bio clears it.
+            let bio = patch.bio.as_deref().filter(|b| !b.is_empty());
+            sqlx::query(
+                "UPDATE users SET
+                     display_name = COALESCE($2, display_name),
+                     display_key = COALESCE($3, display_key),
+                     avatar_media_id = COALESCE($4, avatar_media_id),
+                     notification_previews = COALESCE($5, notification_previews),
+                     bio = CASE WHEN $6 THEN $7 ELSE bio END
+                 WHERE id = $1",
+            )
+            .bind(user_id)
+            .bind(&patch.display_name)
+            .bind(patch.display_name.as_ref().map(|n| n.to_lowercase()))
+            .bind(&patch.avatar_media_id)
+            .bind(patch.notification_previews)
+            .bind(patch.bio.is_some())
+            .bind(bio)
+            .execute(&mut *tx)
+            .await?;
             let row = Self::require_user(&mut tx, user_id).await?;
             Ok(self.me_from_row(&row))
         })
@@ -1469,29 +1461,25 @@ impl Store for SqlStore {
                     .await?;
                 }
             }
-            if let Some(d) = &patch.description {
-                let d = if d.is_empty() { None } else { Some(d) };
-                sqlx::query("UPDATE conversations SET description = $2 WHERE id = $1")
-                    .bind(group_id)
-                    .bind(d)
-                    .execute(&mut *tx)
-                    .await?;
-            }
             if let Some(media_id) = &patch.avatar_media_id {
                 Self::adopt_avatar(&mut tx, user_id, media_id).await?;
-                sqlx::query("UPDATE conversations SET avatar_media_id = $2 WHERE id = $1")
-                    .bind(group_id)
-                    .bind(media_id)
-                    .execute(&mut *tx)
-                    .await?;
             }
-            if let Some(public) = patch.public {
-                sqlx::query("UPDATE conversations SET public = $2 WHERE id = $1")
-                    .bind(group_id)
-                    .bind(public)
-                    .execute(&mut *tx)
-                    .await?;
-            }
+            // One statement: absent fields keep their value; an empty description clears it.
+            let description = patch.description.as_deref().filter(|d| !d.is_empty());
+            sqlx::query(
+                "UPDATE conversations SET
+                     description = CASE WHEN $2 THEN $3 ELSE description END,
+                     avatar_media_id = COALESCE($4, avatar_media_id),
+                     public = COALESCE($5, public)
+                 WHERE id = $1",
+            )
+            .bind(group_id)
+            .bind(patch.description.is_some())
+            .bind(description)
+            .bind(&patch.avatar_media_id)
+            .bind(patch.public)
+            .execute(&mut *tx)
+            .await?;
             self.emit_conversation_updated(&mut tx, &mut ev, group_id)
                 .await?;
             self.conv_view(&mut tx, user_id, group_id).await

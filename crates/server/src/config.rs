@@ -114,6 +114,10 @@ pub struct ServeArgs {
     /// Friend requests per user in a burst; one more every 3 s [default: 100]
     #[arg(long, env = "CHATNODE_LIMIT_FRIEND_REQUESTS")]
     pub limit_friend_requests: Option<u32>,
+    /// Proxies (comma-separated IP addresses) whose `X-Forwarded-For` is believed when
+    /// telling clients apart for rate limits [default: none]
+    #[arg(long, env = "CHATNODE_TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxies: Option<Vec<std::net::IpAddr>>,
     /// Concurrent WebSocket connections per user [default: 32]
     #[arg(long, env = "CHATNODE_LIMIT_WS_PER_USER")]
     pub limit_ws_per_user: Option<usize>,
@@ -149,6 +153,7 @@ pub struct Config {
     pub limit_register_address: u32,
     pub limit_friend_requests: u32,
     pub limit_ws_per_user: usize,
+    pub trusted_proxies: Vec<std::net::IpAddr>,
 }
 
 impl std::fmt::Debug for Config {
@@ -224,6 +229,7 @@ impl Config {
             limit_register_address: pick!(limit_register_address, 500),
             limit_friend_requests: pick!(limit_friend_requests, 100),
             limit_ws_per_user: pick!(limit_ws_per_user, 32),
+            trusted_proxies: pick!(trusted_proxies, Vec::new()),
             data_dir,
         };
         if !matches!(cfg.log_format.as_str(), "pretty" | "json") {

@@ -63,6 +63,31 @@ impl Limiter {
     }
 }
 
+/// The address a request comes from: the peer, or, when the peer is a trusted proxy, the
+/// last address in `X-Forwarded-For` that is not itself a trusted proxy.
+pub fn client_address(
+    peer: std::net::IpAddr,
+    headers: &axum::http::HeaderMap,
+    trusted: &[std::net::IpAddr],
+) -> String {
+    if !trusted.contains(&peer) {
+        return peer.to_string();
+    }
+    let forwarded = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|a| a.trim().parse::<std::net::IpAddr>().ok())
+        .collect::<Vec<_>>();
+    forwarded
+        .into_iter()
+        .rev()
+        .find(|a| !trusted.contains(a))
+        .unwrap_or(peer)
+        .to_string()
+}
+
 /// The server's limits, built from the configuration.
 pub struct Limits {
     /// Failed logins per account.
@@ -82,6 +107,32 @@ pub struct Limits {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn forwarded_for_is_believed_only_from_trusted_proxies() {
+        let proxy: std::net::IpAddr = "10.0.0.5".parse().unwrap();
+        let mut h = axum::http::HeaderMap::new();
+        h.insert(
+            "x-forwarded-for",
+            "203.0.113.7, 198.51.100.2".parse().unwrap(),
+        );
+        assert_eq!(
+            client_address(proxy, &h, &[]),
+            "10.0.0.5",
+            "untrusted peer: its own address"
+        );
+        assert_eq!(
+            client_address(proxy, &h, &[proxy]),
+            "198.51.100.2",
+            "the hop the proxy saw"
+        );
+        let inner: std::net::IpAddr = "198.51.100.2".parse().unwrap();
+        assert_eq!(client_address(proxy, &h, &[proxy, inner]), "203.0.113.7");
+        assert_eq!(
+            client_address(proxy, &axum::http::HeaderMap::new(), &[proxy]),
+            "10.0.0.5"
+        );
+    }
 
     #[test]
     fn bursts_then_refills_and_tells_how_long_to_wait() {

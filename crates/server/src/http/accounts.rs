@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 
 use axum::extract::{ConnectInfo, Path, State};
+use axum::http::HeaderMap;
 use axum::response::Response;
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -16,6 +17,7 @@ use crate::SharedState;
 use crate::auth::{hash_refresh_token, random_token};
 use crate::domain::{self, Email, Password, Phone, Username};
 use crate::error::{Error, Result};
+use crate::limits::client_address;
 use crate::store::{NewUser, ProfilePatch, RefreshOutcome};
 use crate::time::now_ms;
 
@@ -45,12 +47,17 @@ pub(crate) async fn issue_tokens(state: &SharedState, user_id: &str) -> Result<(
 pub async fn register(
     State(state): State<SharedState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
     ApiJson(req): ApiJson<p::RegisterRequest>,
 ) -> Result<Response> {
     state
         .limits
         .register_address
-        .take(&peer.ip().to_string())
+        .take(&client_address(
+            peer.ip(),
+            &headers,
+            &state.config.trusted_proxies,
+        ))
         .map_err(Error::rate_limited)?;
     let username = Username::parse(&req.username)?;
     let email = req
@@ -111,6 +118,7 @@ fn login_key(login: &str) -> String {
 pub async fn login(
     State(state): State<SharedState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
     ApiJson(req): ApiJson<p::LoginRequest>,
 ) -> Result<Json<p::AuthResponse>> {
     // Throttled per address (every attempt) and per account (failures): guessing slows to a
@@ -118,7 +126,11 @@ pub async fn login(
     state
         .limits
         .login_address
-        .take(&peer.ip().to_string())
+        .take(&client_address(
+            peer.ip(),
+            &headers,
+            &state.config.trusted_proxies,
+        ))
         .map_err(Error::rate_limited)?;
     let account = login_key(&req.login);
     if let Some(wait) = state.limits.login_account.blocked_for(&account) {

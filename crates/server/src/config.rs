@@ -114,6 +114,12 @@ pub struct ServeArgs {
     /// Friend requests per user in a burst; one more every 3 s [default: 100]
     #[arg(long, env = "CHATNODE_LIMIT_FRIEND_REQUESTS")]
     pub limit_friend_requests: Option<u32>,
+    /// PEM certificate chain: serve HTTPS (and WSS) with rustls; needs --tls-key
+    #[arg(long, env = "CHATNODE_TLS_CERT")]
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// PEM private key for --tls-cert
+    #[arg(long, env = "CHATNODE_TLS_KEY")]
+    pub tls_key: Option<std::path::PathBuf>,
     /// Proxies (comma-separated IP addresses) whose `X-Forwarded-For` is believed when
     /// telling clients apart for rate limits [default: none]
     #[arg(long, env = "CHATNODE_TRUSTED_PROXIES", value_delimiter = ',')]
@@ -154,6 +160,8 @@ pub struct Config {
     pub limit_friend_requests: u32,
     pub limit_ws_per_user: usize,
     pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// Certificate and key files when serving TLS.
+    pub tls: Option<(PathBuf, PathBuf)>,
 }
 
 impl std::fmt::Debug for Config {
@@ -230,6 +238,14 @@ impl Config {
             limit_friend_requests: pick!(limit_friend_requests, 100),
             limit_ws_per_user: pick!(limit_ws_per_user, 32),
             trusted_proxies: pick!(trusted_proxies, Vec::new()),
+            tls: match (
+                args.tls_cert.clone().or(file.tls_cert.clone()),
+                args.tls_key.clone().or(file.tls_key.clone()),
+            ) {
+                (Some(c), Some(k)) => Some((c, k)),
+                (None, None) => None,
+                _ => bail!("--tls-cert and --tls-key go together"),
+            },
             data_dir,
         };
         if !matches!(cfg.log_format.as_str(), "pretty" | "json") {

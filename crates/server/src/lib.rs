@@ -59,6 +59,7 @@ pub type SharedState = Arc<AppState>;
 pub struct Server {
     state: SharedState,
     shutdown_tx: watch::Sender<bool>,
+    tls: Option<axum_server::tls_rustls::RustlsConfig>,
 }
 
 /// Binds a TCP listener with a large backlog (a reconnect storm overflows the default 128).
@@ -169,7 +170,25 @@ impl Server {
             cluster,
             shutdown,
         });
-        Ok(Server { state, shutdown_tx })
+        let tls = match &state.config.tls {
+            Some((cert, key)) => Some(
+                axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
+                    .await
+                    .with_context(|| {
+                        format!(
+                            "cannot load the TLS certificate {} and key {}",
+                            cert.display(),
+                            key.display()
+                        )
+                    })?,
+            ),
+            None => None,
+        };
+        Ok(Server {
+            state,
+            shutdown_tx,
+            tls,
+        })
     }
 
     pub fn state(&self) -> &SharedState {
@@ -199,10 +218,26 @@ impl Server {
                 .hub
                 .close_all(chatnode_protocol::close_code::GOING_AWAY);
         };
-        axum::serve(listener, app)
-            .with_graceful_shutdown(graceful)
-            .await
-            .context("server failed")?;
+        match self.tls {
+            None => axum::serve(listener, app)
+                .with_graceful_shutdown(graceful)
+                .await
+                .context("server failed")?,
+            Some(tls) => {
+                let handle = axum_server::Handle::new();
+                let stopper = handle.clone();
+                tokio::spawn(async move {
+                    graceful.await;
+                    stopper.graceful_shutdown(Some(Duration::from_secs(5)));
+                });
+                axum_server::from_tcp_rustls(listener.into_std().context("listener")?, tls)
+                    .context("cannot serve TLS")?
+                    .handle(handle)
+                    .serve(app)
+                    .await
+                    .context("server failed")?
+            }
+        }
         // Upgraded WebSocket connections are not tracked by the HTTP server: wait for them.
         let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
         while self.state.hub.connection_count() > 0 && tokio::time::Instant::now() < deadline {

@@ -350,3 +350,79 @@ async fn abuse_limits_answer_429_with_retry_after_and_never_lock_out() {
     .unwrap();
     assert_eq!(w3.wait_close(WAIT).await.unwrap().code, Some(4029));
 }
+
+#[tokio::test]
+async fn serves_https_with_hsts_when_given_a_certificate() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    let ca = dir.path().join("ca.pem");
+    // A test CA, and a server certificate for 127.0.0.1 signed by it.
+    let d = dir.path().to_str().unwrap().to_owned();
+    let script = format!(
+        "set -e; cd {d}; \
+         openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=test-ca -keyout ca.key -out ca.pem; \
+         openssl req -newkey rsa:2048 -nodes -subj /CN=localhost -keyout key.pem -out leaf.csr; \
+         printf 'subjectAltName=IP:127.0.0.1\\nbasicConstraints=CA:FALSE\\n' > ext.cnf; \
+         openssl x509 -req -in leaf.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 1 -out cert.pem -extfile ext.cnf"
+    );
+    let made = Command::new("sh").args(["-c", &script]).output();
+    if !made.as_ref().is_ok_and(|o| o.status.success()) {
+        println!(
+            "SKIPPED serves_https_with_hsts_when_given_a_certificate: openssl could not make a test certificate: {made:?}"
+        );
+        return;
+    }
+    let server = TestServer::start_with(&[
+        "--tls-cert",
+        cert.to_str().unwrap(),
+        "--tls-key",
+        key.to_str().unwrap(),
+    ])
+    .await;
+    let pem = std::fs::read(&ca).unwrap();
+    let https = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap())
+        .build()
+        .unwrap();
+    let resp = https
+        .get(format!("https://{}/healthz", server.addr))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let hsts = resp
+        .headers()
+        .get("strict-transport-security")
+        .unwrap()
+        .to_str()
+        .unwrap();
+    assert!(hsts.contains("max-age="), "{hsts}");
+    // The API works over TLS too, and plain HTTP is not served on that port.
+    let body = serde_json::json!({"email": "tls@example.com", "username": "tls_user", "password": PASSWORD});
+    let r = https
+        .post(format!("https://{}/api/v1/auth/register", server.addr))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let plain = server.client().healthz().await;
+    assert!(
+        plain.is_err(),
+        "plain HTTP must not be answered on the TLS port"
+    );
+    // Without TLS there is no HSTS header.
+    let http_server = TestServer::start().await;
+    let r = reqwest::get(format!("{}/healthz", http_server.url()))
+        .await
+        .unwrap();
+    assert!(r.headers().get("strict-transport-security").is_none());
+    // A certificate without its key is refused at start with one line.
+    let out = Command::new(binary())
+        .args(["serve", "--listen", "127.0.0.1:0", "--tls-cert"])
+        .arg(&cert)
+        .output()
+        .unwrap();
+    assert_ne!(out.status.code(), Some(0));
+}

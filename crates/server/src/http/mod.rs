@@ -40,6 +40,11 @@ pub const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; 
 media-src 'self' blob:; connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'";
 
 pub fn router(state: SharedState) -> Router {
+    let hsts = state
+        .config
+        .tls
+        .as_ref()
+        .map(|_| HeaderValue::from_static("max-age=31536000; includeSubDomains"));
     let api = Router::new()
         .merge(accounts::router())
         .merge(social::router())
@@ -77,6 +82,11 @@ pub fn router(state: SharedState) -> Router {
         .layer(SetResponseHeaderLayer::if_not_present(
             HeaderName::from_static("cross-origin-opener-policy"),
             HeaderValue::from_static("same-origin"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::STRICT_TRANSPORT_SECURITY,
+            // Only over TLS: the header is ignored on plain HTTP and would mislead there.
+            move |_: &Response| hsts.clone(),
         ))
         .with_state(state)
 }

@@ -124,6 +124,10 @@ pub struct ServeArgs {
     /// telling clients apart for rate limits [default: none]
     #[arg(long, env = "CHATNODE_TRUSTED_PROXIES", value_delimiter = ',')]
     pub trusted_proxies: Option<Vec<std::net::IpAddr>>,
+    /// HTTP requests handled at once; beyond that the server answers 503 with Retry-After
+    /// instead of queueing (WebSocket traffic is not counted) [default: 2048]
+    #[arg(long, env = "CHATNODE_MAX_INFLIGHT")]
+    pub max_inflight: Option<usize>,
     /// Concurrent WebSocket connections per user [default: 32]
     #[arg(long, env = "CHATNODE_LIMIT_WS_PER_USER")]
     pub limit_ws_per_user: Option<usize>,
@@ -159,6 +163,7 @@ pub struct Config {
     pub limit_register_address: u32,
     pub limit_friend_requests: u32,
     pub limit_ws_per_user: usize,
+    pub max_inflight: usize,
     pub trusted_proxies: Vec<std::net::IpAddr>,
     /// Certificate and key files when serving TLS.
     pub tls: Option<(PathBuf, PathBuf)>,
@@ -237,6 +242,7 @@ impl Config {
             limit_register_address: pick!(limit_register_address, 500),
             limit_friend_requests: pick!(limit_friend_requests, 100),
             limit_ws_per_user: pick!(limit_ws_per_user, 32),
+            max_inflight: pick!(max_inflight, 2048),
             trusted_proxies: pick!(trusted_proxies, Vec::new()),
             tls: match (
                 args.tls_cert.clone().or(file.tls_cert.clone()),

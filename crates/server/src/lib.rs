@@ -48,6 +48,8 @@ pub struct AppState {
     pub media: Arc<media::Media>,
     pub push: Arc<push::Notifier>,
     pub limits: limits::Limits,
+    /// Permits for HTTP requests in flight (load shedding).
+    pub inflight: Arc<tokio::sync::Semaphore>,
     /// Set when this node is one of a cluster (`--nats-url`).
     pub cluster: Option<Arc<Cluster>>,
     /// Flips to `true` when the server begins shutting down.
@@ -156,6 +158,7 @@ impl Server {
                 ws_per_user: config.limit_ws_per_user.max(1),
             }
         };
+        let inflight = Arc::new(tokio::sync::Semaphore::new(config.max_inflight.max(1)));
         let (shutdown_tx, shutdown) = watch::channel(false);
         let state = Arc::new(AppState {
             config,
@@ -166,6 +169,7 @@ impl Server {
             metrics,
             media,
             push,
+            inflight,
             limits,
             cluster,
             shutdown,

@@ -20,6 +20,8 @@ pub struct Metrics {
     pub ws_connections_total: AtomicU64,
     pub ws_frames_in: AtomicU64,
     pub ws_rate_limited: AtomicU64,
+    /// Requests answered 503 by load shedding.
+    pub shed: AtomicU64,
 }
 
 impl Metrics {
@@ -82,6 +84,12 @@ impl Metrics {
             "Messages committed.",
             "counter",
             g(&self.messages),
+        );
+        counter(
+            "chatnode_http_shed_total",
+            "Requests refused with 503 by load shedding.",
+            "counter",
+            g(&self.shed),
         );
         counter(
             "chatnode_message_batches_total",

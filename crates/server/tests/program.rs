@@ -426,3 +426,43 @@ async fn serves_https_with_hsts_when_given_a_certificate() {
         .unwrap();
     assert_ne!(out.status.code(), Some(0));
 }
+
+#[tokio::test]
+async fn overload_is_shed_with_503_and_the_server_recovers() {
+    let server = TestServer::start_with(&["--max-inflight", "2", "--hash-concurrency", "1"]).await;
+    // Registrations are slow on purpose (argon2 behind one slot): 16 at once overload a
+    // server that takes 2 requests at a time.
+    let mut tasks = Vec::new();
+    for i in 0..16 {
+        let c = server.client();
+        tasks.push(tokio::spawn(async move {
+            let body = serde_json::json!({"email": format!("o{i}@example.com"), "username": format!("over_{i}"), "password": PASSWORD});
+            c.raw_bytes(Method::POST, "/auth/register", Some("application/json"), serde_json::to_vec(&body).unwrap(), false)
+                .await
+                .unwrap()
+        }));
+    }
+    let (mut ok, mut shed) = (0, 0);
+    for t in tasks {
+        let r = t.await.unwrap();
+        match r.status {
+            201 => ok += 1,
+            503 => {
+                shed += 1;
+                assert_eq!(r.json().unwrap()["error"]["code"], "unavailable");
+                assert_eq!(r.header("retry-after"), Some("1"));
+            }
+            other => panic!("{other}: {}", r.text()),
+        }
+    }
+    assert!(ok >= 2 && shed >= 1, "ok {ok}, shed {shed}");
+    // Health checks are never shed, and once the load is gone everything works again.
+    assert!(server.client().healthz().await.is_ok());
+    let (c, _) = register(&server, "after").await;
+    c.me().await.unwrap();
+    let metrics = c.metrics().await.unwrap();
+    assert!(
+        metrics.contains(&format!("chatnode_http_shed_total {shed}")),
+        "{metrics}"
+    );
+}

@@ -62,6 +62,7 @@ pub fn router(state: SharedState) -> Router {
         .merge(ops::router())
         .fallback(crate::web::serve)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(state.clone(), shed))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .layer(SetResponseHeaderLayer::if_not_present(
             header::CONTENT_SECURITY_POLICY,
@@ -100,6 +101,32 @@ async fn method_not_allowed() -> Error {
         ErrorCode::MethodNotAllowed,
         "method not allowed on this path",
     )
+}
+
+/// Sheds load: past `--max-inflight` concurrent requests, answer 503 at once (clients retry
+/// after `Retry-After`) rather than queue without bound. Operations endpoints and WebSocket
+/// upgrades are exempt, so health checks and live connections keep working.
+async fn shed(State(state): State<SharedState>, req: Request, next: Next) -> Response {
+    let path = req.uri().path();
+    if !path.starts_with("/api/") || path == "/api/v1/ws" {
+        return next.run(req).await;
+    }
+    match state.inflight.clone().try_acquire_owned() {
+        Ok(_permit) => next.run(req).await,
+        Err(_) => {
+            state
+                .metrics
+                .shed
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            Error::Api {
+                code: ErrorCode::Unavailable,
+                message: "the server is busy; retry shortly".into(),
+                field: None,
+                retry_after: Some(1),
+            }
+            .into_response()
+        }
+    }
 }
 
 /// Request metrics and a log line per API request (method, path, status, time; never the

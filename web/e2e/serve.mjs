@@ -16,6 +16,13 @@ export function startServe({ distDir, backend, port = 0 }) {
   const upgraded = new Set();
   const isDown = () => Date.now() < downUntil;
 
+  const beOrigin = `${be.protocol}//${be.host}`;
+  let ownOrigins = new Set(); // http://127.0.0.1:<port> (and localhost), known once listening
+  // The server refuses WebSocket upgrades whose Origin host differs from Host (cross-site
+  // WebSocket hijacking defence). The proxy rewrites Host to the backend's, so it rewrites the
+  // Origin of requests from its own pages to the backend's origin too (HTTP and upgrades).
+  const originFor = (v) => (v && ownOrigins.has(v.toLowerCase()) ? beOrigin : v);
+
   const server = http.createServer((req, res) => {
     const url = new URL(req.url, 'http://x');
     if (url.pathname === '/__e2e/outage' && req.method === 'POST') {
@@ -32,7 +39,7 @@ export function startServe({ distDir, backend, port = 0 }) {
         return;
       }
       const p = http.request(
-        { host: be.hostname, port: be.port || 80, method: req.method, path: req.url, headers: { ...req.headers, host: be.host } },
+        { host: be.hostname, port: be.port || 80, method: req.method, path: req.url, headers: { ...req.headers, host: be.host, ...(req.headers.origin ? { origin: originFor(req.headers.origin) } : {}) } },
         (r) => {
           res.writeHead(r.statusCode ?? 502, r.headers);
           r.pipe(res);
@@ -68,7 +75,8 @@ export function startServe({ distDir, backend, port = 0 }) {
       const lines = [`${req.method} ${req.url} HTTP/1.1`];
       for (let i = 0; i < req.rawHeaders.length; i += 2) {
         const k = req.rawHeaders[i];
-        lines.push(`${k}: ${k.toLowerCase() === 'host' ? be.host : req.rawHeaders[i + 1]}`);
+        const lk = k.toLowerCase();
+        lines.push(`${k}: ${lk === 'host' ? be.host : lk === 'origin' ? originFor(req.rawHeaders[i + 1]) : req.rawHeaders[i + 1]}`);
       }
       up.write(lines.join('\r\n') + '\r\n\r\n');
       if (head?.length) up.write(head);
@@ -88,7 +96,9 @@ export function startServe({ distDir, backend, port = 0 }) {
   });
 
   return new Promise((resolve) =>
-    server.listen(port, '127.0.0.1', () =>
+    server.listen(port, '127.0.0.1', () => {
+      const p = server.address().port;
+      ownOrigins = new Set([`http://127.0.0.1:${p}`, `http://localhost:${p}`]);
       resolve({
         url: `http://127.0.0.1:${server.address().port}`,
         close: () =>
@@ -97,8 +107,8 @@ export function startServe({ distDir, backend, port = 0 }) {
             server.closeAllConnections?.();
             server.close(() => r());
           }),
-      }),
-    ),
+      });
+    }),
   );
 }
 

@@ -104,7 +104,7 @@ export class Api {
   me() {
     return this.request<User>('GET', '/users/me');
   }
-  updateMe(b: { display_name?: string; bio?: string; avatar_media_id?: string }) {
+  updateMe(b: { display_name?: string; bio?: string; avatar_media_id?: string; notification_previews?: boolean }) {
     return this.request<User>('PATCH', '/users/me', b);
   }
   searchUsers(q: string) {
@@ -193,6 +193,23 @@ export class Api {
   }
   transfer(id: string, user_id: string) {
     return this.request<unknown>('POST', `/groups/${encodeURIComponent(id)}/transfer`, { user_id });
+  }
+
+  // Notifications (extensions)
+  vapidPublicKey() {
+    return this.request<{ public_key: string }>('GET', '/push/vapid-public-key').then((r) => r.public_key);
+  }
+  addPushSubscription(b: { endpoint: string; keys: { p256dh: string; auth: string } }) {
+    return this.request<unknown>('POST', '/push/subscriptions', b);
+  }
+  removePushSubscription(endpoint: string) {
+    return this.request<void>('DELETE', '/push/subscriptions', { endpoint });
+  }
+  mute(id: string, b: { until?: string }) {
+    return this.request<{ conversation_id: string; muted_until: string | null }>('PUT', `/conversations/${encodeURIComponent(id)}/mute`, b);
+  }
+  unmute(id: string) {
+    return this.request<void>('DELETE', `/conversations/${encodeURIComponent(id)}/mute`);
   }
 
   // Messages

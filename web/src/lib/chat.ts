@@ -50,6 +50,8 @@ export function upsertConversation(s: ChatState, c: Conversation): ChatState {
     merged = { ...merged, last_message: prev.last_message };
   }
   if (prev && c.last_read_seq < prev.last_read_seq) merged = { ...merged, last_read_seq: prev.last_read_seq };
+  // A full Conversation without `muted_until` is not muted (the server may omit the null).
+  if (!('muted_until' in c)) merged = { ...merged, muted_until: null };
   const markers = markersFromConversation(c);
   const readMarkers = Object.keys(markers).length
     ? { ...s.readMarkers, [c.id]: mergeMarkers(s.readMarkers[c.id], markers) }
@@ -65,6 +67,13 @@ export function setConversations(s: ChatState, list: Conversation[]): ChatState 
     next = upsertConversation(next, c);
   }
   return next;
+}
+
+/** Records a mute change (`muted_until` null = unmuted). */
+export function setMuted(s: ChatState, id: string, mutedUntil: string | null): ChatState {
+  const c = s.conversations[id];
+  if (!c) return s;
+  return { ...s, conversations: { ...s.conversations, [id]: { ...c, muted_until: mutedUntil } } };
 }
 
 export function removeConversation(s: ChatState, id: string): ChatState {

@@ -143,3 +143,48 @@ describe('Realtime', () => {
     expect(wsUrl({ protocol: 'http:', host: 'a:8080' })).toBe('ws://a:8080/api/v1/ws');
   });
 });
+
+describe('Realtime view frame', () => {
+  it('sends the view only after ready, dedupes, and re-sends it after a reconnect', async () => {
+    const h = setup(new StreamPos(new MemoryStorage(), 'u'));
+    h.rt.setView('c1'); // before connecting: remembered, nothing sent
+    h.rt.start();
+    await tick();
+    const s1 = h.sockets[0];
+    s1.open();
+    expect(s1.sent).toEqual([{ type: 'auth', token: 'tok' }]);
+    s1.recv({ type: 'ready', user, stream_pos: 10 });
+    expect(s1.sent[1]).toEqual({ type: 'view', conversation_id: 'c1' });
+    h.rt.setView('c1');
+    expect(s1.sent.filter((f) => f.type === 'view')).toHaveLength(1);
+    h.rt.setView(null); // page hidden
+    h.rt.setView('c2');
+    expect(s1.sent.slice(2)).toEqual([
+      { type: 'view', conversation_id: null },
+      { type: 'view', conversation_id: 'c2' },
+    ]);
+
+    s1.drop();
+    h.rt.setView('c3'); // changed while disconnected: nothing to send to
+    h.timers[h.timers.length - 1].fn();
+    await tick();
+    const s2 = h.sockets[1];
+    s2.open();
+    s2.recv({ type: 'ready', user, stream_pos: 20 });
+    // auth, sync, then the view (a new connection starts with nothing in view).
+    expect(s2.sent).toEqual([
+      { type: 'auth', token: 'tok' },
+      { type: 'sync', since: 10 },
+      { type: 'view', conversation_id: 'c3' },
+    ]);
+  });
+
+  it('sends nothing after a reconnect when nothing is in view', async () => {
+    const h = setup(new StreamPos(new MemoryStorage(), 'u'));
+    h.rt.start();
+    await tick();
+    h.sockets[0].open();
+    h.sockets[0].recv({ type: 'ready', user, stream_pos: 1 });
+    expect(h.sockets[0].sent.some((f) => f.type === 'view')).toBe(false);
+  });
+});

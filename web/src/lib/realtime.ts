@@ -51,6 +51,12 @@ export class Realtime {
   private syncTimer: unknown = null;
   private user: User | null = null;
   private authFailures = 0;
+  /** The conversation on screen (`view` frame), re-sent on every new connection. */
+  private view: string | null = null;
+  /** What this connection was last told (a new connection starts with nothing in view). */
+  private sentView: string | null = null;
+  /** `ready` arrived on the current connection (frames other than auth may be sent). */
+  private readyOnThis = false;
   state: ConnState = 'offline';
   private o: RealtimeOptions & Required<Pick<RealtimeOptions, 'setTimer' | 'clearTimer' | 'random' | 'backoff' | 'pingMs' | 'pongTimeoutMs' | 'syncTimeoutMs'>>;
 
@@ -129,6 +135,31 @@ export class Realtime {
     }
   }
 
+  /**
+   * Says which conversation is on screen (`{"type":"view"}`, a server extension): the server
+   * skips push notifications for it. `null` when none is, or the page is hidden. Sent at once
+   * when connected, and again after every reconnect (right after `ready`).
+   */
+  setView(conversationId: string | null): void {
+    this.view = conversationId;
+    this.sendView();
+  }
+
+  get currentView(): string | null {
+    return this.view;
+  }
+
+  private sendView(): void {
+    const ws = this.ws;
+    if (!ws || ws.readyState !== OPEN || this.sentView === this.view || !this.readyOnThis) return;
+    try {
+      ws.send(JSON.stringify({ type: 'view', conversation_id: this.view }));
+      this.sentView = this.view;
+    } catch {
+      /* the reconnect sends it */
+    }
+  }
+
   private clearTimers() {
     for (const t of [this.pingTimer, this.pongTimer, this.syncTimer]) if (t) this.o.clearTimer(t);
     this.pingTimer = this.pongTimer = this.syncTimer = null;
@@ -159,6 +190,8 @@ export class Realtime {
     }
     this.ws = ws;
     this.live = false;
+    this.sentView = null;
+    this.readyOnThis = false;
     ws.onopen = () => {
       ws.send(JSON.stringify({ type: 'auth', token }));
     };
@@ -257,14 +290,17 @@ export class Realtime {
     }
     if (ev.type === 'ready') {
       this.user = ev.user;
+      this.readyOnThis = true;
       this.schedulePing();
       const sp = this.o.streamPos();
       if (sp && sp.value !== null) {
         this.ws?.send(JSON.stringify({ type: 'sync', since: sp.value }));
+        this.sendView();
         this.syncTimer = this.o.setTimer(() => this.goLive(), this.o.syncTimeoutMs);
         this.o.onEvent(ev);
       } else {
         sp?.observe(ev.stream_pos);
+        this.sendView();
         this.o.onEvent(ev);
         this.goLive();
       }

@@ -49,3 +49,79 @@ describe('Session event handling (server extensions)', () => {
     expect(messageStatus(get(s.chat), get(s.chat).messages.g1[0])).toBe('read');
   });
 });
+
+describe('Session: view frame and notifications', () => {
+  function withDocument(visibility: 'visible' | 'hidden') {
+    const doc = { visibilityState: visibility, hidden: visibility === 'hidden', title: '', hasFocus: () => visibility === 'visible' };
+    vi.stubGlobal('document', doc);
+    return doc;
+  }
+  /** A Realtime on a fake socket, put in place of the session's own. */
+  async function connect(s: Session) {
+    const { Realtime } = await import('./realtime');
+    const sent: any[] = [];
+    const sock: any = { readyState: 0, send: (d: string) => sent.push(JSON.parse(d)), close() {}, onopen: null, onmessage: null, onclose: null, onerror: null };
+    const rt = new Realtime({
+      url: 'ws://x',
+      createSocket: () => sock,
+      getToken: async () => 't',
+      refreshToken: async () => 't',
+      streamPos: () => null,
+      onEvent: () => undefined,
+      setTimer: () => 0,
+      clearTimer: () => undefined,
+    });
+    (s as any).rt = rt;
+    (s as any).updateView();
+    rt.start();
+    await new Promise((r) => setTimeout(r, 0));
+    sock.readyState = 1;
+    sock.onopen({});
+    sock.onmessage({ data: JSON.stringify({ type: 'ready', user: user('me'), stream_pos: 1 }) });
+    return sent;
+  }
+
+  it('reports the open conversation while visible, null when hidden or closed', async () => {
+    const doc = withDocument('visible');
+    const s = session();
+    s.active.set('c1');
+    const sent = await connect(s);
+    const views = () => sent.filter((f) => f.type === 'view').map((f) => f.conversation_id);
+    expect(views()).toEqual(['c1']);
+    doc.visibilityState = 'hidden';
+    s.visibilityChanged();
+    doc.visibilityState = 'visible';
+    s.visibilityChanged();
+    s.active.set('c2');
+    s.closeConversation();
+    expect(views()).toEqual(['c1', null, 'c1', 'c2', null]);
+    expect(s.viewedConversation).toBeNull();
+    vi.unstubAllGlobals();
+  });
+
+  it('no in-page notification for a muted conversation, or when push is active', () => {
+    withDocument('hidden');
+    const shown: string[] = [];
+    class FakeNotification {
+      static permission = 'granted';
+      onclick: unknown = null;
+      constructor(title: string) {
+        shown.push(title);
+      }
+      close() {}
+    }
+    vi.stubGlobal('Notification', FakeNotification);
+    const s = session();
+    s.notificationsEnabled.set(true);
+    s.rememberUsers([user('bob')]);
+    s.chat.set(setConversations(emptyState('me'), [conv({ id: 'c1' }), conv({ id: 'c2', muted_until: '9999-12-31T23:59:59Z' })]));
+    s.handleEvent({ type: 'message', message: msg({ seq: 1, conversation_id: 'c2' }) });
+    expect(shown).toEqual([]);
+    s.handleEvent({ type: 'message', message: msg({ seq: 1, conversation_id: 'c1' }) });
+    expect(shown).toEqual(['bob']);
+    s.push.update((p) => ({ ...p, subscribed: true }));
+    s.handleEvent({ type: 'message', message: msg({ seq: 2, conversation_id: 'c1' }) });
+    expect(shown).toEqual(['bob']);
+    vi.unstubAllGlobals();
+  });
+});

@@ -18,6 +18,7 @@ import {
   removeConversation,
   removeMessageLocally,
   setConversations,
+  setMuted,
   setTyping,
   totalUnread,
   upsertConversation,
@@ -27,6 +28,18 @@ import { ApiError, friendlyError } from './errors';
 import { titleWithUnread } from './format';
 import { defaultLock } from './lock';
 import { messagePreviewText, uploadMedia, type Upload } from './media';
+import {
+  base64UrlToBytes,
+  isMuted,
+  muteRequest,
+  PUSH_TEXT,
+  PushSetupError,
+  shouldPageNotify,
+  subscribeErrorText,
+  subscriptionBody,
+  viewTarget,
+  withTimeout,
+} from './notify';
 import { Outbox, sendFrame } from './outbox';
 import { Realtime, wsUrl, type ConnState } from './realtime';
 import { navigate } from './router';
@@ -36,6 +49,23 @@ import { TypingSender } from './typing';
 import type { Conversation, FriendRequest, Media, Member, Message, MessageKind, OutboxItem, ServerEvent, User } from './types';
 
 export type AuthStatus = 'loading' | 'anon' | 'authed';
+
+/** Web Push on this browser, as the Settings page shows it. */
+export interface PushState {
+  /** Service worker + PushManager + Notification available (and a secure context). */
+  supported: boolean;
+  /** Notification.permission, or 'unsupported'. */
+  permission: NotificationPermission | 'unsupported';
+  /** This browser has a push subscription registered with the server for this account. */
+  subscribed: boolean;
+  /** Subscribing or unsubscribing right now. */
+  busy: boolean;
+  /** The last failure, in plain words. */
+  error: string | null;
+}
+
+/** How long `pushManager.subscribe()` may take before we say the push service is unreachable. */
+const SUBSCRIBE_TIMEOUT_MS = 15_000;
 
 export interface Toast {
   id: number;
@@ -70,6 +100,8 @@ export class Session {
   /** Bumped when a group's membership changed (panels reload their member list). */
   readonly membersVersion = writable(0);
   readonly notificationsEnabled = writable(false);
+  readonly push = writable<PushState>({ supported: false, permission: 'unsupported', subscribed: false, busy: false, error: null });
+  private swRegistration: Promise<ServiceWorkerRegistration | null> = Promise.resolve(null);
 
   private rt: Realtime | null = null;
   private outbox: Outbox | null = null;
@@ -100,9 +132,10 @@ export class Session {
       });
       window.addEventListener('online', () => this.rt?.reconnectNow());
       window.addEventListener('offline', () => this.conn.set('offline'));
-      document.addEventListener('visibilitychange', () => this.markActiveRead());
+      document.addEventListener('visibilitychange', () => this.visibilityChanged());
       window.addEventListener('focus', () => this.markActiveRead());
     }
+    this.active.subscribe(() => this.updateView());
     this.chat.subscribe((s) => {
       if (typeof document !== 'undefined') document.title = titleWithUnread(totalUnread(s));
     });
@@ -213,6 +246,8 @@ export class Session {
     try {
       // Get a valid access token first: a refresh would rotate the token we are revoking.
       await this.tokens.getAccessToken();
+      // This browser should not keep getting the account's notifications after a logout.
+      await this.unsubscribePush().catch(() => undefined);
       const rt = this.tokens.refreshToken;
       if (rt) await this.api.logout(rt);
     } catch {
@@ -265,7 +300,9 @@ export class Session {
       onAuthFailed: () => this.endSession('Your session has ended. Please log in again.'),
       isOnline: () => (typeof navigator !== 'undefined' ? navigator.onLine : true),
     });
+    this.updateView();
     this.rt.start();
+    void this.syncPushSubscription();
     if (this.resendTimer) clearInterval(this.resendTimer);
     // Unacked messages are resent (same client_id, so never duplicated) while connected.
     this.resendTimer = setInterval(() => this.flushOutbox(10_000), 10_000);
@@ -462,9 +499,18 @@ export class Session {
   }
 
   private notify(m: Message): void {
-    if (!get(this.notificationsEnabled) || typeof document === 'undefined' || !document.hidden) return;
-    if (typeof Notification === 'undefined' || Notification.permission !== 'granted') return;
+    if (typeof document === 'undefined' || typeof Notification === 'undefined') return;
     const c = get(this.chat).conversations[m.conversation_id];
+    const ok = shouldPageNotify({
+      enabled: get(this.notificationsEnabled),
+      permission: Notification.permission,
+      hidden: document.hidden,
+      muted: isMuted(c),
+      // With a push subscription the server pushes (the page says nothing is in view while
+      // hidden) and the service worker shows it: the page stays quiet so nothing shows twice.
+      pushActive: get(this.push).subscribed,
+    });
+    if (!ok) return;
     const who = this.userName(m.sender_id);
     const title = c && c.kind === 'group' ? `${who} in ${conversationTitle(c)}` : who;
     try {
@@ -479,21 +525,211 @@ export class Session {
     }
   }
 
-  /** Asks for notification permission (call only from a click). */
+  // ---------- view frame, service worker, Web Push ----------
+
+  /** The page was hidden or shown: update the `view` and mark the open chat read. */
+  visibilityChanged(): void {
+    this.updateView();
+    this.markActiveRead();
+  }
+
+  /** Tells the server which conversation is on screen (none while the page is hidden). */
+  private updateView(): void {
+    if (typeof document === 'undefined') return;
+    this.rt?.setView(viewTarget(get(this.active), document.visibilityState));
+  }
+
+  /** The conversation reported in the last `view` (for tests). */
+  get viewedConversation(): string | null {
+    return this.rt?.currentView ?? null;
+  }
+
+  private static pushSupported(): boolean {
+    return (
+      typeof window !== 'undefined' &&
+      typeof navigator !== 'undefined' &&
+      'serviceWorker' in navigator &&
+      'PushManager' in window &&
+      typeof Notification !== 'undefined' &&
+      window.isSecureContext !== false
+    );
+  }
+
+  private setPush(p: Partial<PushState>): void {
+    this.push.update((x) => ({ ...x, ...p }));
+  }
+
+  /** Registers /sw.js (scope /) when the browser has service workers. Called once at startup. */
+  registerServiceWorker(): void {
+    this.setPush({ supported: Session.pushSupported(), permission: typeof Notification === 'undefined' ? 'unsupported' : Notification.permission });
+    if (typeof navigator === 'undefined' || !('serviceWorker' in navigator)) return;
+    this.swRegistration = navigator.serviceWorker.register('/sw.js', { scope: '/' }).then(
+      (reg) => reg,
+      () => null,
+    );
+    navigator.serviceWorker.addEventListener('message', (e: MessageEvent) => {
+      const d = e.data as { type?: string; url?: string } | null;
+      if (d?.type === 'navigate' && typeof d.url === 'string' && d.url.startsWith('/') && !d.url.startsWith('//')) {
+        window.focus();
+        navigate(d.url);
+      } else if (d?.type === 'push-subscription-changed') {
+        void this.syncPushSubscription();
+      }
+    });
+  }
+
+  private async readyRegistration(): Promise<ServiceWorkerRegistration> {
+    const reg = await this.swRegistration;
+    if (!reg) throw new PushSetupError('unsupported', PUSH_TEXT.unsupported);
+    // Wait for an active worker (pushManager.subscribe needs one).
+    return withTimeout(navigator.serviceWorker.ready, 10_000);
+  }
+
+  /**
+   * On session start: if this browser already has a push subscription, register it again
+   * for the account now logged in (the server re-assigns an endpoint to its last subscriber),
+   * which also recovers a subscription the browser renewed while no page was open.
+   */
+  async syncPushSubscription(): Promise<void> {
+    if (!Session.pushSupported()) return;
+    this.setPush({ permission: Notification.permission });
+    try {
+      const reg = await this.swRegistration;
+      const sub = reg ? await reg.pushManager.getSubscription() : null;
+      if (!sub || Notification.permission !== 'granted') {
+        this.setPush({ subscribed: false });
+        return;
+      }
+      const body = subscriptionBody(sub.toJSON());
+      if (!body || get(this.status) !== 'authed') return;
+      await this.api.addPushSubscription(body);
+      this.setPush({ subscribed: true, error: null });
+    } catch {
+      /* offline: try again with the next session start */
+    }
+  }
+
+  /**
+   * Turns notifications on (call only from a click: the permission prompt needs one). Asks
+   * for permission, then subscribes to Web Push and registers the subscription with the server.
+   * When push is not available, in-page notifications (while a tab is open) still work.
+   */
   async enableNotifications(): Promise<void> {
     if (typeof Notification === 'undefined') {
-      this.toast('This browser does not support notifications.');
+      this.setPush({ error: PUSH_TEXT.unsupported });
       return;
     }
-    const p = await Notification.requestPermission();
-    const on = p === 'granted';
-    this.notificationsEnabled.set(on);
-    this.storage.setItem('chatnode.notify', on ? '1' : '0');
-    if (!on) this.toast('Notifications are blocked for this site in the browser settings.');
+    this.setPush({ busy: true, error: null });
+    try {
+      const p = await Notification.requestPermission();
+      this.setPush({ permission: p });
+      if (p !== 'granted') {
+        this.notificationsEnabled.set(false);
+        this.storage.setItem('chatnode.notify', '0');
+        this.setPush({ error: p === 'denied' ? PUSH_TEXT.denied : PUSH_TEXT.dismissed });
+        return;
+      }
+      this.notificationsEnabled.set(true);
+      this.storage.setItem('chatnode.notify', '1');
+      if (!Session.pushSupported()) {
+        this.setPush({ error: window.isSecureContext === false ? PUSH_TEXT.insecure : PUSH_TEXT.unsupported });
+        return;
+      }
+      await this.subscribePush();
+      this.setPush({ subscribed: true, error: null });
+    } catch (e) {
+      this.setPush({ subscribed: false, error: e instanceof ApiError ? `The server did not accept this browser’s subscription: ${friendlyError(e)}` : subscribeErrorText(e) });
+    } finally {
+      this.setPush({ busy: false });
+    }
   }
-  disableNotifications(): void {
+
+  private async subscribePush(): Promise<void> {
+    const key = await this.api.vapidPublicKey();
+    const reg = await this.readyRegistration();
+    const appKey = base64UrlToBytes(key);
+    let sub = await reg.pushManager.getSubscription();
+    if (sub) {
+      // A subscription made for another server key (keys were regenerated) cannot be reused.
+      const old = sub.options?.applicationServerKey;
+      const same = old && new Uint8Array(old).length === appKey.length && new Uint8Array(old).every((b, i) => b === appKey[i]);
+      if (!same) {
+        await sub.unsubscribe().catch(() => undefined);
+        sub = null;
+      }
+    }
+    if (!sub) {
+      const pending = reg.pushManager.subscribe({ userVisibleOnly: true, applicationServerKey: appKey });
+      try {
+        sub = await withTimeout(pending, SUBSCRIBE_TIMEOUT_MS);
+      } catch (e) {
+        // Gave up waiting, but the push service may still answer: register it if it does.
+        if ((e as Error)?.name === 'TimeoutError') {
+          pending.then(
+            () => {
+              if (get(this.notificationsEnabled)) void this.syncPushSubscription();
+            },
+            () => undefined,
+          );
+        }
+        throw e;
+      }
+    }
+    const body = subscriptionBody(sub.toJSON());
+    if (!body) throw new PushSetupError('push-service', PUSH_TEXT.pushService);
+    await this.api.addPushSubscription(body);
+  }
+
+  /** Removes this browser's subscription (server and browser). */
+  private async unsubscribePush(): Promise<void> {
+    const reg = await this.swRegistration;
+    const sub = reg ? await reg.pushManager?.getSubscription() : null;
+    if (!sub) return;
+    try {
+      await this.api.removePushSubscription(sub.endpoint);
+    } catch (e) {
+      if (!(e instanceof ApiError && e.status === 404)) throw e;
+    } finally {
+      await sub.unsubscribe().catch(() => undefined);
+      this.setPush({ subscribed: false });
+    }
+  }
+
+  /** Turns notifications off on this browser. */
+  async disableNotifications(): Promise<void> {
     this.notificationsEnabled.set(false);
     this.storage.setItem('chatnode.notify', '0');
+    this.setPush({ busy: true, error: null });
+    try {
+      await this.unsubscribePush();
+    } catch (e) {
+      this.setPush({ error: `Could not turn off notifications on the server: ${friendlyError(e)}` });
+    } finally {
+      this.setPush({ busy: false });
+    }
+  }
+
+  /** `notification_previews`: whether pushes carry the message text. */
+  async setNotificationPreviews(on: boolean): Promise<void> {
+    const u = await this.attempt(() => this.api.updateMe({ notification_previews: on }), on ? 'Notifications will show message text' : 'Notifications will not show message text');
+    if (u) this.me.set({ ...get(this.me)!, ...u, notification_previews: u.notification_previews ?? on });
+  }
+
+  // ---------- mute ----------
+
+  /** Mutes a conversation for `ms` (null = until unmuted). */
+  async muteConversation(id: string, ms: number | null): Promise<void> {
+    const r = await this.attempt(() => this.api.mute(id, muteRequest(ms)));
+    if (r) this.chat.update((s) => setMuted(s, id, r.muted_until));
+  }
+
+  async unmuteConversation(id: string): Promise<void> {
+    try {
+      await this.api.unmute(id);
+      this.chat.update((s) => setMuted(s, id, null));
+    } catch (e) {
+      this.toast(friendlyError(e));
+    }
   }
 
   // ---------- conversations and messages ----------

@@ -9,6 +9,8 @@ export interface User {
   last_seen_at: string | null;
   email?: string | null;
   phone?: string | null;
+  /** Extension (own profile only): notifications show message text. */
+  notification_previews?: boolean;
 }
 
 export interface Media {
@@ -59,6 +61,8 @@ export interface Conversation {
   peer_last_read_seq?: number;
   /** Optional server extension: read markers of members. */
   read_markers?: { user_id: string; seq: number }[] | Record<string, number>;
+  /** Extension: muted until this time (RFC 3339; year 9999 = until unmuted); null/absent = not muted. */
+  muted_until?: string | null;
 }
 
 export interface Member {

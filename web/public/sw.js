@@ -1,0 +1,151 @@
+// ChatNode service worker (served at /sw.js, scope /). Plain JavaScript, no imports.
+// It shows Web Push notifications and opens the right conversation when one is clicked.
+// It has no fetch handler: it never touches the page's network requests.
+//
+// Push payload (decrypted by the browser), see docs/protocol.md and docs/decisions.md:
+//   {"type":"message","conversation_id","seq","group":name|null,"sender","body":text|null,"kind","url":"/c/<id>"}
+//   {"type":"clear","conversation_id","seq"}   the conversation was read elsewhere
+'use strict';
+
+const NEUTRAL = 'New message';
+const MAX_BODY = 180;
+
+function truncate(s) {
+  const t = String(s).replace(/\s+/g, ' ').trim();
+  return t.length > MAX_BODY ? `${t.slice(0, MAX_BODY - 1)}…` : t;
+}
+
+/** A same-origin path for the conversation (never a URL from elsewhere). */
+function safeUrl(url, conversationId) {
+  if (typeof url === 'string' && /^\/c\/[A-Za-z0-9_-]+$/.test(url)) return url;
+  return `/c/${encodeURIComponent(String(conversationId))}`;
+}
+
+/**
+ * Payload → [title, NotificationOptions], or null when it is not a message.
+ * Title: the group's name, else the sender. Body: "Sender: text" in a group, the text in a
+ * direct chat, or a neutral line when previews are off (body null).
+ */
+function notificationFor(p) {
+  if (!p || p.type !== 'message' || p.conversation_id === undefined || p.conversation_id === null) return null;
+  const sender = typeof p.sender === 'string' && p.sender.trim() ? p.sender.trim() : 'Someone';
+  const group = typeof p.group === 'string' && p.group.trim() ? p.group.trim() : null;
+  const text = typeof p.body === 'string' && p.body.trim() ? truncate(p.body) : null;
+  const title = group || sender;
+  let body;
+  if (text === null) body = group ? `${NEUTRAL} from ${sender}` : NEUTRAL;
+  else body = group ? `${sender}: ${text}` : text;
+  const id = String(p.conversation_id);
+  return [
+    title,
+    {
+      body,
+      tag: id, // one notification per conversation: a newer one replaces it
+      renotify: true, // …and still alerts
+      icon: '/favicon.svg',
+      data: { url: safeUrl(p.url, id), conversation_id: id, seq: typeof p.seq === 'number' ? p.seq : null },
+    },
+  ];
+}
+
+/** The one code path for a payload, used by `push` and by the `test-push` message. */
+async function handlePayload(p) {
+  if (p && p.type === 'clear' && p.conversation_id !== undefined && p.conversation_id !== null) {
+    const tag = String(p.conversation_id);
+    const open = await self.registration.getNotifications({ tag });
+    for (const n of open) {
+      const seq = n.data && typeof n.data.seq === 'number' ? n.data.seq : null;
+      // Read up to `seq` elsewhere: a notification for a newer message stays.
+      if (seq === null || typeof p.seq !== 'number' || seq <= p.seq) n.close();
+    }
+    return { shown: null, cleared: tag };
+  }
+  const n = notificationFor(p);
+  if (!n) {
+    // Something unexpected: a push must still show something (userVisibleOnly).
+    await self.registration.showNotification('ChatNode', { body: NEUTRAL, tag: 'chatnode', data: { url: '/' } });
+    return { shown: 'ChatNode' };
+  }
+  await self.registration.showNotification(n[0], n[1]);
+  return { shown: n[0] };
+}
+
+self.addEventListener('install', () => {
+  self.skipWaiting();
+});
+
+self.addEventListener('activate', (event) => {
+  // Control open pages at once (they listen for "navigate" from notification clicks).
+  event.waitUntil(self.clients.claim());
+});
+
+self.addEventListener('push', (event) => {
+  let payload = null;
+  try {
+    payload = event.data ? event.data.json() : null;
+  } catch {
+    payload = null;
+  }
+  event.waitUntil(handlePayload(payload));
+});
+
+// Used by the end-to-end tests only: runs exactly the push code path with a given payload,
+// since the test browser has no push service. Messages come only from same-origin pages,
+// which could call registration.showNotification() themselves: this adds no capability.
+self.addEventListener('message', (event) => {
+  const d = event.data;
+  if (!d || d.type !== 'test-push') return;
+  const reply = (msg) => {
+    if (event.source && typeof event.source.postMessage === 'function') event.source.postMessage(msg);
+  };
+  event.waitUntil(
+    handlePayload(d.payload).then(
+      (r) => reply({ type: 'test-push-done', id: d.id, ok: true, result: r }),
+      (e) => reply({ type: 'test-push-done', id: d.id, ok: false, error: String((e && e.message) || e) }),
+    ),
+  );
+});
+
+self.addEventListener('notificationclick', (event) => {
+  event.notification.close();
+  const url = (event.notification.data && event.notification.data.url) || '/';
+  event.waitUntil(
+    (async () => {
+      const wins = await self.clients.matchAll({ type: 'window', includeUncontrolled: true });
+      const client = wins.find((c) => c.focused) || wins.find((c) => c.visibilityState === 'visible') || wins[0];
+      if (client) {
+        const focused = await client.focus().catch(() => client);
+        // The page routes in place (no reload); an uncontrolled page is navigated instead.
+        if (self.registration.active && focused.url && new URL(focused.url).origin === self.location.origin) {
+          focused.postMessage({ type: 'navigate', url });
+          return;
+        }
+        if (typeof focused.navigate === 'function') {
+          await focused.navigate(url).catch(() => undefined);
+          return;
+        }
+      }
+      await self.clients.openWindow(url);
+    })(),
+  );
+});
+
+// The push service replaced or expired the subscription: subscribe again with the same key.
+// The worker has no access token, so open pages register the new one with the server (and
+// every page start re-registers the current subscription). The old endpoint answers 404/410
+// to the server, which then drops it.
+self.addEventListener('pushsubscriptionchange', (event) => {
+  event.waitUntil(
+    (async () => {
+      let sub = event.newSubscription || null;
+      const old = event.oldSubscription;
+      const key = old && old.options ? old.options.applicationServerKey : null;
+      if (!sub && key) sub = await self.registration.pushManager.subscribe({ userVisibleOnly: true, applicationServerKey: key });
+      const wins = await self.clients.matchAll({ type: 'window' });
+      for (const c of wins) c.postMessage({ type: 'push-subscription-changed' });
+    })().catch(() => undefined),
+  );
+});
+
+// For unit tests (node:vm); the browser ignores this.
+self.__chatnode = { notificationFor, handlePayload, safeUrl };

@@ -36,6 +36,8 @@ use crate::time::now_ms;
 const AUTH_TIMEOUT: Duration = Duration::from_secs(10);
 const PING_EVERY: Duration = Duration::from_secs(30);
 const SYNC_PAGE: i64 = 500;
+/// How long a closing socket waits for the client's Close reply.
+const CLOSE_GRACE: Duration = Duration::from_secs(2);
 /// Rate-limit strikes (refused frames, draining at the sustained rate) that close a socket (4029).
 const MAX_STRIKES: f64 = 200.0;
 
@@ -419,6 +421,18 @@ impl Connection {
         };
         if let Flow::Close(code, reason) = flow {
             close(&mut self.sink, code, reason).await;
+            // The closing handshake: read (and drop) what the client still sends until its
+            // own Close, for a short while. Dropping a socket with unread input makes the
+            // kernel answer with a reset, which can destroy our Close frame (and its code)
+            // before the client reads it — exactly when a flooding client is cut off.
+            let _ = tokio::time::timeout(CLOSE_GRACE, async {
+                while let Some(Ok(msg)) = self.stream.next().await {
+                    if matches!(msg, Message::Close(_)) {
+                        break;
+                    }
+                }
+            })
+            .await;
         }
     }
 

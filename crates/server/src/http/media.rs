@@ -59,6 +59,25 @@ pub(crate) async fn upload(
     auth: AuthUser,
     ApiQuery(q): ApiQuery<UploadQuery>,
     req: Request,
+) -> Response {
+    match receive_upload(state, auth, q, req).await {
+        Ok(r) => r,
+        Err(e) => {
+            // A refusal may come before the body was read to the end; the connection cannot
+            // carry another request, and saying so keeps clients from reusing it.
+            let mut r = e.into_response();
+            r.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            r
+        }
+    }
+}
+
+async fn receive_upload(
+    state: SharedState,
+    auth: AuthUser,
+    q: UploadQuery,
+    req: Request,
 ) -> Result<Response> {
     let declared = req
         .headers()

@@ -610,6 +610,23 @@ impl SqlStore {
         Ok(())
     }
 
+    /// Sets a member's role and tells the members (`member.updated`).
+    async fn change_role(c: &mut Conn, ev: &mut Events, conv: &str, user: &str, role: p::Role) -> Result<()> {
+        sqlx::query("UPDATE members SET role = $3 WHERE conversation_id = $1 AND user_id = $2")
+            .bind(conv)
+            .bind(user)
+            .bind(role.as_str())
+            .execute(&mut *c)
+            .await?;
+        let frame = ServerFrame::MemberUpdated {
+            conversation_id: conv.to_owned(),
+            user_id: user.to_owned(),
+            role: Some(role),
+            stream_pos: None,
+        };
+        Self::emit_conv(c, ev, conv, &frame).await.map(|_| ())
+    }
+
     /// Adds a member and tells everyone: `member.added` to the members, a system message, and
     /// the conversation itself to the newcomer.
     async fn join(
@@ -1764,21 +1781,7 @@ impl Store for SqlStore {
                 ));
             }
             if current != role {
-                sqlx::query(
-                    "UPDATE members SET role = $3 WHERE conversation_id = $1 AND user_id = $2",
-                )
-                .bind(group_id)
-                .bind(target)
-                .bind(role.as_str())
-                .execute(&mut *tx)
-                .await?;
-                let frame = ServerFrame::MemberUpdated {
-                    conversation_id: group_id.to_owned(),
-                    user_id: target.to_owned(),
-                    role: Some(role),
-                    stream_pos: None,
-                };
-                Self::emit_conv(&mut tx, &mut ev, group_id, &frame).await?;
+                Self::change_role(&mut tx, &mut ev, group_id, target, role).await?;
                 let by = Self::display_name(&mut tx, user_id).await?;
                 let name = Self::display_name(&mut tx, target).await?;
                 let body = match role {
@@ -1809,21 +1812,7 @@ impl Store for SqlStore {
                 .await?
                 .ok_or_else(|| Error::not_found("member"))?;
             for (who, role) in [(target, p::Role::Owner), (user_id, p::Role::Admin)] {
-                sqlx::query(
-                    "UPDATE members SET role = $3 WHERE conversation_id = $1 AND user_id = $2",
-                )
-                .bind(group_id)
-                .bind(who)
-                .bind(role.as_str())
-                .execute(&mut *tx)
-                .await?;
-                let frame = ServerFrame::MemberUpdated {
-                    conversation_id: group_id.to_owned(),
-                    user_id: who.to_owned(),
-                    role: Some(role),
-                    stream_pos: None,
-                };
-                Self::emit_conv(&mut tx, &mut ev, group_id, &frame).await?;
+                Self::change_role(&mut tx, &mut ev, group_id, who, role).await?;
             }
             let by = Self::display_name(&mut tx, user_id).await?;
             let name = Self::display_name(&mut tx, target).await?;
@@ -1927,7 +1916,8 @@ impl Store for SqlStore {
             return Err(Error::not_found("conversation"));
         }
         let q = match page {
-            HistoryPage::Latest => sqlx::query_as::<_, MsgRow>(concat!(
+            // The newest page is "before" a seq larger than any.
+            HistoryPage::Latest | HistoryPage::Before(_) => sqlx::query_as::<_, MsgRow>(concat!(
                 "SELECT ",
                 msg_cols!(),
                 " FROM messages m WHERE m.conversation_id = $1 AND m.seq < $3
@@ -1936,17 +1926,10 @@ impl Store for SqlStore {
             ))
             .bind(conversation_id)
             .bind(user_id)
-            .bind(i64::MAX),
-            HistoryPage::Before(s) => sqlx::query_as::<_, MsgRow>(concat!(
-                "SELECT ",
-                msg_cols!(),
-                " FROM messages m WHERE m.conversation_id = $1 AND m.seq < $3
-                  AND NOT EXISTS (SELECT 1 FROM hidden_messages h WHERE h.user_id = $2 AND h.message_id = m.id)
-                  ORDER BY m.seq DESC LIMIT $4"
-            ))
-            .bind(conversation_id)
-            .bind(user_id)
-            .bind(s),
+            .bind(match page {
+                HistoryPage::Before(s) => s,
+                _ => i64::MAX,
+            }),
             HistoryPage::After(s) => sqlx::query_as::<_, MsgRow>(concat!(
                 "SELECT ",
                 msg_cols!(),
@@ -2412,18 +2395,7 @@ impl Store for SqlStore {
                     .fetch_optional(&mut *tx)
                     .await?;
                     if let Some(heir) = heir {
-                        sqlx::query("UPDATE members SET role = 'owner' WHERE conversation_id = $1 AND user_id = $2")
-                            .bind(&group)
-                            .bind(&heir)
-                            .execute(&mut *tx)
-                            .await?;
-                        let frame = ServerFrame::MemberUpdated {
-                            conversation_id: group.clone(),
-                            user_id: heir.clone(),
-                            role: Some(p::Role::Owner),
-                            stream_pos: None,
-                        };
-                        Self::emit_conv(&mut tx, &mut ev, &group, &frame).await?;
+                        Self::change_role(&mut tx, &mut ev, &group, &heir, p::Role::Owner).await?;
                     }
                 }
                 sqlx::query("DELETE FROM members WHERE conversation_id = $1 AND user_id = $2")

@@ -610,6 +610,20 @@ impl SqlStore {
         Ok(())
     }
 
+    /// Stores the hash of a new refresh token of a login session.
+    async fn insert_refresh(c: &mut Conn, hash: &str, session_id: &str, now: i64, expires_at_ms: i64) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO refresh_tokens (token_hash, session_id, created_at, expires_at) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(hash)
+        .bind(session_id)
+        .bind(now)
+        .bind(expires_at_ms)
+        .execute(&mut *c)
+        .await?;
+        Ok(())
+    }
+
     /// Sets a member's role and tells the members (`member.updated`).
     async fn change_role(c: &mut Conn, ev: &mut Events, conv: &str, user: &str, role: p::Role) -> Result<()> {
         sqlx::query("UPDATE members SET role = $3 WHERE conversation_id = $1 AND user_id = $2")
@@ -962,13 +976,7 @@ impl Store for SqlStore {
                 .bind(now)
                 .execute(&mut *tx)
                 .await?;
-            sqlx::query("INSERT INTO refresh_tokens (token_hash, session_id, created_at, expires_at) VALUES ($1, $2, $3, $4)")
-                .bind(refresh_hash)
-                .bind(&id)
-                .bind(now)
-                .bind(expires_at_ms)
-                .execute(&mut *tx)
-                .await?;
+            Self::insert_refresh(&mut tx, refresh_hash, &id, now, expires_at_ms).await?;
             Ok(id)
         })
     }
@@ -1012,13 +1020,7 @@ impl Store for SqlStore {
                 .bind(now)
                 .execute(&mut *tx)
                 .await?;
-            sqlx::query("INSERT INTO refresh_tokens (token_hash, session_id, created_at, expires_at) VALUES ($1, $2, $3, $4)")
-                .bind(new_hash)
-                .bind(&session_id)
-                .bind(now)
-                .bind(expires_at_ms)
-                .execute(&mut *tx)
-                .await?;
+            Self::insert_refresh(&mut tx, new_hash, &session_id, now, expires_at_ms).await?;
             Ok(RefreshOutcome::Rotated {
                 user_id,
                 session_id,

@@ -10,7 +10,10 @@ use crate::config::{Cli, Command, Config};
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    let Command::Serve(args) = cli.command;
+    let (args, seed) = match cli.command {
+        Command::Serve(args) => (args, None),
+        Command::BenchSeed(seed) => (seed.serve.clone(), Some(seed)),
+    };
     let config = match Config::resolve(args) {
         Ok(c) => c,
         Err(e) => {
@@ -18,7 +21,16 @@ pub fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Some(seed) = seed {
+        return crate::bench_seed::main(config, seed);
+    }
     init_logging(&config.log_format);
+    // Every socket is a file descriptor; the default soft limit (often 1,024) would cap the
+    // server far below what it can hold. Take the hard limit the system allows.
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(n) => tracing::debug!(limit = n, "open-file limit"),
+        Err(e) => tracing::warn!(error = %e, "cannot raise the open-file limit"),
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -26,6 +26,22 @@ pub struct Cli {
 pub enum Command {
     /// Run the server (HTTP API, WebSocket gateway and web client).
     Serve(ServeArgs),
+    /// Create load-test fixtures in bulk (users, sessions, friendships, conversations) and
+    /// print their access tokens; reads `{"users":N,"conversations":[[i,j,…],…]}` on stdin.
+    /// Run it while the server is stopped (SQLite) or from any machine (PostgreSQL).
+    BenchSeed(BenchSeedArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct BenchSeedArgs {
+    #[command(flatten)]
+    pub serve: ServeArgs,
+    /// Lifetime of the printed access tokens, in seconds
+    #[arg(long, default_value_t = 7200)]
+    pub token_ttl: i64,
+    /// Usernames are PREFIX0, PREFIX1, …
+    #[arg(long, default_value = "bench")]
+    pub prefix: String,
 }
 
 #[derive(Debug, Default, Clone, Args, Deserialize)]

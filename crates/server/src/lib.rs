@@ -3,6 +3,7 @@
 //! future resolves. Tests bind port 0 and read the real port back.
 
 pub mod auth;
+pub mod bench_seed;
 pub mod cli;
 pub mod cluster;
 pub mod config;

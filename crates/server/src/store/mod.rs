@@ -17,6 +17,13 @@ use crate::error::Result;
 pub mod postgres;
 pub mod sqlite;
 
+/// One fixture conversation: two members make a direct chat (and a friendship), more a group
+/// owned by its first member.
+pub struct SeedConversation {
+    pub id: String,
+    pub members: Vec<usize>,
+}
+
 /// A new account, already validated and hashed.
 #[derive(Debug, Clone)]
 pub struct NewUser {

@@ -78,3 +78,4 @@ impl SqlStore {
 }
 
 include!("sql.rs");
+include!("seed.rs");

@@ -86,3 +86,4 @@ impl SqlStore {
 }
 
 include!("sql.rs");
+include!("seed.rs");

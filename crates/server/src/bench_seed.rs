@@ -1,0 +1,127 @@
+//! `chatnode bench-seed`: bulk fixtures for load tests (see `docs/benchmarks.md`).
+//!
+//! Reads `{"users": N, "conversations": [[i, j, …], …]}` (member indices) on stdin, creates
+//! the users with one session each, a friendship and a direct conversation for every pair,
+//! a group for every longer list, all in one transaction, and prints
+//! `{"users": [{"id", "token"}], "conversations": [{"id", "members"}]}` with access tokens
+//! signed by the data directory's JWT secret. The accounts get an unusable random password.
+
+use std::io::Read;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use serde::{Deserialize, Serialize};
+
+use crate::auth::{Auth, random_token};
+use crate::config::{BenchSeedArgs, Config};
+use crate::hub::Hub;
+use crate::store::postgres::PostgresStore;
+use crate::store::sqlite::SqliteStore;
+use crate::time::new_id;
+
+#[derive(Deserialize)]
+struct Spec {
+    users: usize,
+    #[serde(default)]
+    conversations: Vec<Vec<usize>>,
+}
+
+#[derive(Serialize)]
+struct SeededUser {
+    id: String,
+    token: String,
+}
+
+#[derive(Serialize)]
+struct SeededConversation {
+    id: String,
+    members: Vec<usize>,
+}
+
+#[derive(Serialize)]
+struct Seeded {
+    users: Vec<SeededUser>,
+    conversations: Vec<SeededConversation>,
+}
+
+pub fn main(config: Config, args: BenchSeedArgs) -> ExitCode {
+    let run = async {
+        let mut input = String::new();
+        std::io::stdin()
+            .read_to_string(&mut input)
+            .context("cannot read the fixture spec from stdin")?;
+        let spec: Spec = serde_json::from_str(&input).context("invalid fixture spec")?;
+        let out = seed(&config, &args, spec).await?;
+        serde_json::to_writer(std::io::stdout().lock(), &out)?;
+        anyhow::Ok(())
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("chatnode: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("chatnode bench-seed: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn seed(config: &Config, args: &BenchSeedArgs, spec: Spec) -> anyhow::Result<Seeded> {
+    for conv in &spec.conversations {
+        if conv.len() < 2 || conv.iter().any(|&i| i >= spec.users) {
+            bail!("every conversation needs two or more member indices below `users`");
+        }
+    }
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
+    let auth = Arc::new(Auth::load_or_create(&config.data_dir, args.token_ttl, 1)?);
+    let password_hash = auth.hash_password(random_token()).await?;
+    let user_ids: Vec<String> = (0..spec.users).map(|_| new_id()).collect();
+    let conversations: Vec<_> = spec
+        .conversations
+        .into_iter()
+        .map(|members| crate::store::SeedConversation {
+            id: new_id(),
+            members,
+        })
+        .collect();
+    let hub = Arc::new(Hub::new());
+    let url = &config.database_url;
+    let sessions = if url.starts_with("sqlite:") {
+        let store = SqliteStore::open(url, hub).await?;
+        store
+            .bulk_seed(&args.prefix, &user_ids, &password_hash, &conversations)
+            .await?
+    } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+        let store = PostgresStore::open(url, hub).await?;
+        store
+            .bulk_seed(&args.prefix, &user_ids, &password_hash, &conversations)
+            .await?
+    } else {
+        bail!("--database-url must start with sqlite:// (or postgres://)");
+    };
+    let mut users = Vec::with_capacity(user_ids.len());
+    for (id, sid) in user_ids.into_iter().zip(sessions) {
+        let token = auth.issue_access(&id, &sid)?;
+        users.push(SeededUser { id, token });
+    }
+    Ok(Seeded {
+        users,
+        conversations: conversations
+            .into_iter()
+            .map(|c| SeededConversation {
+                id: c.id,
+                members: c.members,
+            })
+            .collect(),
+    })
+}

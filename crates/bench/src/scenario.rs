@@ -185,6 +185,7 @@ async fn step(
     );
     let cpu0 = target.cpu_secs();
     let bcpu0 = bench_cpu();
+    let batches0 = target.metric("chatnode_message_batches_total").await;
     let rss = PeakRss::start(target.pid());
     let start = Instant::now();
     let sent = drive(fleet, slots, rate, dur, tag).await;
@@ -206,6 +207,7 @@ async fn step(
     }
     let cpu = target.cpu_secs() - cpu0;
     let bcpu = bench_cpu() - bcpu0;
+    let batches = target.metric("chatnode_message_batches_total").await - batches0;
     let (peak, _) = rss.finish().await;
     let acked = sh.acked.load(Ordering::Relaxed) - a0;
     let delivered = sh.delivered.load(Ordering::Relaxed) - d0;
@@ -238,6 +240,10 @@ async fn step(
         )
         .num("server_rss_mib", peak as f64 / MIB)
         .num("bench_cores", bcpu / secs);
+    if batches > 0.0 {
+        // Group commit: messages per transaction (ChatNode only).
+        row.num("msgs_per_commit", acked as f64 / batches);
+    }
     if acked < sent {
         row.problem(format!("{} of {sent} sends not acked", sent - acked));
     }

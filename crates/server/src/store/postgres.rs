@@ -11,7 +11,7 @@
 //! - Durability: PostgreSQL's default `synchronous_commit = on` flushes the WAL at commit, so
 //!   an acked message survives a crash of the database server too.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -67,6 +67,9 @@ impl SqlStore {
     }
 
     const BACKEND: &'static str = "postgres";
+
+    /// PostgreSQL prepares one statement per query: batches write message by message.
+    const MULTI_STATEMENT: bool = false;
 
     async fn lock_writes(c: &mut Conn) -> Result<()> {
         sqlx::query("SELECT pg_advisory_xact_lock($1)")

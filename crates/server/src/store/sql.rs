@@ -410,14 +410,17 @@ impl SqlStore {
     }
 
     async fn insert_message(c: &mut Conn, ev: &mut Events, m: &NewMessage) -> Result<p::Message> {
-        Self::insert_message_with(c, ev, m, &[]).await
+        Self::insert_message_with(c, ev, m, &[], None).await
     }
 
+    /// Writes a message and its event. `members` are the conversation's members when the
+    /// caller already knows them (the send path does), else they are read here.
     async fn insert_message_with(
         c: &mut Conn,
         ev: &mut Events,
         m: &NewMessage,
         media: &[MediaRecord],
+        members: Option<Vec<String>>,
     ) -> Result<p::Message> {
         let now = now_ms();
         let seq = Self::next_seq(c, &m.conversation_id, now).await?;
@@ -476,7 +479,11 @@ impl SqlStore {
             message: message.clone(),
             stream_pos: None,
         };
-        Self::emit_conv(c, ev, &m.conversation_id, &frame).await?;
+        let members = match members {
+            Some(list) => list,
+            None => Self::member_ids(c, &m.conversation_id).await?,
+        };
+        Self::emit(c, ev, Some(&m.conversation_id), None, &frame, members).await?;
         Ok(message)
     }
 
@@ -727,61 +734,79 @@ impl SqlStore {
         })
     }
 
-    async fn send_one(&self, c: &mut Conn, ev: &mut Events, m: &NewMessage) -> Result<SendOutcome> {
-        // Idempotency first: a retry must get its original message even if, meanwhile, the
-        // sender lost the right to post (the message was already accepted).
-        let existing = sqlx::query_as::<_, MsgRow>(concat!(
-            "SELECT ",
-            msg_cols!(),
-            " FROM messages m WHERE m.sender_id = $1 AND m.client_id = $2"
-        ))
+    /// Checks a send without writing anything: an earlier message with the same `client_id`
+    /// (idempotency comes first: a retry gets its original message even if the sender has
+    /// since lost the right to post), membership, and for direct chats blocks and friendship.
+    /// One query answers all of it, so the group-commit writer spends one round trip here.
+    async fn check_send(
+        c: &mut Conn,
+        m: &NewMessage,
+        group_members: &mut HashMap<String, Vec<String>>,
+    ) -> Result<SendCheck> {
+        let (existing, kind, peer, blocked, friends): (
+            Option<String>,
+            Option<String>,
+            Option<String>,
+            bool,
+            bool,
+        ) = sqlx::query_as(
+            "WITH p AS (SELECT user_id AS id FROM members WHERE conversation_id = $1 AND user_id <> $2 LIMIT 1)
+             SELECT (SELECT id FROM messages WHERE sender_id = $2 AND client_id = $3),
+                    (SELECT c.kind FROM conversations c JOIN members m ON m.conversation_id = c.id
+                      WHERE c.id = $1 AND m.user_id = $2),
+                    (SELECT id FROM p),
+                    EXISTS (SELECT 1 FROM blocks b JOIN p
+                             ON (b.blocker_id = $2 AND b.blocked_id = p.id) OR (b.blocker_id = p.id AND b.blocked_id = $2)),
+                    EXISTS (SELECT 1 FROM friendships f JOIN p ON f.user_id = $2 AND f.friend_id = p.id)",
+        )
+        .bind(&m.conversation_id)
         .bind(&m.sender_id)
         .bind(&m.client_id)
-        .fetch_optional(&mut *c)
+        .fetch_one(&mut *c)
         .await?;
-        if let Some(row) = existing {
+        if let Some(id) = existing {
+            let row = sqlx::query_as::<_, MsgRow>(concat!(
+                "SELECT ",
+                msg_cols!(),
+                " FROM messages m WHERE m.id = $1"
+            ))
+            .bind(&id)
+            .fetch_one(&mut *c)
+            .await?;
             if row.conversation_id != m.conversation_id {
                 return Err(Error::conflict(
                     "client_id was already used for another conversation",
                 ));
             }
-            return Ok(SendOutcome {
-                message: Self::finish(c, row).await?,
-                created: false,
-            });
+            return Ok(SendCheck::Existing(Self::finish(c, row).await?));
         }
-        let kind: Option<String> = sqlx::query_scalar(
-            "SELECT c.kind FROM conversations c JOIN members m ON m.conversation_id = c.id
-             WHERE c.id = $1 AND m.user_id = $2",
-        )
-        .bind(&m.conversation_id)
-        .bind(&m.sender_id)
-        .fetch_optional(&mut *c)
-        .await?;
         let kind = kind.ok_or_else(|| Error::not_found("conversation"))?;
-        if kind == "direct" {
-            let peer: Option<String> = sqlx::query_scalar(
-                "SELECT user_id FROM members WHERE conversation_id = $1 AND user_id <> $2",
-            )
-            .bind(&m.conversation_id)
-            .bind(&m.sender_id)
-            .fetch_optional(&mut *c)
-            .await?;
-            if let Some(peer) = peer {
-                if Self::blocked_either(c, &m.sender_id, &peer).await? {
-                    return Err(Error::new(
-                        ErrorCode::Blocked,
-                        "you cannot message this person",
-                    ));
-                }
-                if !Self::are_friends(c, &m.sender_id, &peer).await? {
-                    return Err(Error::new(
-                        ErrorCode::NotFriends,
-                        "you can only message your friends",
-                    ));
+        let members = if kind == "direct" {
+            if peer.is_some() && blocked {
+                return Err(Error::new(
+                    ErrorCode::Blocked,
+                    "you cannot message this person",
+                ));
+            }
+            if peer.is_some() && !friends {
+                return Err(Error::new(
+                    ErrorCode::NotFriends,
+                    "you can only message your friends",
+                ));
+            }
+            let mut list = vec![m.sender_id.clone()];
+            list.extend(peer);
+            list
+        } else {
+            match group_members.get(&m.conversation_id) {
+                Some(list) => list.clone(),
+                None => {
+                    let list = Self::member_ids(c, &m.conversation_id).await?;
+                    group_members.insert(m.conversation_id.clone(), list.clone());
+                    list
                 }
             }
-        }
+        };
         if let Some(r) = m.reply_to_seq
             && Self::message_by_seq(c, &m.conversation_id, r)
                 .await?
@@ -793,11 +818,286 @@ impl SqlStore {
             ));
         }
         let media = Self::usable_attachments(c, &m.sender_id, m.kind, &m.attachment_ids).await?;
-        let message = Self::insert_message_with(c, ev, m, &media).await?;
-        Ok(SendOutcome {
-            message,
-            created: true,
-        })
+        Ok(SendCheck::New { members, media })
+    }
+
+    /// The group-commit transaction with two round trips to the database per chunk of
+    /// `FAST_CHUNK` messages, for backends that run several statements in one query (SQLite;
+    /// see `MULTI_STATEMENT`): one query checks every message of the chunk (the same checks
+    /// as `check_send`, plus the conversation's `last_seq`), Rust decides, one query writes
+    /// every message, read marker, `last_seq` and event and returns the stream positions. The
+    /// SQL text depends only on the chunk's size, so it is prepared once and cached. Messages
+    /// with a reply or attachments take the general path (`send_batch_once`).
+    async fn send_batch_fast(&self, batch: &[NewMessage]) -> Result<Vec<Result<SendOutcome>>> {
+        let _gate = self.gate.lock().await;
+        let mut conn = self.write.acquire().await?;
+        let mut tx = conn.begin().await?;
+        Self::lock_writes(&mut tx).await?;
+        let mut events = Events::default();
+        let mut results: Vec<Result<SendOutcome>> = Vec::with_capacity(batch.len());
+        for chunk in batch.chunks(FAST_CHUNK) {
+            Self::send_chunk(&mut tx, chunk, &mut events, &mut results).await?;
+        }
+        tx.commit().await?;
+        // Committed and durable: now (and only now) the world may see it.
+        self.publish(events);
+        Ok(results)
+    }
+
+    async fn send_chunk(
+        c: &mut Conn,
+        chunk: &[NewMessage],
+        events: &mut Events,
+        results: &mut Vec<Result<SendOutcome>>,
+    ) -> Result<()> {
+        // 1. Every check in one query: one result row per message, in order.
+        let mut q = sqlx::query_as::<
+            _,
+            (
+                Option<String>,
+                Option<String>,
+                Option<String>,
+                bool,
+                bool,
+                Option<i64>,
+            ),
+        >(sqlx::AssertSqlSafe(fast_check_sql(chunk.len())));
+        for m in chunk {
+            q = q
+                .bind(&m.conversation_id)
+                .bind(&m.sender_id)
+                .bind(&m.client_id);
+        }
+        let checks = q.fetch_all(&mut *c).await?;
+        if checks.len() != chunk.len() {
+            return Err(Error::Internal(anyhow::anyhow!(
+                "batch check returned {} rows for {} messages",
+                checks.len(),
+                chunk.len()
+            )));
+        }
+
+        // 2. Decide in memory.
+        enum Plan {
+            Done(Result<SendOutcome>),
+            /// Same sender and client_id as an earlier message of this chunk (index into
+            /// `results`).
+            SameAs(usize),
+            Write {
+                message: p::Message,
+                members: Vec<String>,
+                payload: String,
+            },
+        }
+        let now = now_ms();
+        let base = results.len();
+        let mut seqs: HashMap<&str, i64> = HashMap::new();
+        let mut first_of: HashMap<(&str, &str), usize> = HashMap::new();
+        let mut group_members: HashMap<&str, Vec<String>> = HashMap::new();
+        let mut plans = Vec::with_capacity(chunk.len());
+        for (i, (m, (existing, kind, peer, blocked, friends, last_seq))) in
+            chunk.iter().zip(checks).enumerate()
+        {
+            if let Some(&j) = first_of.get(&(m.sender_id.as_str(), m.client_id.as_str())) {
+                plans.push(Plan::SameAs(base + j));
+                continue;
+            }
+            first_of.insert((&m.sender_id, &m.client_id), i);
+            if let Some(id) = existing {
+                let row = sqlx::query_as::<_, MsgRow>(concat!(
+                    "SELECT ",
+                    msg_cols!(),
+                    " FROM messages m WHERE m.id = $1"
+                ))
+                .bind(&id)
+                .fetch_one(&mut *c)
+                .await?;
+                plans.push(Plan::Done(if row.conversation_id != m.conversation_id {
+                    Err(Error::conflict(
+                        "client_id was already used for another conversation",
+                    ))
+                } else {
+                    Ok(SendOutcome {
+                        message: Self::finish(c, row).await?,
+                        created: false,
+                    })
+                }));
+                continue;
+            }
+            let Some(kind) = kind else {
+                plans.push(Plan::Done(Err(Error::not_found("conversation"))));
+                continue;
+            };
+            let members = if kind == "direct" {
+                if peer.is_some() && blocked {
+                    plans.push(Plan::Done(Err(Error::new(
+                        ErrorCode::Blocked,
+                        "you cannot message this person",
+                    ))));
+                    continue;
+                }
+                if peer.is_some() && !friends {
+                    plans.push(Plan::Done(Err(Error::new(
+                        ErrorCode::NotFriends,
+                        "you can only message your friends",
+                    ))));
+                    continue;
+                }
+                let mut list = vec![m.sender_id.clone()];
+                list.extend(peer);
+                list
+            } else {
+                match group_members.get(m.conversation_id.as_str()) {
+                    Some(list) => list.clone(),
+                    None => {
+                        let list = Self::member_ids(c, &m.conversation_id).await?;
+                        group_members.insert(&m.conversation_id, list.clone());
+                        list
+                    }
+                }
+            };
+            let seq = seqs
+                .entry(&m.conversation_id)
+                .or_insert(last_seq.unwrap_or(0));
+            *seq += 1;
+            let message = p::Message {
+                id: new_id(),
+                conversation_id: m.conversation_id.clone(),
+                seq: *seq,
+                sender_id: m.sender_id.clone(),
+                client_id: m.client_id.clone(),
+                kind: m.kind,
+                body: m.body.clone(),
+                attachments: Vec::new(),
+                reply_to_seq: None,
+                created_at: rfc3339(now),
+                edited_at: None,
+                deleted: false,
+            };
+            let frame = ServerFrame::Message {
+                message,
+                stream_pos: None,
+            };
+            let payload = serde_json::to_string(&frame).map_err(|e| Error::Internal(e.into()))?;
+            let ServerFrame::Message { message, .. } = frame else {
+                unreachable!("built above")
+            };
+            plans.push(Plan::Write {
+                message,
+                members,
+                payload,
+            });
+        }
+
+        // 3. Every write in one query; the events' RETURNING rows come back in order.
+        let writes = plans
+            .iter()
+            .filter(|p| matches!(p, Plan::Write { .. }))
+            .count();
+        let mut positions = Vec::new();
+        if writes > 0 {
+            let mut q = sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(fast_write_sql(writes)));
+            for plan in &plans {
+                if let Plan::Write {
+                    message, payload, ..
+                } = plan
+                {
+                    q = q
+                        .bind(&message.id)
+                        .bind(&message.conversation_id)
+                        .bind(message.seq)
+                        .bind(&message.sender_id)
+                        .bind(&message.client_id)
+                        .bind(message.kind.as_str())
+                        .bind(&message.body)
+                        .bind(now)
+                        .bind(payload);
+                }
+            }
+            positions = q.fetch_all(&mut *c).await?;
+            if positions.len() != writes {
+                return Err(Error::Internal(anyhow::anyhow!(
+                    "batch write returned {} positions for {writes} messages",
+                    positions.len()
+                )));
+            }
+        }
+
+        // 4. Answers and events, in order.
+        let mut k = 0;
+        for plan in plans {
+            let r = match plan {
+                Plan::Done(r) => r,
+                Plan::SameAs(j) => match &results[j] {
+                    Ok(o) => Ok(SendOutcome {
+                        message: o.message.clone(),
+                        created: false,
+                    }),
+                    Err(e) => {
+                        let (code, msg) = e.public();
+                        Err(Error::new(code, msg))
+                    }
+                },
+                Plan::Write {
+                    message,
+                    members,
+                    payload,
+                } => {
+                    events.0.push(Durable {
+                        pos: positions[k],
+                        conversation_id: Some(message.conversation_id.clone()),
+                        user_id: None,
+                        seq: Some(message.seq),
+                        recipients: members,
+                        json: with_pos(&payload, positions[k]),
+                    });
+                    k += 1;
+                    Ok(SendOutcome {
+                        message,
+                        created: true,
+                    })
+                }
+            };
+            results.push(r);
+        }
+        Ok(())
+    }
+
+    /// One group-commit transaction. Rule failures answer just their message (they wrote
+    /// nothing); a failing *write* returns `Err` after rolling everything back, and the
+    /// caller retries the messages one transaction each.
+    async fn send_batch_once(&self, batch: &[NewMessage]) -> Result<Vec<Result<SendOutcome>>> {
+        let _gate = self.gate.lock().await;
+        let mut conn = self.write.acquire().await?;
+        let mut tx = conn.begin().await?;
+        Self::lock_writes(&mut tx).await?;
+        let mut events = Events::default();
+        let mut results = Vec::with_capacity(batch.len());
+        // A batch holds only messages, so a group's member list cannot change within it.
+        let mut group_members = HashMap::new();
+        for m in batch {
+            match Self::check_send(&mut tx, m, &mut group_members).await {
+                Ok(SendCheck::Existing(message)) => results.push(Ok(SendOutcome {
+                    message,
+                    created: false,
+                })),
+                Ok(SendCheck::New { members, media }) => {
+                    let message =
+                        Self::insert_message_with(&mut tx, &mut events, m, &media, Some(members))
+                            .await?;
+                    results.push(Ok(SendOutcome {
+                        message,
+                        created: true,
+                    }));
+                }
+                Err(e @ Error::Internal(_)) => return Err(e),
+                Err(e) => results.push(Err(e)),
+            }
+        }
+        tx.commit().await?;
+        // Committed and durable: now (and only now) the world may see it.
+        self.publish(events);
+        Ok(results)
     }
 }
 
@@ -1847,60 +2147,37 @@ impl Store for SqlStore {
     }
 
     async fn send_messages(&self, batch: Vec<NewMessage>) -> Vec<Result<SendOutcome>> {
-        let n = batch.len();
-        let fail_all = |e: Error| {
-            let (code, msg) = e.public();
+        let public = |e: Error| {
             if let Error::Internal(inner) = &e {
-                tracing::error!(error = %format!("{inner:#}"), "message batch failed");
+                tracing::error!(error = %format!("{inner:#}"), "message send failed");
             }
-            (0..n)
-                .map(|_| Err(Error::new(code, msg.clone())))
-                .collect::<Vec<_>>()
+            let (code, msg) = e.public();
+            Error::new(code, msg)
         };
-        let _gate = self.gate.lock().await;
-        let mut conn = match self.write.acquire().await {
-            Ok(c) => c,
-            Err(e) => return fail_all(e.into()),
+        let simple = batch
+            .iter()
+            .all(|m| m.reply_to_seq.is_none() && m.attachment_ids.is_empty());
+        let first = if Self::MULTI_STATEMENT && simple {
+            self.send_batch_fast(&batch).await
+        } else {
+            self.send_batch_once(&batch).await
         };
-        let mut tx = match conn.begin().await {
-            Ok(t) => t,
-            Err(e) => return fail_all(e.into()),
-        };
-        if let Err(e) = Self::lock_writes(&mut tx).await {
-            return fail_all(e);
-        }
-        let mut events = Events::default();
-        let mut results = Vec::with_capacity(n);
-        for m in &batch {
-            // A savepoint per message: one message's failure (a rule, or an error) must not
-            // undo or half-write the others in the batch.
-            let mut sp = match tx.begin().await {
-                Ok(sp) => sp,
-                Err(e) => return fail_all(e.into()),
-            };
-            let mut ev = Events::default();
-            match self.send_one(&mut sp, &mut ev, m).await {
-                Ok(outcome) => {
-                    if let Err(e) = sp.commit().await {
-                        return fail_all(e.into());
-                    }
-                    events.0.extend(ev.0);
-                    results.push(Ok(outcome));
+        match first {
+            Ok(results) => results,
+            Err(e) if batch.len() == 1 => vec![Err(public(e))],
+            // One message broke the shared transaction: give each its own, so the others
+            // still commit and only the culprit gets the error.
+            Err(_) => {
+                let mut out = Vec::with_capacity(batch.len());
+                for m in batch {
+                    out.push(match self.send_batch_once(std::slice::from_ref(&m)).await {
+                        Ok(mut r) => r.pop().unwrap_or_else(|| Err(Error::not_found("message"))),
+                        Err(e) => Err(public(e)),
+                    });
                 }
-                Err(e) => {
-                    if let Err(e) = sp.rollback().await {
-                        return fail_all(e.into());
-                    }
-                    results.push(Err(e));
-                }
+                out
             }
         }
-        if let Err(e) = tx.commit().await {
-            return fail_all(e.into());
-        }
-        // Committed and durable: now (and only now) the world may see it.
-        self.publish(events);
-        results
     }
 
     async fn messages(
@@ -2736,4 +3013,61 @@ mod tests {
     fn like_patterns_escape_wildcards() {
         assert_eq!(like_prefix("a_b%"), "a\\_b\\%%");
     }
+}
+
+/// Messages per multi-statement query on the fast send path: large enough to amortize the
+/// round trip, small enough that the few distinct query texts (one per size) stay prepared.
+const FAST_CHUNK: usize = 16;
+
+/// The checks of `n` sends, one row each; arguments per send: conversation, sender, client_id.
+fn fast_check_sql(n: usize) -> String {
+    use std::fmt::Write as _;
+    let mut sql = String::with_capacity(n * 700);
+    for i in 0..n {
+        let (cv, sd, cl) = (3 * i + 1, 3 * i + 2, 3 * i + 3);
+        let _ = write!(
+            sql,
+            "WITH p AS (SELECT user_id AS id FROM members WHERE conversation_id = ${cv} AND user_id <> ${sd} LIMIT 1)
+             SELECT (SELECT id FROM messages WHERE sender_id = ${sd} AND client_id = ${cl}),
+                    (SELECT c.kind FROM conversations c JOIN members m ON m.conversation_id = c.id
+                      WHERE c.id = ${cv} AND m.user_id = ${sd}),
+                    (SELECT id FROM p),
+                    EXISTS (SELECT 1 FROM blocks b JOIN p
+                             ON (b.blocker_id = ${sd} AND b.blocked_id = p.id) OR (b.blocker_id = p.id AND b.blocked_id = ${sd})),
+                    EXISTS (SELECT 1 FROM friendships f JOIN p ON f.user_id = ${sd} AND f.friend_id = p.id),
+                    (SELECT last_seq FROM conversations WHERE id = ${cv});
+"
+        );
+    }
+    sql
+}
+
+/// The writes of `n` new messages, returning each event's stream position. Arguments per
+/// message: id, conversation, seq, sender, client_id, kind, body, now, event payload.
+/// (`MAX(…)` with two arguments is SQLite's; this path runs only there.)
+fn fast_write_sql(n: usize) -> String {
+    use std::fmt::Write as _;
+    let mut sql = String::with_capacity(n * 800);
+    for i in 0..n {
+        let b = 9 * i;
+        let _ = write!(
+            sql,
+            "INSERT INTO messages (id, conversation_id, seq, sender_id, client_id, kind, body, reply_to_seq, created_at)
+             VALUES (${id}, ${cv}, ${sq}, ${sd}, ${cl}, ${kd}, ${bd}, NULL, ${now});
+             UPDATE members SET last_read_seq = ${sq} WHERE conversation_id = ${cv} AND user_id = ${sd} AND last_read_seq < ${sq};
+             UPDATE conversations SET last_seq = MAX(last_seq, ${sq}), last_activity_at = ${now} WHERE id = ${cv};
+             INSERT INTO events (conversation_id, user_id, payload, created_at, seq) VALUES (${cv}, NULL, ${pl}, ${now}, ${sq}) RETURNING pos;
+",
+            id = b + 1,
+            cv = b + 2,
+            sq = b + 3,
+            sd = b + 4,
+            cl = b + 5,
+            kd = b + 6,
+            bd = b + 7,
+            now = b + 8,
+            pl = b + 9,
+        );
+    }
+    sql
 }

@@ -12,7 +12,7 @@
 //! back, so live delivery happens in stream order. Reads use a separate pool and never block
 //! the writer (WAL).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -51,7 +51,13 @@ impl SqlStore {
             // See the module comment: FULL makes every commit durable before we ack.
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(10));
+            .busy_timeout(Duration::from_secs(10))
+            // The fast send path prepares one query text per chunk size (see `FAST_CHUNK`).
+            .statement_cache_capacity(400)
+            // No checkpoints inside COMMIT: copying WAL pages into the database file would
+            // stall the single writer (and every ack behind it). A background connection
+            // checkpoints instead (below).
+            .pragma("wal_autocheckpoint", "0");
         let write = SqlitePoolOptions::new()
             .max_connections(1)
             .min_connections(1)
@@ -63,6 +69,26 @@ impl SqlStore {
             .run(&write)
             .await
             .context("database migration failed")?;
+        let checkpointer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(opts.clone())
+            .await
+            .context("cannot open the SQLite database")?;
+        tokio::spawn(async move {
+            // PASSIVE never waits for (or blocks) the writer or readers; a WAL that a
+            // checkpoint fully caught up with is restarted from its beginning by the next
+            // write, so it stays small.
+            let mut every = tokio::time::interval(Duration::from_millis(500));
+            loop {
+                every.tick().await;
+                if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+                    .execute(&checkpointer)
+                    .await
+                {
+                    tracing::warn!(error = %e, "WAL checkpoint failed");
+                }
+            }
+        });
         let read = SqlitePoolOptions::new()
             .max_connections(8)
             .acquire_timeout(Duration::from_secs(30))
@@ -78,6 +104,11 @@ impl SqlStore {
     }
 
     const BACKEND: &'static str = "sqlite";
+
+    /// SQLite runs several statements of one query in one call (`$N` numbers the query's
+    /// arguments across all of them), so a message batch costs three round trips to the
+    /// writer thread.
+    const MULTI_STATEMENT: bool = true;
 
     /// The single write connection already serializes writers: nothing to do.
     async fn lock_writes(_c: &mut Conn) -> Result<()> {

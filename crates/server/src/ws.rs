@@ -80,10 +80,11 @@ pub async fn upgrade(
             return Error::bad_request("this endpoint needs a WebSocket upgrade").into_response();
         }
     };
-    // Small buffers: tungstenite's defaults cost over 100 KiB per idle socket. Frames above
-    // the contract's 64 KiB are closed with 4009 by the connection task; the library limit
-    // only stops absurd frames from being buffered at all.
-    ws.read_buffer_size(4 * 1024)
+    // Small buffers: tungstenite's defaults cost over 100 KiB per idle socket, and the read
+    // buffer is allocated up front for every socket (a chat frame is rarely over 1 KiB; a
+    // larger one grows it). Frames above the contract's 64 KiB are closed with 4009 by the
+    // connection task; the library limit only stops absurd frames from being buffered at all.
+    ws.read_buffer_size(1024)
         .write_buffer_size(4 * 1024)
         .max_write_buffer_size(1024 * 1024)
         .max_message_size(1024 * 1024)
@@ -121,7 +122,10 @@ async fn close(sink: &mut Sink, code: u16, reason: &'static str) {
 
 async fn connection(state: SharedState, socket: WebSocket) {
     let (mut sink, mut stream) = socket.split();
-    let Some(auth) = authenticate(&state, &mut sink, &mut stream).await else {
+    // Boxed (here and for `handle` below): a future's size is that of its largest await,
+    // and the connection task lives as long as the socket; boxing keeps the rarely used,
+    // large states (auth, frame handling, sync) out of every idle connection's memory.
+    let Some(auth) = Box::pin(authenticate(&state, &mut sink, &mut stream)).await else {
         return;
     };
     if state.hub.local_connections(&auth.user_id) >= state.limits.ws_per_user {
@@ -314,7 +318,7 @@ impl Connection {
     }
 
     async fn run(mut self, mut reg: crate::hub::Registration) {
-        let ready = match self.ready_frame().await {
+        let ready = match Box::pin(self.ready_frame()).await {
             Ok(f) => f,
             Err(e) => {
                 let _ = self.send(&error_frame(None, &e)).await;
@@ -404,7 +408,7 @@ impl Connection {
                         if !self.send(&frame).await { break Flow::Continue }
                         continue;
                     }
-                    match self.handle(&text, &reg.tx, &ctl).await {
+                    match Box::pin(self.handle(&text, &reg.tx, &ctl)).await {
                         Flow::Continue => {}
                         close => break close,
                     }

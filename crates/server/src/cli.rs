@@ -10,7 +10,10 @@ use crate::config::{Cli, Command, Config};
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    let Command::Serve(args) = cli.command;
+    let (args, rotate) = match cli.command {
+        Command::Serve(args) => (args, false),
+        Command::RotateKey(args) => (args, true),
+    };
     let config = match Config::resolve(args) {
         Ok(c) => c,
         Err(e) => {
@@ -29,6 +32,18 @@ pub fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if rotate {
+        return match runtime.block_on(crate::encryption::rotate_key(&config)) {
+            Ok(summary) => {
+                println!("{summary}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("chatnode: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     match runtime.block_on(serve(config)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -8,6 +8,7 @@ pub mod cluster;
 pub mod config;
 pub mod crypto;
 pub mod domain;
+pub mod encryption;
 pub mod error;
 pub mod http;
 pub mod hub;
@@ -97,13 +98,7 @@ impl Server {
             );
         }
         let hub = Arc::new(Hub::new());
-        let store: Arc<dyn Store> = if config.database_url.starts_with("sqlite:") {
-            Arc::new(store::sqlite::SqliteStore::open(&config.database_url, hub.clone()).await?)
-        } else if is_postgres {
-            Arc::new(store::postgres::PostgresStore::open(&config.database_url, hub.clone()).await?)
-        } else {
-            bail!("--database-url must start with sqlite:// (or postgres://)");
-        };
+        let store: Arc<dyn Store> = encryption::open_store(&config, hub.clone()).await?;
         let auth = Arc::new(Auth::load_or_create(
             &config.data_dir,
             config.access_ttl,

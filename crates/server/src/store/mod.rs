@@ -185,6 +185,18 @@ pub struct StoredEvent {
     pub json: String,
 }
 
+/// What [`Store::reencrypt`] did.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ReencryptReport {
+    /// Whether the tables were gone through (false: everything was already under the
+    /// current key and nothing was asked for).
+    pub swept: bool,
+    /// Values sealed anew (an email and a phone of one user count as two).
+    pub values: u64,
+    /// How many of those were still in plaintext (written before encryption at rest).
+    pub plaintext: u64,
+}
+
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     // --- health
@@ -404,4 +416,16 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Vec<crate::hub::Durable>>;
     /// `(conversation_id, last_seq)` of every conversation `user_id` belongs to.
     async fn conversation_heads(&self, user_id: &str) -> Result<Vec<(String, i64)>>;
+
+    // --- encryption at rest (run before serving; see `crate::encryption`)
+    /// The id of the key the database's data is under (its canary's), or `None` for a
+    /// database no version with encryption at rest has opened yet.
+    async fn encryption_key_id(&self) -> anyhow::Result<Option<String>>;
+    /// Checks the store's keyring against the database's canary (a wrong key is an error),
+    /// then, if any value may be in plaintext or under another key (or `all`), seals every
+    /// encrypted value under the current key and recomputes the lookup hashes, in batches of
+    /// one transaction each, and finally marks the database as all under the current key.
+    /// Interrupted, it leaves every value readable with the same keyring and picks up where
+    /// it stopped when run again.
+    async fn reencrypt(&self, all: bool) -> anyhow::Result<ReencryptReport>;
 }

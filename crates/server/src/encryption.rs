@@ -46,14 +46,16 @@ pub async fn open_store(config: &Config, hub: Arc<Hub>) -> anyhow::Result<Arc<dy
             );
         }
         crypto::create_key_file(path, &keys)?;
-        tracing::info!(path = %path.display(), key = keys.current_id(), "generated the encryption key");
+        // Silent like the JWT secret's generation (a failed start stays one line); the docs
+        // tell operators to back the file up.
+        tracing::debug!(path = %path.display(), key = keys.current_id(), "generated the encryption key");
     }
     let started = Instant::now();
     let report = store
         .reencrypt(false)
         .await
         .with_context(|| source.to_string())?;
-    if report.swept {
+    if report.values > 0 {
         tracing::info!(
             values = report.values,
             plaintext = report.plaintext,

@@ -104,6 +104,19 @@ async fn database_contents(server: &TestServer) -> Vec<u8> {
     }
 }
 
+/// Waits (up to 5 s) until the server's log has a line containing `needle`.
+async fn wait_for_log(server: &TestServer, needle: &str) {
+    let deadline = std::time::Instant::now() + WAIT;
+    while !server.log().contains(needle) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no {needle:?} in the log: {}",
+            server.log()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
 fn contains(hay: &[u8], needle: &str) -> bool {
     hay.windows(needle.len()).any(|w| w == needle.as_bytes())
 }
@@ -407,7 +420,7 @@ async fn rotate_key_reencrypts_everything_and_retires_the_old_key() {
         key_ids_in(&database_contents(&server).await),
         BTreeSet::from([newer.current_id().to_owned()])
     );
-    assert!(server.log().contains("still lists older keys"));
+    wait_for_log(&server, "still lists older keys").await;
 }
 
 #[tokio::test]
@@ -539,13 +552,7 @@ async fn plaintext_rows_from_before_encryption_are_sealed_at_start() {
     assert!(contains(&before, &s.email) && contains(&before, &s.edited));
 
     server.restart().await;
-    assert!(
-        server
-            .log()
-            .contains("every encrypted value is under the current key"),
-        "{}",
-        server.log()
-    );
+    wait_for_log(&server, "every encrypted value is under the current key").await;
     everything_reads_back(&server, &s, &b, &conv, seq).await;
     server.terminate();
     // Sealed, and the old plaintext is not left behind in free pages or the WAL either.

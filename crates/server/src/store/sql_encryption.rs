@@ -58,7 +58,7 @@ impl SqlStore {
                 .execute(&self.write)
                 .await?;
         }
-        tracing::info!(
+        tracing::debug!(
             key = self.keys.current_id(),
             from = %state,
             "sealing stored values under the current encryption key"

@@ -283,15 +283,6 @@ impl Shared {
     pub fn ack_histogram(&self) -> Histogram<u64> {
         merge(&self.ack)
     }
-
-    pub fn close_count(&self, code: u16) -> u64 {
-        self.closes
-            .lock()
-            .expect("closes lock")
-            .get(&code)
-            .copied()
-            .unwrap_or(0)
-    }
 }
 
 fn merge(hists: &[Mutex<Histogram<u64>>]) -> Histogram<u64> {

@@ -16,8 +16,6 @@ use serde::{Deserialize, Serialize};
 use crate::auth::{Auth, random_token};
 use crate::config::{BenchSeedArgs, Config};
 use crate::hub::Hub;
-use crate::store::postgres::PostgresStore;
-use crate::store::sqlite::SqliteStore;
 use crate::time::new_id;
 
 #[derive(Deserialize)]
@@ -95,20 +93,12 @@ async fn seed(config: &Config, args: &BenchSeedArgs, spec: Spec) -> anyhow::Resu
         })
         .collect();
     let hub = Arc::new(Hub::new());
-    let url = &config.database_url;
-    let sessions = if url.starts_with("sqlite:") {
-        let store = SqliteStore::open(url, hub).await?;
-        store
-            .bulk_seed(&args.prefix, &user_ids, &password_hash, &conversations)
-            .await?
-    } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
-        let store = PostgresStore::open(url, hub).await?;
-        store
-            .bulk_seed(&args.prefix, &user_ids, &password_hash, &conversations)
-            .await?
-    } else {
-        bail!("--database-url must start with sqlite:// (or postgres://)");
-    };
+    // Opens (and on first use sets up) the store exactly as `serve` will, encryption key
+    // included.
+    let store = crate::encryption::open_store(config, hub).await?;
+    let sessions = store
+        .bulk_seed(&args.prefix, &user_ids, &password_hash, &conversations)
+        .await?;
     let mut users = Vec::with_capacity(user_ids.len());
     for (id, sid) in user_ids.into_iter().zip(sessions) {
         let token = auth.issue_access(&id, &sid)?;

@@ -10,9 +10,10 @@ use crate::config::{Cli, Command, Config};
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    let (args, seed) = match cli.command {
-        Command::Serve(args) => (args, None),
-        Command::BenchSeed(seed) => (seed.serve.clone(), Some(seed)),
+    let (args, rotate, seed) = match cli.command {
+        Command::Serve(args) => (args, false, None),
+        Command::RotateKey(args) => (args, true, None),
+        Command::BenchSeed(seed) => (seed.serve.clone(), false, Some(seed)),
     };
     let config = match Config::resolve(args) {
         Ok(c) => c,
@@ -41,6 +42,18 @@ pub fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if rotate {
+        return match runtime.block_on(crate::encryption::rotate_key(&config)) {
+            Ok(summary) => {
+                println!("{summary}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("chatnode: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     match runtime.block_on(serve(config)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -26,6 +26,9 @@ pub struct Cli {
 pub enum Command {
     /// Run the server (HTTP API, WebSocket gateway and web client).
     Serve(ServeArgs),
+    /// Re-encrypt every encrypted value under a new key, with the server stopped. Takes the
+    /// same options as `serve` (only the data dir, database and key options matter).
+    RotateKey(ServeArgs),
     /// Create load-test fixtures in bulk (users, sessions, friendships, conversations) and
     /// print their access tokens; reads `{"users":N,"conversations":[[i,j,…],…]}` on stdin.
     /// Run it while the server is stopped (SQLite) or from any machine (PostgreSQL).
@@ -147,7 +150,15 @@ pub struct ServeArgs {
     /// Concurrent WebSocket connections per user [default: 32]
     #[arg(long, env = "CHATNODE_LIMIT_WS_PER_USER")]
     pub limit_ws_per_user: Option<usize>,
+    /// File holding the encryption-at-rest keys (mode 0600, generated on first start).
+    /// `CHATNODE_ENCRYPTION_KEY` (base64 key material, newest first) replaces the file
+    /// [default: DATA_DIR/encryption_key]
+    #[arg(long, env = "CHATNODE_ENCRYPTION_KEY_FILE")]
+    pub encryption_key_file: Option<PathBuf>,
 }
+
+/// The environment variable that holds the encryption-at-rest key material itself.
+pub const KEY_ENV: &str = "CHATNODE_ENCRYPTION_KEY";
 
 /// The resolved settings the server runs with.
 #[derive(Clone)]
@@ -183,6 +194,8 @@ pub struct Config {
     pub trusted_proxies: Vec<std::net::IpAddr>,
     /// Certificate and key files when serving TLS.
     pub tls: Option<(PathBuf, PathBuf)>,
+    /// Where the encryption-at-rest keys come from (the `Debug` form never shows a key).
+    pub encryption_key: crate::crypto::KeySource,
 }
 
 impl std::fmt::Debug for Config {
@@ -197,6 +210,7 @@ impl std::fmt::Debug for Config {
             .field("ws_rate", &self.ws_rate)
             .field("ws_burst", &self.ws_burst)
             .field("ws_queue", &self.ws_queue)
+            .field("encryption_key", &self.encryption_key)
             .finish_non_exhaustive()
     }
 }
@@ -226,7 +240,23 @@ impl Config {
             database_url,
             format!("sqlite://{}", data_dir.join("chatnode.db").display())
         );
+        // The key itself only from the environment: never a flag (visible in `ps`) or the
+        // TOML file (which is often less guarded than a secret).
+        let env_key = std::env::var(KEY_ENV).ok().filter(|k| !k.trim().is_empty());
+        let key_file = args
+            .encryption_key_file
+            .clone()
+            .or(file.encryption_key_file.clone());
+        let encryption_key = match (env_key, key_file) {
+            (Some(_), Some(_)) => {
+                bail!("give {KEY_ENV} or --encryption-key-file, not both")
+            }
+            (Some(k), None) => crate::crypto::KeySource::Env(k),
+            (None, Some(f)) => crate::crypto::KeySource::File(f),
+            (None, None) => crate::crypto::KeySource::File(data_dir.join("encryption_key")),
+        };
         let cfg = Config {
+            encryption_key,
             listen: pick!(listen, SocketAddr::from(([127, 0, 0, 1], 8080))),
             database_url,
             nats_url: args.nats_url.clone().or(file.nats_url.clone()),

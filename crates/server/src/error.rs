@@ -88,6 +88,12 @@ impl From<sqlx::Error> for Error {
     }
 }
 
+impl From<crate::crypto::CryptoError> for Error {
+    fn from(e: crate::crypto::CryptoError) -> Self {
+        Error::Internal(anyhow::Error::new(e).context("encryption at rest"))
+    }
+}
+
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
         if let Error::Internal(e) = &self {

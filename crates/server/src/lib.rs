@@ -7,7 +7,9 @@ pub mod bench_seed;
 pub mod cli;
 pub mod cluster;
 pub mod config;
+pub mod crypto;
 pub mod domain;
+pub mod encryption;
 pub mod error;
 pub mod http;
 pub mod hub;
@@ -97,13 +99,7 @@ impl Server {
             );
         }
         let hub = Arc::new(Hub::new());
-        let store: Arc<dyn Store> = if config.database_url.starts_with("sqlite:") {
-            Arc::new(store::sqlite::SqliteStore::open(&config.database_url, hub.clone()).await?)
-        } else if is_postgres {
-            Arc::new(store::postgres::PostgresStore::open(&config.database_url, hub.clone()).await?)
-        } else {
-            bail!("--database-url must start with sqlite:// (or postgres://)");
-        };
+        let store: Arc<dyn Store> = encryption::open_store(&config, hub.clone()).await?;
         let auth = Arc::new(Auth::load_or_create(
             &config.data_dir,
             config.access_ttl,
@@ -224,10 +220,17 @@ impl Server {
                 .close_all(chatnode_protocol::close_code::GOING_AWAY);
         };
         match self.tls {
-            None => axum::serve(listener, app)
-                .with_graceful_shutdown(graceful)
-                .await
-                .context("server failed")?,
+            // TCP_NODELAY: chat frames are small and often sent back to back (an event, then
+            // an ack); with Nagle the second waits for the peer's delayed ACK (~40 ms).
+            None => axum::serve(
+                axum::serve::ListenerExt::tap_io(listener, |tcp| {
+                    let _ = tcp.set_nodelay(true);
+                }),
+                app,
+            )
+            .with_graceful_shutdown(graceful)
+            .await
+            .context("server failed")?,
             Some(tls) => {
                 let handle = axum_server::Handle::new();
                 let stopper = handle.clone();
@@ -235,8 +238,11 @@ impl Server {
                     graceful.await;
                     stopper.graceful_shutdown(Some(Duration::from_secs(5)));
                 });
-                axum_server::from_tcp_rustls(listener.into_std().context("listener")?, tls)
+                let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(tls)
+                    .acceptor(axum_server::accept::NoDelayAcceptor::new());
+                axum_server::from_tcp(listener.into_std().context("listener")?)
                     .context("cannot serve TLS")?
+                    .acceptor(acceptor)
                     .handle(handle)
                     .serve(app)
                     .await

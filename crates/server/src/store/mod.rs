@@ -203,6 +203,18 @@ pub struct StoredEvent {
     pub json: String,
 }
 
+/// What [`Store::reencrypt`] did.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ReencryptReport {
+    /// Whether the tables were gone through (false: everything was already under the
+    /// current key and nothing was asked for).
+    pub swept: bool,
+    /// Values sealed anew (an email and a phone of one user count as two).
+    pub values: u64,
+    /// How many of those were still in plaintext (written before encryption at rest).
+    pub plaintext: u64,
+}
+
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     // --- health
@@ -340,6 +352,16 @@ pub trait Store: Send + Sync + 'static {
     // --- messages
     /// Commits a batch in one transaction (group commit); one result per input, in order.
     async fn send_messages(&self, batch: Vec<NewMessage>) -> Vec<Result<SendOutcome>>;
+    /// Load-test fixtures in one transaction (`chatnode bench-seed`): users named
+    /// `{prefix}{index}` with one session each (their ids returned in order), and the
+    /// conversations. Never reachable over the network.
+    async fn bulk_seed(
+        &self,
+        prefix: &str,
+        user_ids: &[String],
+        password_hash: &str,
+        conversations: &[SeedConversation],
+    ) -> Result<Vec<String>>;
     async fn messages(
         &self,
         user_id: &str,
@@ -422,4 +444,16 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Vec<crate::hub::Durable>>;
     /// `(conversation_id, last_seq)` of every conversation `user_id` belongs to.
     async fn conversation_heads(&self, user_id: &str) -> Result<Vec<(String, i64)>>;
+
+    // --- encryption at rest (run before serving; see `crate::encryption`)
+    /// The id of the key the database's data is under (its canary's), or `None` for a
+    /// database no version with encryption at rest has opened yet.
+    async fn encryption_key_id(&self) -> anyhow::Result<Option<String>>;
+    /// Checks the store's keyring against the database's canary (a wrong key is an error),
+    /// then, if any value may be in plaintext or under another key (or `all`), seals every
+    /// encrypted value under the current key and recomputes the lookup hashes, in batches of
+    /// one transaction each, and finally marks the database as all under the current key.
+    /// Interrupted, it leaves every value readable with the same keyring and picks up where
+    /// it stopped when run again.
+    async fn reencrypt(&self, all: bool) -> anyhow::Result<ReencryptReport>;
 }

@@ -23,6 +23,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Connection, FromRow, PgPool};
 
 use super::*;
+use crate::crypto::{Keyring, column};
 use crate::error::Error;
 use crate::hub::{Durable, Hub};
 use crate::time::{new_id, now_ms, rfc3339};
@@ -39,6 +40,8 @@ pub struct SqlStore {
     read: PgPool,
     write: PgPool,
     hub: Arc<Hub>,
+    /// Seals and opens the encrypted columns (see `crate::crypto`).
+    keys: Arc<Keyring>,
     /// Held across a write transaction and the publishing of its events on this node.
     gate: tokio::sync::Mutex<()>,
 }
@@ -46,7 +49,7 @@ pub struct SqlStore {
 impl SqlStore {
     /// Connects, and runs the embedded migrations (sqlx serializes concurrent migrators with
     /// an advisory lock, so several nodes may start at once).
-    pub async fn open(url: &str, hub: Arc<Hub>) -> anyhow::Result<SqlStore> {
+    pub async fn open(url: &str, hub: Arc<Hub>, keys: Arc<Keyring>) -> anyhow::Result<SqlStore> {
         let opts = PgConnectOptions::from_str(url).context("invalid postgres database URL")?;
         let pool = PgPoolOptions::new()
             .max_connections(16)
@@ -62,6 +65,7 @@ impl SqlStore {
             read: pool.clone(),
             write: pool,
             hub,
+            keys,
             gate: Default::default(),
         })
     }
@@ -78,7 +82,19 @@ impl SqlStore {
             .await?;
         Ok(())
     }
+
+    /// Rewrites the tables whose rows were sealed anew, so the old row versions (plaintext,
+    /// or under the old key) leave the table files instead of waiting for space reuse.
+    /// (Run before serving: VACUUM FULL locks each table while it runs.)
+    async fn compact(&self) -> anyhow::Result<()> {
+        sqlx::raw_sql("VACUUM FULL users, media, messages, events, encryption")
+            .execute(&self.write)
+            .await
+            .context("VACUUM FULL after re-encrypting")?;
+        Ok(())
+    }
 }
 
 include!("sql.rs");
 include!("seed.rs");
+include!("sql_encryption.rs");

@@ -6,7 +6,7 @@
 impl SqlStore {
     /// Inserts `user_ids.len()` users (usernames `{prefix}{index}`), one login session each
     /// (ids returned, in order) and the conversations, in one transaction.
-    pub async fn bulk_seed(
+    async fn seed_fixtures(
         &self,
         prefix: &str,
         user_ids: &[String],

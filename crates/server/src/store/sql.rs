@@ -3,10 +3,27 @@
 // `write` pools, `hub`, `gate`) and `lock_writes`, then `include!`s this file. Keep the SQL
 // portable between SQLite and PostgreSQL: `$N` placeholders, TRUE/FALSE and boolean
 // expressions (never `= 1`), `RETURNING`, `ON CONFLICT DO NOTHING`.
+//
+// Encryption at rest (`crate::crypto`): message bodies, event payloads, attachment names,
+// emails and phone numbers are sealed right before they are bound and opened right after they
+// are read; emails and phones are found by their keyed hashes (`email_hash`, `phone_hash`).
+// Nothing else in the server sees a sealed value.
 
-/// Durable events written in the current transaction, published after it commits.
-#[derive(Default)]
-struct Events(Vec<Durable>);
+/// Durable events written in the current transaction, published after it commits, and the
+/// keyring that seals what the transaction writes.
+struct Events {
+    keys: Arc<Keyring>,
+    list: Vec<Durable>,
+}
+
+impl Events {
+    fn new(keys: &Arc<Keyring>) -> Events {
+        Events {
+            keys: keys.clone(),
+            list: Vec::new(),
+        }
+    }
+}
 
 /// Runs `$body` in a write transaction; commits and publishes its events on `Ok`, rolls back
 /// on `Err`. The node's write gate is held until the events are handed to the hub, so this
@@ -15,7 +32,7 @@ macro_rules! write_tx {
     ($self:ident, |$tx:ident, $ev:ident| $body:block) => {{
         let _gate = $self.gate.lock().await;
         let mut conn = $self.write.acquire().await?;
-        let mut $ev = Events::default();
+        let mut $ev = Events::new(&$self.keys);
         let mut $tx = conn.begin().await?;
         Self::lock_writes(&mut $tx).await?;
         let out: Result<_> = async { $body }.await;
@@ -71,8 +88,8 @@ struct MsgRow {
 }
 
 impl MsgRow {
-    fn into_message(self) -> p::Message {
-        p::Message {
+    fn into_message(self, keys: &Keyring) -> Result<p::Message> {
+        Ok(p::Message {
             id: self.id,
             conversation_id: self.conversation_id,
             seq: self.seq,
@@ -82,14 +99,14 @@ impl MsgRow {
             body: if self.deleted {
                 String::new()
             } else {
-                self.body
+                keys.decrypt(column::MESSAGE_BODY, &self.body)?
             },
             attachments: Vec::new(),
             reply_to_seq: self.reply_to_seq,
             created_at: rfc3339(self.created_at),
             edited_at: self.edited_at.map(rfc3339),
             deleted: self.deleted,
-        }
+        })
     }
 }
 
@@ -134,7 +151,17 @@ fn like_prefix(q: &str) -> String {
 
 impl SqlStore {
     fn publish(&self, events: Events) {
-        self.hub.publish(events.0);
+        self.hub.publish(events.list);
+    }
+
+    /// An upload as stored, with its file name opened.
+    fn open_media(&self, mut r: MediaRecord) -> Result<MediaRecord> {
+        r.name = self.keys.decrypt(column::MEDIA_NAME, &r.name)?;
+        Ok(r)
+    }
+
+    fn open_media_all(&self, rows: Vec<MediaRecord>) -> Result<Vec<MediaRecord>> {
+        rows.into_iter().map(|r| self.open_media(r)).collect()
     }
 
     fn user_from_row(&self, r: &UserRow, show_presence: bool) -> p::User {
@@ -154,14 +181,14 @@ impl SqlStore {
         }
     }
 
-    fn me_from_row(&self, r: &UserRow) -> p::Me {
-        p::Me {
+    fn me_from_row(&self, r: &UserRow) -> Result<p::Me> {
+        Ok(p::Me {
             user: self.user_from_row(r, true),
-            email: r.email.clone(),
-            phone: r.phone.clone(),
+            email: self.keys.decrypt_opt(column::USER_EMAIL, r.email.as_deref())?,
+            phone: self.keys.decrypt_opt(column::USER_PHONE, r.phone.as_deref())?,
             created_at: rfc3339(r.created_at),
             notification_previews: r.notification_previews,
-        }
+        })
     }
 
     async fn user_row(c: &mut Conn, id: &str) -> Result<Option<UserRow>> {
@@ -274,6 +301,7 @@ impl SqlStore {
         recipients: Vec<String>,
     ) -> Result<i64> {
         let payload = serde_json::to_string(frame).map_err(|e| Error::Internal(e.into()))?;
+        let sealed = ev.keys.encrypt(column::EVENT_PAYLOAD, &payload);
         // Stored too, so a cluster node can fetch a conversation's message events by `seq`.
         let seq = match frame {
             ServerFrame::Message { message, .. } => Some(message.seq),
@@ -284,12 +312,12 @@ impl SqlStore {
         )
         .bind(conversation)
         .bind(user)
-        .bind(&payload)
+        .bind(&sealed)
         .bind(now_ms())
         .bind(seq)
         .fetch_one(&mut *c)
         .await?;
-        ev.0.push(Durable {
+        ev.list.push(Durable {
             pos,
             conversation_id: conversation.map(str::to_owned),
             user_id: user.map(str::to_owned),
@@ -346,7 +374,7 @@ impl SqlStore {
     }
 
     /// The attachments of a message, in order.
-    async fn attachments(c: &mut Conn, message_id: &str) -> Result<Vec<p::Media>> {
+    async fn attachments(&self, c: &mut Conn, message_id: &str) -> Result<Vec<p::Media>> {
         let rows = sqlx::query_as::<_, MediaRecord>(
             "SELECT md.* FROM message_media mm JOIN media md ON md.id = mm.media_id
              WHERE mm.message_id = $1 ORDER BY mm.position",
@@ -354,21 +382,25 @@ impl SqlStore {
         .bind(message_id)
         .fetch_all(&mut *c)
         .await?;
-        Ok(rows.iter().map(MediaRecord::to_protocol).collect())
+        Ok(self
+            .open_media_all(rows)?
+            .iter()
+            .map(MediaRecord::to_protocol)
+            .collect())
     }
 
     /// A stored message as the wire shows it, attachments included.
-    async fn finish(c: &mut Conn, row: MsgRow) -> Result<p::Message> {
+    async fn finish(&self, c: &mut Conn, row: MsgRow) -> Result<p::Message> {
         let has_media = matches!(row.kind.as_str(), "image" | "file" | "video");
-        let mut m = row.into_message();
+        let mut m = row.into_message(&self.keys)?;
         if has_media && !m.deleted {
-            m.attachments = Self::attachments(c, &m.id).await?;
+            m.attachments = self.attachments(c, &m.id).await?;
         }
         Ok(m)
     }
 
     /// Checks that `ids` name uploads of `owner` fit for a message of `kind`.
-    async fn usable_attachments(c: &mut Conn, owner: &str, kind: p::MessageKind, ids: &[String]) -> Result<Vec<MediaRecord>> {
+    async fn usable_attachments(&self, c: &mut Conn, owner: &str, kind: p::MessageKind, ids: &[String]) -> Result<Vec<MediaRecord>> {
         let mut out: Vec<MediaRecord> = Vec::with_capacity(ids.len());
         for id in ids {
             if out.iter().any(|m| &m.id == id) {
@@ -380,6 +412,7 @@ impl SqlStore {
                 .fetch_optional(&mut *c)
                 .await?
                 .ok_or_else(|| Error::not_found("attachment"))?;
+            let rec = self.open_media(rec)?;
             let fits = match kind {
                 p::MessageKind::Image => rec.kind == "image",
                 p::MessageKind::Video => rec.kind == "video",
@@ -435,7 +468,7 @@ impl SqlStore {
         .bind(&m.sender_id)
         .bind(&m.client_id)
         .bind(m.kind.as_str())
-        .bind(&m.body)
+        .bind(ev.keys.encrypt(column::MESSAGE_BODY, &m.body))
         .bind(m.reply_to_seq)
         .bind(now)
         .execute(&mut *c)
@@ -549,7 +582,7 @@ impl SqlStore {
         .fetch_optional(&mut *c)
         .await?;
         let last_message = match last {
-            Some(row) => Some(Self::finish(c, row).await?),
+            Some(row) => Some(self.finish(c, row).await?),
             None => None,
         };
         let unread: i64 = sqlx::query_scalar(
@@ -739,6 +772,7 @@ impl SqlStore {
     /// since lost the right to post), membership, and for direct chats blocks and friendship.
     /// One query answers all of it, so the group-commit writer spends one round trip here.
     async fn check_send(
+        &self,
         c: &mut Conn,
         m: &NewMessage,
         group_members: &mut HashMap<String, Vec<String>>,
@@ -778,7 +812,7 @@ impl SqlStore {
                     "client_id was already used for another conversation",
                 ));
             }
-            return Ok(SendCheck::Existing(Self::finish(c, row).await?));
+            return Ok(SendCheck::Existing(self.finish(c, row).await?));
         }
         let kind = kind.ok_or_else(|| Error::not_found("conversation"))?;
         let members = if kind == "direct" {
@@ -817,7 +851,9 @@ impl SqlStore {
                 "reply_to_seq names no message of this conversation",
             ));
         }
-        let media = Self::usable_attachments(c, &m.sender_id, m.kind, &m.attachment_ids).await?;
+        let media = self
+            .usable_attachments(c, &m.sender_id, m.kind, &m.attachment_ids)
+            .await?;
         Ok(SendCheck::New { members, media })
     }
 
@@ -833,10 +869,10 @@ impl SqlStore {
         let mut conn = self.write.acquire().await?;
         let mut tx = conn.begin().await?;
         Self::lock_writes(&mut tx).await?;
-        let mut events = Events::default();
+        let mut events = Events::new(&self.keys);
         let mut results: Vec<Result<SendOutcome>> = Vec::with_capacity(batch.len());
         for chunk in batch.chunks(FAST_CHUNK) {
-            Self::send_chunk(&mut tx, chunk, &mut events, &mut results).await?;
+            self.send_chunk(&mut tx, chunk, &mut events, &mut results).await?;
         }
         tx.commit().await?;
         // Committed and durable: now (and only now) the world may see it.
@@ -845,6 +881,7 @@ impl SqlStore {
     }
 
     async fn send_chunk(
+        &self,
         c: &mut Conn,
         chunk: &[NewMessage],
         events: &mut Events,
@@ -918,7 +955,7 @@ impl SqlStore {
                     ))
                 } else {
                     Ok(SendOutcome {
-                        message: Self::finish(c, row).await?,
+                        message: self.finish(c, row).await?,
                         created: false,
                     })
                 }));
@@ -1009,9 +1046,9 @@ impl SqlStore {
                         .bind(&message.sender_id)
                         .bind(&message.client_id)
                         .bind(message.kind.as_str())
-                        .bind(&message.body)
+                        .bind(self.keys.encrypt(column::MESSAGE_BODY, &message.body))
                         .bind(now)
-                        .bind(payload);
+                        .bind(self.keys.encrypt(column::EVENT_PAYLOAD, payload));
                 }
             }
             positions = q.fetch_all(&mut *c).await?;
@@ -1043,7 +1080,7 @@ impl SqlStore {
                     members,
                     payload,
                 } => {
-                    events.0.push(Durable {
+                    events.list.push(Durable {
                         pos: positions[k],
                         conversation_id: Some(message.conversation_id.clone()),
                         user_id: None,
@@ -1071,12 +1108,12 @@ impl SqlStore {
         let mut conn = self.write.acquire().await?;
         let mut tx = conn.begin().await?;
         Self::lock_writes(&mut tx).await?;
-        let mut events = Events::default();
+        let mut events = Events::new(&self.keys);
         let mut results = Vec::with_capacity(batch.len());
         // A batch holds only messages, so a group's member list cannot change within it.
         let mut group_members = HashMap::new();
         for m in batch {
-            match Self::check_send(&mut tx, m, &mut group_members).await {
+            match self.check_send(&mut tx, m, &mut group_members).await {
                 Ok(SendCheck::Existing(message)) => results.push(Ok(SendOutcome {
                     message,
                     created: false,
@@ -1115,19 +1152,21 @@ impl Store for SqlStore {
     async fn create_user(&self, u: NewUser) -> Result<p::Me> {
         write_tx!(self, |tx, ev| {
             let _ = &mut ev;
+            let email_hash = u.email.as_deref().map(|e| self.keys.lookup_hash(column::USER_EMAIL, e));
+            let phone_hash = u.phone.as_deref().map(|p| self.keys.lookup_hash(column::USER_PHONE, p));
             let taken: Option<(String, Option<String>, Option<String>)> = sqlx::query_as(
-                "SELECT username_key, email, phone FROM users
-                 WHERE username_key = $1 OR email = $2 OR phone = $3 LIMIT 1",
+                "SELECT username_key, email_hash, phone_hash FROM users
+                 WHERE username_key = $1 OR email_hash = $2 OR phone_hash = $3 LIMIT 1",
             )
             .bind(&u.username_key)
-            .bind(&u.email)
-            .bind(&u.phone)
+            .bind(&email_hash)
+            .bind(&phone_hash)
             .fetch_optional(&mut *tx)
             .await?;
             if let Some((key, email, phone)) = taken {
-                return Err(if u.email.is_some() && email == u.email {
+                return Err(if email_hash.is_some() && email == email_hash {
                     Error::new(ErrorCode::EmailTaken, "this email is already registered")
-                } else if u.phone.is_some() && phone == u.phone {
+                } else if phone_hash.is_some() && phone == phone_hash {
                     Error::new(
                         ErrorCode::PhoneTaken,
                         "this phone number is already registered",
@@ -1139,14 +1178,17 @@ impl Store for SqlStore {
             }
             let id = new_id();
             sqlx::query(
-                "INSERT INTO users (id, username, username_key, email, phone, display_name, display_key, password_hash, created_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                "INSERT INTO users (id, username, username_key, email, phone, email_hash, phone_hash,
+                                    display_name, display_key, password_hash, created_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
             )
             .bind(&id)
             .bind(&u.username)
             .bind(&u.username_key)
-            .bind(&u.email)
-            .bind(&u.phone)
+            .bind(u.email.as_deref().map(|e| self.keys.encrypt(column::USER_EMAIL, e)))
+            .bind(u.phone.as_deref().map(|p| self.keys.encrypt(column::USER_PHONE, p)))
+            .bind(&email_hash)
+            .bind(&phone_hash)
             .bind(&u.display_name)
             .bind(u.display_name.to_lowercase())
             .bind(&u.password_hash)
@@ -1154,14 +1196,16 @@ impl Store for SqlStore {
             .execute(&mut *tx)
             .await?;
             let row = Self::require_user(&mut tx, &id).await?;
-            Ok(self.me_from_row(&row))
+            self.me_from_row(&row)
         })
     }
 
     async fn credentials(&self, login: &str) -> Result<Option<Credentials>> {
         let row: Option<(String, String)> = sqlx::query_as(
-            "SELECT id, password_hash FROM users WHERE email = $1 OR phone = $1 OR username_key = $1 LIMIT 1",
+            "SELECT id, password_hash FROM users WHERE email_hash = $1 OR phone_hash = $2 OR username_key = $3 LIMIT 1",
         )
+        .bind(self.keys.lookup_hash(column::USER_EMAIL, login))
+        .bind(self.keys.lookup_hash(column::USER_PHONE, login))
         .bind(login)
         .fetch_optional(&self.read)
         .await?;
@@ -1174,7 +1218,7 @@ impl Store for SqlStore {
     async fn me(&self, user_id: &str) -> Result<p::Me> {
         let mut c = self.read.acquire().await?;
         let row = Self::require_user(&mut c, user_id).await?;
-        Ok(self.me_from_row(&row))
+        self.me_from_row(&row)
     }
 
     async fn user(&self, viewer: &str, user_id: &str) -> Result<p::User> {
@@ -1209,7 +1253,7 @@ impl Store for SqlStore {
             .execute(&mut *tx)
             .await?;
             let row = Self::require_user(&mut tx, user_id).await?;
-            Ok(self.me_from_row(&row))
+            self.me_from_row(&row)
         })
     }
 
@@ -1231,13 +1275,13 @@ impl Store for SqlStore {
             user_cols!(),
             " FROM users u
               WHERE (u.username_key LIKE $1 ESCAPE '\\' OR u.display_key LIKE $1 ESCAPE '\\'
-                     OR u.email = $2 OR u.phone = $3)
+                     OR u.email_hash = $2 OR u.phone_hash = $3)
                 AND u.id NOT IN (SELECT blocker_id FROM blocks WHERE blocked_id = $4)
               ORDER BY u.username_key LIMIT $5 OFFSET $6"
         ))
         .bind(like_prefix(&lower))
-        .bind(&lower)
-        .bind(q)
+        .bind(self.keys.lookup_hash(column::USER_EMAIL, &lower))
+        .bind(self.keys.lookup_hash(column::USER_PHONE, q))
         .bind(viewer)
         .bind(limit)
         .bind(offset)
@@ -2146,6 +2190,17 @@ impl Store for SqlStore {
         })
     }
 
+    async fn bulk_seed(
+        &self,
+        prefix: &str,
+        user_ids: &[String],
+        password_hash: &str,
+        conversations: &[SeedConversation],
+    ) -> Result<Vec<String>> {
+        self.seed_fixtures(prefix, user_ids, password_hash, conversations)
+            .await
+    }
+
     async fn send_messages(&self, batch: Vec<NewMessage>) -> Vec<Result<SendOutcome>> {
         let public = |e: Error| {
             if let Error::Internal(inner) = &e {
@@ -2230,7 +2285,7 @@ impl Store for SqlStore {
         };
         let mut messages = Vec::with_capacity(rows.len());
         for row in rows {
-            messages.push(Self::finish(&mut c, row).await?);
+            messages.push(self.finish(&mut c, row).await?);
         }
         Ok((messages, next))
     }
@@ -2261,14 +2316,14 @@ impl Store for SqlStore {
             sqlx::query("UPDATE messages SET body = $3, edited_at = $4 WHERE conversation_id = $1 AND seq = $2")
                 .bind(conversation_id)
                 .bind(seq)
-                .bind(&body)
+                .bind(ev.keys.encrypt(column::MESSAGE_BODY, &body))
                 .bind(now_ms())
                 .execute(&mut *tx)
                 .await?;
             let row = Self::message_by_seq(&mut tx, conversation_id, seq)
                 .await?
                 .ok_or_else(|| Error::not_found("message"))?;
-            let message = Self::finish(&mut tx, row).await?;
+            let message = self.finish(&mut tx, row).await?;
             Self::emit_conv(
                 &mut tx,
                 &mut ev,
@@ -2311,9 +2366,11 @@ impl Store for SqlStore {
                 }
                 if !row.deleted {
                     // The row stays, keeping its seq; the content is erased for good.
-                    sqlx::query("UPDATE messages SET deleted = TRUE, body = '' WHERE conversation_id = $1 AND seq = $2")
+                    sqlx::query("UPDATE messages SET deleted = TRUE, body = $3 WHERE conversation_id = $1 AND seq = $2")
                         .bind(conversation_id)
                         .bind(seq)
+                        // Sealed like any body: every stored body is ciphertext, even an empty one.
+                        .bind(ev.keys.encrypt(column::MESSAGE_BODY, ""))
                         .execute(&mut *tx)
                         .await?;
                     let frame = ServerFrame::MessageDeleted {
@@ -2412,7 +2469,7 @@ impl Store for SqlStore {
         .bind(&media.kind)
         .bind(&media.mime)
         .bind(media.size)
-        .bind(&media.name)
+        .bind(self.keys.encrypt(column::MEDIA_NAME, &media.name))
         .bind(&media.storage_key)
         .bind(&media.sha256)
         .bind(media.width)
@@ -2428,7 +2485,7 @@ impl Store for SqlStore {
     }
 
     async fn media_for(&self, viewer: Option<&str>, media_id: &str) -> Result<Option<MediaRecord>> {
-        Ok(sqlx::query_as::<_, MediaRecord>(
+        sqlx::query_as::<_, MediaRecord>(
             "SELECT md.* FROM media md WHERE md.id = $1 AND (
                  md.avatar
                  OR md.owner_id = $2
@@ -2439,7 +2496,9 @@ impl Store for SqlStore {
         .bind(media_id)
         .bind(viewer)
         .fetch_optional(&self.read)
-        .await?)
+        .await?
+        .map(|r| self.open_media(r))
+        .transpose()
     }
 
     async fn take_orphan_media(&self, created_before_ms: i64, limit: i64) -> Result<Vec<MediaRecord>> {
@@ -2459,7 +2518,7 @@ impl Store for SqlStore {
                 .execute(&mut *c)
                 .await?;
         }
-        Ok(rows)
+        self.open_media_all(rows)
     }
 
     async fn add_push_subscription(&self, user_id: &str, endpoint: &str, p256dh: &str, auth: &str) -> Result<p::PushSubscription> {
@@ -2582,7 +2641,11 @@ impl Store for SqlStore {
             group_name: if kind == "group" { name } else { None },
             sender_id: msg.sender_id.clone(),
             sender_name,
-            body: msg.body.clone(),
+            body: if msg.deleted {
+                String::new()
+            } else {
+                self.keys.decrypt(column::MESSAGE_BODY, &msg.body)?
+            },
             kind: p::MessageKind::parse(&msg.kind).unwrap_or(p::MessageKind::Text),
             deleted: msg.deleted,
             recipients,
@@ -2696,6 +2759,7 @@ impl Store for SqlStore {
             let name = format!("deleted-{tag}");
             sqlx::query(
                 "UPDATE users SET username = $2, username_key = $2, email = NULL, phone = NULL,
+                     email_hash = NULL, phone_hash = NULL,
                      display_name = 'Deleted user', display_key = 'deleted user', bio = NULL,
                      avatar_media_id = NULL, password_hash = '!', last_seen_at = NULL
                  WHERE id = $1",
@@ -2736,13 +2800,17 @@ impl Store for SqlStore {
         .await?;
         let mut messages = Vec::with_capacity(rows.len());
         for row in rows {
-            messages.push(Self::finish(&mut c, row).await?);
+            messages.push(self.finish(&mut c, row).await?);
         }
         let media = sqlx::query_as::<_, MediaRecord>("SELECT * FROM media WHERE owner_id = $1 ORDER BY created_at")
             .bind(user_id)
             .fetch_all(&mut *c)
             .await?;
-        let media: Vec<p::Media> = media.iter().map(MediaRecord::to_protocol).collect();
+        let media: Vec<p::Media> = self
+            .open_media_all(media)?
+            .iter()
+            .map(MediaRecord::to_protocol)
+            .collect();
         let sessions: Vec<serde_json::Value> = self
             .sessions(user_id)
             .await?
@@ -2782,6 +2850,14 @@ impl Store for SqlStore {
         self.conversation_heads_impl(user_id).await
     }
 
+    async fn encryption_key_id(&self) -> anyhow::Result<Option<String>> {
+        self.encryption_key_id_impl().await
+    }
+
+    async fn reencrypt(&self, all: bool) -> anyhow::Result<ReencryptReport> {
+        self.reencrypt_impl(all).await
+    }
+
     async fn events_since(
         &self,
         user_id: &str,
@@ -2801,13 +2877,15 @@ impl Store for SqlStore {
         .bind(limit)
         .fetch_all(&self.read)
         .await?;
-        Ok(rows
-            .into_iter()
-            .map(|(pos, payload)| StoredEvent {
-                pos,
-                json: with_pos(&payload, pos),
+        rows.into_iter()
+            .map(|(pos, payload)| {
+                let payload = self.keys.decrypt(column::EVENT_PAYLOAD, &payload)?;
+                Ok(StoredEvent {
+                    pos,
+                    json: with_pos(&payload, pos),
+                })
             })
-            .collect())
+            .collect()
     }
 }
 
@@ -2842,21 +2920,23 @@ impl SqlStore {
         .bind(conversation_id)
         .fetch_all(&mut *c)
         .await?;
-        Ok(rows
-            .into_iter()
-            .map(|(pos, payload, seq)| Durable {
-                pos,
-                conversation_id: Some(conversation_id.to_owned()),
-                user_id: None,
-                seq: Some(seq),
-                recipients: members
-                    .iter()
-                    .filter(|(_, joined)| *joined < pos)
-                    .map(|(u, _)| u.clone())
-                    .collect(),
-                json: with_pos(&payload, pos),
+        rows.into_iter()
+            .map(|(pos, payload, seq)| {
+                let payload = self.keys.decrypt(column::EVENT_PAYLOAD, &payload)?;
+                Ok(Durable {
+                    pos,
+                    conversation_id: Some(conversation_id.to_owned()),
+                    user_id: None,
+                    seq: Some(seq),
+                    recipients: members
+                        .iter()
+                        .filter(|(_, joined)| *joined < pos)
+                        .map(|(u, _)| u.clone())
+                        .collect(),
+                    json: with_pos(&payload, pos),
+                })
             })
-            .collect())
+            .collect()
     }
 
     /// See [`Store::conversation_heads`].

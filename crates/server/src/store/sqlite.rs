@@ -24,6 +24,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Connection, FromRow, SqlitePool};
 
 use super::*;
+use crate::crypto::{Keyring, column};
 use crate::error::Error;
 use crate::hub::{Durable, Hub};
 use crate::time::{new_id, now_ms, rfc3339};
@@ -37,13 +38,15 @@ pub struct SqlStore {
     read: SqlitePool,
     write: SqlitePool,
     hub: Arc<Hub>,
+    /// Seals and opens the encrypted columns (see `crate::crypto`).
+    keys: Arc<Keyring>,
     /// Held across a write transaction and the publishing of its events.
     gate: tokio::sync::Mutex<()>,
 }
 
 impl SqlStore {
     /// Opens (creating if needed) the database at `url` and runs the embedded migrations.
-    pub async fn open(url: &str, hub: Arc<Hub>) -> anyhow::Result<SqlStore> {
+    pub async fn open(url: &str, hub: Arc<Hub>, keys: Arc<Keyring>) -> anyhow::Result<SqlStore> {
         let opts = SqliteConnectOptions::from_str(url)
             .with_context(|| "invalid sqlite database URL".to_string())?
             .create_if_missing(true)
@@ -99,6 +102,7 @@ impl SqlStore {
             read,
             write,
             hub,
+            keys,
             gate: Default::default(),
         })
     }
@@ -114,7 +118,25 @@ impl SqlStore {
     async fn lock_writes(_c: &mut Conn) -> Result<()> {
         Ok(())
     }
+
+    /// Removes the bytes of rewritten rows from the file: a VACUUM rebuilds the database
+    /// without its free pages, and the checkpoints leave the WAL empty. (Run before serving.)
+    async fn compact(&self) -> anyhow::Result<()> {
+        let mut c = self.write.acquire().await?;
+        for sql in [
+            "PRAGMA wal_checkpoint(TRUNCATE)",
+            "VACUUM",
+            "PRAGMA wal_checkpoint(TRUNCATE)",
+        ] {
+            sqlx::raw_sql(sql)
+                .execute(&mut *c)
+                .await
+                .with_context(|| format!("{sql} after re-encrypting"))?;
+        }
+        Ok(())
+    }
 }
 
 include!("sql.rs");
 include!("seed.rs");
+include!("sql_encryption.rs");

@@ -4,7 +4,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
@@ -19,6 +19,8 @@ pub struct TestServer {
     pub dir: tempfile::TempDir,
     pub addr: String,
     extra_args: Vec<String>,
+    /// Environment variables the server runs with (besides the inherited ones).
+    envs: Vec<(String, String)>,
     /// The PostgreSQL schema this server uses, when the suite runs against PostgreSQL.
     pg_schema: Option<String>,
 }
@@ -80,22 +82,26 @@ impl Drop for PgSchema {
 
 impl TestServer {
     /// A node of a cluster: `args` carry the shared `--database-url` and `--nats-url`; the
-    /// JWT secret is copied from `secret_from` (a node's data dir) when given, since every
-    /// node must sign and check tokens with the same key.
+    /// JWT secret and the encryption key are copied from `secret_from` (a node's data dir)
+    /// when given, since every node must sign and check tokens, and read the data, with the
+    /// same keys.
     pub async fn start_node(args: &[&str], secret_from: Option<&Path>) -> TestServer {
         let dir = tempfile::tempdir().expect("temp dir");
         if let Some(from) = secret_from {
             std::fs::create_dir_all(dir.path().join("data")).expect("data dir");
-            std::fs::copy(from.join("jwt_secret"), dir.path().join("data/jwt_secret"))
-                .expect("copy jwt_secret");
+            for file in ["jwt_secret", "encryption_key"] {
+                std::fs::copy(from.join(file), dir.path().join("data").join(file))
+                    .unwrap_or_else(|e| panic!("copy {file}: {e}"));
+            }
         }
         let extra_args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-        let (child, addr) = spawn(dir.path(), "127.0.0.1:0", &extra_args);
+        let (child, addr) = spawn(dir.path(), "127.0.0.1:0", &extra_args, &[]);
         TestServer {
             child: Some(child),
             dir,
             addr,
             extra_args,
+            envs: Vec::new(),
             pg_schema: None,
         }
     }
@@ -106,6 +112,15 @@ impl TestServer {
 
     /// Starts with extra `serve` options, e.g. `["--ws-queue", "8"]`.
     pub async fn start_with(args: &[&str]) -> TestServer {
+        TestServer::start_with_env(args, &[]).await
+    }
+
+    /// Starts with extra `serve` options and environment variables.
+    pub async fn start_with_env(args: &[&str], envs: &[(&str, &str)]) -> TestServer {
+        let envs: Vec<(String, String)> = envs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         let dir = tempfile::tempdir().expect("temp dir");
         let mut extra_args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
         let pg_schema = pg_base().map(|base| {
@@ -120,12 +135,13 @@ impl TestServer {
             extra_args.push(format!("{base}{sep}options=-c%20search_path%3D{schema}"));
             schema
         });
-        let (child, addr) = spawn(dir.path(), "127.0.0.1:0", &extra_args);
+        let (child, addr) = spawn(dir.path(), "127.0.0.1:0", &extra_args, &envs);
         TestServer {
             child: Some(child),
             dir,
             addr,
             extra_args,
+            envs,
             pg_schema,
         }
     }
@@ -178,9 +194,63 @@ impl TestServer {
     /// Starts the server again on the same address and data dir.
     pub async fn restart(&mut self) {
         self.kill9();
-        let (child, addr) = spawn(self.dir.path(), &self.addr.clone(), &self.extra_args);
+        let (child, addr) = spawn(
+            self.dir.path(),
+            &self.addr.clone(),
+            &self.extra_args,
+            &self.envs,
+        );
         self.child = Some(child);
         self.addr = addr;
+    }
+
+    /// Replaces the environment variables of the next `restart`.
+    pub fn set_envs(&mut self, envs: &[(&str, &str)]) {
+        self.envs = envs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+    }
+
+    /// The `--database-url` given to the server (PostgreSQL runs), else its SQLite file's.
+    pub fn database_url(&self) -> String {
+        self.extra_args
+            .iter()
+            .position(|a| a == "--database-url")
+            .and_then(|i| self.extra_args.get(i + 1).cloned())
+            .unwrap_or_else(|| {
+                format!("sqlite://{}", self.data_dir().join("chatnode.db").display())
+            })
+    }
+
+    /// Runs `chatnode ARGS…` (a subcommand and its options) on this server's data dir and
+    /// options (the server should be stopped), with extra environment variables; gives up
+    /// after 60 s.
+    pub fn run(&self, args: &[&str], envs: &[(&str, &str)]) -> Output {
+        let mut child = Command::new(binary())
+            .args(args)
+            .arg("--data-dir")
+            .arg(self.data_dir())
+            .args(&self.extra_args)
+            .envs(self.envs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .envs(envs.iter().copied())
+            .env("CHATNODE_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn chatnode");
+        for _ in 0..1200 {
+            if child.try_wait().expect("wait").is_some() {
+                return child.wait_with_output().expect("output");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = child.kill();
+        let out = child.wait_with_output().expect("output");
+        panic!(
+            "chatnode {args:?} did not exit within 60 s: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 }
 
@@ -200,7 +270,7 @@ pub fn binary() -> &'static str {
     env!("CARGO_BIN_EXE_chatnode")
 }
 
-fn spawn(dir: &Path, listen: &str, extra: &[String]) -> (Child, String) {
+fn spawn(dir: &Path, listen: &str, extra: &[String], envs: &[(String, String)]) -> (Child, String) {
     // The same port may still be in TIME_WAIT or held a moment after a kill: retry briefly.
     for attempt in 0..50 {
         let mut child = Command::new(binary())
@@ -208,6 +278,7 @@ fn spawn(dir: &Path, listen: &str, extra: &[String]) -> (Child, String) {
             .arg("--data-dir")
             .arg(dir.join("data"))
             .args(extra)
+            .envs(envs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .env("CHATNODE_LOG", "info")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -240,6 +311,10 @@ fn spawn(dir: &Path, listen: &str, extra: &[String]) -> (Child, String) {
                 else {
                     return;
                 };
+                // What it logged while starting, too.
+                for line in seen {
+                    let _ = writeln!(f, "{line}");
+                }
                 for line in lines.map_while(Result::ok) {
                     let _ = writeln!(f, "{line}");
                 }

@@ -239,6 +239,17 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
                 }
                 Scenario::Smoke => unreachable!("expanded above"),
             };
+            // Anything else running on the machine shares its 2 cores: record how busy it was.
+            let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+            let load1: f64 = load
+                .split_whitespace()
+                .next()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0.0);
+            let mut new_rows = new_rows;
+            for r in &mut new_rows {
+                r.num("loadavg_1m_after", load1);
+            }
             for r in &new_rows {
                 if !matches!(sc, Scenario::OneToOne { .. } | Scenario::Fanout { .. }) {
                     println!("{}", r.one_line());

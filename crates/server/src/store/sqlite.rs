@@ -60,12 +60,17 @@ impl SqlStore {
             // No checkpoints inside COMMIT: copying WAL pages into the database file would
             // stall the single writer (and every ack behind it). A background connection
             // checkpoints instead (below).
-            .pragma("wal_autocheckpoint", "0");
+            .pragma("wal_autocheckpoint", "0")
+            // Reads through the OS page cache by mapping the file instead of a pread per page.
+            .pragma("mmap_size", "268435456");
         let write = SqlitePoolOptions::new()
             .max_connections(1)
             .min_connections(1)
             .acquire_timeout(Duration::from_secs(30))
-            .connect_with(opts.clone())
+            // A group commit dirties pages all over the message, event and member indexes; with
+            // SQLite's default 2 MB cache they spill to the WAL mid-transaction. 64 MB (only
+            // what is used is allocated).
+            .connect_with(opts.clone().pragma("cache_size", "-65536"))
             .await
             .context("cannot open the SQLite database")?;
         sqlx::migrate!("migrations/sqlite")

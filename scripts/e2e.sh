@@ -4,7 +4,7 @@
 # `scripts/e2e.sh restart DIR` is what the suite calls to restart that server mid-test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bin="$PWD/target/release/chatnode"
+bin="$(cd "${CARGO_TARGET_DIR:-target}" && pwd)/release/chatnode"
 
 start_server() { # dir port
     "$bin" serve --listen "127.0.0.1:$2" --data-dir "$1/data" >>"$1/server.log" 2>&1 &

@@ -31,6 +31,7 @@ use crate::SharedState;
 use crate::error::Error;
 use crate::http::AuthUser;
 use crate::hub::{ConnControl, Outbound};
+use crate::store::NewMessage;
 use crate::time::now_ms;
 
 const AUTH_TIMEOUT: Duration = Duration::from_secs(10);
@@ -457,44 +458,16 @@ impl Connection {
         own_tx: &mpsc::Sender<Outbound>,
         ctl: &Arc<ConnControl>,
     ) -> Flow {
-        let frame = match serde_json::from_str::<ClientFrame>(text) {
-            Ok(f) => f,
-            Err(e) => {
-                let err = Error::bad_request(format!("invalid frame: {e}"));
-                return self.reply(error_frame(client_id_of(text), &err)).await;
-            }
+        let request = match decode(&self.auth.user_id, text) {
+            Ok(r) => r,
+            Err(error) => return self.reply(error).await,
         };
         let state = self.state.clone();
         let user = self.auth.user_id.clone();
-        match frame {
-            ClientFrame::Ping => self.reply(ServerFrame::Pong).await,
-            ClientFrame::Auth { .. } => {
-                self.reply(error_frame(
-                    None,
-                    &Error::bad_request("this connection is already authenticated"),
-                ))
-                .await
-            }
-            ClientFrame::Send {
-                conversation_id,
-                client_id,
-                body,
-                kind,
-                attachment_ids,
-                reply_to_seq,
-            } => {
-                let m = match crate::http::messages::new_message(
-                    &user,
-                    &conversation_id,
-                    &client_id,
-                    &body,
-                    kind,
-                    attachment_ids.as_deref(),
-                    reply_to_seq,
-                ) {
-                    Ok(m) => m,
-                    Err(e) => return self.reply(error_frame(Some(client_id), &e)).await,
-                };
+        match request {
+            Request::Ping => self.reply(ServerFrame::Pong).await,
+            Request::Send(m) => {
+                let client_id = m.client_id.clone();
                 let rx = match state.batcher.submit(m).await {
                     Ok(rx) => rx,
                     Err(e) => return self.reply(error_frame(Some(client_id), &e)).await,
@@ -521,59 +494,46 @@ impl Connection {
                 });
                 Flow::Continue
             }
-            ClientFrame::Typing {
-                conversation_id,
+            Request::Typing {
+                conversation_id: conv,
                 typing,
-            } => {
-                let conv = match crate::domain::id(&conversation_id, "conversation") {
-                    Ok(c) => c,
-                    Err(e) => return self.reply(error_frame(None, &e)).await,
-                };
-                match state.store.member_ids_if_member(&user, &conv).await {
-                    Ok(Some(members)) => {
-                        let others: Vec<&String> = members.iter().filter(|m| **m != user).collect();
-                        let frame = ServerFrame::Typing {
-                            conversation_id: conv.clone(),
-                            user_id: user.clone(),
-                            typing,
-                        };
-                        let text = encode(&frame);
-                        if let Some(cluster) = &state.cluster {
-                            cluster.publish_ephemeral(
-                                &conv,
-                                others.iter().map(|s| (*s).clone()).collect(),
-                                text.as_str().to_owned(),
-                            );
-                        }
-                        state.hub.deliver(&others, &Outbound { pos: None, text });
-                        Flow::Continue
+            } => match state.store.member_ids_if_member(&user, &conv).await {
+                Ok(Some(members)) => {
+                    let others: Vec<&String> = members.iter().filter(|m| **m != user).collect();
+                    let frame = ServerFrame::Typing {
+                        conversation_id: conv.clone(),
+                        user_id: user.clone(),
+                        typing,
+                    };
+                    let text = encode(&frame);
+                    if let Some(cluster) = &state.cluster {
+                        cluster.publish_ephemeral(
+                            &conv,
+                            others.iter().map(|s| (*s).clone()).collect(),
+                            text.as_str().to_owned(),
+                        );
                     }
-                    Ok(None) => {
-                        self.reply(error_frame(None, &Error::not_found("conversation")))
-                            .await
-                    }
-                    Err(e) => self.reply(error_frame(None, &e)).await,
+                    state.hub.deliver(&others, &Outbound { pos: None, text });
+                    Flow::Continue
                 }
-            }
-            ClientFrame::Read {
-                conversation_id,
+                Ok(None) => {
+                    self.reply(error_frame(None, &Error::not_found("conversation")))
+                        .await
+                }
+                Err(e) => self.reply(error_frame(None, &e)).await,
+            },
+            Request::Read {
+                conversation_id: conv,
                 seq,
-            } => {
-                let conv = match crate::domain::id(&conversation_id, "conversation") {
-                    Ok(c) => c,
-                    Err(e) => return self.reply(error_frame(None, &e)).await,
-                };
-                match state.store.mark_read(&user, &conv, seq).await {
-                    Ok(_) => Flow::Continue,
-                    Err(e) => self.reply(error_frame(None, &e)).await,
-                }
-            }
-            ClientFrame::Sync { since } => self.sync(since).await,
-            ClientFrame::View { conversation_id } => {
-                // What this client shows: push notifications skip it. Only the user's own
-                // conversations count; anything else is treated as "nothing in view".
-                let conv = conversation_id.and_then(|c| crate::domain::id(&c, "conversation").ok());
-                self.state.hub.set_viewing(&user, self.conn_id, conv);
+            } => match state.store.mark_read(&user, &conv, seq).await {
+                Ok(_) => Flow::Continue,
+                Err(e) => self.reply(error_frame(None, &e)).await,
+            },
+            Request::Sync { since } => self.sync(since).await,
+            Request::View { conversation_id } => {
+                self.state
+                    .hub
+                    .set_viewing(&user, self.conn_id, conversation_id);
                 Flow::Continue
             }
         }
@@ -587,15 +547,8 @@ impl Connection {
         }
     }
 
+    /// Replays stored events after `since` (not negative: [`decode`] checked it).
     async fn sync(&mut self, since: i64) -> Flow {
-        if since < 0 {
-            return self
-                .reply(error_frame(
-                    None,
-                    &Error::invalid("since", "since must not be negative"),
-                ))
-                .await;
-        }
         let mut cursor = since;
         loop {
             let page = match self
@@ -628,6 +581,96 @@ impl Connection {
     }
 }
 
+/// A client frame that passed every check that needs no state: its JSON shape, IDs
+/// (normalized), the message rules.
+#[doc(hidden)]
+#[derive(Debug)]
+pub enum Request {
+    Ping,
+    Send(NewMessage),
+    Typing {
+        conversation_id: String,
+        typing: bool,
+    },
+    Read {
+        conversation_id: String,
+        seq: i64,
+    },
+    Sync {
+        since: i64,
+    },
+    /// `None`: nothing in view (also for anything that is not a conversation ID).
+    View {
+        conversation_id: Option<String>,
+    },
+}
+
+/// Parses and checks one text frame of an authenticated connection; a refusal comes back as
+/// the `error` frame to send. No state and no I/O: the store and the hub see only what
+/// passed, and the `ws_frame` fuzz target runs exactly this.
+#[doc(hidden)]
+pub fn decode(user_id: &str, text: &str) -> Result<Request, ServerFrame> {
+    let frame = match serde_json::from_str::<ClientFrame>(text) {
+        Ok(f) => f,
+        Err(e) => {
+            let err = Error::bad_request(format!("invalid frame: {e}"));
+            return Err(error_frame(client_id_of(text), &err));
+        }
+    };
+    let conversation =
+        |id: &str| crate::domain::id(id, "conversation").map_err(|e| error_frame(None, &e));
+    match frame {
+        ClientFrame::Ping => Ok(Request::Ping),
+        ClientFrame::Auth { .. } => Err(error_frame(
+            None,
+            &Error::bad_request("this connection is already authenticated"),
+        )),
+        ClientFrame::Send {
+            conversation_id,
+            client_id,
+            body,
+            kind,
+            attachment_ids,
+            reply_to_seq,
+        } => crate::http::messages::new_message(
+            user_id,
+            &conversation_id,
+            &client_id,
+            &body,
+            kind,
+            attachment_ids.as_deref(),
+            reply_to_seq,
+        )
+        .map(Request::Send)
+        .map_err(|e| error_frame(Some(client_id), &e)),
+        ClientFrame::Typing {
+            conversation_id,
+            typing,
+        } => Ok(Request::Typing {
+            conversation_id: conversation(&conversation_id)?,
+            typing,
+        }),
+        ClientFrame::Read {
+            conversation_id,
+            seq,
+        } => Ok(Request::Read {
+            conversation_id: conversation(&conversation_id)?,
+            seq,
+        }),
+        ClientFrame::Sync { since } if since < 0 => Err(error_frame(
+            None,
+            &Error::invalid("since", "since must not be negative"),
+        )),
+        ClientFrame::Sync { since } => Ok(Request::Sync { since }),
+        // What this client shows: push notifications skip it. Only the user's own
+        // conversations count; anything else is treated as "nothing in view".
+        ClientFrame::View { conversation_id } => Ok(Request::View {
+            conversation_id: conversation_id
+                .and_then(|c| crate::domain::id(&c, "conversation").ok()),
+        }),
+    }
+}
+
 /// Best effort: the `client_id` of a frame that failed to parse fully, for the error reply.
 fn client_id_of(text: &str) -> Option<String> {
     serde_json::from_str::<serde_json::Value>(text)
@@ -635,4 +678,67 @@ fn client_id_of(text: &str) -> Option<String> {
         .get("client_id")?
         .as_str()
         .map(str::to_owned)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CONV: &str = "01890a5d-ac96-774b-bcce-b302099a8057";
+
+    fn refused(text: &str) -> (Option<String>, String) {
+        match decode("u", text) {
+            Err(ServerFrame::Error {
+                client_id, code, ..
+            }) => (client_id, code),
+            other => panic!("{text}: expected an error frame, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn decode_checks_everything_that_needs_no_state() {
+        assert!(matches!(
+            decode("u", r#"{"type":"ping"}"#),
+            Ok(Request::Ping)
+        ));
+        let send = format!(
+            r#"{{"type":"send","conversation_id":"{}","client_id":"c1","body":"hi"}}"#,
+            CONV.to_uppercase()
+        );
+        match decode("u", &send) {
+            Ok(Request::Send(m)) => {
+                assert_eq!(
+                    (m.conversation_id.as_str(), m.client_id.as_str()),
+                    (CONV, "c1")
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        // Refusals carry the client_id when there is one, even from a frame that did not parse.
+        assert_eq!(
+            refused(r#"{"type":"send","client_id":"c2","body":1}"#),
+            (Some("c2".into()), "invalid_request".into())
+        );
+        let blank =
+            format!(r#"{{"type":"send","conversation_id":"{CONV}","client_id":"c3","body":" "}}"#);
+        assert_eq!(refused(&blank).0.as_deref(), Some("c3"));
+        assert_eq!(
+            refused(r#"{"type":"sync","since":-1}"#).1,
+            "invalid_request"
+        );
+        assert_eq!(
+            refused(r#"{"type":"auth","token":"t"}"#).1,
+            "invalid_request"
+        );
+        assert_eq!(
+            refused(r#"{"type":"typing","conversation_id":"x","typing":true}"#).1,
+            "not_found"
+        );
+        assert!(matches!(
+            decode("u", r#"{"type":"view","conversation_id":"not-an-id"}"#),
+            Ok(Request::View {
+                conversation_id: None
+            })
+        ));
+    }
 }

@@ -6,7 +6,7 @@
 //! EXIF). The pixel count is checked from the header before decoding, so a small file that
 //! would decompress into gigabytes (a decompression bomb) is refused cheaply.
 
-use std::io::Cursor;
+use std::io::{BufRead, Cursor, Seek};
 use std::path::Path;
 
 use image::codecs::jpeg::JpegEncoder;
@@ -31,6 +31,21 @@ pub enum ImageError {
 }
 
 pub fn process(path: &Path, mime: &str, max_pixels: u64) -> Result<Processed, ImageError> {
+    process_from(
+        || std::fs::File::open(path).map(std::io::BufReader::new),
+        mime,
+        max_pixels,
+    )
+}
+
+/// [`process`] on any seekable source; `source` is called once for the header and once for
+/// the decode. Public for the `media_sniff` fuzz target, which feeds it bytes in memory.
+#[doc(hidden)]
+pub fn process_from<R: BufRead + Seek>(
+    source: impl Fn() -> std::io::Result<R>,
+    mime: &str,
+    max_pixels: u64,
+) -> Result<Processed, ImageError> {
     let format = match mime {
         "image/jpeg" => ImageFormat::Jpeg,
         "image/png" => ImageFormat::Png,
@@ -39,8 +54,8 @@ pub fn process(path: &Path, mime: &str, max_pixels: u64) -> Result<Processed, Im
         other => return Err(ImageError::Invalid(format!("not an image type: {other}"))),
     };
     let invalid = |e: image::ImageError| ImageError::Invalid(e.to_string());
-    let open = || -> Result<ImageReader<std::io::BufReader<std::fs::File>>, ImageError> {
-        let mut r = ImageReader::open(path).map_err(|e| ImageError::Invalid(e.to_string()))?;
+    let open = || -> Result<ImageReader<R>, ImageError> {
+        let mut r = ImageReader::new(source().map_err(|e| ImageError::Invalid(e.to_string()))?);
         r.set_format(format);
         let mut limits = Limits::default();
         limits.max_alloc = Some(max_pixels.saturating_mul(8).max(64 * 1024 * 1024));

@@ -84,7 +84,8 @@ fuzz_target!(|data: &[u8]| {
         Ok(Request::View { conversation_id }) => {
             assert!(conversation_id.is_none_or(|c| is_normal_id(&c)));
         }
-        Err(frame) => {
+        Err(refusal) => {
+            let frame = refusal.frame();
             let ServerFrame::Error { code, .. } = &frame else {
                 panic!("a refusal that is not an error frame: {frame:?}");
             };

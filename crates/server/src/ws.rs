@@ -460,7 +460,7 @@ impl Connection {
     ) -> Flow {
         let request = match decode(&self.auth.user_id, text) {
             Ok(r) => r,
-            Err(error) => return self.reply(error).await,
+            Err(refusal) => return self.reply(refusal.frame()).await,
         };
         let state = self.state.clone();
         let user = self.auth.user_id.clone();
@@ -605,25 +605,44 @@ pub enum Request {
     },
 }
 
-/// Parses and checks one text frame of an authenticated connection; a refusal comes back as
-/// the `error` frame to send. No state and no I/O: the store and the hub see only what
-/// passed, and the `ws_frame` fuzz target runs exactly this.
+/// Why [`decode`] refused a frame, and the `client_id` to answer with.
 #[doc(hidden)]
-pub fn decode(user_id: &str, text: &str) -> Result<Request, ServerFrame> {
+#[derive(Debug)]
+pub struct Refusal {
+    pub client_id: Option<String>,
+    pub error: Error,
+}
+
+impl Refusal {
+    fn new(client_id: Option<String>, error: Error) -> Refusal {
+        Refusal { client_id, error }
+    }
+
+    /// The `error` frame that answers the refused frame.
+    pub fn frame(&self) -> ServerFrame {
+        error_frame(self.client_id.clone(), &self.error)
+    }
+}
+
+/// Parses and checks one text frame of an authenticated connection. No state and no I/O:
+/// the store and the hub see only what passed, and the `ws_frame` fuzz target runs exactly
+/// this.
+#[doc(hidden)]
+pub fn decode(user_id: &str, text: &str) -> Result<Request, Refusal> {
     let frame = match serde_json::from_str::<ClientFrame>(text) {
         Ok(f) => f,
         Err(e) => {
             let err = Error::bad_request(format!("invalid frame: {e}"));
-            return Err(error_frame(client_id_of(text), &err));
+            return Err(Refusal::new(client_id_of(text), err));
         }
     };
     let conversation =
-        |id: &str| crate::domain::id(id, "conversation").map_err(|e| error_frame(None, &e));
+        |id: &str| crate::domain::id(id, "conversation").map_err(|e| Refusal::new(None, e));
     match frame {
         ClientFrame::Ping => Ok(Request::Ping),
-        ClientFrame::Auth { .. } => Err(error_frame(
+        ClientFrame::Auth { .. } => Err(Refusal::new(
             None,
-            &Error::bad_request("this connection is already authenticated"),
+            Error::bad_request("this connection is already authenticated"),
         )),
         ClientFrame::Send {
             conversation_id,
@@ -642,7 +661,7 @@ pub fn decode(user_id: &str, text: &str) -> Result<Request, ServerFrame> {
             reply_to_seq,
         )
         .map(Request::Send)
-        .map_err(|e| error_frame(Some(client_id), &e)),
+        .map_err(|e| Refusal::new(Some(client_id), e)),
         ClientFrame::Typing {
             conversation_id,
             typing,
@@ -657,9 +676,9 @@ pub fn decode(user_id: &str, text: &str) -> Result<Request, ServerFrame> {
             conversation_id: conversation(&conversation_id)?,
             seq,
         }),
-        ClientFrame::Sync { since } if since < 0 => Err(error_frame(
+        ClientFrame::Sync { since } if since < 0 => Err(Refusal::new(
             None,
-            &Error::invalid("since", "since must not be negative"),
+            Error::invalid("since", "since must not be negative"),
         )),
         ClientFrame::Sync { since } => Ok(Request::Sync { since }),
         // What this client shows: push notifications skip it. Only the user's own
@@ -687,7 +706,7 @@ mod tests {
     const CONV: &str = "01890a5d-ac96-774b-bcce-b302099a8057";
 
     fn refused(text: &str) -> (Option<String>, String) {
-        match decode("u", text) {
+        match decode("u", text).map_err(|r| r.frame()) {
             Err(ServerFrame::Error {
                 client_id, code, ..
             }) => (client_id, code),

@@ -111,7 +111,7 @@ impl PeakRss {
             loop {
                 let v = crate::target::proc_rss(&path);
                 peak = peak.max(v);
-                if n % 10 == 0 {
+                if n.is_multiple_of(10) {
                     series.push(v);
                 }
                 n += 1;

@@ -251,11 +251,11 @@ fn wait_line<T: Send + 'static>(
         let mut tx = Some(tx);
         for line in lines.by_ref() {
             let Ok(line) = line else { break };
-            if let Some(t) = tx.as_ref() {
-                if let Some(v) = f(&line) {
-                    let _ = t.send(v);
-                    tx = None;
-                }
+            if let Some(t) = tx.as_ref()
+                && let Some(v) = f(&line)
+            {
+                let _ = t.send(v);
+                tx = None;
             }
         }
     });

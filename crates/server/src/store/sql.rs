@@ -798,6 +798,25 @@ impl SqlStore {
         .bind(&m.client_id)
         .fetch_one(&mut *c)
         .await?;
+        self.decide_send(c, m, (existing, kind, peer, blocked, friends), group_members)
+            .await
+    }
+
+    /// What `check_send`'s query row means for a send; shared by the general path and the
+    /// SQLite fast path (`send_chunk`). Rule failures are `Err`s that wrote nothing.
+    async fn decide_send(
+        &self,
+        c: &mut Conn,
+        m: &NewMessage,
+        (existing, kind, peer, blocked, friends): (
+            Option<String>,
+            Option<String>,
+            Option<String>,
+            bool,
+            bool,
+        ),
+        group_members: &mut HashMap<String, Vec<String>>,
+    ) -> Result<SendCheck> {
         if let Some(id) = existing {
             let row = sqlx::query_as::<_, MsgRow>(concat!(
                 "SELECT ",
@@ -930,7 +949,7 @@ impl SqlStore {
         let base = results.len();
         let mut seqs: HashMap<&str, i64> = HashMap::new();
         let mut first_of: HashMap<(&str, &str), usize> = HashMap::new();
-        let mut group_members: HashMap<&str, Vec<String>> = HashMap::new();
+        let mut group_members: HashMap<String, Vec<String>> = HashMap::new();
         let mut plans = Vec::with_capacity(chunk.len());
         for (i, (m, (existing, kind, peer, blocked, friends, last_seq))) in
             chunk.iter().zip(checks).enumerate()
@@ -940,57 +959,27 @@ impl SqlStore {
                 continue;
             }
             first_of.insert((&m.sender_id, &m.client_id), i);
-            if let Some(id) = existing {
-                let row = sqlx::query_as::<_, MsgRow>(concat!(
-                    "SELECT ",
-                    msg_cols!(),
-                    " FROM messages m WHERE m.id = $1"
-                ))
-                .bind(&id)
-                .fetch_one(&mut *c)
-                .await?;
-                plans.push(Plan::Done(if row.conversation_id != m.conversation_id {
-                    Err(Error::conflict(
-                        "client_id was already used for another conversation",
-                    ))
-                } else {
-                    Ok(SendOutcome {
-                        message: self.finish(c, row).await?,
+            let members = match self
+                .decide_send(
+                    c,
+                    m,
+                    (existing, kind, peer, blocked, friends),
+                    &mut group_members,
+                )
+                .await
+            {
+                Ok(SendCheck::New { members, .. }) => members,
+                Ok(SendCheck::Existing(message)) => {
+                    plans.push(Plan::Done(Ok(SendOutcome {
+                        message,
                         created: false,
-                    })
-                }));
-                continue;
-            }
-            let Some(kind) = kind else {
-                plans.push(Plan::Done(Err(Error::not_found("conversation"))));
-                continue;
-            };
-            let members = if kind == "direct" {
-                if peer.is_some() && blocked {
-                    plans.push(Plan::Done(Err(Error::new(
-                        ErrorCode::Blocked,
-                        "you cannot message this person",
-                    ))));
+                    })));
                     continue;
                 }
-                if peer.is_some() && !friends {
-                    plans.push(Plan::Done(Err(Error::new(
-                        ErrorCode::NotFriends,
-                        "you can only message your friends",
-                    ))));
+                Err(e @ Error::Internal(_)) => return Err(e),
+                Err(e) => {
+                    plans.push(Plan::Done(Err(e)));
                     continue;
-                }
-                let mut list = vec![m.sender_id.clone()];
-                list.extend(peer);
-                list
-            } else {
-                match group_members.get(m.conversation_id.as_str()) {
-                    Some(list) => list.clone(),
-                    None => {
-                        let list = Self::member_ids(c, &m.conversation_id).await?;
-                        group_members.insert(&m.conversation_id, list.clone());
-                        list
-                    }
                 }
             };
             let seq = seqs

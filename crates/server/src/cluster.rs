@@ -59,6 +59,9 @@ const OUTBOX: usize = 65_536;
 const INBOX: usize = 65_536;
 
 const PRESENCE_SUBJECT: &str = "chatnode.presence";
+/// Login sessions that ended (logout, password change, revocation, refresh-token reuse):
+/// every node closes their sockets.
+const SESSIONS_SUBJECT: &str = "chatnode.sessions";
 
 fn conv_subject(id: &str) -> String {
     format!("chatnode.conv.{id}")
@@ -98,6 +101,12 @@ enum Wire {
         node: String,
         users: Vec<String>,
     },
+    /// These login sessions ended: close their sockets with `code`.
+    SessionsEnded {
+        node: String,
+        sessions: Vec<String>,
+        code: u16,
+    },
 }
 
 /// Subscriptions and per-conversation delivery state, behind one std mutex held briefly.
@@ -122,6 +131,9 @@ enum Input {
     Local(Vec<Durable>),
     Remote(Bytes),
     Reconnected,
+    /// Deliver what the database holds after the last delivered `seq` of these
+    /// conversations (they may have moved while this node was subscribing).
+    Fill(Vec<String>),
 }
 
 pub struct Cluster {
@@ -131,6 +143,8 @@ pub struct Cluster {
     store: Arc<dyn Store>,
     outbox: mpsc::Sender<(String, Bytes)>,
     inbox: mpsc::Sender<Bytes>,
+    /// The processor's control input (catch-ups).
+    control: mpsc::UnboundedSender<Input>,
     subs: Mutex<Subs>,
     connected: Arc<AtomicBool>,
     pub dropped_out: AtomicU64,
@@ -199,6 +213,7 @@ impl Cluster {
             store,
             outbox,
             inbox,
+            control: ctl_tx,
             subs: Mutex::new(Subs::default()),
             connected,
             dropped_out: AtomicU64::new(0),
@@ -211,6 +226,12 @@ impl Cluster {
             .await
             .context("cannot subscribe to NATS")?;
         tokio::spawn(forward(presence, cluster.inbox.clone()));
+        let sessions = cluster
+            .client
+            .subscribe(SESSIONS_SUBJECT)
+            .await
+            .context("cannot subscribe to NATS")?;
+        tokio::spawn(forward(sessions, cluster.inbox.clone()));
         tokio::spawn(publisher(cluster.client.clone(), out_rx));
         let (local_tx, local_rx) = mpsc::unbounded_channel();
         hub.set_forward(local_tx);
@@ -296,11 +317,29 @@ impl Cluster {
                 }
             }
         }
+        let started: Vec<(String, i64)> = new_convs.clone();
         for (conv, last) in new_convs {
             self.track_conv(conv, last).await;
         }
         // Make sure the server has seen our SUBs before the client is told it is ready.
         let _ = tokio::time::timeout(Duration::from_secs(2), self.client.flush()).await;
+        // A message committed between reading the heads and the subscription taking effect
+        // was published to nobody here: read the heads again and let the processor fetch
+        // whatever moved (one query; usually nothing did).
+        if started.is_empty() {
+            return;
+        }
+        if let Ok(now) = self.store.conversation_heads(user_id).await {
+            let before: HashMap<String, i64> = started.into_iter().collect();
+            let moved: Vec<String> = now
+                .into_iter()
+                .filter(|(c, head)| before.get(c).is_some_and(|last| head > last))
+                .map(|(c, _)| c)
+                .collect();
+            if !moved.is_empty() {
+                let _ = self.control.send(Input::Fill(moved));
+            }
+        }
     }
 
     /// Starts tracking a conversation with one reference, `last` being its `last_seq` read
@@ -329,8 +368,12 @@ impl Cluster {
         }
     }
 
-    /// A local user joined a conversation (we learnt it from a user-addressed event whose
-    /// view of the conversation had `last`, its last message's `seq`, at commit).
+    /// A local user joined a conversation (we learnt it from a user-addressed event). `last`
+    /// is the highest `seq` that needs no delivery here: the last one before they joined,
+    /// or a later one this node already delivered. If the conversation was not followed
+    /// here, the messages committed before the subscription (the one that adds them, at
+    /// least) were published to nobody on this node: they are read from the database now.
+    /// Runs on the processor only.
     async fn add_user_conv(&self, user_id: &str, conv: &str, last: i64) {
         {
             let mut subs = self.subs();
@@ -349,6 +392,7 @@ impl Cluster {
             }
         }
         self.track_conv(conv.to_owned(), last).await;
+        self.fill(conv, None).await;
     }
 
     /// Drops a user's reference on a conversation; the last one unsubscribes.
@@ -414,6 +458,37 @@ impl Cluster {
             recipients,
         };
         self.send(PRESENCE_SUBJECT.to_owned(), &wire);
+    }
+
+    /// Tells the other nodes that these login sessions ended (the caller closed their
+    /// sockets on this node).
+    pub fn publish_sessions_ended(&self, sessions: Vec<String>, code: u16) {
+        if sessions.is_empty() {
+            return;
+        }
+        let wire = Wire::SessionsEnded {
+            node: self.node_id.clone(),
+            sessions,
+            code,
+        };
+        self.send(SESSIONS_SUBJECT.to_owned(), &wire);
+    }
+
+    /// After a NATS outage, a `SessionsEnded` may have been lost: close the local sockets
+    /// of sessions the database no longer holds active.
+    async fn recheck_sessions(&self) {
+        for (session, user) in self.hub.local_sessions() {
+            match self.store.session_active(&session, &user).await {
+                Ok(false) => self
+                    .hub
+                    .close_session(&session, chatnode_protocol::close_code::UNAUTHENTICATED),
+                Ok(true) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot re-check a session after a NATS outage");
+                    return;
+                }
+            }
+        }
     }
 
     async fn heartbeat(self: Arc<Self>) {
@@ -489,6 +564,9 @@ impl Cluster {
             };
             match input {
                 Input::Local(events) => {
+                    // The highest `seq` of each conversation delivered from this batch, for
+                    // conversations this node followed for nobody (see `durable`).
+                    let mut delivered: HashMap<String, i64> = HashMap::new();
                     for d in events {
                         let subject = match (&d.conversation_id, &d.user_id) {
                             (Some(c), _) => conv_subject(c),
@@ -508,11 +586,16 @@ impl Cluster {
                             json: d.json.clone(),
                         };
                         self.send(subject, &wire);
-                        self.durable(d).await;
+                        self.durable(d, &mut delivered).await;
                     }
                 }
                 Input::Remote(bytes) => self.remote(&bytes).await,
                 Input::Reconnected => self.catch_up().await,
+                Input::Fill(convs) => {
+                    for c in convs {
+                        self.fill(&c, None).await;
+                    }
+                }
             }
         }
     }
@@ -530,7 +613,13 @@ impl Cluster {
             | Wire::Ephemeral { node, .. }
             | Wire::Presence { node, .. }
             | Wire::Heartbeat { node, .. }
+            | Wire::SessionsEnded { node, .. }
                 if node == self.node_id => {}
+            Wire::SessionsEnded { sessions, code, .. } => {
+                for s in &sessions {
+                    self.hub.close_session(s, code);
+                }
+            }
             Wire::Durable {
                 pos,
                 conversation_id,
@@ -540,15 +629,15 @@ impl Cluster {
                 json,
                 ..
             } => {
-                self.durable(Durable {
+                let d = Durable {
                     pos,
                     conversation_id,
                     user_id,
                     seq,
                     recipients,
                     json,
-                })
-                .await
+                };
+                self.durable(d, &mut HashMap::new()).await
             }
             Wire::Ephemeral {
                 recipients, json, ..
@@ -597,16 +686,23 @@ impl Cluster {
     }
 
     /// Delivers one durable event, putting `message` events in `seq` order per conversation.
-    async fn durable(&self, d: Durable) {
+    /// `delivered` collects, for a batch committed on this node, the messages of
+    /// conversations nobody here followed yet, which were delivered as they came: a member
+    /// who joins later in the same batch starts after them.
+    async fn durable(&self, d: Durable, delivered: &mut HashMap<String, i64>) {
         let (Some(seq), Some(conv)) = (d.seq, d.conversation_id.clone()) else {
-            self.membership_hook(&d).await;
+            self.membership_hook(&d, delivered).await;
             self.hub.deliver_durable(vec![d]);
             return;
         };
         let last = self.subs().convs.get(&conv).map(|t| t.last);
         match last {
-            // No local member tracks it: nothing to order against.
-            None => self.hub.deliver_durable(vec![d]),
+            // No local member follows it: nothing to order against.
+            None => {
+                let top = delivered.entry(conv).or_insert(seq);
+                *top = (*top).max(seq);
+                self.hub.deliver_durable(vec![d]);
+            }
             Some(last) if seq <= last => {
                 self.duplicates.fetch_add(1, Ordering::Relaxed);
             }
@@ -672,6 +768,7 @@ impl Cluster {
         for c in convs {
             self.fill(&c, None).await;
         }
+        self.recheck_sessions().await;
         // Announce ourselves at once, so other nodes do not time us out meanwhile.
         let wire = Wire::Heartbeat {
             node: self.node_id.clone(),
@@ -682,7 +779,7 @@ impl Cluster {
 
     /// A user-addressed `conversation.updated` or `member.removed` for a local user tells us
     /// they joined or left a conversation: follow it.
-    async fn membership_hook(&self, d: &Durable) {
+    async fn membership_hook(&self, d: &Durable, delivered: &HashMap<String, i64>) {
         let Some(user) = d.user_id.as_deref() else {
             return;
         };
@@ -695,9 +792,13 @@ impl Cluster {
         match v["type"].as_str() {
             Some("conversation.updated") => {
                 if let Some(conv) = v["conversation"]["id"].as_str() {
-                    let last = v["conversation"]["last_message"]["seq"]
-                        .as_i64()
-                        .unwrap_or(0);
+                    // A new member's read marker is the conversation's last `seq` before
+                    // they joined: everything after it is theirs. Not the view's last
+                    // message, which is already the one announcing them.
+                    let before_join = v["conversation"]["last_read_seq"].as_i64().unwrap_or(0);
+                    let last = delivered
+                        .get(conv)
+                        .map_or(before_join, |d| before_join.max(*d));
                     self.add_user_conv(user, conv, last).await;
                 }
             }

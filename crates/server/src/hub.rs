@@ -350,6 +350,18 @@ impl Hub {
         }
     }
 
+    /// The distinct (session, user) pairs of this node's sockets.
+    pub fn local_sessions(&self) -> Vec<(String, String)> {
+        let mut out: HashMap<String, String> = HashMap::new();
+        for (user, list) in self.lock().iter() {
+            for h in list {
+                out.entry(h.session_id.clone())
+                    .or_insert_with(|| user.clone());
+            }
+        }
+        out.into_iter().collect()
+    }
+
     /// Closes every socket opened with this login session (logout, refresh-token reuse).
     pub fn close_session(&self, session_id: &str, code: u16) {
         for list in self.lock().values() {

@@ -61,6 +61,21 @@ pub struct AppState {
 
 pub type SharedState = Arc<AppState>;
 
+impl AppState {
+    /// Login sessions that ended (logout, password change, revocation, refresh-token reuse,
+    /// account deletion): their sockets close with 4001 on this node and, in a cluster, on
+    /// every other node.
+    pub fn end_sessions(&self, sessions: Vec<String>) {
+        use chatnode_protocol::close_code::UNAUTHENTICATED;
+        for s in &sessions {
+            self.hub.close_session(s, UNAUTHENTICATED);
+        }
+        if let Some(cluster) = &self.cluster {
+            cluster.publish_sessions_ended(sessions, UNAUTHENTICATED);
+        }
+    }
+}
+
 pub struct Server {
     state: SharedState,
     shutdown_tx: watch::Sender<bool>,

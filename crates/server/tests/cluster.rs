@@ -654,3 +654,168 @@ fn unreachable_nats_exits_non_zero_with_one_line() {
     assert_eq!(err.trim().lines().count(), 1, "{err}");
     assert!(err.contains("NATS"), "{err}");
 }
+
+/// Every `message` seq of `conv` that arrives within `quiet` of the last one.
+async fn drain_seqs(ws: &mut WsConnection, conv: &str, quiet: Duration) -> Vec<i64> {
+    let mut got = Vec::new();
+    while let Some(f) = ws.next_frame(quiet).await.expect("socket open") {
+        if let ServerFrame::Message { message, .. } = f
+            && message.conversation_id == conv
+        {
+            got.push(message.seq);
+        }
+    }
+    got
+}
+
+#[tokio::test]
+async fn members_on_other_nodes_see_the_message_that_adds_them_live_and_once() {
+    let Some(c) =
+        cluster("members_on_other_nodes_see_the_message_that_adds_them_live_and_once").await
+    else {
+        return;
+    };
+    let (ann, au) = register(&c.nodes[0], "ann").await;
+    let (bob, bu) = register(&c.nodes[1], "bob").await;
+    let (cat, cu) = register(&c.nodes[2], "cat").await;
+    let (dan, du) = register(&c.nodes[2], "dan").await;
+    for (x, xu) in [(&bob, &bu), (&cat, &cu), (&dan, &du)] {
+        befriend(&ann, &au, x, xu).await;
+    }
+    // Everyone is connected, each to their own node, before the group exists.
+    let mut ann_ws = ann.connect_ws().await.unwrap();
+    let mut bob_ws = bob.connect_ws().await.unwrap();
+    let mut cat_ws = cat.connect_ws().await.unwrap();
+    let mut dan_ws = dan.connect_ws().await.unwrap();
+
+    // Created on node 0 with members connected to nodes 1 and 2: seq 1 "created" (before
+    // they joined), seq 2 "ann added bob, cat" (theirs), then a message, seq 3.
+    let grp = group(&ann, "trio", &[&bu, &cu]).await;
+    let m3 = ann_ws.send_message(&grp.id, "t1", "hello").await.unwrap();
+    assert_eq!(m3.seq, 3);
+    let quiet = Duration::from_millis(1500);
+    assert_eq!(drain_seqs(&mut ann_ws, &grp.id, quiet).await, [1, 2, 3]);
+    assert_eq!(
+        drain_seqs(&mut bob_ws, &grp.id, quiet).await,
+        [2, 3],
+        "bob (node 1) got the message that added him, then the next, once each"
+    );
+    assert_eq!(drain_seqs(&mut cat_ws, &grp.id, quiet).await, [2, 3]);
+
+    // Dan is added later from node 1 while connected to node 2, where cat already follows
+    // the group: seq 4 "ann added dan" reaches him, and cat, once.
+    on(&c.nodes[1], &ann)
+        .add_members(&grp.id, [du.id.as_str()])
+        .await
+        .unwrap();
+    let m5 = on(&c.nodes[1], &ann)
+        .send_text(&grp.id, "t2", "welcome dan")
+        .await
+        .unwrap();
+    assert_eq!(m5.seq, 5);
+    assert_eq!(drain_seqs(&mut dan_ws, &grp.id, quiet).await, [4, 5]);
+    assert_eq!(drain_seqs(&mut cat_ws, &grp.id, quiet).await, [4, 5]);
+    assert_eq!(drain_seqs(&mut bob_ws, &grp.id, quiet).await, [4, 5]);
+    assert_eq!(drain_seqs(&mut ann_ws, &grp.id, quiet).await, [4, 5]);
+
+    // A second group where the new member's node follows nothing of it yet, and the message
+    // that adds him is the last one for a while: it must not wait for a next message.
+    let (eve, eu) = register(&c.nodes[1], "eve").await;
+    befriend(&ann, &au, &eve, &eu).await;
+    let mut eve_ws = eve.connect_ws().await.unwrap();
+    let duo = group(&ann, "duo", &[]).await;
+    on(&c.nodes[2], &ann)
+        .add_members(&duo.id, [eu.id.as_str()])
+        .await
+        .unwrap();
+    assert_eq!(drain_seqs(&mut eve_ws, &duo.id, quiet).await, [2]);
+}
+
+#[tokio::test]
+async fn ending_a_session_closes_its_sockets_on_every_node() {
+    let Some(c) = cluster("ending_a_session_closes_its_sockets_on_every_node").await else {
+        return;
+    };
+    let (ann, au) = register(&c.nodes[0], "ann").await;
+    let (bob, bu) = register(&c.nodes[0], "bob").await;
+    befriend(&ann, &au, &bob, &bu).await;
+    let direct = ann.open_direct(&bu.id).await.unwrap();
+
+    // Logout on node 0 ends the session's sockets on nodes 1 and 2 too, and they can no
+    // longer send.
+    let mut ws1 = on(&c.nodes[1], &ann).connect_ws().await.unwrap();
+    let mut ws2 = on(&c.nodes[2], &ann).connect_ws().await.unwrap();
+    ann.logout().await.unwrap();
+    assert_eq!(ws1.wait_close(WAIT).await.unwrap().code, Some(4001));
+    assert_eq!(ws2.wait_close(WAIT).await.unwrap().code, Some(4001));
+    assert!(
+        ws1.send_message(&direct.id, "after", "after logout")
+            .await
+            .is_err()
+    );
+
+    // A password change on node 0 ends the other sessions' sockets on other nodes.
+    let laptop = c.nodes[0].client();
+    laptop.login(&au.username, PASSWORD).await.unwrap();
+    let phone = c.nodes[1].client();
+    phone.login(&au.username, PASSWORD).await.unwrap();
+    let mut phone_ws = phone.connect_ws().await.unwrap();
+    let mut laptop_ws = on(&c.nodes[2], &laptop).connect_ws().await.unwrap();
+    let new =
+        serde_json::json!({"current_password": PASSWORD, "new_password": "a brand new secret"});
+    let (status, _) = laptop
+        .raw(
+            chatnode_client::Method::POST,
+            "/users/me/password",
+            Some(new),
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, 204);
+    assert_eq!(phone_ws.wait_close(WAIT).await.unwrap().code, Some(4001));
+    // The session that changed the password keeps its socket.
+    laptop_ws.send_frame(ClientFrame::Ping).await.unwrap();
+    assert!(matches!(
+        laptop_ws.next_frame(WAIT).await.unwrap(),
+        Some(ServerFrame::Pong)
+    ));
+
+    // DELETE /sessions/{id} on node 2 ends a session whose socket is on node 0.
+    let tablet = c.nodes[0].client();
+    tablet
+        .login(&au.username, "a brand new secret")
+        .await
+        .unwrap();
+    let mut tablet_ws = tablet.connect_ws().await.unwrap();
+    let (_, list) = on(&c.nodes[2], &laptop)
+        .raw(chatnode_client::Method::GET, "/sessions", None)
+        .await
+        .unwrap();
+    let tablet_session = list["sessions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["current"] != true)
+        .max_by_key(|s| s["created_at"].as_str().unwrap_or("").to_owned())
+        .and_then(|s| s["id"].as_str())
+        .unwrap()
+        .to_owned();
+    let (status, _) = on(&c.nodes[2], &laptop)
+        .raw(
+            chatnode_client::Method::DELETE,
+            &format!("/sessions/{tablet_session}"),
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, 204);
+    assert_eq!(tablet_ws.wait_close(WAIT).await.unwrap().code, Some(4001));
+
+    // Reusing a spent refresh token (on node 1) ends that session's socket on node 2.
+    let spent = laptop.refresh_token().unwrap();
+    laptop.refresh().await.unwrap();
+    let mut fresh_ws = on(&c.nodes[2], &laptop).connect_ws().await.unwrap();
+    assert!(c.nodes[1].client().refresh_with(&spent).await.is_err());
+    assert_eq!(fresh_ws.wait_close(WAIT).await.unwrap().code, Some(4001));
+    let _ = laptop_ws.wait_close(WAIT).await;
+}

@@ -5,7 +5,7 @@ use axum::extract::{Path, State};
 use axum::response::Response;
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
-use chatnode_protocol::{self as p, ErrorCode, close_code};
+use chatnode_protocol::{self as p, ErrorCode};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -77,9 +77,7 @@ pub(crate) async fn change_password(
         .store
         .change_password(&auth.user_id, &hash, &auth.session_id)
         .await?;
-    for sid in revoked {
-        state.hub.close_session(&sid, close_code::UNAUTHENTICATED);
-    }
+    state.end_sessions(revoked);
     Ok(no_content())
 }
 
@@ -117,7 +115,7 @@ pub(crate) async fn revoke(
     if !state.store.revoke_user_session(&auth.user_id, &id).await? {
         return Err(Error::not_found("session"));
     }
-    state.hub.close_session(&id, close_code::UNAUTHENTICATED);
+    state.end_sessions(vec![id]);
     Ok(no_content())
 }
 
@@ -133,9 +131,7 @@ pub(crate) async fn delete_account(
 ) -> Result<Response> {
     check_password(&state, &auth.user_id, req.password).await?;
     let revoked = state.store.delete_account(&auth.user_id).await?;
-    for sid in revoked {
-        state.hub.close_session(&sid, close_code::UNAUTHENTICATED);
-    }
+    state.end_sessions(revoked);
     tracing::info!(user_id = %auth.user_id, "account deleted");
     Ok(no_content())
 }

@@ -7,7 +7,7 @@ use axum::http::HeaderMap;
 use axum::response::Response;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use chatnode_protocol::{self as p, ErrorCode, close_code};
+use chatnode_protocol::{self as p, ErrorCode};
 use serde::Deserialize;
 
 use super::{
@@ -194,9 +194,7 @@ pub async fn refresh(
         }
         RefreshOutcome::Reused { session_id } => {
             tracing::warn!(%session_id, "refresh token reuse: session revoked");
-            state
-                .hub
-                .close_session(&session_id, close_code::UNAUTHENTICATED);
+            state.end_sessions(vec![session_id]);
             Err(Error::new(
                 ErrorCode::Unauthenticated,
                 "refresh token was already used; please log in again",
@@ -234,10 +232,10 @@ pub async fn logout(
     {
         sessions.push(sid);
     }
-    for sid in sessions {
-        state.store.revoke_session(&sid).await?;
-        state.hub.close_session(&sid, close_code::UNAUTHENTICATED);
+    for sid in &sessions {
+        state.store.revoke_session(sid).await?;
     }
+    state.end_sessions(sessions);
     Ok(no_content())
 }
 

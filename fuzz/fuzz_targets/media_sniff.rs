@@ -1,4 +1,4 @@
-//! Uploads: `media::sniff::sniff` (magic bytes and the allowlist) on the head of arbitrary
+//! Uploads: `media::sniff::sniff` (magic bytes, the inline allowlist, a declared type) on the head of arbitrary
 //! bytes, `media::clean_name` on a name taken from them, and for images the real processing
 //! path `media::image::process_from` (header, pixel limit checked before decoding, decode,
 //! EXIF orientation, re-encode, thumbnail).
@@ -20,7 +20,13 @@ const IMAGES: &[&str] = &["image/jpeg", "image/png", "image/gif", "image/webp"];
 
 fuzz_target!(|data: &[u8]| {
     let name = String::from_utf8_lossy(&data[..data.len().min(300)]);
-    let Some((mime, kind)) = sniff(&data[..data.len().min(HEAD)]) else {
+    // The declared type, when the input has one to spare, comes from its last bytes.
+    let declared = match data.len() {
+        0..=16 => None,
+        n => std::str::from_utf8(&data[n - 12..]).ok(),
+    };
+    let Some((mime, kind)) = sniff(&data[..data.len().min(HEAD)], declared) else {
+        assert!(data.is_empty(), "only an empty upload has no type");
         return;
     };
     let clean = clean_name(Some(&name), &mime);
@@ -40,6 +46,10 @@ fuzz_target!(|data: &[u8]| {
         IMAGES.contains(&mime.as_str()),
         "{mime}"
     );
+    // Whatever was declared, only audio and video are played inline besides images.
+    if kind == Kind::Audio {
+        assert!(mime.starts_with("audio/"), "{mime}");
+    }
     if kind != Kind::Image {
         return;
     }

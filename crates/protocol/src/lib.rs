@@ -144,6 +144,8 @@ pub enum MessageKind {
     Image,
     File,
     Video,
+    /// A voice message (an `audio` attachment).
+    Audio,
     System,
 }
 
@@ -154,6 +156,7 @@ impl MessageKind {
             MessageKind::Image => "image",
             MessageKind::File => "file",
             MessageKind::Video => "video",
+            MessageKind::Audio => "audio",
             MessageKind::System => "system",
         }
     }
@@ -163,6 +166,7 @@ impl MessageKind {
             "image" => Some(MessageKind::Image),
             "file" => Some(MessageKind::File),
             "video" => Some(MessageKind::Video),
+            "audio" => Some(MessageKind::Audio),
             "system" => Some(MessageKind::System),
             _ => None,
         }
@@ -195,6 +199,9 @@ pub struct Media {
     pub width: Option<i64>,
     pub height: Option<i64>,
     pub thumbnail_url: Option<String>,
+    /// Length of an audio (voice) attachment, when known; null otherwise.
+    #[serde(default)]
+    pub duration_ms: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]

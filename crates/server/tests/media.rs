@@ -230,24 +230,219 @@ async fn disguised_html_and_svg_are_only_ever_plain_text_downloads() {
         assert_eq!(r.header("x-content-type-options"), Some("nosniff"));
         assert_eq!(&r.body[..], bytes);
     }
-    // A binary that is not on the allowlist is refused.
-    let mut elf = b"\x7fELF\x02\x01\x01\0".to_vec();
-    elf.extend(std::iter::repeat_n(0u8, 200));
-    let err = a.upload(elf, "image/png", "x.png").await.unwrap_err();
-    assert_eq!(
-        (err.status(), err.code()),
-        (Some(415), Some("unsupported_media_type"))
-    );
-    // So is something that claims to be a PNG and is not one.
-    let err = a
+    // So is something that claims to be a PNG and is not one: a download, not an image.
+    let m = a
         .upload(
             b"\x89PNG\r\n\x1a\n garbage garbage".to_vec(),
             "image/png",
             "x.png",
         )
         .await
+        .unwrap();
+    assert_eq!(
+        (m.mime.as_str(), m.width),
+        ("application/octet-stream", None)
+    );
+}
+
+/// A download as the contract wants it for a type not shown inline.
+async fn assert_download(c: &Client, url: &str, mime: &str, bytes: &[u8]) {
+    let r = c
+        .raw_with_headers(Method::GET, url, &[], true)
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("content-type"), Some(mime));
+    assert!(
+        r.header("content-disposition")
+            .unwrap()
+            .starts_with("attachment;"),
+        "{url}"
+    );
+    assert_eq!(r.header("x-content-type-options"), Some("nosniff"));
+    assert!(
+        r.header("content-security-policy")
+            .unwrap()
+            .contains("sandbox")
+    );
+    assert_eq!(&r.body[..], bytes);
+}
+
+#[tokio::test]
+async fn files_of_any_type_are_accepted_and_served_as_downloads() {
+    let server = TestServer::start().await;
+    let (a, au) = register(&server, "anyfile").await;
+    let (b, bu) = register(&server, "anyfile_peer").await;
+    befriend(&a, &au, &b, &bu).await;
+    let direct = a.open_direct(&bu.id).await.unwrap();
+    // 2 KB of random bytes, an executable, an archive of a format nobody knows.
+    let mut random = vec![0u8; 2048];
+    rand::fill(&mut random[..]);
+    random[0] = 0xff; // not accidentally text
+    let mut elf = b"\x7fELF\x02\x01\x01\0".to_vec();
+    elf.extend(std::iter::repeat_n(0u8, 200));
+    let odd = b"\x00\x01QQZIPv9\x00\xfe\xfd".repeat(50);
+    for (bytes, ct, name) in [
+        (&random[..], "application/octet-stream", "data.bin"),
+        (
+            &elf[..],
+            "application/vnd.android.package-archive",
+            "app.apk",
+        ),
+        (&odd[..], "application/x-whatever", "backup.qqz"),
+    ] {
+        let m = a.upload(bytes.to_vec(), ct, name).await.unwrap();
+        assert_eq!(m.mime, "application/octet-stream", "{name}");
+        assert_eq!((m.size, m.name.as_str()), (bytes.len() as i64, name));
+        assert_eq!(m.thumbnail_url, None);
+        assert_download(&a, &m.url, "application/octet-stream", bytes).await;
+        // Sent as a `file` message, the other member can download it.
+        let sent = a
+            .send_message(
+                &direct.id,
+                &SendMessageRequest {
+                    client_id: format!("f-{name}"),
+                    body: String::new(),
+                    kind: Some(MessageKind::File),
+                    attachment_ids: Some(vec![m.id.clone()]),
+                    reply_to_seq: None,
+                },
+            )
+            .await
+            .unwrap()
+            .0;
+        assert_eq!(sent.attachments[0].mime, "application/octet-stream");
+        assert_download(&b, &m.url, "application/octet-stream", bytes).await;
+    }
+    // The one type refusal left: nothing at all.
+    let err = a
+        .upload(Vec::new(), "application/octet-stream", "empty.bin")
+        .await
         .unwrap_err();
-    assert_eq!(err.status(), Some(415));
+    assert_eq!(
+        (err.status(), err.code()),
+        (Some(415), Some("unsupported_media_type"))
+    );
+}
+
+/// A minimal Ogg page header (Opus), as a recorder's output starts.
+fn ogg_opus(len: usize) -> Vec<u8> {
+    let mut v =
+        b"OggS\0\x02\0\0\0\0\0\0\0\0\x01\0\0\0\0\0\0\0\0\0\0\0\x01\x13OpusHead\x01\x01".to_vec();
+    v.extend((0..len).map(|i| (i % 253) as u8));
+    v
+}
+
+/// The first bytes of a WebM file (EBML header, DocType "webm").
+fn webm(len: usize) -> Vec<u8> {
+    let mut v = b"\x1a\x45\xdf\xa3\x9f\x42\x86\x81\x01\x42\xf7\x81\x01\x42\xf2\x81\x04\x42\xf3\x81\x08\x42\x82\x84webm\x42\x87\x81\x04\x42\x85\x81\x02".to_vec();
+    v.extend((0..len).map(|i| (i % 249) as u8));
+    v
+}
+
+#[tokio::test]
+async fn voice_messages_are_audio_played_inline() {
+    let server = TestServer::start().await;
+    let (a, au) = register(&server, "voice").await;
+    let (b, bu) = register(&server, "voice_peer").await;
+    befriend(&a, &au, &b, &bu).await;
+    let direct = a.open_direct(&bu.id).await.unwrap();
+    let mut b_ws = b.connect_ws().await.unwrap();
+
+    // A browser recording: WebM declared as audio, with the length the recorder measured.
+    let rec = webm(3000);
+    let r = a
+        .raw_bytes(
+            Method::POST,
+            "/media?name=voice.webm&duration_ms=4200",
+            Some("audio/webm;codecs=opus"),
+            rec.clone(),
+            true,
+        )
+        .await
+        .unwrap();
+    let v = r.json().unwrap();
+    assert_eq!(r.status, 201, "{v}");
+    assert_eq!(v["mime"], "audio/webm");
+    assert_eq!(v["duration_ms"], 4200);
+    let voice = v["id"].as_str().unwrap().to_owned();
+    let ogg = a
+        .upload(ogg_opus(1000), "audio/ogg", "note.ogg")
+        .await
+        .unwrap();
+    assert_eq!(ogg.mime, "audio/ogg");
+    assert_eq!(ogg.duration_ms, None);
+    // The same WebM bytes without an audio type are a video.
+    let video = a
+        .upload(rec.clone(), "video/webm", "clip.webm")
+        .await
+        .unwrap();
+    assert_eq!(video.mime, "video/webm");
+    assert_eq!(video.duration_ms, None);
+    let r = a
+        .raw_bytes(
+            Method::POST,
+            "/media?duration_ms=-5",
+            Some("audio/webm"),
+            rec.clone(),
+            true,
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 400, "{}", r.text());
+
+    // An audio message carries audio, and only audio.
+    let req = |client_id: &str, ids: Vec<String>| SendMessageRequest {
+        client_id: client_id.into(),
+        body: String::new(),
+        kind: Some(MessageKind::Audio),
+        attachment_ids: Some(ids),
+        reply_to_seq: None,
+    };
+    let err = a
+        .send_message(&direct.id, &req("v0", vec![video.id.clone()]))
+        .await
+        .unwrap_err();
+    assert_eq!(err.status(), Some(400));
+    let err = a
+        .send_message(&direct.id, &req("v00", vec![]))
+        .await
+        .unwrap_err();
+    assert_eq!(err.status(), Some(400));
+    let (sent, _) = a
+        .send_message(&direct.id, &req("v1", vec![voice.clone()]))
+        .await
+        .unwrap();
+    assert_eq!(sent.kind, MessageKind::Audio);
+    assert_eq!(sent.attachments[0].duration_ms, Some(4200));
+    let live = b_ws
+        .next_matching(WAIT, |f| matches!(f, ServerFrame::Message { .. }))
+        .await
+        .unwrap();
+    match live {
+        Some(ServerFrame::Message { message, .. }) => assert_eq!(message, sent),
+        other => panic!("no live audio message: {other:?}"),
+    }
+    let history = b.messages(&direct.id, None, None, None).await.unwrap();
+    assert_eq!(history.messages[0], sent);
+    // Played inline by the browser, with ranges for seeking.
+    let r = b
+        .raw_with_headers(
+            Method::GET,
+            &sent.attachments[0].url,
+            &[("range", "bytes=0-9")],
+            true,
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 206);
+    assert_eq!(r.header("content-type"), Some("audio/webm"));
+    assert!(
+        r.header("content-disposition")
+            .unwrap()
+            .starts_with("inline;")
+    );
+    assert_eq!(&r.body[..], &rec[..10]);
 }
 
 #[tokio::test]

@@ -6,8 +6,8 @@
 //! for reading media. No token ever appears in a URL.
 //!
 //! Serving is defensive: `nosniff`, a `sandbox` CSP, `Content-Disposition: attachment` for
-//! anything that is not an image or a video (so HTML, SVG and scripts are downloads, never
-//! pages), strong ETags with immutable caching (content under an ID never changes), and
+//! anything that is not an image, a video or a voice message (so HTML, SVG, scripts and
+//! files of unknown type are downloads, never pages), strong ETags with immutable caching (content under an ID never changes), and
 //! single byte ranges so videos can be seeked.
 
 use axum::Router;
@@ -24,6 +24,7 @@ use super::{ApiQuery, AuthUser, created, no_content};
 use crate::SharedState;
 use crate::domain;
 use crate::error::{Error, Result};
+use crate::media::Upload;
 use crate::store::MediaRecord;
 
 pub const COOKIE: &str = "chatnode_media";
@@ -44,15 +45,18 @@ pub fn router(state: &SharedState) -> Router<SharedState> {
 #[derive(Deserialize, Default)]
 pub(crate) struct UploadQuery {
     name: Option<String>,
+    /// The length of a voice message, as the recording client measured it.
+    duration_ms: Option<i64>,
 }
 
 /// Upload a file: `multipart/form-data` with a `file` part, or the raw bytes as the body
 /// with `?name=`. The type is decided from the content.
 #[utoipa::path(post, path = "/api/v1/media", tag = "media",
-    params(("name" = Option<String>, Query, description = "Original file name (raw uploads)")),
-    request_body(content = Vec<u8>, description = "The file (raw body), or multipart/form-data with a `file` part", content_type = "application/octet-stream"),
+    params(("name" = Option<String>, Query, description = "Original file name (raw uploads)"),
+           ("duration_ms" = Option<i64>, Query, description = "Length of a voice message in ms (kept for audio)")),
+    request_body(content = Vec<u8>, description = "The file (raw body), or multipart/form-data with a `file` part; any type", content_type = "application/octet-stream"),
     responses((status = 201, description = "Stored", body = p::Media),
-              (status = "4XX", description = "Error (413 too large, 415 type not accepted)", body = p::ErrorBody)),
+              (status = "4XX", description = "Error (413 too large, 415 empty upload)", body = p::ErrorBody)),
     security(("bearer" = [])))]
 pub(crate) async fn upload(
     State(state): State<SharedState>,
@@ -91,10 +95,21 @@ async fn receive_upload(
             "file is larger than any upload limit",
         ));
     }
-    let is_multipart = req
+    if q.duration_ms
+        .is_some_and(|d| !(0..=86_400_000).contains(&d))
+    {
+        return Err(Error::invalid(
+            "duration_ms",
+            "duration_ms must be between 0 and 86400000",
+        ));
+    }
+    let content_type = req
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let is_multipart = content_type
+        .as_deref()
         .is_some_and(|v| v.to_ascii_lowercase().starts_with("multipart/form-data"));
     let record = if is_multipart {
         let mut form = Multipart::from_request(req, &state).await.map_err(|e| {
@@ -112,11 +127,14 @@ async fn receive_upload(
                 continue;
             }
             let name = field.file_name().map(str::to_owned).or(q.name.clone());
+            let declared = field.content_type().map(str::to_owned);
             let stream = field.map_err(multipart_error);
-            break state
-                .media
-                .ingest(&auth.user_id, name.as_deref(), stream)
-                .await?;
+            let upload = Upload {
+                name: name.as_deref(),
+                declared: declared.as_deref(),
+                duration_ms: q.duration_ms,
+            };
+            break state.media.ingest(&auth.user_id, upload, stream).await?;
         }
     } else {
         let stream = req.into_body().into_data_stream().map(|r| {
@@ -128,9 +146,14 @@ async fn receive_upload(
                 }
             })
         });
+        let upload = Upload {
+            name: q.name.as_deref(),
+            declared: content_type.as_deref(),
+            duration_ms: q.duration_ms,
+        };
         state
             .media
-            .ingest(&auth.user_id, q.name.as_deref(), Box::pin(stream))
+            .ingest(&auth.user_id, upload, Box::pin(stream))
             .await?
     };
     let media = state.store.create_media(record).await?;
@@ -255,7 +278,9 @@ async fn serve(
         "private, max-age=31536000, immutable"
     };
     let mut common = HeaderMap::new();
-    let inline = thumb || m.kind == "image" || m.kind == "video";
+    // Only images, videos and voice messages are shown by the browser; everything else
+    // (documents, text, unknown bytes) is a download.
+    let inline = thumb || matches!(m.kind.as_str(), "image" | "video" | "audio");
     let content_type = if mime == "text/plain" {
         "text/plain; charset=utf-8".to_owned()
     } else {

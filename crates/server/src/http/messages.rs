@@ -88,7 +88,10 @@ pub fn new_message(
                 "text messages carry no attachments",
             ));
         }
-        p::MessageKind::Image | p::MessageKind::File | p::MessageKind::Video
+        p::MessageKind::Image
+        | p::MessageKind::File
+        | p::MessageKind::Video
+        | p::MessageKind::Audio
             if attachment_ids.is_empty() =>
         {
             return Err(Error::invalid(

@@ -141,6 +141,11 @@ struct Received {
     kind: Kind,
 }
 
+/// The contract's only `415`: a file of any type is accepted, but there must be one.
+fn empty_upload() -> Error {
+    Error::new(ErrorCode::UnsupportedMediaType, "the upload is empty")
+}
+
 fn too_large(limit: u64) -> Error {
     Error::new(
         ErrorCode::TooLarge,
@@ -168,6 +173,7 @@ impl Drop for TempGuard {
 async fn receive<S>(
     blobs: &dyn BlobStore,
     limits: &MediaLimits,
+    declared: Option<&str>,
     mut body: S,
 ) -> Result<(Received, TempGuard)>
 where
@@ -191,12 +197,7 @@ where
                 head.extend_from_slice(&c[..take]);
             }
             if head.len() >= sniff::HEAD || chunk.is_none() {
-                let t = sniff::sniff(&head).ok_or_else(|| {
-                    Error::new(
-                        ErrorCode::UnsupportedMediaType,
-                        "this type of file is not accepted",
-                    )
-                })?;
+                let t = sniff::sniff(&head, declared).ok_or_else(empty_upload)?;
                 limit = limits.max_for(t.1);
                 typed = Some(t);
             }
@@ -217,7 +218,7 @@ where
     file.sync_all()
         .await
         .map_err(|e| Error::Internal(e.into()))?;
-    let (mime, kind) = typed.ok_or_else(|| Error::bad_request("empty upload"))?;
+    let (mime, kind) = typed.ok_or_else(empty_upload)?;
     let received = Received {
         temp: temp.clone(),
         size,
@@ -256,6 +257,17 @@ pub fn clean_name(name: Option<&str>, mime: &str) -> String {
     format!("file.{ext}")
 }
 
+/// What the client said about an upload besides its bytes.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Upload<'a> {
+    /// The original file name (metadata only).
+    pub name: Option<&'a str>,
+    /// The Content-Type the client declared.
+    pub declared: Option<&'a str>,
+    /// The length of a recording, as the client measured it.
+    pub duration_ms: Option<i64>,
+}
+
 /// The media service: limits, storage, and the store for records.
 pub struct Media {
     pub blobs: Arc<dyn BlobStore>,
@@ -274,11 +286,14 @@ impl Media {
     }
 
     /// Receives, checks, processes and stores an upload; returns its record (not yet saved).
-    pub async fn ingest<S>(&self, owner: &str, name: Option<&str>, body: S) -> Result<MediaRecord>
+    /// `declared` is the Content-Type the client gave (see `sniff`); `duration_ms`, the
+    /// length the client measured, is kept for audio only.
+    pub async fn ingest<S>(&self, owner: &str, upload: Upload<'_>, body: S) -> Result<MediaRecord>
     where
         S: Stream<Item = Result<Bytes>> + Unpin,
     {
-        let (mut r, _guard) = receive(self.blobs.as_ref(), &self.limits, body).await?;
+        let (mut r, _guard) =
+            receive(self.blobs.as_ref(), &self.limits, upload.declared, body).await?;
         let id = crate::time::new_id();
         let key = uuid::Uuid::new_v4().simple().to_string();
         let mut rec = MediaRecord {
@@ -287,7 +302,7 @@ impl Media {
             kind: r.kind.as_str().to_owned(),
             mime: r.mime.clone(),
             size: r.size as i64,
-            name: clean_name(name, &r.mime),
+            name: clean_name(upload.name, &r.mime),
             storage_key: key.clone(),
             sha256: r.sha256.clone(),
             width: None,
@@ -299,6 +314,7 @@ impl Media {
             avatar: false,
             attached_at: None,
             created_at: crate::time::now_ms(),
+            duration_ms: upload.duration_ms.filter(|_| r.kind == Kind::Audio),
         };
         if r.kind == Kind::Image {
             let _slot = self
@@ -309,17 +325,28 @@ impl Media {
             let (path, mime, max) = (r.temp.clone(), r.mime.clone(), self.limits.max_image_pixels);
             let out = tokio::task::spawn_blocking(move || image::process(&path, &mime, max))
                 .await
-                .map_err(|e| Error::Internal(e.into()))?
-                .map_err(|e| match e {
-                    image::ImageError::TooManyPixels => Error::new(
+                .map_err(|e| Error::Internal(e.into()))?;
+            let out = match out {
+                Ok(out) => out,
+                Err(image::ImageError::TooManyPixels) => {
+                    return Err(Error::new(
                         ErrorCode::TooLarge,
                         format!("image has more than {max} pixels"),
-                    ),
-                    image::ImageError::Invalid(why) => Error::new(
-                        ErrorCode::UnsupportedMediaType,
-                        format!("not a valid image: {why}"),
-                    ),
-                })?;
+                    ));
+                }
+                // Image magic bytes but no image we can decode: kept as a file of unknown
+                // type (a download), like any other bytes we do not understand.
+                Err(image::ImageError::Invalid(why)) => {
+                    tracing::debug!(%why, "an upload that looks like an image is not one");
+                    rec.kind = Kind::File.as_str().to_owned();
+                    rec.mime = sniff::UNKNOWN.to_owned();
+                    self.blobs
+                        .put_file(&key, &r.temp)
+                        .await
+                        .map_err(|e| Error::Internal(e.into()))?;
+                    return Ok(rec);
+                }
+            };
             if let Some(cleaned) = out.cleaned {
                 tokio::fs::write(&r.temp, &cleaned)
                     .await
@@ -401,14 +428,10 @@ mod tests {
         // A PDF over the file limit: refused while streaming.
         let mut chunks: Vec<Result<Bytes>> = vec![Ok(Bytes::from_static(b"%PDF-1.7\n"))];
         chunks.extend((0..10).map(|_| Ok(Bytes::from(vec![b'x'; 4096]))));
-        let r = receive(&blobs, &limits, futures_util::stream::iter(chunks)).await;
+        let r = receive(&blobs, &limits, None, futures_util::stream::iter(chunks)).await;
         assert_eq!(r.err().unwrap().code(), ErrorCode::TooLarge);
-        let r = receive(
-            &blobs,
-            &limits,
-            futures_util::stream::iter(vec![Ok(Bytes::from_static(b"\x7fELF\x02\x01"))]),
-        )
-        .await;
+        // An empty upload is the only type refusal.
+        let r = receive(&blobs, &limits, None, futures_util::stream::iter(vec![])).await;
         assert_eq!(r.err().unwrap().code(), ErrorCode::UnsupportedMediaType);
         assert_eq!(
             std::fs::read_dir(dir.path().join("media/tmp"))

@@ -153,7 +153,7 @@ pub struct SendOutcome {
 pub struct MediaRecord {
     pub id: String,
     pub owner_id: String,
-    /// `image`, `video` or `file`.
+    /// `image`, `video`, `audio` or `file`.
     pub kind: String,
     pub mime: String,
     pub size: i64,
@@ -169,6 +169,8 @@ pub struct MediaRecord {
     pub avatar: bool,
     pub attached_at: Option<i64>,
     pub created_at: i64,
+    /// Audio: the recording's length, as the uploader measured it.
+    pub duration_ms: Option<i64>,
 }
 
 impl MediaRecord {
@@ -185,6 +187,7 @@ impl MediaRecord {
                 .thumb_key
                 .as_ref()
                 .map(|_| format!("/api/v1/media/{}/thumbnail", self.id)),
+            duration_ms: self.duration_ms,
         }
     }
 }

@@ -391,7 +391,7 @@ impl SqlStore {
 
     /// A stored message as the wire shows it, attachments included.
     async fn finish(&self, c: &mut Conn, row: MsgRow) -> Result<p::Message> {
-        let has_media = matches!(row.kind.as_str(), "image" | "file" | "video");
+        let has_media = matches!(row.kind.as_str(), "image" | "file" | "video" | "audio");
         let mut m = row.into_message(&self.keys)?;
         if has_media && !m.deleted {
             m.attachments = self.attachments(c, &m.id).await?;
@@ -416,6 +416,7 @@ impl SqlStore {
             let fits = match kind {
                 p::MessageKind::Image => rec.kind == "image",
                 p::MessageKind::Video => rec.kind == "video",
+                p::MessageKind::Audio => rec.kind == "audio",
                 _ => true,
             };
             if !fits {
@@ -2450,8 +2451,8 @@ impl Store for SqlStore {
         let mut c = self.write.acquire().await?;
         sqlx::query(
             "INSERT INTO media (id, owner_id, kind, mime, size, name, storage_key, sha256, width, height,
-                                thumb_key, thumb_size, thumb_mime, thumb_sha256, avatar, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, FALSE, $15)",
+                                thumb_key, thumb_size, thumb_mime, thumb_sha256, avatar, created_at, duration_ms)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, FALSE, $15, $16)",
         )
         .bind(&media.id)
         .bind(&media.owner_id)
@@ -2468,6 +2469,7 @@ impl Store for SqlStore {
         .bind(&media.thumb_mime)
         .bind(&media.thumb_sha256)
         .bind(media.created_at)
+        .bind(media.duration_ms)
         .execute(&mut *c)
         .await?;
         Ok(media.to_protocol())

@@ -11,12 +11,14 @@ import {
   emptyState,
   failPending,
   groupMessages,
+  markUnavailable,
   mergeHistory,
   messageStatus,
   setConversations,
   setTyping,
   sortedConversations,
   totalUnread,
+  unavailableText,
   upsertConversation,
   visibleMessages,
 } from './chat';
@@ -237,5 +239,42 @@ describe('groupMessages', () => {
     expect(g.map((x) => x.newDivider)).toEqual([false, false, true, false]);
     expect(g.map((x) => x.newDay)).toEqual([true, false, false, true]);
     expect(g[0].mine).toBe(true);
+  });
+});
+
+describe('markUnavailable (removed from a group, or a stale link)', () => {
+  it('forgets the conversation and keeps the group name for the chat to show', () => {
+    let s = base();
+    s = applyMessage(s, msg({ seq: 1, conversation_id: 'c2' }));
+    s = addPending(s, { client_id: 'p1', conversation_id: 'c2', body: 'lost', reply_to_seq: null, created_at: '2026-01-01T00:00:00Z' });
+    s = markUnavailable(s, 'c2');
+    expect(s.conversations.c2).toBeUndefined();
+    expect(s.messages.c2).toBeUndefined();
+    expect(s.pending.c2).toBeUndefined();
+    expect(s.unavailable.c2).toEqual({ name: 'G' });
+    expect(unavailableText(s.unavailable.c2)).toBe('You are no longer a member of G');
+    expect(s.conversations.c1).toBeDefined();
+  });
+
+  it('without a known name (a link to a conversation never seen here) says it is not available', () => {
+    const s = markUnavailable(base(), 'zzz');
+    expect(s.unavailable.zzz).toEqual({ name: null });
+    expect(unavailableText(s.unavailable.zzz)).toBe('This conversation is not available');
+  });
+
+  it('a later 404 for the same conversation keeps the name learnt at the removal', () => {
+    const s = markUnavailable(markUnavailable(base(), 'c2'), 'c2');
+    expect(s.unavailable.c2).toEqual({ name: 'G' });
+  });
+
+  it('a direct chat is never "no longer a member of <peer>"', () => {
+    expect(markUnavailable(base(), 'c1').unavailable.c1).toEqual({ name: null });
+  });
+
+  it('is cleared when the conversation comes back (added again, joined)', () => {
+    let s = markUnavailable(base(), 'c2');
+    s = upsertConversation(s, conv({ id: 'c2', kind: 'group', name: 'G' }));
+    expect(s.unavailable.c2).toBeUndefined();
+    expect(s.conversations.c2.name).toBe('G');
   });
 });

@@ -14,12 +14,18 @@ export interface ChatState {
   readMarkers: Record<string, Record<string, number>>;
   /** Typing: conversation → user → expiry (ms epoch). */
   typing: Record<string, Record<string, number>>;
+  /**
+   * Conversations this user cannot read (any more): removed from the group (`member.removed`
+   * for me), or a link the server answers with 404. The chat says so instead of loading
+   * forever; `name` is the group's name when it was known here.
+   */
+  unavailable: Record<string, { name: string | null }>;
 }
 
 export const TYPING_TTL_MS = 5_000;
 
 export function emptyState(me: string | null = null): ChatState {
-  return { me, conversations: {}, messages: {}, pending: {}, hasMore: {}, readMarkers: {}, typing: {} };
+  return { me, conversations: {}, messages: {}, pending: {}, hasMore: {}, readMarkers: {}, typing: {}, unavailable: {} };
 }
 
 export interface ViewContext {
@@ -56,7 +62,13 @@ export function upsertConversation(s: ChatState, c: Conversation): ChatState {
   const readMarkers = Object.keys(markers).length
     ? { ...s.readMarkers, [c.id]: mergeMarkers(s.readMarkers[c.id], markers) }
     : s.readMarkers;
-  return { ...s, conversations: { ...s.conversations, [c.id]: merged }, readMarkers };
+  // Readable again (added back to the group, or joined it).
+  let unavailable = s.unavailable;
+  if (unavailable[c.id]) {
+    unavailable = { ...unavailable };
+    delete unavailable[c.id];
+  }
+  return { ...s, conversations: { ...s.conversations, [c.id]: merged }, readMarkers, unavailable };
 }
 
 /** Replace the whole list (initial load / after reconnect); drops conversations no longer listed. */
@@ -74,6 +86,37 @@ export function setMuted(s: ChatState, id: string, mutedUntil: string | null): C
   const c = s.conversations[id];
   if (!c) return s;
   return { ...s, conversations: { ...s.conversations, [id]: { ...c, muted_until: mutedUntil } } };
+}
+
+/**
+ * This user can no longer read the conversation (removed from the group, or the server says it
+ * does not exist for them): forget what was loaded of it and remember it is unavailable, keeping
+ * the group's name when one is known (now, or from an earlier removal).
+ */
+export function markUnavailable(s: ChatState, id: string, name: string | null = null): ChatState {
+  const c = s.conversations[id];
+  const known = name ?? (c?.kind === 'group' ? conversationTitle(c) : null) ?? s.unavailable[id]?.name ?? null;
+  const without = <T>(r: Record<string, T>): Record<string, T> => {
+    if (!(id in r)) return r;
+    const n = { ...r };
+    delete n[id];
+    return n;
+  };
+  return {
+    ...s,
+    conversations: without(s.conversations),
+    messages: without(s.messages),
+    pending: without(s.pending),
+    hasMore: without(s.hasMore),
+    readMarkers: without(s.readMarkers),
+    typing: without(s.typing),
+    unavailable: { ...s.unavailable, [id]: { name: known } },
+  };
+}
+
+/** What the chat view shows for a conversation that cannot be read. */
+export function unavailableText(u: { name: string | null }): string {
+  return u.name ? `You are no longer a member of ${u.name}` : 'This conversation is not available';
 }
 
 export function removeConversation(s: ChatState, id: string): ChatState {

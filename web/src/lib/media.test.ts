@@ -7,9 +7,11 @@ import {
   attachmentSummary,
   fitBox,
   formatBytes,
+  formatDuration,
   isRetryable,
   messageKindFor,
   messagePreviewText,
+  splitAttachments,
   squareCrop,
   uploadErrorText,
   uploadMedia,
@@ -399,5 +401,37 @@ describe('TokenManager.onAccessToken (renews the media cookie)', () => {
     tm.setTokens({ access_token: t1, refresh_token: 'r1' });
     await tm.refresh();
     expect(seen).toEqual([t1, t2]);
+  });
+});
+
+describe('audio (voice messages) and files of unknown type', () => {
+  it('puts audio in players, unknown types (octet-stream) on download cards', () => {
+    const items = [
+      media({ id: 'i' }),
+      media({ id: 'v', mime: 'video/mp4' }),
+      media({ id: 'a', mime: 'audio/webm' }),
+      media({ id: 'b', mime: 'application/octet-stream', name: 'tool.bin' }),
+      media({ id: 'p', mime: 'application/pdf' }),
+    ];
+    const s = splitAttachments(items);
+    expect(s.images.map((x) => x.id)).toEqual(['i']);
+    expect(s.videos.map((x) => x.id)).toEqual(['v']);
+    expect(s.audios.map((x) => x.id)).toEqual(['a']);
+    expect(s.files.map((x) => x.id)).toEqual(['b', 'p']);
+  });
+
+  it('previews an audio message as a voice message', () => {
+    const a = media({ id: 'a', mime: 'audio/ogg', duration_ms: 4000 });
+    expect(messagePreviewText(msg({ seq: 1, kind: 'audio', body: '', attachments: [a] }))).toBe('🎤 Voice message');
+    expect(messagePreviewText(msg({ seq: 1, kind: 'audio', body: '', attachments: [a, { ...a, id: 'b' }] }))).toBe('🎤 2 voice messages');
+    expect(messagePreviewText(msg({ seq: 1, kind: 'file', body: '', attachments: [media({ id: 'b', mime: 'application/octet-stream', name: 'tool.bin' })] }))).toBe('📎 tool.bin');
+  });
+
+  it('formats durations', () => {
+    expect(formatDuration(7_200)).toBe('0:07');
+    expect(formatDuration(65_000)).toBe('1:05');
+    expect(formatDuration(3_723_000)).toBe('1:02:03');
+    expect(formatDuration(null)).toBe('');
+    expect(formatDuration(undefined)).toBe('');
   });
 });

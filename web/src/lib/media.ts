@@ -27,6 +27,30 @@ export function formatBytes(n: number): string {
 
 export const isImage = (m: Pick<Media, 'mime'>) => m.mime.startsWith('image/');
 export const isVideo = (m: Pick<Media, 'mime'>) => m.mime.startsWith('video/');
+export const isAudio = (m: Pick<Media, 'mime'>) => m.mime.startsWith('audio/');
+
+/**
+ * How a message's attachments are shown: pictures as thumbnails, videos and audio (voice
+ * messages) in the browser's own players, everything else, including files of a type the
+ * server does not know (`application/octet-stream`, served as a download), as a file card.
+ */
+export function splitAttachments<M extends Pick<Media, 'mime'>>(items: M[]): { images: M[]; videos: M[]; audios: M[]; files: M[] } {
+  const images = items.filter(isImage);
+  const videos = items.filter(isVideo);
+  const audios = items.filter(isAudio);
+  const files = items.filter((a) => !isImage(a) && !isVideo(a) && !isAudio(a));
+  return { images, videos, audios, files };
+}
+
+/** "0:07", "1:05", "1:02:03" for a duration in milliseconds; '' when unknown. */
+export function formatDuration(ms: number | null | undefined): string {
+  if (typeof ms !== 'number' || !Number.isFinite(ms) || ms < 0) return '';
+  const t = Math.round(ms / 1000);
+  const h = Math.floor(t / 3600);
+  const m = Math.floor((t % 3600) / 60);
+  const s = String(t % 60).padStart(2, '0');
+  return h ? `${h}:${String(m).padStart(2, '0')}:${s}` : `${m}:${s}`;
+}
 
 /**
  * The message kind for a set of uploads (typed by the server from their bytes): all images →
@@ -45,7 +69,7 @@ export function fitBox(width: number | null, height: number | null, max = 320): 
   return { width: Math.max(1, Math.round(width * scale)), height: Math.max(1, Math.round(height * scale)) };
 }
 
-/** Conversation-list text for a message with attachments ("📷 Photo", "🎬 Video", "📎 report.pdf"). */
+/** Conversation-list text for a message with attachments ("📷 Photo", "🎬 Video", "🎤 Voice message", "📎 report.pdf"). */
 export function attachmentSummary(m: Pick<Message, 'kind' | 'body' | 'attachments'>): string {
   const list = m.attachments ?? [];
   const caption = m.body.trim();
@@ -57,6 +81,9 @@ export function attachmentSummary(m: Pick<Message, 'kind' | 'body' | 'attachment
   } else if (m.kind === 'video' || (list.length && list.every(isVideo))) {
     icon = '🎬';
     label = list.length > 1 ? `${list.length} videos` : 'Video';
+  } else if (m.kind === 'audio' || (list.length && list.every(isAudio))) {
+    icon = '🎤';
+    label = list.length > 1 ? `${list.length} voice messages` : 'Voice message';
   } else {
     icon = '📎';
     label = list.length > 1 ? `${list.length} files` : list[0]?.name || 'File';
@@ -66,8 +93,24 @@ export function attachmentSummary(m: Pick<Message, 'kind' | 'body' | 'attachment
 
 /** The text of a message for previews (conversation list, notifications). */
 export function messagePreviewText(m: Pick<Message, 'kind' | 'body' | 'attachments'>): string {
-  if (m.kind === 'image' || m.kind === 'video' || m.kind === 'file') return attachmentSummary(m);
+  if (m.kind === 'image' || m.kind === 'video' || m.kind === 'audio' || m.kind === 'file') return attachmentSummary(m);
   return m.body;
+}
+
+/**
+ * The attachments in words, for screen readers ("Photo sunset.png", "3 photos", "Voice message,
+ * 0:07", "File report.pdf, 12 KB"): what a sighted person sees at a glance in the bubble.
+ */
+export function attachmentsInWords(list: Pick<Media, 'mime' | 'name' | 'size' | 'duration_ms'>[]): string {
+  if (list.length > 1 && list.every(isImage)) return `${list.length} photos`;
+  return list
+    .map((a) => {
+      if (isImage(a)) return `Photo ${a.name}`;
+      if (isVideo(a)) return `Video ${a.name}`;
+      if (isAudio(a)) return ['Voice message', formatDuration(a.duration_ms)].filter(Boolean).join(', ');
+      return `File ${a.name}, ${formatBytes(a.size)}`;
+    })
+    .join('; ');
 }
 
 // ---------- errors ----------

@@ -2,6 +2,7 @@ import { get } from 'svelte/store';
 import { describe, expect, it, vi } from 'vitest';
 import { applyMessage, emptyState, messageStatus, setConversations } from './chat';
 import { Session } from './session';
+import { ApiError } from './errors';
 import { conv, MemoryStorage, msg } from './testutil';
 import type { FriendRequest, Member, User } from './types';
 
@@ -47,6 +48,83 @@ describe('Session event handling (server extensions)', () => {
     expect(messageStatus(get(s.chat), get(s.chat).messages.g1[0])).toBe('sent');
     s.applyMemberReadMarkers('g1', [member('me', 5), member('bob', 5)]);
     expect(messageStatus(get(s.chat), get(s.chat).messages.g1[0])).toBe('read');
+  });
+});
+
+describe('Session: conversations that cannot be read', () => {
+  it('member.removed for me turns the open chat unavailable at once (no navigation away)', () => {
+    const s = session();
+    s.chat.set(applyMessage(setConversations(emptyState('me'), [conv({ id: 'g1', kind: 'group', name: 'Hiking' })]), msg({ seq: 1, conversation_id: 'g1' })));
+    s.active.set('g1');
+    s.handleEvent({ type: 'member.removed', conversation_id: 'g1', user_id: 'me' });
+    const st = get(s.chat);
+    expect(st.unavailable.g1).toEqual({ name: 'Hiking' });
+    expect(st.conversations.g1).toBeUndefined();
+    expect(get(s.active)).toBe('g1');
+    expect(get(s.toasts)).toEqual([]);
+  });
+
+  it('someone else removed: the conversation stays', () => {
+    const s = session();
+    s.chat.set(setConversations(emptyState('me'), [conv({ id: 'g1', kind: 'group', name: 'Hiking' })]));
+    s.handleEvent({ type: 'member.removed', conversation_id: 'g1', user_id: 'bob' });
+    expect(get(s.chat).conversations.g1).toBeDefined();
+    expect(get(s.chat).unavailable.g1).toBeUndefined();
+  });
+
+  it('a stale link (404) ends "Loading…": unavailable, no history request, no error toast', async () => {
+    const s = session();
+    s.chat.set(emptyState('me'));
+    const calls: string[] = [];
+    (s.api as any).conversation = async (id: string) => {
+      calls.push(`conversation ${id}`);
+      throw new ApiError(404, 'not_found', 'conversation not found');
+    };
+    (s.api as any).messages = async (id: string) => {
+      calls.push(`messages ${id}`);
+      return { messages: [], next_cursor: null };
+    };
+    await s.openConversation('x1');
+    expect(get(s.chat).unavailable.x1).toEqual({ name: null });
+    expect(calls).toEqual(['conversation x1']);
+    expect(get(s.toasts)).toEqual([]);
+  });
+
+  it('leaving a group myself: gone from the list, whether the event or the answer comes first', async () => {
+    const s = session();
+    s.chat.set(setConversations(emptyState('me'), [conv({ id: 'g1', kind: 'group', name: 'Hiking' })]));
+    (s.api as any).removeMember = async () => {
+      s.handleEvent({ type: 'member.removed', conversation_id: 'g1', user_id: 'me' });
+    };
+    await s.leaveGroup('g1');
+    expect(get(s.chat).conversations.g1).toBeUndefined();
+    expect(get(s.chat).unavailable.g1).toEqual({ name: 'Hiking' });
+  });
+
+  it('a network failure is not "unavailable"', async () => {
+    const s = session();
+    s.chat.set(emptyState('me'));
+    (s.api as any).conversation = async () => {
+      throw new ApiError(0, 'network', 'offline');
+    };
+    (s.api as any).messages = async () => {
+      throw new ApiError(0, 'network', 'offline');
+    };
+    await s.openConversation('x1');
+    expect(get(s.chat).unavailable.x1).toBeUndefined();
+  });
+});
+
+describe('Session: presence trust', () => {
+  it('is lost when the connection drops and not given back by reconnecting alone', () => {
+    const s = session();
+    (s as any).trust.connection('connected');
+    (s as any).trust.beginRefresh()(true);
+    expect(get(s.presenceTrusted)).toBe(true);
+    s.conn.set('reconnecting');
+    expect(get(s.presenceTrusted)).toBe(false);
+    s.conn.set('connected');
+    expect(get(s.presenceTrusted)).toBe(false);
   });
 });
 

@@ -13,9 +13,9 @@ import {
   dropPending,
   emptyState,
   failPending,
+  markUnavailable,
   maxSeq,
   mergeHistory,
-  removeConversation,
   removeMessageLocally,
   setConversations,
   setMuted,
@@ -41,6 +41,7 @@ import {
   withTimeout,
 } from './notify';
 import { Outbox, sendFrame } from './outbox';
+import { PresenceTrust } from './presence';
 import { Realtime, wsUrl, type ConnState } from './realtime';
 import { navigate } from './router';
 import { StreamPos } from './streampos';
@@ -83,6 +84,14 @@ function uuid(): string {
   return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
 }
 
+/**
+ * The server's answer for a conversation this user may not read: 404, which also hides whether
+ * it exists at all (403 means an action was refused, not that the conversation is gone).
+ */
+function isNotReadable(e: unknown): boolean {
+  return e instanceof ApiError && e.status === 404;
+}
+
 /** The logged-in session: REST, the WebSocket, the outbox and all the stores the views read. */
 export class Session {
   readonly tokens: TokenManager;
@@ -91,6 +100,12 @@ export class Session {
   readonly me = writable<User | null>(null);
   readonly chat = writable<ChatState>(emptyState());
   readonly conn = writable<ConnState>('offline');
+  /**
+   * Whether the online/offline state of people can be shown: only while connected and after
+   * fresh data came in on this connection (see PresenceTrust). Views show "unknown" otherwise.
+   */
+  readonly presenceTrusted = writable(false);
+  private trust = new PresenceTrust((t) => this.presenceTrusted.set(t));
   readonly friends = writable<User[]>([]);
   readonly requests = writable<{ incoming: FriendRequest[]; outgoing: FriendRequest[] }>({ incoming: [], outgoing: [] });
   readonly blocks = writable<User[]>([]);
@@ -135,6 +150,7 @@ export class Session {
       document.addEventListener('visibilitychange', () => this.visibilityChanged());
       window.addEventListener('focus', () => this.markActiveRead());
     }
+    this.conn.subscribe((st) => this.trust.connection(st));
     this.active.subscribe(() => this.updateView());
     this.chat.subscribe((s) => {
       if (typeof document !== 'undefined') document.title = titleWithUnread(totalUnread(s));
@@ -325,33 +341,47 @@ export class Session {
     this.lastSent.clear();
     this.flushOutbox();
     // Counts may have moved while we were away; the replay covered events, this covers the rest.
-    void this.loadConversations();
-    void this.loadPeople();
+    // Presence comes back with these answers (people shown online/offline again), not before.
+    const trusted = this.trust.beginRefresh();
+    void Promise.all([this.loadConversations(), this.loadPeople()]).then(([a, b]) => trusted(a && b));
     this.markActiveRead();
     const a = get(this.active);
     if (a) void this.loadGroupReadMarkers(a);
+    // An open group panel reloads its members (their presence too).
+    this.membersVersion.update((n) => n + 1);
   }
 
   // ---------- loading ----------
 
-  async loadConversations(): Promise<void> {
+  /** Reloads the conversation list; false when that failed. */
+  async loadConversations(): Promise<boolean> {
     try {
       const list = await this.api.conversations();
       this.rememberUsers(list.flatMap((c) => (c.peer ? [c.peer] : [])));
+      const active = get(this.active);
+      const hadActive = !!active && !!get(this.chat).conversations[active];
       this.chat.update((s) => setConversations(s, list));
+      // The open chat is no longer listed (removed from the group while we were away and the
+      // event was missed): ask for it, so the chat says it is gone rather than loading forever.
+      if (active && hadActive && !list.some((c) => c.id === active)) void this.fetchConversation(active);
+      return true;
     } catch (e) {
       if (!(e instanceof ApiError && e.code === 'network')) this.toast(friendlyError(e));
+      return false;
     }
   }
 
-  async loadPeople(): Promise<void> {
+  /** Reloads friends and friend requests; false when that failed. */
+  async loadPeople(): Promise<boolean> {
     try {
       const [friends, requests] = await Promise.all([this.api.friends(), this.api.friendRequests()]);
       this.friends.set(friends);
       this.requests.set(requests);
       this.rememberUsers([...friends, ...requests.incoming.map((r) => r.from), ...requests.outgoing.map((r) => r.to)]);
+      return true;
     } catch {
       /* shown elsewhere */
+      return false;
     }
   }
 
@@ -393,11 +423,23 @@ export class Session {
         const n = upsertConversation(s, c);
         return then ? then(n) : n;
       });
-    } catch {
-      /* ignore */
+    } catch (e) {
+      // Not (or no longer) ours to read: say so. Network trouble: keep what we have.
+      if (isNotReadable(e)) this.conversationUnavailable(id);
     } finally {
       this.fetchingConv.delete(id);
     }
+  }
+
+  /**
+   * The conversation cannot be read by this user any more (removed from the group, or a stale
+   * link): the chat view says so, and its unsent messages are dropped (the server would refuse
+   * them all).
+   */
+  private conversationUnavailable(id: string): void {
+    for (const item of this.outbox?.list(id) ?? []) this.outbox?.remove(item.client_id);
+    this.typingSenders.get(id)?.stop();
+    this.chat.update((s) => markUnavailable(s, id));
   }
 
   // ---------- events ----------
@@ -484,12 +526,9 @@ export class Session {
       case 'member.updated':
       case 'member.removed':
         if (ev.user_id === me?.id && ev.type === 'member.removed') {
-          const c = get(this.chat).conversations[ev.conversation_id];
-          this.chat.update((s) => removeConversation(s, ev.conversation_id));
-          if (get(this.active) === ev.conversation_id) {
-            this.toast(c ? `You are no longer a member of ${conversationTitle(c)}.` : 'You are no longer a member of this group.', 'info');
-            navigate('/');
-          }
+          // Removed (or left on another device): an open chat switches to "You are no longer a
+          // member of …" at once, with no message box (anything typed would only fail).
+          this.conversationUnavailable(ev.conversation_id);
         } else {
           void this.fetchConversation(ev.conversation_id);
         }
@@ -738,6 +777,7 @@ export class Session {
   async openConversation(id: string): Promise<void> {
     this.active.set(id);
     if (!get(this.chat).conversations[id]) await this.fetchConversation(id);
+    if (get(this.chat).unavailable[id] || get(this.active) !== id) return;
     if (!get(this.chat).messages[id]) await this.loadOlder(id, true);
     this.markActiveRead();
     void this.loadGroupReadMarkers(id);
@@ -782,7 +822,8 @@ export class Session {
       const hasMore = r.next_cursor !== null && r.next_cursor !== undefined ? true : r.messages.length >= limit;
       this.chat.update((st) => mergeHistory(st, id, r.messages, hasMore && r.messages.length > 0));
     } catch (e) {
-      this.toast(friendlyError(e));
+      if (isNotReadable(e)) this.conversationUnavailable(id);
+      else this.toast(friendlyError(e));
     } finally {
       this.loadingOlder.delete(id);
     }
@@ -879,8 +920,13 @@ export class Session {
     this.chat.update((s) => upsertConversation(s, c));
   }
 
-  removeConversationLocally(id: string): void {
-    this.chat.update((s) => removeConversation(s, id));
+  /** Leaves a group; the chat closes (back to the list) when it is the open one. */
+  async leaveGroup(id: string): Promise<void> {
+    const me = get(this.me);
+    if (!me) return;
+    await this.api.removeMember(id, me.id);
+    this.conversationUnavailable(id);
+    if (get(this.active) === id) navigate('/');
   }
 
   /** For the store type in components. */

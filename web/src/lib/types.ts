@@ -22,9 +22,12 @@ export interface Media {
   width: number | null;
   height: number | null;
   thumbnail_url: string | null;
+  /** Voice messages (`kind: "audio"`): the length, when the server could read it. */
+  duration_ms?: number | null;
 }
 
-export type MessageKind = 'text' | 'image' | 'file' | 'video' | 'system';
+/** `audio` (voice messages) was added to the contract on 2026-11-29. */
+export type MessageKind = 'text' | 'image' | 'file' | 'video' | 'audio' | 'system';
 
 export interface Message {
   id: string;

@@ -20,11 +20,15 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
+use axum::http::{HeaderValue, Uri, header};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chatnode_protocol::{self as p, PushPayload};
 use tokio::sync::{Semaphore, mpsc};
-use web_push_native::jwt_simple::algorithms::{ECDSAP256PublicKeyLike, ES256KeyPair};
+use web_push_native::jwt_simple::algorithms::{
+    ECDSAP256KeyPairLike, ECDSAP256PublicKeyLike, ES256KeyPair,
+};
+use web_push_native::jwt_simple::claims::Claims;
 use web_push_native::{Auth, WebPushBuilder};
 
 use crate::hub::{Durable, Hub, is_read_event};
@@ -54,8 +58,7 @@ pub struct Notifier {
     store: Arc<dyn Store>,
     hub: Arc<Hub>,
     cfg: PushConfig,
-    key: ES256KeyPair,
-    public_key: String,
+    vapid: Vapid,
     jobs: mpsc::Sender<Job>,
     /// Conversations with a notification showing, per user, and the seq it was for; a read at
     /// or past it sends the `clear` push.
@@ -104,9 +107,10 @@ impl Notifier {
         store: Arc<dyn Store>,
         hub: Arc<Hub>,
     ) -> anyhow::Result<Arc<Notifier>> {
-        let key = load_or_create_key(&data_dir.join("vapid_private_key"))?;
-        let public_key =
-            URL_SAFE_NO_PAD.encode(key.public_key().public_key().to_bytes_uncompressed());
+        let vapid = Vapid::new(
+            load_or_create_key(&data_dir.join("vapid_private_key"))?,
+            cfg.contact.clone(),
+        );
         let (jobs, job_rx) = mpsc::channel::<Job>(10_000);
         let (events_tx, events_rx) = mpsc::channel::<Durable>(10_000);
         let http = reqwest::Client::builder()
@@ -118,8 +122,7 @@ impl Notifier {
             store,
             hub: hub.clone(),
             cfg,
-            key,
-            public_key,
+            vapid,
             jobs,
             outstanding: Mutex::new(HashMap::new()),
             stats: PushStats::default(),
@@ -135,7 +138,7 @@ impl Notifier {
 
     /// The `applicationServerKey` browsers subscribe with.
     pub fn public_key(&self) -> &str {
-        &self.public_key
+        &self.vapid.public_key
     }
 
     /// A subscription was just added (possibly on this node): stop skipping messages.
@@ -326,10 +329,9 @@ impl Notifier {
 
     /// One request; `Ok(status)`, or `Err` on a network failure or timeout.
     async fn send_once(&self, http: &reqwest::Client, job: &Job) -> Result<u16, ()> {
-        let request = build_request(&self.key, &self.cfg.contact, &job.target, &job.payload)
-            .map_err(|e| {
-                tracing::warn!(error = %e, "push: invalid subscription");
-            })?;
+        let request = build_request(&self.vapid, &job.target, &job.payload).map_err(|e| {
+            tracing::warn!(error = %e, "push: invalid subscription");
+        })?;
         let (parts, body) = request.into_parts();
         let mut rb = http.post(parts.uri.to_string()).body(body);
         for (name, value) in parts.headers.iter() {
@@ -348,20 +350,92 @@ impl Notifier {
     }
 }
 
+/// How long a push service keeps an undelivered notification (the `TTL` header).
+const PUSH_TTL: Duration = Duration::from_secs(24 * 3600);
+
+/// How long a VAPID token is valid. RFC 8292 §2 allows at most 24 hours from the request;
+/// half of that leaves room for a push service whose clock is ahead of ours.
+const VAPID_VALIDITY_SECS: u64 = 12 * 3600;
+
+/// This server's VAPID identity (RFC 8292): the key pair, its public half as browsers and
+/// push services see it, and the contact sent as `sub`.
+struct Vapid {
+    key: ES256KeyPair,
+    /// The uncompressed public key, base64url: `applicationServerKey` and the header's `k`.
+    public_key: String,
+    contact: String,
+}
+
+impl Vapid {
+    fn new(key: ES256KeyPair, contact: String) -> Vapid {
+        let public_key =
+            URL_SAFE_NO_PAD.encode(key.public_key().public_key().to_bytes_uncompressed());
+        Vapid {
+            key,
+            public_key,
+            contact,
+        }
+    }
+
+    /// The `Authorization: vapid t=…, k=…` header for a request to a push resource at
+    /// `audience` (its origin). Signed here rather than by web-push-native, whose token names
+    /// `scheme://host` without the port.
+    fn authorization(&self, audience: &str) -> anyhow::Result<HeaderValue> {
+        let claims = Claims::create(web_push_native::jwt_simple::prelude::Duration::from_secs(
+            VAPID_VALIDITY_SECS,
+        ))
+        .with_audience(audience)
+        .with_subject(&self.contact);
+        let token = self
+            .key
+            .sign(claims)
+            .map_err(|e| anyhow::anyhow!("cannot sign the VAPID token: {e}"))?;
+        Ok(HeaderValue::from_str(&format!(
+            "vapid t={token}, k={}",
+            self.public_key
+        ))?)
+    }
+}
+
+/// The origin of a push resource as RFC 6454 serializes it: `scheme://host`, plus `:port`
+/// when the port is not the scheme's default. It is the VAPID `aud` (RFC 8292 §2).
+fn origin(endpoint: &Uri) -> Option<String> {
+    let scheme = endpoint.scheme_str()?.to_ascii_lowercase();
+    let host = endpoint
+        .host()
+        .filter(|h| !h.is_empty())?
+        .to_ascii_lowercase();
+    let default_port = match scheme.as_str() {
+        "https" => Some(443),
+        "http" => Some(80),
+        _ => None,
+    };
+    Some(match endpoint.port_u16() {
+        Some(port) if Some(port) != default_port => format!("{scheme}://{host}:{port}"),
+        _ => format!("{scheme}://{host}"),
+    })
+}
+
+/// The push request for one subscription: the RFC 8291 encryption and its headers from
+/// web-push-native, the VAPID `Authorization` from [`Vapid`].
 fn build_request(
-    key: &ES256KeyPair,
-    contact: &str,
+    vapid: &Vapid,
     target: &PushTarget,
     payload: &[u8],
 ) -> anyhow::Result<axum::http::Request<Vec<u8>>> {
+    let endpoint: Uri = target.endpoint.parse()?;
+    let audience = origin(&endpoint).context("the endpoint has no origin")?;
     let p256dh = URL_SAFE_NO_PAD.decode(target.p256dh.trim_end_matches('='))?;
     let auth = URL_SAFE_NO_PAD.decode(target.auth.trim_end_matches('='))?;
     anyhow::ensure!(auth.len() == 16, "auth secret must be 16 bytes");
     let public = web_push_native::p256::PublicKey::from_sec1_bytes(&p256dh)?;
-    let builder = WebPushBuilder::new(target.endpoint.parse()?, public, auth_secret(&auth))
-        .with_valid_duration(Duration::from_secs(24 * 3600))
-        .with_vapid(key, contact);
-    Ok(builder.build(payload.to_vec())?)
+    let mut request = WebPushBuilder::new(endpoint, public, auth_secret(&auth))
+        .with_valid_duration(PUSH_TTL)
+        .build(payload.to_vec())?;
+    request
+        .headers_mut()
+        .insert(header::AUTHORIZATION, vapid.authorization(&audience)?);
+    Ok(request)
 }
 
 /// The 16-byte auth secret as the crypto wants it (length checked by the caller).
@@ -435,8 +509,8 @@ mod tests {
             p256dh: URL_SAFE_NO_PAD.encode(sk.public_key().to_sec1_bytes()),
             auth: URL_SAFE_NO_PAD.encode([9u8; 16]),
         };
-        let key = ES256KeyPair::generate();
-        let req = build_request(&key, "mailto:a@b.c", &target, b"{\"hello\":1}").unwrap();
+        let vapid = Vapid::new(ES256KeyPair::generate(), "mailto:a@b.c".into());
+        let req = build_request(&vapid, &target, b"{\"hello\":1}").unwrap();
         assert_eq!(req.headers()["content-encoding"], "aes128gcm");
         assert!(
             req.headers()["authorization"]
@@ -447,5 +521,61 @@ mod tests {
         let plain =
             web_push_native::decrypt(req.into_body(), &sk, &auth_secret(&[9u8; 16])).unwrap();
         assert_eq!(plain, b"{\"hello\":1}");
+    }
+
+    /// The claims of a request's VAPID token, verified against `key`.
+    fn vapid_claims(
+        req: &axum::http::Request<Vec<u8>>,
+        vapid: &Vapid,
+    ) -> web_push_native::jwt_simple::claims::JWTClaims<
+        web_push_native::jwt_simple::claims::NoCustomClaims,
+    > {
+        let header = req.headers()["authorization"].to_str().unwrap();
+        let (token, k) = header
+            .strip_prefix("vapid t=")
+            .unwrap()
+            .split_once(", k=")
+            .unwrap();
+        assert_eq!(k, vapid.public_key);
+        vapid.key.public_key().verify_token(token, None).unwrap()
+    }
+
+    #[test]
+    fn the_vapid_audience_is_the_push_resource_origin_with_its_port() {
+        let sk = web_push_native::p256::SecretKey::random(&mut rand_core_compat());
+        let vapid = Vapid::new(ES256KeyPair::generate(), "mailto:a@b.c".into());
+        for (endpoint, origin) in [
+            ("http://127.0.0.1:32985/push/abc", "http://127.0.0.1:32985"),
+            (
+                "https://push.example.com:8443/x",
+                "https://push.example.com:8443",
+            ),
+            // The scheme's default port is left out (RFC 6454 serialization).
+            ("https://push.example.com/x", "https://push.example.com"),
+            ("https://push.example.com:443/x", "https://push.example.com"),
+            ("http://localhost:80/x", "http://localhost"),
+            ("https://Push.Example.COM/x", "https://push.example.com"),
+            ("http://[::1]:8080/x", "http://[::1]:8080"),
+        ] {
+            let target = PushTarget {
+                user_id: "u".into(),
+                endpoint: endpoint.into(),
+                p256dh: URL_SAFE_NO_PAD.encode(sk.public_key().to_sec1_bytes()),
+                auth: URL_SAFE_NO_PAD.encode([9u8; 16]),
+            };
+            let req = build_request(&vapid, &target, b"{}").unwrap();
+            let claims = vapid_claims(&req, &vapid);
+            let audiences = claims.audiences.unwrap().into_set();
+            assert_eq!(audiences.len(), 1, "{endpoint}");
+            assert!(audiences.contains(origin), "{endpoint}: {audiences:?}");
+            assert_eq!(claims.subject.as_deref(), Some("mailto:a@b.c"));
+            // RFC 8292 §2: `exp` no more than 24 hours after the request.
+            let exp = claims.expires_at.unwrap().as_secs();
+            let now = web_push_native::jwt_simple::prelude::Clock::now_since_epoch().as_secs();
+            assert!(
+                exp > now && exp <= now + 24 * 3600,
+                "{endpoint}: exp {exp}, now {now}"
+            );
+        }
     }
 }

@@ -150,13 +150,17 @@ impl Browser {
         let claims = public
             .verify_token::<NoCustomClaims>(token, None)
             .expect("valid VAPID JWT");
-        assert!(
-            claims
-                .audiences
-                .unwrap()
-                .into_set()
-                .contains("http://127.0.0.1")
+        // RFC 8292 §2: the origin of the push resource, port included (it is not 80 here).
+        let origin = self.endpoint.split("/push/").next().unwrap();
+        assert!(origin.starts_with("http://127.0.0.1:"), "{origin}");
+        let audiences = claims.audiences.unwrap().into_set();
+        assert_eq!(
+            audiences,
+            HashSet::from([origin.to_owned()]),
+            "the VAPID aud is the push service's origin"
         );
+        let exp = claims.expires_at.unwrap().as_secs();
+        assert!(exp <= Clock::now_since_epoch().as_secs() + 24 * 3600);
         assert!(claims.subject.unwrap().starts_with("mailto:"));
         assert_eq!(r.headers["content-encoding"], "aes128gcm");
         assert!(r.headers.contains_key("ttl"));

@@ -535,3 +535,51 @@ async fn subscriptions_are_validated() {
         assert_eq!(mode & 0o777, 0o600);
     }
 }
+
+#[tokio::test]
+async fn an_eleventh_subscription_replaces_the_oldest() {
+    let server = push_server().await;
+    let (svc, base) = Service::start().await;
+    let (a, _au, b, _bu, conv) = friends_with_direct(&server).await;
+    let browsers: Vec<Browser> = (0..11)
+        .map(|i| Browser::new(&base, &format!("s{i}")))
+        .collect();
+    let listed = || async {
+        let (_, v) = b
+            .raw(Method::GET, "/push/subscriptions", None)
+            .await
+            .unwrap();
+        v["subscriptions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| {
+                let e = s["endpoint"].as_str().unwrap();
+                e.rsplit('/').next().unwrap().to_owned()
+            })
+            .collect::<Vec<_>>()
+    };
+    for browser in &browsers[..10] {
+        browser.subscribe(&b).await;
+    }
+    assert_eq!(listed().await.len(), 10);
+    // A browser subscribing again is the same subscription, renewed: nothing is dropped.
+    browsers[0].subscribe(&b).await;
+    let now = listed().await;
+    assert_eq!(now.len(), 10, "{now:?}");
+    assert!(now.contains(&"s0".to_owned()));
+    // The eleventh drops the oldest: s1 (s0 was renewed after it).
+    browsers[10].subscribe(&b).await;
+    let now = listed().await;
+    assert_eq!(now.len(), 10, "{now:?}");
+    assert!(!now.contains(&"s1".to_owned()), "{now:?}");
+    assert!(now.contains(&"s0".to_owned()) && now.contains(&"s10".to_owned()));
+    a.send_text(&conv.id, "cap", "to every kept browser")
+        .await
+        .unwrap();
+    for i in (0..11).filter(|i| *i != 1) {
+        svc.wait_for(&format!("s{i}"), 1).await;
+    }
+    settle().await;
+    assert_eq!(svc.count("s1"), 0, "the dropped subscription gets no push");
+}

@@ -8,23 +8,31 @@
 //! a newer push replaces an undelivered older one, and when the recipient reads the
 //! conversation on another device a `clear` push follows with the same topic.
 //!
-//! Sending runs on its own bounded queue and worker pool with per-request timeouts and
-//! retries with backoff on 429 and 5xx; subscriptions the push service reports gone (404,
-//! 410) are deleted. A slow or dead push service costs queued notifications, never chat
-//! delivery. "Showing" is known per node: in a cluster, a client viewing a conversation on
-//! another node than the sender's does not stop the push (documented limit).
+//! Sending runs on its own bounded queue and worker pool with per-request timeouts, fair
+//! between push services (`push/queue.rs`: round-robin per origin, a capped share of the
+//! workers for each origin and for the slow ones together), and retries with backoff on 429,
+//! 5xx and unanswered requests that honour `Retry-After` (RFC 8030 §8.4) while holding no
+//! worker; subscriptions the push service reports gone (404, 410) are deleted. A slow or
+//! dead push service costs its own notifications, never chat delivery nor other services'
+//! notifications. Requests carry a VAPID token signed here for the push resource's origin.
+//! "Showing" is known per node: in a cluster, a client viewing a conversation on another
+//! node than the sender's does not stop the push (documented limit).
+
+mod queue;
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Context;
 use axum::http::{HeaderValue, Uri, header};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chatnode_protocol::{self as p, PushPayload};
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::{Notify, mpsc};
+use tokio::task::JoinSet;
 use web_push_native::jwt_simple::algorithms::{
     ECDSAP256KeyPairLike, ECDSAP256PublicKeyLike, ES256KeyPair,
 };
@@ -52,6 +60,29 @@ struct Job {
     payload: Vec<u8>,
     topic: String,
     urgency: &'static str,
+    /// Requests made for it so far.
+    attempts: u32,
+}
+
+/// Requests per notification, the first included.
+const ATTEMPTS: u32 = 4;
+
+/// The longest `Retry-After` the sender waits for. A push service asking for more is not
+/// going to deliver this notification while it still matters: it is given up.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(600);
+
+/// Notifications waiting to be sent or retried, all push services together.
+const QUEUE_LIMIT: usize = 10_000;
+
+/// What one request's answer means for its notification.
+enum Verdict {
+    /// Finished: sent, gone, refused or undeliverable (counted in the stats).
+    Done,
+    /// The push service answered 429 or 5xx: try again, not before its `Retry-After` if any.
+    Retry(Option<Duration>),
+    /// No answer (timeout, connection refused or reset): try again, and count the origin
+    /// as slow for a while.
+    Unanswered,
 }
 
 pub struct Notifier {
@@ -59,7 +90,10 @@ pub struct Notifier {
     hub: Arc<Hub>,
     cfg: PushConfig,
     vapid: Vapid,
-    jobs: mpsc::Sender<Job>,
+    /// Notifications waiting for a worker or for their retry time.
+    queue: Mutex<queue::SendQueue<Job>>,
+    /// Wakes the sender loop when a job is queued.
+    queued: Notify,
     /// Conversations with a notification showing, per user, and the seq it was for; a read at
     /// or past it sends the `clear` push.
     outstanding: Mutex<HashMap<(String, String), i64>>,
@@ -111,7 +145,6 @@ impl Notifier {
             load_or_create_key(&data_dir.join("vapid_private_key"))?,
             cfg.contact.clone(),
         );
-        let (jobs, job_rx) = mpsc::channel::<Job>(10_000);
         let (events_tx, events_rx) = mpsc::channel::<Durable>(10_000);
         let http = reqwest::Client::builder()
             .timeout(cfg.timeout)
@@ -121,18 +154,19 @@ impl Notifier {
         let n = Arc::new(Notifier {
             store,
             hub: hub.clone(),
-            cfg,
             vapid,
-            jobs,
+            queue: Mutex::new(queue::SendQueue::new(QUEUE_LIMIT, cfg.concurrency.max(1))),
+            queued: Notify::new(),
             outstanding: Mutex::new(HashMap::new()),
             stats: PushStats::default(),
             // Assume some until the first check says otherwise.
             has_subscriptions: std::sync::atomic::AtomicBool::new(true),
+            cfg,
         });
         tokio::spawn(n.clone().watch_subscriptions());
         hub.set_notifier(events_tx);
         tokio::spawn(n.clone().listen(events_rx));
-        tokio::spawn(n.clone().send_loop(job_rx, http));
+        tokio::spawn(n.clone().send_loop(http));
         Ok(n)
     }
 
@@ -231,6 +265,7 @@ impl Notifier {
                     payload: bytes.clone(),
                     topic: topic(conv),
                     urgency: "high",
+                    attempts: 0,
                 });
             }
             let _ = &ctx.sender_id;
@@ -269,69 +304,137 @@ impl Notifier {
                 payload: payload.clone(),
                 topic: topic(conv),
                 urgency: "normal",
+                attempts: 0,
             });
         }
         Ok(())
     }
 
     fn enqueue(&self, job: Job) {
-        if self.jobs.try_send(job).is_err() {
-            self.stats
-                .failed
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let origin = job
+            .target
+            .endpoint
+            .parse::<Uri>()
+            .ok()
+            .and_then(|uri| origin(&uri));
+        let Some(origin) = origin else {
+            self.stats.failed.fetch_add(1, Relaxed);
+            tracing::warn!("push: a subscription's endpoint has no origin");
+            return;
+        };
+        if self.lock_queue().push(origin, job).is_err() {
+            self.stats.failed.fetch_add(1, Relaxed);
             tracing::warn!("push: send queue full, notification dropped");
+            return;
         }
+        self.queued.notify_one();
     }
 
-    async fn send_loop(self: Arc<Self>, mut rx: mpsc::Receiver<Job>, http: reqwest::Client) {
-        let slots = Arc::new(Semaphore::new(self.cfg.concurrency.max(1)));
-        while let Some(job) = rx.recv().await {
-            let Ok(permit) = slots.clone().acquire_owned().await else {
-                return;
-            };
-            let (me, http) = (self.clone(), http.clone());
-            tokio::spawn(async move {
-                me.send_with_retries(&http, job).await;
-                drop(permit);
-            });
-        }
+    fn lock_queue(&self) -> MutexGuard<'_, queue::SendQueue<Job>> {
+        self.queue.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    async fn send_with_retries(&self, http: &reqwest::Client, job: Job) {
-        use std::sync::atomic::Ordering::Relaxed;
-        for attempt in 0..4u32 {
-            match self.send_once(http, &job).await {
-                Ok(status) if (200..300).contains(&status) => {
-                    self.stats.sent.fetch_add(1, Relaxed);
-                    return;
-                }
-                Ok(404 | 410) => {
-                    self.stats.gone.fetch_add(1, Relaxed);
-                    if let Err(e) = self.store.drop_push_endpoint(&job.target.endpoint).await {
-                        tracing::warn!(error = %e, "push: cannot drop a gone subscription");
-                    }
-                    return;
-                }
-                Ok(status) if status == 429 || status >= 500 => {}
-                Ok(status) => {
-                    tracing::warn!(status, "push: the push service refused a notification");
-                    self.stats.failed.fetch_add(1, Relaxed);
-                    return;
-                }
-                // A network failure or timeout: retried like a 5xx.
-                Err(()) => {}
+    /// Starts requests while workers are free and the queue lets a job go, and waits for a
+    /// new job, a request to finish or a retry to fall due. The workers are tasks of this
+    /// loop's `JoinSet`: they end with it. A job waiting to be retried holds no worker.
+    async fn send_loop(self: Arc<Self>, http: reqwest::Client) {
+        let mut workers: JoinSet<(Job, Verdict)> = JoinSet::new();
+        // The queue's claim of each running request, given back when it finishes (also if
+        // its task panicked, so an origin's share cannot leak away).
+        let mut running: HashMap<tokio::task::Id, queue::Ticket> = HashMap::new();
+        loop {
+            while workers.len() < self.cfg.concurrency.max(1) {
+                let next = self.lock_queue().take(Instant::now());
+                let Some((ticket, job)) = next else {
+                    break;
+                };
+                let (me, http) = (self.clone(), http.clone());
+                let task = workers.spawn(async move {
+                    let verdict = me.attempt(&http, &job).await;
+                    (job, verdict)
+                });
+                running.insert(task.id(), ticket);
             }
-            // 0.5 s, 1 s, 2 s… between attempts.
-            tokio::time::sleep(Duration::from_millis(500 << attempt)).await;
+            // With every worker busy a due retry could not start anyway: only a finished
+            // request makes progress (and a timer already past would spin this loop).
+            let next_retry = if workers.len() < self.cfg.concurrency.max(1) {
+                self.lock_queue().next_retry()
+            } else {
+                None
+            };
+            let retry_due = async {
+                match next_retry {
+                    Some(at) => tokio::time::sleep_until(at.into()).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                () = self.queued.notified() => {}
+                () = retry_due => {}
+                Some(finished) = workers.join_next_with_id() => match finished {
+                    Ok((id, (job, verdict))) => {
+                        if let Some(ticket) = running.remove(&id) {
+                            self.after_attempt(ticket, job, verdict);
+                        }
+                    }
+                    Err(e) => {
+                        if let Some(ticket) = running.remove(&e.id()) {
+                            self.lock_queue().done(ticket);
+                        }
+                        self.stats.failed.fetch_add(1, Relaxed);
+                        tracing::error!(error = %e, "push: a send task failed");
+                    }
+                },
+            }
         }
-        self.stats.failed.fetch_add(1, Relaxed);
     }
 
-    /// One request; `Ok(status)`, or `Err` on a network failure or timeout.
-    async fn send_once(&self, http: &reqwest::Client, job: &Job) -> Result<u16, ()> {
-        let request = build_request(&self.vapid, &job.target, &job.payload).map_err(|e| {
-            tracing::warn!(error = %e, "push: invalid subscription");
-        })?;
+    /// Frees the finished request's share and, for a verdict worth another attempt,
+    /// schedules it: no sooner than the backoff and the push service's `Retry-After`.
+    fn after_attempt(&self, ticket: queue::Ticket, mut job: Job, verdict: Verdict) {
+        let now = Instant::now();
+        let mut queue = self.lock_queue();
+        let retry_after = match verdict {
+            Verdict::Done => {
+                queue.done(ticket);
+                return;
+            }
+            Verdict::Retry(retry_after) => retry_after,
+            Verdict::Unanswered => {
+                queue.mark_slow(&ticket.origin, now);
+                None
+            }
+        };
+        let origin = ticket.origin.clone();
+        queue.done(ticket);
+        job.attempts += 1;
+        let Some(wait) = retry_delay(job.attempts, retry_after) else {
+            self.stats.failed.fetch_add(1, Relaxed);
+            tracing::warn!(
+                attempts = job.attempts,
+                retry_after_secs = retry_after.map(|d| d.as_secs()),
+                origin,
+                "push: giving up on a notification"
+            );
+            return;
+        };
+        if queue.retry_at(origin, job, now + wait).is_err() {
+            self.stats.failed.fetch_add(1, Relaxed);
+            tracing::warn!("push: send queue full, retry dropped");
+        }
+        // The loop recomputes its timer after every finished request: no wake-up needed.
+    }
+
+    /// One request for a job, and what its answer means.
+    async fn attempt(&self, http: &reqwest::Client, job: &Job) -> Verdict {
+        let request = match build_request(&self.vapid, &job.target, &job.payload) {
+            Ok(request) => request,
+            Err(e) => {
+                self.stats.failed.fetch_add(1, Relaxed);
+                tracing::warn!(error = %e, "push: invalid subscription");
+                return Verdict::Done;
+            }
+        };
         let (parts, body) = request.into_parts();
         let mut rb = http.post(parts.uri.to_string()).body(body);
         for (name, value) in parts.headers.iter() {
@@ -340,14 +443,66 @@ impl Notifier {
         rb = rb
             .header("Topic", &job.topic)
             .header("Urgency", job.urgency);
-        match rb.send().await {
-            Ok(resp) => Ok(resp.status().as_u16()),
+        let response = match rb.send().await {
+            Ok(response) => response,
             Err(e) => {
                 tracing::debug!(error = %e, "push: request failed");
-                Err(())
+                return Verdict::Unanswered;
+            }
+        };
+        match response.status().as_u16() {
+            200..=299 => {
+                self.stats.sent.fetch_add(1, Relaxed);
+                Verdict::Done
+            }
+            404 | 410 => {
+                self.stats.gone.fetch_add(1, Relaxed);
+                if let Err(e) = self.store.drop_push_endpoint(&job.target.endpoint).await {
+                    tracing::warn!(error = %e, "push: cannot drop a gone subscription");
+                }
+                Verdict::Done
+            }
+            429 | 500..=599 => Verdict::Retry(
+                response
+                    .headers()
+                    .get(header::RETRY_AFTER)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| parse_retry_after(v, SystemTime::now())),
+            ),
+            status => {
+                tracing::warn!(status, "push: the push service refused a notification");
+                self.stats.failed.fetch_add(1, Relaxed);
+                Verdict::Done
             }
         }
     }
+}
+
+/// The wait before the next request after `made` requests: 0.5 s, 1 s, 2 s, or the push
+/// service's `Retry-After` when that is longer; `None` to give up (no attempts left, or a
+/// `Retry-After` past [`MAX_RETRY_AFTER`]).
+fn retry_delay(made: u32, retry_after: Option<Duration>) -> Option<Duration> {
+    if made >= ATTEMPTS {
+        return None;
+    }
+    let backoff = Duration::from_millis(500) * 2u32.pow(made.saturating_sub(1));
+    match retry_after {
+        Some(wait) if wait > MAX_RETRY_AFTER => None,
+        Some(wait) => Some(wait.max(backoff)),
+        None => Some(backoff),
+    }
+}
+
+/// A `Retry-After` value (RFC 9110 §10.2.3) as a wait from `now`: delta-seconds or an
+/// HTTP-date (a date in the past means now); `None` when it is neither.
+fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
+    let value = value.trim();
+    if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
+        // More digits than a u64 holds is still an answer: a very long wait.
+        return Some(value.parse().map_or(Duration::MAX, Duration::from_secs));
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
 }
 
 /// How long a push service keeps an undelivered notification (the `TTL` header).
@@ -481,6 +636,55 @@ mod tests {
         let t = topic("01a1fcf3-14a4-722f-a1bc-071ec91c504f");
         assert_eq!(t.len(), 32);
         assert!(t.chars().all(|c| c.is_ascii_alphanumeric()));
+    }
+
+    #[test]
+    fn retry_after_is_read_as_seconds_or_an_http_date() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(784_111_777);
+        let secs = |s| Some(Duration::from_secs(s));
+        assert_eq!(parse_retry_after("120", now), secs(120));
+        assert_eq!(parse_retry_after(" 0 ", now), secs(0));
+        // 784111777 is Sun, 06 Nov 1994 08:49:37 GMT.
+        assert_eq!(
+            parse_retry_after("Sun, 06 Nov 1994 08:51:37 GMT", now),
+            secs(120)
+        );
+        // The obsolete forms RFC 9110 tells recipients to accept.
+        assert_eq!(
+            parse_retry_after("Sunday, 06-Nov-94 08:50:37 GMT", now),
+            secs(60)
+        );
+        assert_eq!(parse_retry_after("Sun Nov  6 08:50:37 1994", now), secs(60));
+        assert_eq!(
+            parse_retry_after("Sun, 06 Nov 1994 08:00:00 GMT", now),
+            secs(0),
+            "past"
+        );
+        assert_eq!(
+            parse_retry_after("99999999999999999999999", now),
+            Some(Duration::MAX)
+        );
+        for bad in ["", "-1", "1.5", "soon", "120s"] {
+            assert_eq!(parse_retry_after(bad, now), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn retries_back_off_honour_retry_after_and_give_up() {
+        let ms = |n| Some(Duration::from_millis(n));
+        assert_eq!(retry_delay(1, None), ms(500));
+        assert_eq!(retry_delay(2, None), ms(1000));
+        assert_eq!(retry_delay(3, None), ms(2000));
+        assert_eq!(retry_delay(ATTEMPTS, None), None, "four requests at most");
+        // Retry-After is a minimum: never sooner, and not sooner than the backoff either.
+        assert_eq!(retry_delay(1, Some(Duration::from_secs(30))), ms(30_000));
+        assert_eq!(retry_delay(3, Some(Duration::from_secs(1))), ms(2000));
+        assert_eq!(retry_delay(1, Some(MAX_RETRY_AFTER)), Some(MAX_RETRY_AFTER));
+        assert_eq!(
+            retry_delay(1, Some(MAX_RETRY_AFTER + Duration::from_secs(1))),
+            None
+        );
+        assert_eq!(retry_delay(1, Some(Duration::MAX)), None);
     }
 
     #[test]

@@ -111,7 +111,7 @@ pub struct ServeArgs {
     /// VAPID contact (mailto: or https: URL) sent to push services [default: mailto:admin@localhost]
     #[arg(long, env = "CHATNODE_PUSH_CONTACT")]
     pub push_contact: Option<String>,
-    /// Concurrent requests to push services [default: 16]
+    /// Concurrent requests to push services, at most a quarter of them to one [default: 16]
     #[arg(long, env = "CHATNODE_PUSH_CONCURRENCY")]
     pub push_concurrency: Option<usize>,
     /// Seconds before a push request is abandoned (then retried) [default: 10]

@@ -8,23 +8,35 @@
 //! a newer push replaces an undelivered older one, and when the recipient reads the
 //! conversation on another device a `clear` push follows with the same topic.
 //!
-//! Sending runs on its own bounded queue and worker pool with per-request timeouts and
-//! retries with backoff on 429 and 5xx; subscriptions the push service reports gone (404,
-//! 410) are deleted. A slow or dead push service costs queued notifications, never chat
-//! delivery. "Showing" is known per node: in a cluster, a client viewing a conversation on
-//! another node than the sender's does not stop the push (documented limit).
+//! Sending runs on its own bounded queue and worker pool with per-request timeouts, fair
+//! between push services (`push/queue.rs`: round-robin per origin, a capped share of the
+//! workers for each origin and for the slow ones together), and retries with backoff on 429,
+//! 5xx and unanswered requests that honour `Retry-After` (RFC 8030 §8.4) while holding no
+//! worker; subscriptions the push service reports gone (404, 410) are deleted. A slow or
+//! dead push service costs its own notifications, never chat delivery nor other services'
+//! notifications. Requests carry a VAPID token signed here for the push resource's origin.
+//! "Showing" is known per node: in a cluster, a client viewing a conversation on another
+//! node than the sender's does not stop the push (documented limit).
+
+mod queue;
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Context;
+use axum::http::{HeaderValue, Uri, header};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chatnode_protocol::{self as p, PushPayload};
-use tokio::sync::{Semaphore, mpsc};
-use web_push_native::jwt_simple::algorithms::{ECDSAP256PublicKeyLike, ES256KeyPair};
+use tokio::sync::{Notify, mpsc};
+use tokio::task::JoinSet;
+use web_push_native::jwt_simple::algorithms::{
+    ECDSAP256KeyPairLike, ECDSAP256PublicKeyLike, ES256KeyPair,
+};
+use web_push_native::jwt_simple::claims::Claims;
 use web_push_native::{Auth, WebPushBuilder};
 
 use crate::hub::{Durable, Hub, is_read_event};
@@ -48,15 +60,40 @@ struct Job {
     payload: Vec<u8>,
     topic: String,
     urgency: &'static str,
+    /// Requests made for it so far.
+    attempts: u32,
+}
+
+/// Requests per notification, the first included.
+const ATTEMPTS: u32 = 4;
+
+/// The longest `Retry-After` the sender waits for. A push service asking for more is not
+/// going to deliver this notification while it still matters: it is given up.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(600);
+
+/// Notifications waiting to be sent or retried, all push services together.
+const QUEUE_LIMIT: usize = 10_000;
+
+/// What one request's answer means for its notification.
+enum Verdict {
+    /// Finished: sent, gone, refused or undeliverable (counted in the stats).
+    Done,
+    /// The push service answered 429 or 5xx: try again, not before its `Retry-After` if any.
+    Retry(Option<Duration>),
+    /// No answer (timeout, connection refused or reset): try again, and count the origin
+    /// as slow for a while.
+    Unanswered,
 }
 
 pub struct Notifier {
     store: Arc<dyn Store>,
     hub: Arc<Hub>,
     cfg: PushConfig,
-    key: ES256KeyPair,
-    public_key: String,
-    jobs: mpsc::Sender<Job>,
+    vapid: Vapid,
+    /// Notifications waiting for a worker or for their retry time.
+    queue: Mutex<queue::SendQueue<Job>>,
+    /// Wakes the sender loop when a job is queued.
+    queued: Notify,
     /// Conversations with a notification showing, per user, and the seq it was for; a read at
     /// or past it sends the `clear` push.
     outstanding: Mutex<HashMap<(String, String), i64>>,
@@ -104,10 +141,10 @@ impl Notifier {
         store: Arc<dyn Store>,
         hub: Arc<Hub>,
     ) -> anyhow::Result<Arc<Notifier>> {
-        let key = load_or_create_key(&data_dir.join("vapid_private_key"))?;
-        let public_key =
-            URL_SAFE_NO_PAD.encode(key.public_key().public_key().to_bytes_uncompressed());
-        let (jobs, job_rx) = mpsc::channel::<Job>(10_000);
+        let vapid = Vapid::new(
+            load_or_create_key(&data_dir.join("vapid_private_key"))?,
+            cfg.contact.clone(),
+        );
         let (events_tx, events_rx) = mpsc::channel::<Durable>(10_000);
         let http = reqwest::Client::builder()
             .timeout(cfg.timeout)
@@ -117,25 +154,25 @@ impl Notifier {
         let n = Arc::new(Notifier {
             store,
             hub: hub.clone(),
-            cfg,
-            key,
-            public_key,
-            jobs,
+            vapid,
+            queue: Mutex::new(queue::SendQueue::new(QUEUE_LIMIT, cfg.concurrency.max(1))),
+            queued: Notify::new(),
             outstanding: Mutex::new(HashMap::new()),
             stats: PushStats::default(),
             // Assume some until the first check says otherwise.
             has_subscriptions: std::sync::atomic::AtomicBool::new(true),
+            cfg,
         });
         tokio::spawn(n.clone().watch_subscriptions());
         hub.set_notifier(events_tx);
         tokio::spawn(n.clone().listen(events_rx));
-        tokio::spawn(n.clone().send_loop(job_rx, http));
+        tokio::spawn(n.clone().send_loop(http));
         Ok(n)
     }
 
     /// The `applicationServerKey` browsers subscribe with.
     pub fn public_key(&self) -> &str {
-        &self.public_key
+        &self.vapid.public_key
     }
 
     /// A subscription was just added (possibly on this node): stop skipping messages.
@@ -228,6 +265,7 @@ impl Notifier {
                     payload: bytes.clone(),
                     topic: topic(conv),
                     urgency: "high",
+                    attempts: 0,
                 });
             }
             let _ = &ctx.sender_id;
@@ -266,70 +304,137 @@ impl Notifier {
                 payload: payload.clone(),
                 topic: topic(conv),
                 urgency: "normal",
+                attempts: 0,
             });
         }
         Ok(())
     }
 
     fn enqueue(&self, job: Job) {
-        if self.jobs.try_send(job).is_err() {
-            self.stats
-                .failed
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let origin = job
+            .target
+            .endpoint
+            .parse::<Uri>()
+            .ok()
+            .and_then(|uri| origin(&uri));
+        let Some(origin) = origin else {
+            self.stats.failed.fetch_add(1, Relaxed);
+            tracing::warn!("push: a subscription's endpoint has no origin");
+            return;
+        };
+        if self.lock_queue().push(origin, job).is_err() {
+            self.stats.failed.fetch_add(1, Relaxed);
             tracing::warn!("push: send queue full, notification dropped");
+            return;
         }
+        self.queued.notify_one();
     }
 
-    async fn send_loop(self: Arc<Self>, mut rx: mpsc::Receiver<Job>, http: reqwest::Client) {
-        let slots = Arc::new(Semaphore::new(self.cfg.concurrency.max(1)));
-        while let Some(job) = rx.recv().await {
-            let Ok(permit) = slots.clone().acquire_owned().await else {
-                return;
-            };
-            let (me, http) = (self.clone(), http.clone());
-            tokio::spawn(async move {
-                me.send_with_retries(&http, job).await;
-                drop(permit);
-            });
-        }
+    fn lock_queue(&self) -> MutexGuard<'_, queue::SendQueue<Job>> {
+        self.queue.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    async fn send_with_retries(&self, http: &reqwest::Client, job: Job) {
-        use std::sync::atomic::Ordering::Relaxed;
-        for attempt in 0..4u32 {
-            match self.send_once(http, &job).await {
-                Ok(status) if (200..300).contains(&status) => {
-                    self.stats.sent.fetch_add(1, Relaxed);
-                    return;
-                }
-                Ok(404 | 410) => {
-                    self.stats.gone.fetch_add(1, Relaxed);
-                    if let Err(e) = self.store.drop_push_endpoint(&job.target.endpoint).await {
-                        tracing::warn!(error = %e, "push: cannot drop a gone subscription");
-                    }
-                    return;
-                }
-                Ok(status) if status == 429 || status >= 500 => {}
-                Ok(status) => {
-                    tracing::warn!(status, "push: the push service refused a notification");
-                    self.stats.failed.fetch_add(1, Relaxed);
-                    return;
-                }
-                // A network failure or timeout: retried like a 5xx.
-                Err(()) => {}
+    /// Starts requests while workers are free and the queue lets a job go, and waits for a
+    /// new job, a request to finish or a retry to fall due. The workers are tasks of this
+    /// loop's `JoinSet`: they end with it. A job waiting to be retried holds no worker.
+    async fn send_loop(self: Arc<Self>, http: reqwest::Client) {
+        let mut workers: JoinSet<(Job, Verdict)> = JoinSet::new();
+        // The queue's claim of each running request, given back when it finishes (also if
+        // its task panicked, so an origin's share cannot leak away).
+        let mut running: HashMap<tokio::task::Id, queue::Ticket> = HashMap::new();
+        loop {
+            while workers.len() < self.cfg.concurrency.max(1) {
+                let next = self.lock_queue().take(Instant::now());
+                let Some((ticket, job)) = next else {
+                    break;
+                };
+                let (me, http) = (self.clone(), http.clone());
+                let task = workers.spawn(async move {
+                    let verdict = me.attempt(&http, &job).await;
+                    (job, verdict)
+                });
+                running.insert(task.id(), ticket);
             }
-            // 0.5 s, 1 s, 2 s… between attempts.
-            tokio::time::sleep(Duration::from_millis(500 << attempt)).await;
+            // With every worker busy a due retry could not start anyway: only a finished
+            // request makes progress (and a timer already past would spin this loop).
+            let next_retry = if workers.len() < self.cfg.concurrency.max(1) {
+                self.lock_queue().next_retry()
+            } else {
+                None
+            };
+            let retry_due = async {
+                match next_retry {
+                    Some(at) => tokio::time::sleep_until(at.into()).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                () = self.queued.notified() => {}
+                () = retry_due => {}
+                Some(finished) = workers.join_next_with_id() => match finished {
+                    Ok((id, (job, verdict))) => {
+                        if let Some(ticket) = running.remove(&id) {
+                            self.after_attempt(ticket, job, verdict);
+                        }
+                    }
+                    Err(e) => {
+                        if let Some(ticket) = running.remove(&e.id()) {
+                            self.lock_queue().done(ticket);
+                        }
+                        self.stats.failed.fetch_add(1, Relaxed);
+                        tracing::error!(error = %e, "push: a send task failed");
+                    }
+                },
+            }
         }
-        self.stats.failed.fetch_add(1, Relaxed);
     }
 
-    /// One request; `Ok(status)`, or `Err` on a network failure or timeout.
-    async fn send_once(&self, http: &reqwest::Client, job: &Job) -> Result<u16, ()> {
-        let request = build_request(&self.key, &self.cfg.contact, &job.target, &job.payload)
-            .map_err(|e| {
+    /// Frees the finished request's share and, for a verdict worth another attempt,
+    /// schedules it: no sooner than the backoff and the push service's `Retry-After`.
+    fn after_attempt(&self, ticket: queue::Ticket, mut job: Job, verdict: Verdict) {
+        let now = Instant::now();
+        let mut queue = self.lock_queue();
+        let retry_after = match verdict {
+            Verdict::Done => {
+                queue.done(ticket);
+                return;
+            }
+            Verdict::Retry(retry_after) => retry_after,
+            Verdict::Unanswered => {
+                queue.mark_slow(&ticket.origin, now);
+                None
+            }
+        };
+        let origin = ticket.origin.clone();
+        queue.done(ticket);
+        job.attempts += 1;
+        let Some(wait) = retry_delay(job.attempts, retry_after) else {
+            self.stats.failed.fetch_add(1, Relaxed);
+            tracing::warn!(
+                attempts = job.attempts,
+                retry_after_secs = retry_after.map(|d| d.as_secs()),
+                origin,
+                "push: giving up on a notification"
+            );
+            return;
+        };
+        if queue.retry_at(origin, job, now + wait).is_err() {
+            self.stats.failed.fetch_add(1, Relaxed);
+            tracing::warn!("push: send queue full, retry dropped");
+        }
+        // The loop recomputes its timer after every finished request: no wake-up needed.
+    }
+
+    /// One request for a job, and what its answer means.
+    async fn attempt(&self, http: &reqwest::Client, job: &Job) -> Verdict {
+        let request = match build_request(&self.vapid, &job.target, &job.payload) {
+            Ok(request) => request,
+            Err(e) => {
+                self.stats.failed.fetch_add(1, Relaxed);
                 tracing::warn!(error = %e, "push: invalid subscription");
-            })?;
+                return Verdict::Done;
+            }
+        };
         let (parts, body) = request.into_parts();
         let mut rb = http.post(parts.uri.to_string()).body(body);
         for (name, value) in parts.headers.iter() {
@@ -338,30 +443,154 @@ impl Notifier {
         rb = rb
             .header("Topic", &job.topic)
             .header("Urgency", job.urgency);
-        match rb.send().await {
-            Ok(resp) => Ok(resp.status().as_u16()),
+        let response = match rb.send().await {
+            Ok(response) => response,
             Err(e) => {
                 tracing::debug!(error = %e, "push: request failed");
-                Err(())
+                return Verdict::Unanswered;
+            }
+        };
+        match response.status().as_u16() {
+            200..=299 => {
+                self.stats.sent.fetch_add(1, Relaxed);
+                Verdict::Done
+            }
+            404 | 410 => {
+                self.stats.gone.fetch_add(1, Relaxed);
+                if let Err(e) = self.store.drop_push_endpoint(&job.target.endpoint).await {
+                    tracing::warn!(error = %e, "push: cannot drop a gone subscription");
+                }
+                Verdict::Done
+            }
+            429 | 500..=599 => Verdict::Retry(
+                response
+                    .headers()
+                    .get(header::RETRY_AFTER)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| parse_retry_after(v, SystemTime::now())),
+            ),
+            status => {
+                tracing::warn!(status, "push: the push service refused a notification");
+                self.stats.failed.fetch_add(1, Relaxed);
+                Verdict::Done
             }
         }
     }
 }
 
+/// The wait before the next request after `made` requests: 0.5 s, 1 s, 2 s, or the push
+/// service's `Retry-After` when that is longer; `None` to give up (no attempts left, or a
+/// `Retry-After` past [`MAX_RETRY_AFTER`]).
+fn retry_delay(made: u32, retry_after: Option<Duration>) -> Option<Duration> {
+    if made >= ATTEMPTS {
+        return None;
+    }
+    let backoff = Duration::from_millis(500) * 2u32.pow(made.saturating_sub(1));
+    match retry_after {
+        Some(wait) if wait > MAX_RETRY_AFTER => None,
+        Some(wait) => Some(wait.max(backoff)),
+        None => Some(backoff),
+    }
+}
+
+/// A `Retry-After` value (RFC 9110 §10.2.3) as a wait from `now`: delta-seconds or an
+/// HTTP-date (a date in the past means now); `None` when it is neither.
+fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
+    let value = value.trim();
+    if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
+        // More digits than a u64 holds is still an answer: a very long wait.
+        return Some(value.parse().map_or(Duration::MAX, Duration::from_secs));
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
+}
+
+/// How long a push service keeps an undelivered notification (the `TTL` header).
+const PUSH_TTL: Duration = Duration::from_secs(24 * 3600);
+
+/// How long a VAPID token is valid. RFC 8292 §2 allows at most 24 hours from the request;
+/// half of that leaves room for a push service whose clock is ahead of ours.
+const VAPID_VALIDITY_SECS: u64 = 12 * 3600;
+
+/// This server's VAPID identity (RFC 8292): the key pair, its public half as browsers and
+/// push services see it, and the contact sent as `sub`.
+struct Vapid {
+    key: ES256KeyPair,
+    /// The uncompressed public key, base64url: `applicationServerKey` and the header's `k`.
+    public_key: String,
+    contact: String,
+}
+
+impl Vapid {
+    fn new(key: ES256KeyPair, contact: String) -> Vapid {
+        let public_key =
+            URL_SAFE_NO_PAD.encode(key.public_key().public_key().to_bytes_uncompressed());
+        Vapid {
+            key,
+            public_key,
+            contact,
+        }
+    }
+
+    /// The `Authorization: vapid t=…, k=…` header for a request to a push resource at
+    /// `audience` (its origin). Signed here rather than by web-push-native, whose token names
+    /// `scheme://host` without the port.
+    fn authorization(&self, audience: &str) -> anyhow::Result<HeaderValue> {
+        let claims = Claims::create(web_push_native::jwt_simple::prelude::Duration::from_secs(
+            VAPID_VALIDITY_SECS,
+        ))
+        .with_audience(audience)
+        .with_subject(&self.contact);
+        let token = self
+            .key
+            .sign(claims)
+            .map_err(|e| anyhow::anyhow!("cannot sign the VAPID token: {e}"))?;
+        Ok(HeaderValue::from_str(&format!(
+            "vapid t={token}, k={}",
+            self.public_key
+        ))?)
+    }
+}
+
+/// The origin of a push resource as RFC 6454 serializes it: `scheme://host`, plus `:port`
+/// when the port is not the scheme's default. It is the VAPID `aud` (RFC 8292 §2).
+fn origin(endpoint: &Uri) -> Option<String> {
+    let scheme = endpoint.scheme_str()?.to_ascii_lowercase();
+    let host = endpoint
+        .host()
+        .filter(|h| !h.is_empty())?
+        .to_ascii_lowercase();
+    let default_port = match scheme.as_str() {
+        "https" => Some(443),
+        "http" => Some(80),
+        _ => None,
+    };
+    Some(match endpoint.port_u16() {
+        Some(port) if Some(port) != default_port => format!("{scheme}://{host}:{port}"),
+        _ => format!("{scheme}://{host}"),
+    })
+}
+
+/// The push request for one subscription: the RFC 8291 encryption and its headers from
+/// web-push-native, the VAPID `Authorization` from [`Vapid`].
 fn build_request(
-    key: &ES256KeyPair,
-    contact: &str,
+    vapid: &Vapid,
     target: &PushTarget,
     payload: &[u8],
 ) -> anyhow::Result<axum::http::Request<Vec<u8>>> {
+    let endpoint: Uri = target.endpoint.parse()?;
+    let audience = origin(&endpoint).context("the endpoint has no origin")?;
     let p256dh = URL_SAFE_NO_PAD.decode(target.p256dh.trim_end_matches('='))?;
     let auth = URL_SAFE_NO_PAD.decode(target.auth.trim_end_matches('='))?;
     anyhow::ensure!(auth.len() == 16, "auth secret must be 16 bytes");
     let public = web_push_native::p256::PublicKey::from_sec1_bytes(&p256dh)?;
-    let builder = WebPushBuilder::new(target.endpoint.parse()?, public, auth_secret(&auth))
-        .with_valid_duration(Duration::from_secs(24 * 3600))
-        .with_vapid(key, contact);
-    Ok(builder.build(payload.to_vec())?)
+    let mut request = WebPushBuilder::new(endpoint, public, auth_secret(&auth))
+        .with_valid_duration(PUSH_TTL)
+        .build(payload.to_vec())?;
+    request
+        .headers_mut()
+        .insert(header::AUTHORIZATION, vapid.authorization(&audience)?);
+    Ok(request)
 }
 
 /// The 16-byte auth secret as the crypto wants it (length checked by the caller).
@@ -410,6 +639,55 @@ mod tests {
     }
 
     #[test]
+    fn retry_after_is_read_as_seconds_or_an_http_date() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(784_111_777);
+        let secs = |s| Some(Duration::from_secs(s));
+        assert_eq!(parse_retry_after("120", now), secs(120));
+        assert_eq!(parse_retry_after(" 0 ", now), secs(0));
+        // 784111777 is Sun, 06 Nov 1994 08:49:37 GMT.
+        assert_eq!(
+            parse_retry_after("Sun, 06 Nov 1994 08:51:37 GMT", now),
+            secs(120)
+        );
+        // The obsolete forms RFC 9110 tells recipients to accept.
+        assert_eq!(
+            parse_retry_after("Sunday, 06-Nov-94 08:50:37 GMT", now),
+            secs(60)
+        );
+        assert_eq!(parse_retry_after("Sun Nov  6 08:50:37 1994", now), secs(60));
+        assert_eq!(
+            parse_retry_after("Sun, 06 Nov 1994 08:00:00 GMT", now),
+            secs(0),
+            "past"
+        );
+        assert_eq!(
+            parse_retry_after("99999999999999999999999", now),
+            Some(Duration::MAX)
+        );
+        for bad in ["", "-1", "1.5", "soon", "120s"] {
+            assert_eq!(parse_retry_after(bad, now), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn retries_back_off_honour_retry_after_and_give_up() {
+        let ms = |n| Some(Duration::from_millis(n));
+        assert_eq!(retry_delay(1, None), ms(500));
+        assert_eq!(retry_delay(2, None), ms(1000));
+        assert_eq!(retry_delay(3, None), ms(2000));
+        assert_eq!(retry_delay(ATTEMPTS, None), None, "four requests at most");
+        // Retry-After is a minimum: never sooner, and not sooner than the backoff either.
+        assert_eq!(retry_delay(1, Some(Duration::from_secs(30))), ms(30_000));
+        assert_eq!(retry_delay(3, Some(Duration::from_secs(1))), ms(2000));
+        assert_eq!(retry_delay(1, Some(MAX_RETRY_AFTER)), Some(MAX_RETRY_AFTER));
+        assert_eq!(
+            retry_delay(1, Some(MAX_RETRY_AFTER + Duration::from_secs(1))),
+            None
+        );
+        assert_eq!(retry_delay(1, Some(Duration::MAX)), None);
+    }
+
+    #[test]
     fn subscriptions_are_validated() {
         let sk = web_push_native::p256::SecretKey::random(&mut rand_core_compat());
         let pk = URL_SAFE_NO_PAD.encode(sk.public_key().to_sec1_bytes());
@@ -435,8 +713,8 @@ mod tests {
             p256dh: URL_SAFE_NO_PAD.encode(sk.public_key().to_sec1_bytes()),
             auth: URL_SAFE_NO_PAD.encode([9u8; 16]),
         };
-        let key = ES256KeyPair::generate();
-        let req = build_request(&key, "mailto:a@b.c", &target, b"{\"hello\":1}").unwrap();
+        let vapid = Vapid::new(ES256KeyPair::generate(), "mailto:a@b.c".into());
+        let req = build_request(&vapid, &target, b"{\"hello\":1}").unwrap();
         assert_eq!(req.headers()["content-encoding"], "aes128gcm");
         assert!(
             req.headers()["authorization"]
@@ -447,5 +725,61 @@ mod tests {
         let plain =
             web_push_native::decrypt(req.into_body(), &sk, &auth_secret(&[9u8; 16])).unwrap();
         assert_eq!(plain, b"{\"hello\":1}");
+    }
+
+    /// The claims of a request's VAPID token, verified against `key`.
+    fn vapid_claims(
+        req: &axum::http::Request<Vec<u8>>,
+        vapid: &Vapid,
+    ) -> web_push_native::jwt_simple::claims::JWTClaims<
+        web_push_native::jwt_simple::claims::NoCustomClaims,
+    > {
+        let header = req.headers()["authorization"].to_str().unwrap();
+        let (token, k) = header
+            .strip_prefix("vapid t=")
+            .unwrap()
+            .split_once(", k=")
+            .unwrap();
+        assert_eq!(k, vapid.public_key);
+        vapid.key.public_key().verify_token(token, None).unwrap()
+    }
+
+    #[test]
+    fn the_vapid_audience_is_the_push_resource_origin_with_its_port() {
+        let sk = web_push_native::p256::SecretKey::random(&mut rand_core_compat());
+        let vapid = Vapid::new(ES256KeyPair::generate(), "mailto:a@b.c".into());
+        for (endpoint, origin) in [
+            ("http://127.0.0.1:32985/push/abc", "http://127.0.0.1:32985"),
+            (
+                "https://push.example.com:8443/x",
+                "https://push.example.com:8443",
+            ),
+            // The scheme's default port is left out (RFC 6454 serialization).
+            ("https://push.example.com/x", "https://push.example.com"),
+            ("https://push.example.com:443/x", "https://push.example.com"),
+            ("http://localhost:80/x", "http://localhost"),
+            ("https://Push.Example.COM/x", "https://push.example.com"),
+            ("http://[::1]:8080/x", "http://[::1]:8080"),
+        ] {
+            let target = PushTarget {
+                user_id: "u".into(),
+                endpoint: endpoint.into(),
+                p256dh: URL_SAFE_NO_PAD.encode(sk.public_key().to_sec1_bytes()),
+                auth: URL_SAFE_NO_PAD.encode([9u8; 16]),
+            };
+            let req = build_request(&vapid, &target, b"{}").unwrap();
+            let claims = vapid_claims(&req, &vapid);
+            let audiences = claims.audiences.unwrap().into_set();
+            assert_eq!(audiences.len(), 1, "{endpoint}");
+            assert!(audiences.contains(origin), "{endpoint}: {audiences:?}");
+            assert_eq!(claims.subject.as_deref(), Some("mailto:a@b.c"));
+            // RFC 8292 §2: `exp` no more than 24 hours after the request.
+            let exp = claims.expires_at.unwrap().as_secs();
+            let now = web_push_native::jwt_simple::prelude::Clock::now_since_epoch().as_secs();
+            assert!(
+                exp > now && exp <= now + 24 * 3600,
+                "{endpoint}: exp {exp}, now {now}"
+            );
+        }
     }
 }

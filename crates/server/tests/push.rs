@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
+use axum::response::IntoResponse;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chatnode_client::protocol::{ClientFrame, PushPayload, ServerFrame};
@@ -27,12 +28,23 @@ enum Mode {
     Gone,
     TooManyOnce,
     Hang,
+    /// The first request gets this status with a `Retry-After`; later ones are accepted.
+    RetryAfterOnce(u16, RetryAfter),
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum RetryAfter {
+    /// `Retry-After: <delta-seconds>`
+    Secs(u64),
+    /// `Retry-After: <HTTP-date>`, this many seconds from the moment of the answer.
+    DateIn(u64),
 }
 
 struct Received {
     headers: HeaderMap,
     body: Vec<u8>,
     status: u16,
+    at: Instant,
 }
 
 #[derive(Clone, Default)]
@@ -46,7 +58,7 @@ async fn push_endpoint(
     Path(id): Path<String>,
     headers: HeaderMap,
     body: Bytes,
-) -> StatusCode {
+) -> axum::response::Response {
     let mode = s
         .modes
         .lock()
@@ -61,6 +73,8 @@ async fn push_endpoint(
         Mode::TooManyOnce if earlier == 0 => 429,
         Mode::TooManyOnce => 201,
         Mode::Hang => 0,
+        Mode::RetryAfterOnce(status, _) if earlier == 0 => status,
+        Mode::RetryAfterOnce(..) => 201,
     };
     s.received
         .lock()
@@ -71,11 +85,24 @@ async fn push_endpoint(
             headers,
             body: body.to_vec(),
             status,
+            at: Instant::now(),
         });
     if mode == Mode::Hang {
         tokio::time::sleep(Duration::from_secs(120)).await;
     }
-    StatusCode::from_u16(status.max(201)).unwrap()
+    let status = StatusCode::from_u16(status.max(201)).unwrap();
+    match mode {
+        Mode::RetryAfterOnce(_, after) if earlier == 0 => {
+            let value = match after {
+                RetryAfter::Secs(s) => s.to_string(),
+                RetryAfter::DateIn(s) => {
+                    httpdate::fmt_http_date(std::time::SystemTime::now() + Duration::from_secs(s))
+                }
+            };
+            (status, [("retry-after", value)]).into_response()
+        }
+        _ => status.into_response(),
+    }
 }
 
 impl Service {
@@ -94,8 +121,21 @@ impl Service {
         self.received.lock().unwrap().get(id).map_or(0, Vec::len)
     }
 
+    /// When each request for `id` arrived.
+    fn arrivals(&self, id: &str) -> Vec<Instant> {
+        self.received
+            .lock()
+            .unwrap()
+            .get(id)
+            .map_or_else(Vec::new, |r| r.iter().map(|r| r.at).collect())
+    }
+
     async fn wait_for(&self, id: &str, n: usize) {
-        let deadline = Instant::now() + Duration::from_secs(10);
+        self.wait_for_within(id, n, Duration::from_secs(10)).await;
+    }
+
+    async fn wait_for_within(&self, id: &str, n: usize, within: Duration) {
+        let deadline = Instant::now() + within;
         while self.count(id) < n {
             assert!(
                 Instant::now() < deadline,
@@ -150,13 +190,17 @@ impl Browser {
         let claims = public
             .verify_token::<NoCustomClaims>(token, None)
             .expect("valid VAPID JWT");
-        assert!(
-            claims
-                .audiences
-                .unwrap()
-                .into_set()
-                .contains("http://127.0.0.1")
+        // RFC 8292 §2: the origin of the push resource, port included (it is not 80 here).
+        let origin = self.endpoint.split("/push/").next().unwrap();
+        assert!(origin.starts_with("http://127.0.0.1:"), "{origin}");
+        let audiences = claims.audiences.unwrap().into_set();
+        assert_eq!(
+            audiences,
+            HashSet::from([origin.to_owned()]),
+            "the VAPID aud is the push service's origin"
         );
+        let exp = claims.expires_at.unwrap().as_secs();
+        assert!(exp <= Clock::now_since_epoch().as_secs() + 24 * 3600);
         assert!(claims.subject.unwrap().starts_with("mailto:"));
         assert_eq!(r.headers["content-encoding"], "aes128gcm");
         assert!(r.headers.contains_key("ttl"));
@@ -530,4 +574,232 @@ async fn subscriptions_are_validated() {
             .mode();
         assert_eq!(mode & 0o777, 0o600);
     }
+}
+
+/// How long after its `--push-delay-ms` (300 ms here) the push for a message sent at `sent`
+/// reached the push service.
+fn lag_after_delay(sent: Instant, arrived: Instant) -> Duration {
+    arrived.saturating_duration_since(sent + Duration::from_millis(300))
+}
+
+#[tokio::test]
+async fn retry_after_is_honoured_and_waiting_for_it_holds_no_worker() {
+    // One worker: a sender that slept through a Retry-After in its worker would stall
+    // everyone else's pushes for that long.
+    let server = TestServer::start_with(&[
+        "--push-delay-ms",
+        "300",
+        "--push-timeout-secs",
+        "2",
+        "--push-concurrency",
+        "1",
+    ])
+    .await;
+    let (svc, base) = Service::start().await;
+    let (a, au, b, _bu, conv) = friends_with_direct(&server).await;
+    let (c, cu) = register(&server, "carl").await;
+    befriend(&a, &au, &c, &cu).await;
+    let to_carl = a.open_direct(&cu.id).await.unwrap();
+    {
+        let mut modes = svc.modes.lock().unwrap();
+        modes.insert(
+            "secs".into(),
+            Mode::RetryAfterOnce(429, RetryAfter::Secs(3)),
+        );
+        modes.insert(
+            "date".into(),
+            Mode::RetryAfterOnce(503, RetryAfter::DateIn(4)),
+        );
+        // Longer than the sender's patience: given up, not retried.
+        modes.insert(
+            "long".into(),
+            Mode::RetryAfterOnce(429, RetryAfter::Secs(3600)),
+        );
+    }
+    for id in ["secs", "date", "long"] {
+        Browser::new(&base, id).subscribe(&b).await;
+    }
+    Browser::new(&base, "carl").subscribe(&c).await;
+    a.send_text(&conv.id, "ra1", "later, please").await.unwrap();
+    for id in ["secs", "date", "long"] {
+        svc.wait_for(id, 1).await;
+    }
+    // While those wait to be retried, the only worker is free for Carl's push.
+    let sent = Instant::now();
+    a.send_text(&to_carl.id, "ra2", "meanwhile").await.unwrap();
+    svc.wait_for("carl", 1).await;
+    let lag = lag_after_delay(sent, svc.arrivals("carl")[0]);
+    assert!(
+        lag < Duration::from_secs(1),
+        "a push waited {lag:?} behind retries that were waiting for their Retry-After"
+    );
+    svc.wait_for("secs", 2).await;
+    svc.wait_for("date", 2).await;
+    let gap = |id: &str| {
+        let at = svc.arrivals(id);
+        at[1] - at[0]
+    };
+    assert!(
+        gap("secs") >= Duration::from_secs(3),
+        "Retry-After: 3 retried after {:?}",
+        gap("secs")
+    );
+    // An HTTP-date has whole seconds: 4 s from the answer, less up to 1 s of rounding.
+    assert!(
+        gap("date") >= Duration::from_millis(2900),
+        "Retry-After: <HTTP-date in 4 s> retried after {:?}",
+        gap("date")
+    );
+    settle().await;
+    assert_eq!(
+        svc.count("long"),
+        1,
+        "a Retry-After past the sender's patience is given up, not retried early"
+    );
+}
+
+#[tokio::test]
+async fn a_hanging_push_service_does_not_delay_pushes_to_another_one() {
+    // Default concurrency (16 workers); the hanging origin gets 50 requests.
+    let server = push_server().await;
+    let (hung, hung_base) = Service::start().await;
+    let (healthy, healthy_base) = Service::start().await;
+    let (a, au, b, _bu, to_bob) = friends_with_direct(&server).await;
+    let (c, cu) = register(&server, "carl").await;
+    befriend(&a, &au, &c, &cu).await;
+    let to_carl = a.open_direct(&cu.id).await.unwrap();
+    for i in 0..10 {
+        let id = format!("h{i}");
+        hung.modes.lock().unwrap().insert(id.clone(), Mode::Hang);
+        Browser::new(&hung_base, &id).subscribe(&b).await;
+    }
+    Browser::new(&healthy_base, "carl").subscribe(&c).await;
+    for i in 0..5 {
+        a.send_text(&to_bob.id, &format!("hang{i}"), "into the void")
+            .await
+            .unwrap();
+    }
+    let sent = Instant::now();
+    a.send_text(&to_carl.id, "healthy", "are you there?")
+        .await
+        .unwrap();
+    healthy
+        .wait_for_within("carl", 1, Duration::from_secs(60))
+        .await;
+    let lag = lag_after_delay(sent, healthy.arrivals("carl")[0]);
+    let hanging: usize = (0..10).map(|i| hung.count(&format!("h{i}"))).sum();
+    println!("push to a healthy origin left {lag:?} after its delay ({hanging} requests hanging)");
+    assert!(
+        hanging >= 1,
+        "the hanging push service was really being called"
+    );
+    assert!(
+        lag < Duration::from_secs(1),
+        "a push to a healthy push service waited {lag:?} behind a hanging one"
+    );
+}
+
+#[tokio::test]
+async fn an_eleventh_subscription_replaces_the_oldest() {
+    let server = push_server().await;
+    let (svc, base) = Service::start().await;
+    let (a, _au, b, _bu, conv) = friends_with_direct(&server).await;
+    let browsers: Vec<Browser> = (0..11)
+        .map(|i| Browser::new(&base, &format!("s{i}")))
+        .collect();
+    let listed = || async {
+        let (_, v) = b
+            .raw(Method::GET, "/push/subscriptions", None)
+            .await
+            .unwrap();
+        v["subscriptions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| {
+                let e = s["endpoint"].as_str().unwrap();
+                e.rsplit('/').next().unwrap().to_owned()
+            })
+            .collect::<Vec<_>>()
+    };
+    for browser in &browsers[..10] {
+        browser.subscribe(&b).await;
+    }
+    assert_eq!(listed().await.len(), 10);
+    // A browser subscribing again is the same subscription, renewed: nothing is dropped.
+    browsers[0].subscribe(&b).await;
+    let now = listed().await;
+    assert_eq!(now.len(), 10, "{now:?}");
+    assert!(now.contains(&"s0".to_owned()));
+    // The eleventh drops the oldest: s1 (s0 was renewed after it).
+    browsers[10].subscribe(&b).await;
+    let now = listed().await;
+    assert_eq!(now.len(), 10, "{now:?}");
+    assert!(!now.contains(&"s1".to_owned()), "{now:?}");
+    assert!(now.contains(&"s0".to_owned()) && now.contains(&"s10".to_owned()));
+    a.send_text(&conv.id, "cap", "to every kept browser")
+        .await
+        .unwrap();
+    for i in (0..11).filter(|i| *i != 1) {
+        svc.wait_for(&format!("s{i}"), 1).await;
+    }
+    settle().await;
+    assert_eq!(svc.count("s1"), 0, "the dropped subscription gets no push");
+}
+
+#[tokio::test]
+async fn an_account_subscribed_at_many_hanging_services_cannot_take_every_worker() {
+    // 16 workers, at most 4 per origin: five hanging origins could hold all of them.
+    let server =
+        TestServer::start_with(&["--push-delay-ms", "300", "--push-timeout-secs", "3"]).await;
+    let mut hung = Vec::new();
+    for _ in 0..5 {
+        hung.push(Service::start().await);
+    }
+    let (healthy, healthy_base) = Service::start().await;
+    let (a, au, b, _bu, to_bob) = friends_with_direct(&server).await;
+    let (c, cu) = register(&server, "carl").await;
+    befriend(&a, &au, &c, &cu).await;
+    let to_carl = a.open_direct(&cu.id).await.unwrap();
+    // Bob's ten subscriptions, two at each of five hanging push services.
+    for i in 0..10 {
+        let (svc, base) = &hung[i % 5];
+        let id = format!("h{i}");
+        svc.modes.lock().unwrap().insert(id.clone(), Mode::Hang);
+        Browser::new(base, &id).subscribe(&b).await;
+    }
+    Browser::new(&healthy_base, "carl").subscribe(&c).await;
+    for i in 0..5 {
+        a.send_text(&to_bob.id, &format!("many{i}"), "into the void")
+            .await
+            .unwrap();
+    }
+    let hanging = || -> usize {
+        hung.iter()
+            .map(|(svc, _)| (0..10).map(|i| svc.count(&format!("h{i}"))).sum::<usize>())
+            .sum()
+    };
+    // The first wave (every worker) times out and the next starts: by then the sender has
+    // seen those services go unanswered.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while hanging() <= 16 {
+        assert!(Instant::now() < deadline, "{} requests", hanging());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let sent = Instant::now();
+    a.send_text(&to_carl.id, "healthy", "are you there?")
+        .await
+        .unwrap();
+    healthy
+        .wait_for_within("carl", 1, Duration::from_secs(30))
+        .await;
+    let lag = lag_after_delay(sent, healthy.arrivals("carl")[0]);
+    println!(
+        "push to a healthy origin left {lag:?} after its delay ({} requests to 5 hanging origins)",
+        hanging()
+    );
+    assert!(
+        lag < Duration::from_secs(1),
+        "a push to a healthy push service waited {lag:?} behind five hanging ones"
+    );
 }

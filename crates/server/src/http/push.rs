@@ -39,7 +39,7 @@ pub(crate) async fn vapid_public_key(
 }
 
 #[utoipa::path(post, path = "/api/v1/push/subscriptions", tag = "push", request_body = p::PushSubscriptionRequest,
-    responses((status = 201, description = "Subscribed (one per browser: an endpoint is re-assigned)", body = p::PushSubscription),
+    responses((status = 201, description = "Subscribed (one per browser: an endpoint is re-assigned; at most 10 per account, the oldest is dropped)", body = p::PushSubscription),
               (status = "4XX", description = "Error", body = p::ErrorBody)),
     security(("bearer" = [])))]
 pub(crate) async fn subscribe(

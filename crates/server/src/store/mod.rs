@@ -61,6 +61,11 @@ pub struct ProfilePatch {
     pub notification_previews: Option<bool>,
 }
 
+/// Push subscriptions kept per user. Each one costs a request to a push service per message,
+/// so an account with hundreds could claim the push sender for itself; ten covers a person's
+/// browsers and devices.
+pub const MAX_PUSH_SUBSCRIPTIONS: i64 = 10;
+
 /// A browser push subscription's delivery keys.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct PushTarget {
@@ -407,6 +412,8 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Vec<MediaRecord>>;
 
     // --- push notifications
+    /// Subscribes the endpoint for `user_id` (taking it over from whoever had it) as the
+    /// user's newest subscription; past [`MAX_PUSH_SUBSCRIPTIONS`] the oldest are dropped.
     async fn add_push_subscription(
         &self,
         user_id: &str,

@@ -2513,11 +2513,15 @@ impl Store for SqlStore {
     }
 
     async fn add_push_subscription(&self, user_id: &str, endpoint: &str, p256dh: &str, auth: &str) -> Result<p::PushSubscription> {
-        let mut c = self.write.acquire().await?;
+        let mut conn = self.write.acquire().await?;
+        let mut c = conn.begin().await?;
+        // Ordered with other nodes' writes, so two subscribes at once cannot both keep an
+        // eleventh subscription.
+        Self::lock_writes(&mut c).await?;
         let id = new_id();
         let now = now_ms();
         // One subscription per endpoint: a browser re-subscribing (or another account logging
-        // in on that browser) takes the endpoint over.
+        // in on that browser) takes the endpoint over, and counts once, as the newest.
         sqlx::query("DELETE FROM push_subscriptions WHERE endpoint = $1")
             .bind(endpoint)
             .execute(&mut *c)
@@ -2533,6 +2537,16 @@ impl Store for SqlStore {
         .bind(now)
         .execute(&mut *c)
         .await?;
+        // Keep the newest few; UUIDv7 ids break ties within a millisecond in creation order.
+        sqlx::query(
+            "DELETE FROM push_subscriptions WHERE user_id = $1 AND id NOT IN
+               (SELECT id FROM push_subscriptions WHERE user_id = $1 ORDER BY created_at DESC, id DESC LIMIT $2)",
+        )
+        .bind(user_id)
+        .bind(crate::store::MAX_PUSH_SUBSCRIPTIONS)
+        .execute(&mut *c)
+        .await?;
+        c.commit().await?;
         Ok(p::PushSubscription { id, endpoint: endpoint.to_owned(), created_at: rfc3339(now) })
     }
 
@@ -2548,7 +2562,7 @@ impl Store for SqlStore {
 
     async fn push_subscriptions(&self, user_id: &str) -> Result<Vec<p::PushSubscription>> {
         let rows: Vec<(String, String, i64)> = sqlx::query_as(
-            "SELECT id, endpoint, created_at FROM push_subscriptions WHERE user_id = $1 ORDER BY created_at",
+            "SELECT id, endpoint, created_at FROM push_subscriptions WHERE user_id = $1 ORDER BY created_at, id",
         )
         .bind(user_id)
         .fetch_all(&self.read)

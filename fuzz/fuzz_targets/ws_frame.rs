@@ -29,7 +29,7 @@ fn is_normal_id(id: &str) -> bool {
 }
 
 fuzz_target!(|data: &[u8]| {
-    // tungstenite hands the connection task only valid UTF-8 text frames.
+    // The codec (`ws::codec`, its own fuzz target) hands the gateway only UTF-8 text.
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };

@@ -33,7 +33,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
-use axum::extract::ws::Utf8Bytes;
 use bytes::Bytes;
 use chatnode_protocol::ServerFrame;
 use futures_util::StreamExt;
@@ -41,7 +40,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use crate::hub::{Durable, Hub, Outbound};
+use crate::hub::{Durable, EventKind, Hub, Outbound};
 use crate::store::Store;
 use crate::time::now_ms;
 
@@ -78,6 +77,8 @@ enum Wire {
     Durable {
         node: String,
         pos: i64,
+        /// The event's `type` (see `EventKind::as_str`).
+        kind: String,
         conversation_id: Option<String>,
         user_id: Option<String>,
         seq: Option<i64>,
@@ -535,13 +536,7 @@ impl Cluster {
             last_seen_at: last_seen.map(crate::time::rfc3339),
         };
         match serde_json::to_string(&frame) {
-            Ok(json) => self.hub.deliver(
-                to,
-                &Outbound {
-                    pos: None,
-                    text: Utf8Bytes::from(json),
-                },
-            ),
+            Ok(json) => self.hub.deliver(to, &Outbound::ephemeral(json)),
             Err(e) => tracing::error!(error = %e, "cannot encode presence"),
         }
     }
@@ -579,11 +574,12 @@ impl Cluster {
                         let wire = Wire::Durable {
                             node: self.node_id.clone(),
                             pos: d.pos,
+                            kind: d.kind.as_str().to_owned(),
                             conversation_id: d.conversation_id.clone(),
                             user_id: d.user_id.clone(),
                             seq: d.seq,
-                            recipients: d.recipients.clone(),
-                            json: d.json.clone(),
+                            recipients: d.recipients.to_vec(),
+                            json: String::from_utf8_lossy(&d.json).into_owned(),
                         };
                         self.send(subject, &wire);
                         self.durable(d, &mut delivered).await;
@@ -622,6 +618,7 @@ impl Cluster {
             }
             Wire::Durable {
                 pos,
+                kind,
                 conversation_id,
                 user_id,
                 seq,
@@ -629,25 +626,24 @@ impl Cluster {
                 json,
                 ..
             } => {
+                let Some(kind) = EventKind::parse(&kind) else {
+                    tracing::warn!(%kind, "ignoring a cluster event of an unknown kind");
+                    return;
+                };
                 let d = Durable {
                     pos,
+                    kind,
                     conversation_id,
                     user_id,
                     seq,
-                    recipients,
-                    json,
+                    recipients: recipients.into(),
+                    json: json.into(),
                 };
                 self.durable(d, &mut HashMap::new()).await
             }
             Wire::Ephemeral {
                 recipients, json, ..
-            } => self.hub.deliver(
-                &recipients,
-                &Outbound {
-                    pos: None,
-                    text: Utf8Bytes::from(json),
-                },
-            ),
+            } => self.hub.deliver(&recipients, &Outbound::ephemeral(json)),
             Wire::Presence {
                 node,
                 user_id,
@@ -786,7 +782,13 @@ impl Cluster {
         if !self.hub.is_local(user) {
             return;
         }
-        let Ok(v) = serde_json::from_str::<serde_json::Value>(&d.json) else {
+        if !matches!(
+            d.kind,
+            EventKind::ConversationUpdated | EventKind::MemberRemoved
+        ) {
+            return;
+        }
+        let Ok(v) = serde_json::from_slice::<serde_json::Value>(&d.json) else {
             return;
         };
         match v["type"].as_str() {

@@ -1,109 +1,278 @@
 //! The hub owns every live WebSocket connection of this node, and so presence.
 //!
-//! Fan-out goes through [`Hub::deliver`]: it never awaits. Each connection has a bounded queue;
-//! a frame that does not fit means the client is not keeping up, so instead of letting the
-//! queue (and the server's memory) grow, that one connection is told to close with 4008 and
-//! the client resumes later with `sync`. Everyone else is unaffected.
+//! Each connection is a [`Conn`], shared by the hub (which queues frames for it) and the
+//! gateway task that serves the socket (which writes them out). Fan-out goes through
+//! [`Hub::deliver`]: it never awaits. Each connection's queue is bounded; a frame that does
+//! not fit means the client is not keeping up, so instead of letting the queue (and the
+//! server's memory) grow, that one connection is told to close with 4008 and the client
+//! resumes later with `sync`. Everyone else is unaffected.
 //!
-//! Frames are serialized once by the caller and shared between recipients (`Utf8Bytes` is a
-//! reference-counted buffer). The map lock is a std mutex held only to clone handles or push
-//! into queues, never across an `.await`.
+//! An idle connection should cost almost nothing, so a `Conn` holds no buffer and no timer:
+//! its queue is allocated by the first frame queued (and freed when it drains), and one
+//! sweeper for the whole node (see [`Hub::sweep`]) decides when a socket is due a ping or has
+//! been silent too long, instead of a timer per socket.
+//!
+//! Frames are serialized once by the caller and shared between recipients (`Bytes` is a
+//! reference-counted buffer). Locks are std mutexes held only to look up handles or move
+//! frames, never across an `.await`.
 //!
 //! In a cluster (see [`crate::cluster`]) the hub also keeps which users other nodes report
 //! online, so `is_online` is cluster-wide, and [`Hub::publish`] hands committed events to the
 //! cluster task (which publishes them on NATS and orders message delivery) instead of
 //! delivering them itself.
 
-use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
-use std::sync::{Mutex, OnceLock};
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use axum::extract::ws::Utf8Bytes;
-use tokio::sync::{Notify, mpsc};
+use bytes::Bytes;
+use futures_util::task::AtomicWaker;
+use smallvec::SmallVec;
+use tokio::sync::mpsc;
 
 use chatnode_protocol::close_code;
 
-/// Whether a stored event's JSON is a `read` receipt (`type` follows `stream_pos`).
-pub fn is_read_event(json: &str) -> bool {
-    json.split_once(',')
-        .is_some_and(|(_, rest)| rest.starts_with("\"type\":\"read\""))
+/// What a durable event is, so consumers (the notifier, the cluster) need not read its JSON.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EventKind {
+    Message,
+    MessageUpdated,
+    MessageDeleted,
+    Read,
+    ConversationUpdated,
+    MemberAdded,
+    MemberRemoved,
+    MemberUpdated,
+    FriendRequest,
+    FriendRequestRemoved,
+    FriendAdded,
+    FriendRemoved,
+}
+
+impl EventKind {
+    /// The kind of a stored frame's `type`.
+    pub fn of(frame: &chatnode_protocol::ServerFrame) -> Option<EventKind> {
+        use chatnode_protocol::ServerFrame as F;
+        Some(match frame {
+            F::Message { .. } => EventKind::Message,
+            F::MessageUpdated { .. } => EventKind::MessageUpdated,
+            F::MessageDeleted { .. } => EventKind::MessageDeleted,
+            F::Read { .. } => EventKind::Read,
+            F::ConversationUpdated { .. } => EventKind::ConversationUpdated,
+            F::MemberAdded { .. } => EventKind::MemberAdded,
+            F::MemberRemoved { .. } => EventKind::MemberRemoved,
+            F::MemberUpdated { .. } => EventKind::MemberUpdated,
+            F::FriendRequest { .. } => EventKind::FriendRequest,
+            F::FriendRequestRemoved { .. } => EventKind::FriendRequestRemoved,
+            F::FriendAdded { .. } => EventKind::FriendAdded,
+            F::FriendRemoved { .. } => EventKind::FriendRemoved,
+            _ => return None,
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::Message => "message",
+            EventKind::MessageUpdated => "message.updated",
+            EventKind::MessageDeleted => "message.deleted",
+            EventKind::Read => "read",
+            EventKind::ConversationUpdated => "conversation.updated",
+            EventKind::MemberAdded => "member.added",
+            EventKind::MemberRemoved => "member.removed",
+            EventKind::MemberUpdated => "member.updated",
+            EventKind::FriendRequest => "friend.request",
+            EventKind::FriendRequestRemoved => "friend.request.removed",
+            EventKind::FriendAdded => "friend.added",
+            EventKind::FriendRemoved => "friend.removed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<EventKind> {
+        [
+            EventKind::Message,
+            EventKind::MessageUpdated,
+            EventKind::MessageDeleted,
+            EventKind::Read,
+            EventKind::ConversationUpdated,
+            EventKind::MemberAdded,
+            EventKind::MemberRemoved,
+            EventKind::MemberUpdated,
+            EventKind::FriendRequest,
+            EventKind::FriendRequestRemoved,
+            EventKind::FriendAdded,
+            EventKind::FriendRemoved,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == s)
+    }
 }
 
 /// One serialized frame on its way to a socket; `pos` is set for durable events.
 #[derive(Clone, Debug)]
 pub struct Outbound {
     pub pos: Option<i64>,
-    pub text: Utf8Bytes,
+    pub text: Bytes,
+}
+
+impl Outbound {
+    pub fn ephemeral(text: impl Into<Bytes>) -> Outbound {
+        Outbound {
+            pos: None,
+            text: text.into(),
+        }
+    }
 }
 
 /// A committed durable event, as the store hands it over for delivery.
 #[derive(Clone, Debug)]
 pub struct Durable {
     pub pos: i64,
+    pub kind: EventKind,
     /// Set for events addressed to a conversation's members.
     pub conversation_id: Option<String>,
     /// Set for events addressed to one user.
     pub user_id: Option<String>,
     /// The message's `seq`, for `message` events.
     pub seq: Option<i64>,
-    /// Who should get it (the conversation's members at commit, or the one user).
-    pub recipients: Vec<String>,
+    /// Who should get it (the conversation's members at commit, or the one user). Shared:
+    /// every message of a batch to the same group carries the same list.
+    pub recipients: Arc<[String]>,
     /// The frame's JSON, `stream_pos` included.
-    pub json: String,
+    pub json: Bytes,
 }
 
-/// Asks a connection task to close its socket with a code.
-#[derive(Default)]
-pub struct ConnControl {
-    code: AtomicU16,
-    notify: Notify,
+/// One live WebSocket connection, as the hub and the gateway task serving it share it.
+pub struct Conn {
+    pub id: u64,
+    pub user_id: Arc<str>,
+    pub session_id: Arc<str>,
+    /// Frames waiting to be written. Empty (and unallocated) while nothing is queued.
+    queue: Mutex<VecDeque<Outbound>>,
+    /// How many frames may wait before the connection counts as too slow.
+    limit: u32,
+    /// Wakes the gateway task: a frame was queued, a close or a ping was asked for. A flag
+    /// and the task's waker (not a `Notify`: the task's wait is then a bare poll, a few bytes
+    /// of state instead of a waiter node).
+    waker: AtomicWaker,
+    woken: AtomicBool,
+    /// The close code asked for (0: none). The first request wins.
+    close: AtomicU16,
+    /// The sweeper wants a ping sent.
+    ping: AtomicBool,
+    /// When the client was last heard from, in ms since the hub started.
+    heard_ms: AtomicU64,
+    /// When the sweeper last asked for a ping.
+    pinged_ms: AtomicU64,
 }
 
-impl ConnControl {
-    /// The first requested code wins; later requests are ignored.
-    /// Returns whether this request was the first.
+impl Conn {
+    /// Queues a frame. A full queue asks the connection to close with 4008 instead; the
+    /// answer says whether that happened just now (for counting slow consumers once).
+    pub fn push(&self, frame: Outbound) -> Pushed {
+        {
+            let mut q = lock(&self.queue);
+            if q.len() >= self.limit as usize {
+                drop(q);
+                return Pushed::TooSlow {
+                    first: self.close(close_code::TOO_SLOW),
+                };
+            }
+            q.push_back(frame);
+        }
+        self.wake();
+        Pushed::Queued
+    }
+
+    /// Moves up to `max` queued frames into `out`, in order. When the queue empties its
+    /// memory is given back.
+    pub fn take(&self, max: usize, out: &mut Vec<Outbound>) {
+        let mut q = lock(&self.queue);
+        let n = q.len().min(max);
+        out.extend(q.drain(..n));
+        if q.is_empty() && q.capacity() > 0 {
+            *q = VecDeque::new();
+        }
+    }
+
+    pub fn has_queued(&self) -> bool {
+        !lock(&self.queue).is_empty()
+    }
+
+    /// Asks the connection to close with `code`. The first request wins; returns whether
+    /// this one was the first.
     pub fn close(&self, code: u16) -> bool {
         let first = self
-            .code
+            .close
             .compare_exchange(0, code, Ordering::AcqRel, Ordering::Acquire)
             .is_ok();
         if first {
-            self.notify.notify_one();
+            self.wake();
         }
         first
     }
 
-    pub async fn closed(&self) -> u16 {
-        loop {
-            let c = self.code.load(Ordering::Acquire);
-            if c != 0 {
-                return c;
-            }
-            self.notify.notified().await;
+    fn wake(&self) {
+        self.woken.store(true, Ordering::Release);
+        self.waker.wake();
+    }
+
+    /// The close code asked for, if any.
+    pub fn close_requested(&self) -> Option<u16> {
+        match self.close.load(Ordering::Acquire) {
+            0 => None,
+            c => Some(c),
         }
+    }
+
+    /// Whether a ping is due (and clears the request).
+    pub fn take_ping(&self) -> bool {
+        self.ping.swap(false, Ordering::AcqRel)
+    }
+
+    /// Ready once something was queued, or a close or a ping asked for, since the last time
+    /// it was ready (a wake-up while the task was busy is kept). For one task only.
+    pub fn poll_woken(&self, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
+        if self.woken.swap(false, Ordering::AcqRel) {
+            return std::task::Poll::Ready(());
+        }
+        self.waker.register(cx.waker());
+        // A wake between the first check and the registration would be lost otherwise.
+        if self.woken.swap(false, Ordering::AcqRel) {
+            return std::task::Poll::Ready(());
+        }
+        std::task::Poll::Pending
+    }
+
+    /// Waits for [`Conn::poll_woken`].
+    pub async fn woken(&self) {
+        std::future::poll_fn(|cx| self.poll_woken(cx)).await
+    }
+
+    /// The client sent something (any frame).
+    pub fn heard(&self, hub: &Hub) {
+        self.heard_ms.store(hub.now_ms(), Ordering::Relaxed);
     }
 }
 
-#[derive(Clone)]
-struct ConnHandle {
-    id: u64,
-    session_id: String,
-    tx: mpsc::Sender<Outbound>,
-    ctl: Arc<ConnControl>,
+/// What [`Conn::push`] did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Pushed {
+    Queued,
+    /// The queue was full: the connection is closing (4008). `first`: this push decided it.
+    TooSlow {
+        first: bool,
+    },
 }
 
-/// What a connection task gets back when it registers.
-pub struct Registration {
-    pub id: u64,
-    pub rx: mpsc::Receiver<Outbound>,
-    /// The connection's own queue, for replies produced off its task (acks).
-    pub tx: mpsc::Sender<Outbound>,
-    pub ctl: Arc<ConnControl>,
-    /// True when this is the user's first connection on this node (they just came online).
-    pub first: bool,
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // Every operation under these locks completes in place (a push, a drain, an insert), so
+    // a panic elsewhere cannot leave them inconsistent: a poisoned lock is safe to keep using.
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
+
+/// A user's connections on this node: most users have one, kept inline (no allocation).
+type UserConns = SmallVec<[Arc<Conn>; 1]>;
 
 /// What this node knows about another node of the cluster.
 struct RemoteNode {
@@ -111,10 +280,12 @@ struct RemoteNode {
     users: HashSet<String>,
 }
 
-#[derive(Default)]
 pub struct Hub {
-    conns: Mutex<HashMap<String, Vec<ConnHandle>>>,
+    /// Live connections by user.
+    conns: Mutex<HashMap<Arc<str>, UserConns>>,
     next_id: AtomicU64,
+    /// The hub's clock origin (connections store times as ms since then).
+    epoch: Instant,
     pub(crate) slow_closed: AtomicU64,
     /// Set in a cluster: committed events go to the cluster task instead of straight out.
     forward: OnceLock<mpsc::UnboundedSender<Vec<Durable>>>,
@@ -126,46 +297,78 @@ pub struct Hub {
     notifier: OnceLock<mpsc::Sender<Durable>>,
 }
 
+impl Default for Hub {
+    fn default() -> Hub {
+        Hub {
+            conns: Mutex::default(),
+            next_id: AtomicU64::new(1),
+            epoch: Instant::now(),
+            slow_closed: AtomicU64::new(0),
+            forward: OnceLock::new(),
+            remote: Mutex::default(),
+            viewing: Mutex::default(),
+            notifier: OnceLock::new(),
+        }
+    }
+}
+
+/// What [`Hub::sweep`] did.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Swept {
+    pub pinged: usize,
+    pub closed_idle: usize,
+}
+
 impl Hub {
     pub fn new() -> Hub {
         Hub::default()
     }
 
-    pub fn register(&self, user_id: &str, session_id: &str, queue: usize) -> Registration {
-        let (tx, rx) = mpsc::channel(queue);
-        let ctl = Arc::new(ConnControl::default());
+    fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
+    /// Adds a connection of `user_id` (at most `queue` frames may wait for it). Returns it and
+    /// whether it is the user's first on this node (they just came online here).
+    pub fn register(&self, user_id: &str, session_id: &str, queue: usize) -> (Arc<Conn>, bool) {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let handle = ConnHandle {
-            id,
-            session_id: session_id.to_owned(),
-            tx: tx.clone(),
-            ctl: ctl.clone(),
+        let mut conns = lock(&self.conns);
+        // One allocation of the user's id, shared by their connections and the map key.
+        let key: Arc<str> = match conns.get_key_value(user_id) {
+            Some((k, _)) => k.clone(),
+            None => Arc::from(user_id),
         };
-        let mut conns = self.lock();
-        let list = conns.entry(user_id.to_owned()).or_default();
-        let first = list.is_empty();
-        list.push(handle);
-        Registration {
+        let conn = Arc::new(Conn {
             id,
-            rx,
-            tx,
-            ctl,
-            first,
-        }
+            user_id: key.clone(),
+            session_id: Arc::from(session_id),
+            queue: Mutex::new(VecDeque::new()),
+            limit: queue.min(u32::MAX as usize) as u32,
+            waker: AtomicWaker::new(),
+            woken: AtomicBool::new(false),
+            close: AtomicU16::new(0),
+            ping: AtomicBool::new(false),
+            heard_ms: AtomicU64::new(self.now_ms()),
+            pinged_ms: AtomicU64::new(0),
+        });
+        let list = conns.entry(key).or_default();
+        let first = list.is_empty();
+        list.push(conn.clone());
+        (conn, first)
     }
 
     /// Removes a connection; returns true when it was the user's last one (they went offline).
-    pub fn unregister(&self, user_id: &str, id: u64) -> bool {
-        self.set_viewing(user_id, id, None);
-        let mut conns = self.lock();
-        let Some(list) = conns.get_mut(user_id) else {
+    pub fn unregister(&self, conn: &Conn) -> bool {
+        self.set_viewing(&conn.user_id, conn.id, None);
+        let mut conns = lock(&self.conns);
+        let Some(list) = conns.get_mut(&*conn.user_id) else {
             return false;
         };
         let before = list.len();
-        list.retain(|h| h.id != id);
+        list.retain(|c| c.id != conn.id);
         let removed = list.len() < before;
         if list.is_empty() {
-            conns.remove(user_id);
+            conns.remove(&*conn.user_id);
             return removed;
         }
         false
@@ -176,26 +379,40 @@ impl Hub {
         self.is_local(user_id) || self.is_remote(user_id)
     }
 
-    /// Has at least one connection on this node.
     /// The user's open connections on this node.
     pub fn local_connections(&self, user_id: &str) -> usize {
-        self.lock().get(user_id).map_or(0, Vec::len)
+        lock(&self.conns).get(user_id).map_or(0, |l| l.len())
     }
 
+    /// Has at least one connection on this node.
     pub fn is_local(&self, user_id: &str) -> bool {
-        self.lock().get(user_id).is_some_and(|l| !l.is_empty())
+        lock(&self.conns)
+            .get(user_id)
+            .is_some_and(|l| !l.is_empty())
     }
 
     /// Reported online by another live node.
     pub fn is_remote(&self, user_id: &str) -> bool {
-        self.remote_lock()
+        lock(&self.remote)
             .values()
             .any(|n| n.users.contains(user_id))
     }
 
     /// The users connected to this node (for the cluster heartbeat).
     pub fn local_users(&self) -> Vec<String> {
-        self.lock().keys().cloned().collect()
+        lock(&self.conns).keys().map(|k| k.to_string()).collect()
+    }
+
+    /// The distinct (session, user) pairs of this node's sockets.
+    pub fn local_sessions(&self) -> Vec<(String, String)> {
+        let mut out: HashMap<String, String> = HashMap::new();
+        for (user, list) in lock(&self.conns).iter() {
+            for c in list {
+                out.entry(c.session_id.to_string())
+                    .or_insert_with(|| user.to_string());
+            }
+        }
+        out.into_iter().collect()
     }
 
     /// Routes committed events through the cluster task from now on.
@@ -205,7 +422,7 @@ impl Hub {
 
     /// Records that `node` reports `user` online or offline; the node counts as heard from.
     pub fn set_remote_user(&self, node: &str, user: &str, online: bool) {
-        let mut remote = self.remote_lock();
+        let mut remote = lock(&self.remote);
         let n = remote.entry(node.to_owned()).or_insert_with(|| RemoteNode {
             last_heard: Instant::now(),
             users: HashSet::new(),
@@ -225,7 +442,7 @@ impl Hub {
         node: &str,
         users: HashSet<String>,
     ) -> (Vec<String>, Vec<String>) {
-        let mut remote = self.remote_lock();
+        let mut remote = lock(&self.remote);
         let n = remote.entry(node.to_owned()).or_insert_with(|| RemoteNode {
             last_heard: Instant::now(),
             users: HashSet::new(),
@@ -239,7 +456,7 @@ impl Hub {
 
     /// Forgets nodes not heard from for `timeout`; returns the users they had online.
     pub fn expire_remote(&self, timeout: Duration) -> Vec<String> {
-        let mut remote = self.remote_lock();
+        let mut remote = lock(&self.remote);
         let dead: Vec<String> = remote
             .iter()
             .filter(|(_, n)| n.last_heard.elapsed() > timeout)
@@ -256,40 +473,32 @@ impl Hub {
     }
 
     pub fn connection_count(&self) -> usize {
-        self.lock().values().map(Vec::len).sum()
+        lock(&self.conns).values().map(|l| l.len()).sum()
     }
 
     pub fn online_users(&self) -> usize {
-        self.lock().len()
+        lock(&self.conns).len()
     }
 
-    /// Queues `frame` for every connection of every user in `users`. Never waits: a full queue
-    /// closes that connection with 4008 (too slow).
+    /// Queues `frame` for every connection of every user in `users`. Never waits: a full
+    /// queue closes that connection with 4008 (too slow).
     pub fn deliver<S: AsRef<str>>(&self, users: &[S], frame: &Outbound) {
-        let conns = self.lock();
+        let conns = lock(&self.conns);
         for u in users {
             let Some(list) = conns.get(u.as_ref()) else {
                 continue;
             };
-            for h in list {
-                match h.tx.try_send(frame.clone()) {
-                    Ok(()) => {}
-                    Err(mpsc::error::TrySendError::Full(_)) => {
-                        if h.ctl.close(close_code::TOO_SLOW) {
-                            self.slow_closed.fetch_add(1, Ordering::Relaxed);
-                        }
-                    }
-                    Err(mpsc::error::TrySendError::Closed(_)) => {}
+            for c in list {
+                if c.push(frame.clone()) == (Pushed::TooSlow { first: true }) {
+                    self.slow_closed.fetch_add(1, Ordering::Relaxed);
                 }
             }
         }
     }
 
-    /// Delivers committed durable events, in the order given (commit order). In a cluster
-    /// they go to the cluster task, which publishes them and delivers them in `seq` order.
     /// Records which conversation a connection shows (`None`: none, or in the background).
     pub fn set_viewing(&self, user_id: &str, conn_id: u64, conversation_id: Option<String>) {
-        let mut v = self.viewing.lock().unwrap_or_else(|p| p.into_inner());
+        let mut v = lock(&self.viewing);
         match conversation_id {
             Some(c) => {
                 v.entry(user_id.to_owned()).or_default().insert(conn_id, c);
@@ -307,8 +516,8 @@ impl Hub {
 
     /// Whether any of the user's connections on this node shows the conversation.
     pub fn is_viewing(&self, user_id: &str, conversation_id: &str) -> bool {
-        let v = self.viewing.lock().unwrap_or_else(|p| p.into_inner());
-        v.get(user_id)
+        lock(&self.viewing)
+            .get(user_id)
             .is_some_and(|m| m.values().any(|c| c == conversation_id))
     }
 
@@ -323,7 +532,7 @@ impl Hub {
         if let Some(n) = self.notifier.get() {
             for e in events
                 .iter()
-                .filter(|e| e.seq.is_some() || is_read_event(&e.json))
+                .filter(|e| matches!(e.kind, EventKind::Message | EventKind::Read))
             {
                 let _ = n.try_send(e.clone());
             }
@@ -344,51 +553,56 @@ impl Hub {
         for e in events {
             let frame = Outbound {
                 pos: Some(e.pos),
-                text: Utf8Bytes::from(e.json),
+                text: e.json,
             };
             self.deliver(&e.recipients, &frame);
         }
     }
 
-    /// The distinct (session, user) pairs of this node's sockets.
-    pub fn local_sessions(&self) -> Vec<(String, String)> {
-        let mut out: HashMap<String, String> = HashMap::new();
-        for (user, list) in self.lock().iter() {
-            for h in list {
-                out.entry(h.session_id.clone())
-                    .or_insert_with(|| user.clone());
-            }
-        }
-        out.into_iter().collect()
-    }
-
     /// Closes every socket opened with this login session (logout, refresh-token reuse).
     pub fn close_session(&self, session_id: &str, code: u16) {
-        for list in self.lock().values() {
-            for h in list.iter().filter(|h| h.session_id == session_id) {
-                let _ = h.ctl.close(code);
+        for list in lock(&self.conns).values() {
+            for c in list.iter().filter(|c| &*c.session_id == session_id) {
+                c.close(code);
             }
         }
     }
 
     /// Closes every socket (server shutdown).
     pub fn close_all(&self, code: u16) {
-        for list in self.lock().values() {
-            for h in list {
-                let _ = h.ctl.close(code);
+        for list in lock(&self.conns).values() {
+            for c in list {
+                c.close(code);
             }
         }
     }
 
-    fn remote_lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, RemoteNode>> {
-        // Each operation on this map completes in place; a poisoned lock is safe to reuse.
-        self.remote.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Vec<ConnHandle>>> {
-        // A panic while holding this lock cannot leave the map inconsistent (each operation
-        // is a single insert/retain), so a poisoned lock is safe to keep using.
-        self.conns.lock().unwrap_or_else(|p| p.into_inner())
+    /// Looks at every connection once: one silent for `idle` is closed (1000), one silent for
+    /// `ping_every` is asked to send a ping (at most one per `ping_every`: the ping's pong
+    /// counts as hearing from the client). One pass over the node's connections replaces a
+    /// timer per socket; call it every `ping_every / 4` or so.
+    pub fn sweep(&self, ping_every: Duration, idle: Duration) -> Swept {
+        let now = self.now_ms();
+        let (ping_ms, idle_ms) = (ping_every.as_millis() as u64, idle.as_millis() as u64);
+        let mut out = Swept::default();
+        for list in lock(&self.conns).values() {
+            for c in list {
+                let silent = now.saturating_sub(c.heard_ms.load(Ordering::Relaxed));
+                if silent > idle_ms {
+                    if c.close(1000) {
+                        out.closed_idle += 1;
+                    }
+                } else if silent > ping_ms
+                    && now.saturating_sub(c.pinged_ms.load(Ordering::Relaxed)) > ping_ms
+                {
+                    c.pinged_ms.store(now, Ordering::Relaxed);
+                    c.ping.store(true, Ordering::Release);
+                    c.wake();
+                    out.pinged += 1;
+                }
+            }
+        }
+        out
     }
 }
 
@@ -397,36 +611,103 @@ mod tests {
     use super::*;
 
     fn frame(s: &str) -> Outbound {
-        Outbound {
-            pos: None,
-            text: Utf8Bytes::from(s.to_owned()),
-        }
+        Outbound::ephemeral(s.to_owned())
     }
 
     #[tokio::test]
     async fn full_queue_closes_only_the_slow_connection() {
         let hub = Hub::new();
-        let mut fast = hub.register("a", "s1", 2);
-        let slow = hub.register("b", "s2", 2);
-        assert!(fast.first && slow.first);
+        let (fast, f1) = hub.register("a", "s1", 2);
+        let (slow, f2) = hub.register("b", "s2", 2);
+        assert!(f1 && f2);
+        let mut got = Vec::new();
         for i in 0..3 {
             hub.deliver(&["a", "b"], &frame(&i.to_string()));
             // The fast reader keeps up.
-            assert_eq!(fast.rx.recv().await.unwrap().text.as_str(), i.to_string());
+            fast.take(10, &mut got);
         }
-        assert_eq!(slow.ctl.closed().await, close_code::TOO_SLOW);
-        assert_eq!(fast.ctl.code.load(Ordering::Acquire), 0);
+        let got: Vec<_> = got.iter().map(|o| o.text.clone()).collect();
+        assert_eq!(got, ["0", "1", "2"]);
+        assert_eq!(slow.close_requested(), Some(close_code::TOO_SLOW));
+        assert_eq!(fast.close_requested(), None);
+        assert_eq!(hub.slow_closed.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn event_kinds_round_trip_through_their_names() {
+        for k in [
+            EventKind::Message,
+            EventKind::Read,
+            EventKind::FriendRequestRemoved,
+        ] {
+            assert_eq!(EventKind::parse(k.as_str()), Some(k));
+        }
+        assert_eq!(EventKind::parse("typing"), None);
+    }
+
+    #[test]
+    fn a_drained_queue_gives_its_memory_back() {
+        let hub = Hub::new();
+        let (c, _) = hub.register("a", "s", 64);
+        for i in 0..40 {
+            assert_eq!(c.push(frame(&i.to_string())), Pushed::Queued);
+        }
+        let mut out = Vec::new();
+        c.take(100, &mut out);
+        assert_eq!(out.len(), 40);
+        assert_eq!(lock(&c.queue).capacity(), 0);
     }
 
     #[test]
     fn presence_follows_first_and_last_connection() {
         let hub = Hub::new();
-        let r1 = hub.register("a", "s", 4);
-        let r2 = hub.register("a", "s", 4);
-        assert!(r1.first && !r2.first);
+        let (c1, first1) = hub.register("a", "s", 4);
+        let (c2, first2) = hub.register("a", "s", 4);
+        assert!(first1 && !first2);
+        assert!(
+            Arc::ptr_eq(&c1.user_id, &c2.user_id),
+            "one copy of the user id"
+        );
         assert!(hub.is_online("a"));
-        assert!(!hub.unregister("a", r1.id));
-        assert!(hub.unregister("a", r2.id));
+        assert!(!hub.unregister(&c1));
+        assert!(hub.unregister(&c2));
         assert!(!hub.is_online("a"));
+    }
+
+    #[tokio::test]
+    async fn the_sweeper_pings_the_silent_and_closes_the_gone() {
+        let hub = Hub::new();
+        let (c, _) = hub.register("a", "s", 4);
+        assert_eq!(
+            hub.sweep(Duration::from_secs(30), Duration::from_secs(90)),
+            Swept::default()
+        );
+        std::thread::sleep(Duration::from_millis(30));
+        let s = hub.sweep(Duration::from_millis(10), Duration::from_secs(90));
+        assert_eq!(s.pinged, 1);
+        // The wake-up was kept for the task.
+        tokio::time::timeout(Duration::from_secs(1), c.woken())
+            .await
+            .unwrap();
+        assert!(c.take_ping());
+        // One ping per silence: not again until it is answered or times out.
+        assert_eq!(
+            hub.sweep(Duration::from_millis(10), Duration::from_secs(90))
+                .pinged,
+            0
+        );
+        c.heard(&hub);
+        assert_eq!(
+            hub.sweep(Duration::from_millis(10), Duration::from_millis(20))
+                .closed_idle,
+            0
+        );
+        std::thread::sleep(Duration::from_millis(30));
+        assert_eq!(
+            hub.sweep(Duration::from_millis(10), Duration::from_millis(20))
+                .closed_idle,
+            1
+        );
+        assert_eq!(c.close_requested(), Some(1000));
     }
 }

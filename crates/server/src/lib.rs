@@ -114,6 +114,20 @@ impl Server {
             );
         }
         let hub = Arc::new(Hub::new());
+        {
+            // One sweeper pings silent sockets and closes dead ones, for every connection of
+            // the node (no timer per socket; see `hub`).
+            let idle = Duration::from_secs(config.ws_idle_timeout.max(1));
+            let (every, ping) = ws::sweep_timing(idle);
+            let hub = hub.clone();
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(every);
+                loop {
+                    tick.tick().await;
+                    hub.sweep(ping, idle);
+                }
+            });
+        }
         let store: Arc<dyn Store> = encryption::open_store(&config, hub.clone()).await?;
         let auth = Arc::new(Auth::load_or_create(
             &config.data_dir,

@@ -2,6 +2,10 @@
 
 use std::process::ExitCode;
 
+/// mimalloc instead of the system allocator: see docs/benchmarks.md ("Idle connections").
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     chatnode_server::cli::main()
 }

@@ -39,7 +39,7 @@ use web_push_native::jwt_simple::algorithms::{
 use web_push_native::jwt_simple::claims::Claims;
 use web_push_native::{Auth, WebPushBuilder};
 
-use crate::hub::{Durable, Hub, is_read_event};
+use crate::hub::{Durable, EventKind, Hub};
 use crate::store::{PushTarget, Store};
 
 /// Settings of the push sender.
@@ -212,7 +212,7 @@ impl Notifier {
                         tracing::warn!(error = %err, "push: cannot decide on a message");
                     }
                 });
-            } else if is_read_event(&e.json)
+            } else if e.kind == EventKind::Read
                 && let Err(err) = self.on_read(&conv, &e.json).await
             {
                 tracing::warn!(error = %err, "push: cannot handle a read marker");
@@ -239,6 +239,7 @@ impl Notifier {
                 Some(match ctx.kind {
                     p::MessageKind::Image => "📷 Photo".to_owned(),
                     p::MessageKind::Video => "🎬 Video".to_owned(),
+                    p::MessageKind::Audio => "🎤 Voice message".to_owned(),
                     p::MessageKind::File => "📎 File".to_owned(),
                     _ => String::new(),
                 })
@@ -273,13 +274,13 @@ impl Notifier {
         Ok(())
     }
 
-    async fn on_read(&self, conv: &str, json: &str) -> crate::error::Result<()> {
+    async fn on_read(&self, conv: &str, json: &[u8]) -> crate::error::Result<()> {
         #[derive(serde::Deserialize)]
         struct Read {
             user_id: String,
             seq: i64,
         }
-        let Ok(read) = serde_json::from_str::<Read>(json) else {
+        let Ok(read) = serde_json::from_slice::<Read>(json) else {
             return Ok(());
         };
         let key = (read.user_id.clone(), conv.to_owned());

@@ -278,7 +278,8 @@ async fn files_of_any_type_are_accepted_and_served_as_downloads() {
     // 2 KB of random bytes, an executable, an archive of a format nobody knows.
     let mut random = vec![0u8; 2048];
     rand::fill(&mut random[..]);
-    random[0] = 0xff; // not accidentally text
+    // Not accidentally text, nor a magic number (0xFF could start an MP3 frame).
+    random[..4].copy_from_slice(b"QZ\x00\x01");
     let mut elf = b"\x7fELF\x02\x01\x01\0".to_vec();
     elf.extend(std::iter::repeat_n(0u8, 200));
     let odd = b"\x00\x01QQZIPv9\x00\xfe\xfd".repeat(50);

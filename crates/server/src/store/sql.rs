@@ -317,13 +317,16 @@ impl SqlStore {
         .bind(seq)
         .fetch_one(&mut *c)
         .await?;
+        let kind = crate::hub::EventKind::of(frame)
+            .ok_or_else(|| Error::Internal(anyhow::anyhow!("{frame:?} is not a durable event")))?;
         ev.list.push(Durable {
             pos,
+            kind,
             conversation_id: conversation.map(str::to_owned),
             user_id: user.map(str::to_owned),
             seq,
-            recipients,
-            json: with_pos(&payload, pos),
+            recipients: recipients.into(),
+            json: with_pos(&payload, pos).into(),
         });
         Ok(pos)
     }
@@ -1072,11 +1075,12 @@ impl SqlStore {
                 } => {
                     events.list.push(Durable {
                         pos: positions[k],
+                        kind: crate::hub::EventKind::Message,
                         conversation_id: Some(message.conversation_id.clone()),
                         user_id: None,
                         seq: Some(message.seq),
-                        recipients: members,
-                        json: with_pos(&payload, positions[k]),
+                        recipients: members.into(),
+                        json: with_pos(&payload, positions[k]).into(),
                     });
                     k += 1;
                     Ok(SendOutcome {
@@ -2930,6 +2934,7 @@ impl SqlStore {
                 let payload = self.keys.decrypt(column::EVENT_PAYLOAD, &payload)?;
                 Ok(Durable {
                     pos,
+                    kind: crate::hub::EventKind::Message,
                     conversation_id: Some(conversation_id.to_owned()),
                     user_id: None,
                     seq: Some(seq),
@@ -2938,7 +2943,7 @@ impl SqlStore {
                         .filter(|(_, joined)| *joined < pos)
                         .map(|(u, _)| u.clone())
                         .collect(),
-                    json: with_pos(&payload, pos),
+                    json: with_pos(&payload, pos).into(),
                 })
             })
             .collect()

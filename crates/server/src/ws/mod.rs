@@ -1,0 +1,804 @@
+//! The WebSocket gateway (`GET /api/v1/ws`).
+//!
+//! One task per connection. The first frame must authenticate within 10 seconds. After that
+//! the task waits for either of two things: bytes from the client, or a wake-up from the hub
+//! (frames queued for it, a close request from logout, a slow-consumer verdict or shutdown,
+//! a ping the sweeper asks for). It then writes everything queued in one `writev` and reads
+//! everything there is.
+//!
+//! An idle connection is the common case (most sockets of a chat server are), so it costs as
+//! little as we can make it: the task's state while waiting is a few hundred bytes, no read
+//! or write buffer is held (see [`codec`] and [`transport`]), the outgoing queue is allocated
+//! only while frames wait in it, and no timer is kept per socket (the hub's sweeper pings and
+//! closes silent sockets for the whole node). Rarely used, larger states (authentication,
+//! `sync`, a request being handled) are boxed so they do not size every idle connection.
+//!
+//! Sends go to the group-commit batcher together with this connection's handle; the batcher
+//! queues the `ack` here itself after the commit, so one client can have many sends in flight
+//! (and they still commit in the order they were received) without a task per send.
+//!
+//! `sync` replays stored events straight to the socket while live frames wait in the queue;
+//! afterwards queued durable frames the replay already covered are skipped, so the client
+//! sees each event once and in stream order.
+
+pub mod codec;
+mod request;
+mod transport;
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::{Duration, Instant};
+
+use axum::extract::{Request as HttpRequest, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use bytes::Bytes;
+use chatnode_protocol::{self as p, ClientFrame, ErrorCode, ServerFrame, close_code};
+use sha1::{Digest, Sha1};
+
+pub use request::{Refusal, Request, decode, error_frame};
+
+use crate::SharedState;
+use crate::error::Error;
+use crate::http::AuthUser;
+use crate::hub::{Conn, Outbound};
+use crate::time::now_ms;
+use codec::{Decoder, Incoming};
+use transport::{Frame, Transport};
+
+const AUTH_TIMEOUT: Duration = Duration::from_secs(10);
+/// The longest a silent socket goes without a ping.
+pub const PING_EVERY: Duration = Duration::from_secs(30);
+const SYNC_PAGE: i64 = 500;
+/// How long a closing socket waits for the client's Close reply.
+const CLOSE_GRACE: Duration = Duration::from_secs(2);
+/// Rate-limit strikes (refused frames, draining at the sustained rate) that close a socket (4029).
+const MAX_STRIKES: f32 = 200.0;
+/// Bytes read per system call, into a buffer on the stack of the (synchronous) reading code.
+const READ_CHUNK: usize = 16 * 1024;
+/// Frames taken from the queue per write.
+const WRITE_BATCH: usize = 64;
+
+/// How often the hub's sweeper looks at every socket, and the ping interval it applies, for
+/// an idle timeout (at least twice per ping interval, so a ping is never late by much).
+pub fn sweep_timing(idle: Duration) -> (Duration, Duration) {
+    let ping = PING_EVERY.min(idle / 2).max(Duration::from_millis(250));
+    let every = (ping / 4).max(Duration::from_millis(50));
+    (every, ping)
+}
+
+/// Whether a browser page at `origin` may open a socket: the same host as the request, or an
+/// origin on the allowlist. Requests without `Origin` are not from a browser page (native
+/// apps, tools) and are allowed; they still have to authenticate like everyone.
+fn origin_allowed(headers: &HeaderMap, allowed: &[String]) -> bool {
+    let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
+        return true;
+    };
+    if allowed
+        .iter()
+        .any(|a| a == "*" || a.eq_ignore_ascii_case(origin))
+    {
+        return true;
+    }
+    let host = headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let origin_host = origin.split_once("://").map(|(_, h)| h).unwrap_or("");
+    !host.is_empty() && origin_host.eq_ignore_ascii_case(host)
+}
+
+/// The RFC 6455 handshake's checks; the `Sec-WebSocket-Accept` value when they pass.
+fn handshake(headers: &HeaderMap) -> Option<String> {
+    let has_token = |name: header::HeaderName, token: &str| {
+        headers.get_all(name).iter().any(|v| {
+            v.to_str()
+                .is_ok_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+        })
+    };
+    if !has_token(header::CONNECTION, "upgrade") || !has_token(header::UPGRADE, "websocket") {
+        return None;
+    }
+    if headers.get(header::SEC_WEBSOCKET_VERSION)?.as_bytes() != b"13" {
+        return None;
+    }
+    let key = headers.get(header::SEC_WEBSOCKET_KEY)?;
+    let mut sha = Sha1::new();
+    sha.update(key.as_bytes());
+    sha.update(b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11");
+    Some(base64::engine::general_purpose::STANDARD.encode(sha.finalize()))
+}
+
+pub async fn upgrade(State(state): State<SharedState>, mut req: HttpRequest) -> Response {
+    // Cross-site WebSocket hijacking: a page on another site must not open sockets here.
+    if !origin_allowed(req.headers(), &state.config.allowed_origins) {
+        return Error::forbidden("this origin may not open a WebSocket here").into_response();
+    }
+    let Some(accept) = handshake(req.headers()) else {
+        return Error::bad_request("this endpoint needs a WebSocket upgrade").into_response();
+    };
+    let on_upgrade = hyper::upgrade::on(&mut req);
+    let task = async move {
+        match on_upgrade.await {
+            Ok(upgraded) => {
+                let (transport, read_ahead) = Transport::from_upgraded(upgraded);
+                connection(state, Socket::new(transport, read_ahead)).await;
+            }
+            Err(e) => tracing::debug!(error = %e, "websocket upgrade failed"),
+        }
+    };
+    tokio::spawn(task);
+    let mut resp = StatusCode::SWITCHING_PROTOCOLS.into_response();
+    let h = resp.headers_mut();
+    h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    if let Ok(v) = HeaderValue::from_str(&accept) {
+        h.insert(header::SEC_WEBSOCKET_ACCEPT, v);
+    }
+    resp
+}
+
+pub fn encode(frame: &ServerFrame) -> Bytes {
+    Bytes::from(serde_json::to_vec(frame).unwrap_or_else(|_| {
+        br#"{"type":"error","code":"internal","message":"encoding failed"}"#.to_vec()
+    }))
+}
+
+/// The socket and what is needed to parse what comes from it. Holds no buffer while idle.
+struct Socket {
+    io: Transport,
+    decoder: Decoder,
+}
+
+/// What reading found.
+enum Read {
+    /// Everything there was has been handed over.
+    Done,
+    /// The client went away (end of stream or an error).
+    Gone,
+    /// The client broke the protocol: close with this code.
+    Violation(u16, &'static str),
+}
+
+/// One thing the client sent, decoded while its bytes were on the reading stack.
+enum Item {
+    Request(Result<Request, Refusal>),
+    /// Over the rate limit; the `client_id` to answer with.
+    Limited(Option<String>),
+    /// Over the rate limit for long enough: close (4029).
+    Flooding,
+    Binary,
+    Ping(Vec<u8>),
+    Close,
+}
+
+impl Socket {
+    /// `read_ahead`: what the HTTP layer read past the upgrade request (almost always
+    /// nothing), parsed before anything else.
+    fn new(io: Transport, read_ahead: Bytes) -> Socket {
+        Socket {
+            io,
+            decoder: Decoder::with_input(&read_ahead),
+        }
+    }
+
+    /// Reads what is there (without waiting) and passes each complete message to `on`.
+    /// Synchronous on purpose: the read buffer lives on this call's stack, never in the
+    /// connection's task state.
+    fn read_available(&mut self, mut on: impl FnMut(Incoming<'_>) -> bool) -> Read {
+        loop {
+            let mut buf = [0u8; READ_CHUNK];
+            let n = if self.decoder.has_input() {
+                // Bytes read before (by the HTTP layer): parse them first.
+                0
+            } else {
+                match self.io.try_read(&mut buf) {
+                    Ok(0) => return Read::Gone,
+                    Ok(n) => n,
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Read::Done,
+                    Err(_) => return Read::Gone,
+                }
+            };
+            let mut stop = false;
+            let r = self.decoder.feed(&mut buf[..n], p::MAX_WS_FRAME, |m| {
+                let go = on(m);
+                stop |= !go;
+                go
+            });
+            if let Err(v) = r {
+                return Read::Violation(v.code(close_code::FRAME_TOO_LARGE), v.reason());
+            }
+            if stop || (n > 0 && n < READ_CHUNK) {
+                return Read::Done;
+            }
+        }
+    }
+
+    /// The next text message (for the authentication phase); `None` when the client went
+    /// away, closed or broke the protocol, or `deadline` passed.
+    async fn next_text(&mut self, deadline: tokio::time::Instant) -> Result<String, Read> {
+        loop {
+            let mut got: Option<Result<String, Read>> = None;
+            let r = self.read_available(|m| {
+                got = match m {
+                    Incoming::Text(t) => Some(Ok(t.to_owned())),
+                    Incoming::Binary => Some(Ok(String::new())),
+                    Incoming::Close(_) => Some(Err(Read::Gone)),
+                    Incoming::Ping(_) | Incoming::Pong => return true,
+                };
+                false
+            });
+            if let Some(g) = got {
+                return g;
+            }
+            if !matches!(r, Read::Done) {
+                return Err(r);
+            }
+            match tokio::time::timeout_at(deadline, self.io.readable()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => return Err(Read::Gone),
+                Err(_) => return Err(Read::Done),
+            }
+        }
+    }
+
+    async fn send_text(&mut self, text: &[u8]) -> bool {
+        self.io
+            .write_frames(&[Frame {
+                opcode: codec::OP_TEXT,
+                payload: text,
+            }])
+            .await
+            .is_ok()
+    }
+
+    async fn send(&mut self, frame: &ServerFrame) -> bool {
+        self.send_text(&encode(frame)).await
+    }
+
+    /// Sends our close frame and waits (briefly) for the client's, reading and dropping what
+    /// it still sends. Dropping a socket with unread input makes the kernel answer with a
+    /// reset, which can destroy our Close frame (and its code) before the client reads it —
+    /// exactly when a flooding client is cut off.
+    async fn close(&mut self, code: u16, reason: &str) {
+        let _ = tokio::time::timeout(
+            CLOSE_GRACE,
+            self.io.write_raw(&codec::close_frame(code, reason)),
+        )
+        .await;
+        let deadline = tokio::time::Instant::now() + CLOSE_GRACE;
+        loop {
+            let mut closed = false;
+            let r = self.read_available(|m| {
+                closed |= matches!(m, Incoming::Close(_));
+                !closed
+            });
+            if closed || !matches!(r, Read::Done) {
+                break;
+            }
+            match tokio::time::timeout_at(deadline, self.io.readable()).await {
+                Ok(Ok(())) => {}
+                _ => break,
+            }
+        }
+        self.io.shutdown().await;
+    }
+}
+
+async fn connection(state: SharedState, mut socket: Socket) {
+    // Boxed (here and for the other rare, large states below): a future is as large as its
+    // largest await, and the connection task lives as long as the socket.
+    let Some(auth) = Box::pin(authenticate(&state, &mut socket)).await else {
+        return;
+    };
+    if state.hub.local_connections(&auth.user_id) >= state.limits.ws_per_user {
+        Box::pin(socket.close(close_code::RATE_LIMITED, "too many connections")).await;
+        return;
+    }
+    let (conn, first) = state
+        .hub
+        .register(&auth.user_id, &auth.session_id, state.config.ws_queue);
+    drop(auth);
+    state.metrics.ws_connections_total.fetch_add(1, Relaxed);
+    if first {
+        Box::pin(came_online(&state, &conn.user_id)).await;
+    }
+    serve(&state, &mut socket, &conn).await;
+    if state.hub.unregister(&conn) {
+        Box::pin(went_offline(&state, &conn.user_id)).await;
+    }
+}
+
+async fn came_online(state: &SharedState, user_id: &str) {
+    // Subscribe before `ready`: whatever commits after `ready`'s stream_pos reaches us.
+    if let Some(cluster) = &state.cluster {
+        cluster.user_connected(user_id).await;
+    }
+    broadcast_presence(state, user_id, true, None).await;
+}
+
+async fn went_offline(state: &SharedState, user_id: &str) {
+    if let Some(cluster) = &state.cluster {
+        cluster.user_disconnected(user_id);
+    }
+    let now = now_ms();
+    if let Err(e) = state.store.set_last_seen(user_id, now).await {
+        tracing::warn!(error = %e, %user_id, "could not record last_seen_at");
+    }
+    broadcast_presence(state, user_id, false, Some(now)).await;
+}
+
+/// Waits for the `auth` frame; on failure closes with 4001 and returns `None`.
+async fn authenticate(state: &SharedState, socket: &mut Socket) -> Option<AuthUser> {
+    let deadline = tokio::time::Instant::now() + AUTH_TIMEOUT;
+    let mut shutdown = state.shutdown.clone();
+    let text = tokio::select! {
+        t = socket.next_text(deadline) => t,
+        _ = shutdown.changed() => {
+            socket.close(close_code::GOING_AWAY, "server shutting down").await;
+            return None;
+        }
+    };
+    let text = match text {
+        Ok(t) => t,
+        Err(Read::Done) => {
+            socket
+                .close(close_code::UNAUTHENTICATED, "authentication timeout")
+                .await;
+            return None;
+        }
+        Err(Read::Violation(code, reason)) => {
+            socket.close(code, reason).await;
+            return None;
+        }
+        Err(Read::Gone) => return None,
+    };
+    let token = match serde_json::from_str::<ClientFrame>(&text) {
+        Ok(ClientFrame::Auth { token }) => token,
+        _ => {
+            socket
+                .close(close_code::UNAUTHENTICATED, "first frame must be auth")
+                .await;
+            return None;
+        }
+    };
+    match crate::http::authenticate(state, &token).await {
+        Ok(a) => Some(a),
+        Err(_) => {
+            let _ = socket
+                .send(&ServerFrame::Error {
+                    client_id: None,
+                    code: ErrorCode::Unauthenticated.as_str().into(),
+                    message: "invalid or expired token".into(),
+                })
+                .await;
+            socket
+                .close(close_code::UNAUTHENTICATED, "invalid token")
+                .await;
+            None
+        }
+    }
+}
+
+async fn broadcast_presence(
+    state: &SharedState,
+    user_id: &str,
+    online: bool,
+    last_seen_ms: Option<i64>,
+) {
+    let friends = match state.store.friend_ids(user_id).await {
+        Ok(f) => f,
+        Err(e) => {
+            tracing::warn!(error = %e, "presence: cannot load friends");
+            return;
+        }
+    };
+    if let Some(cluster) = &state.cluster {
+        cluster.publish_presence(user_id, online, last_seen_ms, friends.clone());
+        // Still connected to another node: for the cluster nothing changed.
+        if state.hub.is_remote(user_id) {
+            return;
+        }
+    }
+    let frame = ServerFrame::Presence {
+        user_id: user_id.to_owned(),
+        online,
+        last_seen_at: last_seen_ms.map(crate::time::rfc3339),
+    };
+    state
+        .hub
+        .deliver(&friends, &Outbound::ephemeral(encode(&frame)));
+}
+
+/// Token bucket: `burst` frames at once, refilled at `rate` per second.
+struct Bucket {
+    tokens: f32,
+    burst: f32,
+    rate: f32,
+    last: Instant,
+    /// Refused frames, draining at the sustained rate; too many close the socket (4029).
+    strikes: f32,
+}
+
+impl Bucket {
+    fn take(&mut self) -> bool {
+        let now = Instant::now();
+        let elapsed = now.duration_since(self.last).as_secs_f32();
+        self.last = now;
+        self.tokens = (self.tokens + elapsed * self.rate).min(self.burst);
+        self.strikes = (self.strikes - elapsed * self.rate).max(0.0);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            self.strikes += 1.0;
+            false
+        }
+    }
+}
+
+/// How serving a connection ends.
+enum End {
+    /// The client went away, or closed (its Close was answered).
+    Gone,
+    /// We close, with this code and reason.
+    Close(u16, &'static str),
+}
+
+fn close_reason(code: u16) -> &'static str {
+    match code {
+        close_code::TOO_SLOW => "too slow",
+        close_code::GOING_AWAY => "server shutting down",
+        1000 => "idle timeout",
+        _ => "session ended",
+    }
+}
+
+/// What a connection keeps between turns besides its socket.
+struct Session {
+    bucket: Bucket,
+    /// Durable frames at or below this position were already sent by a `sync` replay.
+    skip_until: i64,
+}
+
+/// Serves an authenticated, registered connection until it ends.
+///
+/// Idle, this future is the small wait below; everything a wake-up leads to runs in a boxed
+/// [`turn`], so the rarely used, large states are not part of every idle connection.
+async fn serve(state: &SharedState, socket: &mut Socket, conn: &Arc<Conn>) {
+    let hello = Box::pin(async {
+        let ready = match ready_frame(state, &conn.user_id).await {
+            Ok(f) => f,
+            Err(e) => {
+                let _ = socket.send(&error_frame(None, &e)).await;
+                return Some(End::Close(1011, "server error"));
+            }
+        };
+        (!socket.send(&ready).await).then_some(End::Gone)
+    })
+    .await;
+    let cfg = &state.config;
+    let mut session = Session {
+        bucket: Bucket {
+            tokens: cfg.ws_burst as f32,
+            burst: cfg.ws_burst as f32,
+            rate: cfg.ws_rate as f32,
+            last: Instant::now(),
+            strikes: 0.0,
+        },
+        skip_until: 0,
+    };
+    let end = match hello {
+        Some(end) => end,
+        None => loop {
+            // Either the hub has something for this connection (frames, a close, a ping) or
+            // the client sent something: one poll for both, no timer, no buffer.
+            let readable = std::future::poll_fn(|cx| match conn.poll_woken(cx) {
+                std::task::Poll::Ready(()) => std::task::Poll::Ready(Ok(false)),
+                std::task::Poll::Pending => socket.io.poll_readable(cx).map_ok(|()| true),
+            })
+            .await;
+            let readable = match readable {
+                Ok(r) => r,
+                Err(_) => break End::Gone,
+            };
+            if let Some(end) = Box::pin(turn(state, socket, conn, &mut session, readable)).await {
+                break end;
+            }
+        },
+    };
+    if let End::Close(code, reason) = end {
+        Box::pin(socket.close(code, reason)).await;
+    }
+}
+
+/// One wake-up: writes what the hub queued (a close or a ping it asked for first), then
+/// reads and handles what the client sent (when `readable`). `Some` ends the connection.
+async fn turn(
+    state: &SharedState,
+    socket: &mut Socket,
+    conn: &Arc<Conn>,
+    session: &mut Session,
+    readable: bool,
+) -> Option<End> {
+    if let Some(code) = conn.close_requested() {
+        return Some(End::Close(code, close_reason(code)));
+    }
+    if conn.take_ping() {
+        let ping = [Frame {
+            opcode: codec::OP_PING,
+            payload: b"",
+        }];
+        if socket.io.write_frames(&ping).await.is_err() {
+            return Some(End::Gone);
+        }
+    }
+    if conn.has_queued() && flush(socket, conn, session.skip_until).await.is_err() {
+        return Some(End::Gone);
+    }
+    if !readable {
+        return None;
+    }
+    // Decode everything that arrived while its bytes are on the reading stack; handle it
+    // afterwards (handling awaits).
+    let mut items: Vec<Item> = Vec::new();
+    let bucket = &mut session.bucket;
+    let read = socket.read_available(|m| {
+        items.push(match m {
+            Incoming::Text(text) => {
+                state.metrics.ws_frames_in.fetch_add(1, Relaxed);
+                if bucket.take() {
+                    Item::Request(decode(&conn.user_id, text))
+                } else if bucket.strikes > MAX_STRIKES {
+                    Item::Flooding
+                } else {
+                    state.metrics.ws_rate_limited.fetch_add(1, Relaxed);
+                    Item::Limited(request::client_id_of(text))
+                }
+            }
+            Incoming::Binary => Item::Binary,
+            Incoming::Ping(data) => Item::Ping(data.to_vec()),
+            Incoming::Pong => return true,
+            Incoming::Close(_) => Item::Close,
+        });
+        !matches!(items.last(), Some(Item::Close | Item::Flooding))
+    });
+    conn.heard(&state.hub);
+    for item in items {
+        let end = match item {
+            Item::Request(Ok(Request::Send(m))) => {
+                let client_id = m.client_id.clone();
+                match state.batcher.submit_from(m, conn.clone()).await {
+                    Ok(()) => None,
+                    Err(e) => reply(socket, &error_frame(Some(client_id), &e)).await,
+                }
+            }
+            Item::Request(Ok(r)) => Box::pin(handle(state, socket, conn, r, session)).await,
+            Item::Request(Err(refusal)) => reply(socket, &refusal.frame()).await,
+            Item::Limited(client_id) => {
+                let frame = ServerFrame::Error {
+                    client_id,
+                    code: ErrorCode::RateLimited.as_str().into(),
+                    message: "too many frames; slow down".into(),
+                };
+                reply(socket, &frame).await
+            }
+            Item::Flooding => Some(End::Close(close_code::RATE_LIMITED, "rate limited")),
+            Item::Binary => {
+                let e =
+                    Error::bad_request("binary frames are not supported; send JSON text frames");
+                reply(socket, &error_frame(None, &e)).await
+            }
+            Item::Ping(data) => {
+                let pong = [Frame {
+                    opcode: codec::OP_PONG,
+                    payload: &data,
+                }];
+                socket.io.write_frames(&pong).await.err().map(|_| End::Gone)
+            }
+            Item::Close => {
+                // Answer the client's Close with ours, then it is over.
+                let _ = socket.io.write_raw(&codec::close_frame(1000, "")).await;
+                socket.io.shutdown().await;
+                Some(End::Gone)
+            }
+        };
+        if end.is_some() {
+            return end;
+        }
+    }
+    match read {
+        Read::Done => None,
+        Read::Gone => Some(End::Gone),
+        Read::Violation(code, reason) => Some(End::Close(code, reason)),
+    }
+}
+
+/// Writes everything queued for the connection, skipping durable frames a replay covered.
+async fn flush(socket: &mut Socket, conn: &Conn, skip_until: i64) -> std::io::Result<()> {
+    let mut batch: Vec<Outbound> = Vec::new();
+    loop {
+        conn.take(WRITE_BATCH, &mut batch);
+        if batch.is_empty() {
+            return Ok(());
+        }
+        batch.retain(|o| o.pos.is_none_or(|p| p > skip_until));
+        let frames: Vec<Frame<'_>> = batch
+            .iter()
+            .map(|o| Frame {
+                opcode: codec::OP_TEXT,
+                payload: &o.text,
+            })
+            .collect();
+        socket.io.write_frames(&frames).await?;
+        drop(frames);
+        batch.clear();
+    }
+}
+
+/// Sends a reply; a broken socket ends the connection.
+async fn reply(socket: &mut Socket, frame: &ServerFrame) -> Option<End> {
+    if socket.send(frame).await {
+        None
+    } else {
+        Some(End::Gone)
+    }
+}
+
+async fn ready_frame(state: &SharedState, user_id: &str) -> crate::error::Result<ServerFrame> {
+    let me = state.store.me(user_id).await?;
+    let stream_pos = state.store.stream_head().await?;
+    Ok(ServerFrame::Ready {
+        user: me.user,
+        stream_pos,
+    })
+}
+
+/// Handles one decoded request. Errors go back as `error` frames; only a broken socket ends
+/// the connection.
+async fn handle(
+    state: &SharedState,
+    socket: &mut Socket,
+    conn: &Arc<Conn>,
+    request: Request,
+    session: &mut Session,
+) -> Option<End> {
+    let user = &*conn.user_id;
+    match request {
+        Request::Ping => reply(socket, &ServerFrame::Pong).await,
+        Request::Send(m) => {
+            let client_id = m.client_id.clone();
+            match state.batcher.submit_from(m, conn.clone()).await {
+                Ok(()) => None,
+                Err(e) => reply(socket, &error_frame(Some(client_id), &e)).await,
+            }
+        }
+        Request::Typing {
+            conversation_id: conv,
+            typing,
+        } => match state.store.member_ids_if_member(user, &conv).await {
+            Ok(Some(members)) => {
+                let others: Vec<&String> = members.iter().filter(|m| *m != user).collect();
+                let frame = ServerFrame::Typing {
+                    conversation_id: conv.clone(),
+                    user_id: user.to_owned(),
+                    typing,
+                };
+                let text = encode(&frame);
+                if let Some(cluster) = &state.cluster {
+                    cluster.publish_ephemeral(
+                        &conv,
+                        others.iter().map(|s| (*s).clone()).collect(),
+                        String::from_utf8_lossy(&text).into_owned(),
+                    );
+                }
+                state.hub.deliver(&others, &Outbound::ephemeral(text));
+                None
+            }
+            Ok(None) => {
+                reply(
+                    socket,
+                    &error_frame(None, &Error::not_found("conversation")),
+                )
+                .await
+            }
+            Err(e) => reply(socket, &error_frame(None, &e)).await,
+        },
+        Request::Read {
+            conversation_id: conv,
+            seq,
+        } => match state.store.mark_read(user, &conv, seq).await {
+            Ok(_) => None,
+            Err(e) => reply(socket, &error_frame(None, &e)).await,
+        },
+        Request::Sync { since } => sync(state, socket, user, since, &mut session.skip_until).await,
+        Request::View { conversation_id } => {
+            state.hub.set_viewing(user, conn.id, conversation_id);
+            None
+        }
+    }
+}
+
+/// Replays stored events after `since` (not negative: [`decode`] checked it).
+async fn sync(
+    state: &SharedState,
+    socket: &mut Socket,
+    user: &str,
+    since: i64,
+    skip_until: &mut i64,
+) -> Option<End> {
+    let mut cursor = since;
+    loop {
+        let page = match state.store.events_since(user, cursor, SYNC_PAGE).await {
+            Ok(p) => p,
+            Err(e) => return reply(socket, &error_frame(None, &e)).await,
+        };
+        let n = page.len() as i64;
+        if let Some(last) = page.last() {
+            cursor = last.pos;
+        }
+        let frames: Vec<Frame<'_>> = page
+            .iter()
+            .map(|ev| Frame {
+                opcode: codec::OP_TEXT,
+                payload: ev.json.as_bytes(),
+            })
+            .collect();
+        if socket.io.write_frames(&frames).await.is_err() {
+            return Some(End::Gone);
+        }
+        if n < SYNC_PAGE {
+            break;
+        }
+    }
+    *skip_until = (*skip_until).max(cursor);
+    reply(socket, &ServerFrame::Synced { stream_pos: cursor }).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_handshake_answers_as_rfc_6455_says() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("keep-alive, Upgrade"),
+        );
+        h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        h.insert(
+            header::SEC_WEBSOCKET_VERSION,
+            HeaderValue::from_static("13"),
+        );
+        h.insert(
+            header::SEC_WEBSOCKET_KEY,
+            HeaderValue::from_static("dGhlIHNhbXBsZSBub25jZQ=="),
+        );
+        // The example of RFC 6455 §1.3.
+        assert_eq!(
+            handshake(&h).as_deref(),
+            Some("s3pPLMBiTxaQ9kYGzzhZRbK+xOo=")
+        );
+        h.insert(header::SEC_WEBSOCKET_VERSION, HeaderValue::from_static("8"));
+        assert_eq!(handshake(&h), None);
+        h.insert(
+            header::SEC_WEBSOCKET_VERSION,
+            HeaderValue::from_static("13"),
+        );
+        h.remove(header::UPGRADE);
+        assert_eq!(handshake(&h), None);
+    }
+
+    #[test]
+    fn the_sweeper_pings_often_enough_for_any_idle_timeout() {
+        assert_eq!(
+            sweep_timing(Duration::from_secs(90)),
+            (Duration::from_millis(7500), PING_EVERY)
+        );
+        let (every, ping) = sweep_timing(Duration::from_secs(1));
+        assert_eq!(ping, Duration::from_millis(500));
+        assert!(every <= ping / 2);
+    }
+}

@@ -9,6 +9,12 @@
 //! A WebSocket send hands over its connection: after the commit the batcher queues the `ack`
 //! (or `error`) on that connection itself, behind the events of the same commit, so no task
 //! waits per message. A REST send waits on a oneshot.
+//!
+//! On SQLite the batcher is an OS thread that owns the message writer's connection (see
+//! `store::sqlite_writer`): it blocks for the first send, takes every other send waiting
+//! (the ones that queued while the previous batch was committing), commits them with
+//! synchronous SQLite calls and answers them, with no hop back to the async runtime per
+//! query. On PostgreSQL it is a task calling the store's async `send_messages`.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -19,7 +25,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::error::{Error, Result};
 use crate::hub::{Conn, Outbound};
 use crate::metrics::Metrics;
-use crate::store::{NewMessage, SendOutcome, Store};
+use crate::store::{BlockingCommitter, NewMessage, SendOutcome, Store};
 
 /// Where a send's answer goes.
 enum Reply {
@@ -47,28 +53,20 @@ impl Batcher {
     pub fn spawn(store: Arc<dyn Store>, metrics: Arc<Metrics>, max_batch: usize) -> Batcher {
         // The queue bound is backpressure: when the disk cannot keep up, senders wait here
         // instead of growing memory.
-        let (tx, mut rx) = mpsc::channel::<Job>(max_batch * 4);
-        tokio::spawn(async move {
-            let mut jobs: Vec<Job> = Vec::with_capacity(max_batch);
-            while rx.recv_many(&mut jobs, max_batch).await > 0 {
-                let mut replies = Vec::with_capacity(jobs.len());
-                let messages: Vec<NewMessage> = jobs
-                    .drain(..)
-                    .map(|j| {
-                        replies.push((j.message.client_id.clone(), j.reply));
-                        j.message
-                    })
-                    .collect();
-                metrics.batches.fetch_add(1, Ordering::Relaxed);
-                let results = store.send_messages(messages).await;
-                for ((client_id, reply), result) in replies.into_iter().zip(results) {
-                    if matches!(&result, Ok(o) if o.created) {
-                        metrics.messages.fetch_add(1, Ordering::Relaxed);
-                    }
-                    answer(reply, client_id, result);
+        let (tx, rx) = mpsc::channel::<Job>(max_batch * 4);
+        match store.blocking_committer() {
+            Some(committer) => {
+                let spawned = std::thread::Builder::new()
+                    .name("chatnode-writer".into())
+                    .spawn(move || commit_thread(rx, committer, metrics, max_batch));
+                if let Err(e) = spawned {
+                    tracing::error!(error = %e, "cannot start the message writer thread");
                 }
             }
-        });
+            None => {
+                tokio::spawn(commit_task(rx, store, metrics, max_batch));
+            }
+        }
         Batcher { tx }
     }
 
@@ -91,6 +89,55 @@ impl Batcher {
             .await
             .map_err(|_| unavailable())?;
         rx.await.map_err(|_| unavailable())?
+    }
+}
+
+/// The batcher as an OS thread around a synchronous committer (SQLite).
+fn commit_thread(
+    mut rx: mpsc::Receiver<Job>,
+    mut commit: BlockingCommitter,
+    metrics: Arc<Metrics>,
+    max_batch: usize,
+) {
+    let mut jobs: Vec<Job> = Vec::with_capacity(max_batch);
+    while let Some(first) = rx.blocking_recv() {
+        jobs.push(first);
+        while jobs.len() < max_batch {
+            match rx.try_recv() {
+                Ok(j) => jobs.push(j),
+                Err(_) => break,
+            }
+        }
+        let messages: Vec<NewMessage> = jobs.iter().map(|j| j.message.clone()).collect();
+        metrics.batches.fetch_add(1, Ordering::Relaxed);
+        let results = commit(&messages);
+        finish(&metrics, jobs.drain(..), results);
+    }
+}
+
+/// The batcher as a task around the store's async `send_messages` (PostgreSQL).
+async fn commit_task(
+    mut rx: mpsc::Receiver<Job>,
+    store: Arc<dyn Store>,
+    metrics: Arc<Metrics>,
+    max_batch: usize,
+) {
+    let mut jobs: Vec<Job> = Vec::with_capacity(max_batch);
+    while rx.recv_many(&mut jobs, max_batch).await > 0 {
+        let messages: Vec<NewMessage> = jobs.iter().map(|j| j.message.clone()).collect();
+        metrics.batches.fetch_add(1, Ordering::Relaxed);
+        let results = store.send_messages(messages).await;
+        finish(&metrics, jobs.drain(..), results);
+    }
+}
+
+/// Answers every job of a committed batch.
+fn finish(metrics: &Metrics, jobs: impl Iterator<Item = Job>, results: Vec<Result<SendOutcome>>) {
+    for (job, result) in jobs.zip(results) {
+        if matches!(&result, Ok(o) if o.created) {
+            metrics.messages.fetch_add(1, Ordering::Relaxed);
+        }
+        answer(job.reply, job.message.client_id, result);
     }
 }
 

@@ -653,3 +653,57 @@ async fn ready_carries_the_user_and_stream_position() {
         .unwrap_err();
     assert_eq!(err.code(), Some("not_found"));
 }
+
+#[tokio::test]
+async fn a_replay_shows_a_message_as_sent_then_its_edits_and_never_deleted_text() {
+    let server = TestServer::start().await;
+    let (a, _au, b, _bu, conv) = friends_with_direct(&server).await;
+    let since = b.connect_ws().await.unwrap().ready().unwrap().stream_pos;
+    let kept = a.send_text(&conv.id, "k", "first words").await.unwrap();
+    let gone = a
+        .send_text(&conv.id, "g", "regrettable words")
+        .await
+        .unwrap();
+    a.edit_message(&conv.id, kept.seq, "better words")
+        .await
+        .unwrap();
+    a.delete_message(&conv.id, gone.seq, true).await.unwrap();
+
+    let mut ws = b.connect_ws().await.unwrap();
+    let (frames, _) = ws.sync(since).await.unwrap();
+    let seen: Vec<(String, i64, String, bool)> = frames
+        .iter()
+        .filter_map(|f| match f {
+            ServerFrame::Message { message, .. } => Some((
+                "message".into(),
+                message.seq,
+                message.body.clone(),
+                message.deleted,
+            )),
+            ServerFrame::MessageUpdated { message, .. } => Some((
+                "updated".into(),
+                message.seq,
+                message.body.clone(),
+                message.deleted,
+            )),
+            ServerFrame::MessageDeleted { seq, .. } => {
+                Some(("deleted".into(), *seq, String::new(), true))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        vec![
+            ("message".into(), kept.seq, "first words".into(), false),
+            // Deleted for everyone: its event replays it as deleted, without its text.
+            ("message".into(), gone.seq, String::new(), true),
+            ("updated".into(), kept.seq, "better words".into(), false),
+            ("deleted".into(), gone.seq, String::new(), true),
+        ]
+    );
+    assert!(
+        !format!("{frames:?}").contains("regrettable"),
+        "deleted text replayed: {frames:?}"
+    );
+}

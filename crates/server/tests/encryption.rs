@@ -534,7 +534,8 @@ async fn plaintext_rows_from_before_encryption_are_sealed_at_start() {
             .fetch_all(&pool)
             .await
             .unwrap();
-        for (pos, v) in rows {
+        // A message's event has no payload of its own (it refers to the message row).
+        for (pos, v) in rows.into_iter().filter(|(_, v)| !v.is_empty()) {
             let plain = keys.decrypt(column::EVENT_PAYLOAD, &v).unwrap();
             sqlx::query("UPDATE events SET payload = $2 WHERE pos = $1")
                 .bind(pos)

@@ -16,6 +16,11 @@ use crate::error::Result;
 
 pub mod postgres;
 pub mod sqlite;
+pub mod sqlite_writer;
+
+/// Commits a batch of messages synchronously, on the thread that calls it (the SQLite
+/// message writer): one answer per message, in order.
+pub type BlockingCommitter = Box<dyn FnMut(&[NewMessage]) -> Vec<Result<SendOutcome>> + Send>;
 
 /// What checking a send found (see the SQL backend's `check_send`).
 pub enum SendCheck {
@@ -360,6 +365,9 @@ pub trait Store: Send + Sync + 'static {
     // --- messages
     /// Commits a batch in one transaction (group commit); one result per input, in order.
     async fn send_messages(&self, batch: Vec<NewMessage>) -> Vec<Result<SendOutcome>>;
+    /// A committer to run on a thread of its own instead of [`Store::send_messages`], when
+    /// the backend has one (SQLite). Each call opens a new one.
+    fn blocking_committer(&self) -> Option<BlockingCommitter>;
     /// Load-test fixtures in one transaction (`chatnode bench-seed`): users named
     /// `{prefix}{index}` with one session each (their ids returned in order), and the
     /// conversations. Never reachable over the network.

@@ -72,6 +72,11 @@ impl SqlStore {
 
     const BACKEND: &'static str = "postgres";
 
+    /// Batches commit through the async pool (PostgreSQL has no per-query thread hop).
+    fn blocking_committer_impl(&self) -> Option<super::BlockingCommitter> {
+        None
+    }
+
     /// PostgreSQL prepares one statement per query: batches write message by message.
     const MULTI_STATEMENT: bool = false;
 

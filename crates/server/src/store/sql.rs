@@ -301,11 +301,16 @@ impl SqlStore {
         recipients: Vec<String>,
     ) -> Result<i64> {
         let payload = serde_json::to_string(frame).map_err(|e| Error::Internal(e.into()))?;
-        let sealed = ev.keys.encrypt(column::EVENT_PAYLOAD, &payload);
         // Stored too, so a cluster node can fetch a conversation's message events by `seq`.
         let seq = match frame {
             ServerFrame::Message { message, .. } => Some(message.seq),
             _ => None,
+        };
+        // A message's event refers to its row (empty payload, see migration 0007); other
+        // events carry their frame, sealed.
+        let sealed = match seq {
+            Some(_) => String::new(),
+            None => ev.keys.encrypt(column::EVENT_PAYLOAD, &payload),
         };
         let pos: i64 = sqlx::query_scalar(
             "INSERT INTO events (conversation_id, user_id, payload, created_at, seq) VALUES ($1, $2, $3, $4, $5) RETURNING pos",
@@ -1028,9 +1033,7 @@ impl SqlStore {
         if writes > 0 {
             let mut q = sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(fast_write_sql(writes)));
             for plan in &plans {
-                if let Plan::Write {
-                    message, payload, ..
-                } = plan
+                if let Plan::Write { message, .. } = plan
                 {
                     q = q
                         .bind(&message.id)
@@ -1040,8 +1043,7 @@ impl SqlStore {
                         .bind(&message.client_id)
                         .bind(message.kind.as_str())
                         .bind(self.keys.encrypt(column::MESSAGE_BODY, &message.body))
-                        .bind(now)
-                        .bind(self.keys.encrypt(column::EVENT_PAYLOAD, payload));
+                        .bind(now);
                 }
             }
             positions = q.fetch_all(&mut *c).await?;
@@ -2195,6 +2197,10 @@ impl Store for SqlStore {
             .await
     }
 
+    fn blocking_committer(&self) -> Option<BlockingCommitter> {
+        self.blocking_committer_impl()
+    }
+
     async fn send_messages(&self, batch: Vec<NewMessage>) -> Vec<Result<SendOutcome>> {
         let public = |e: Error| {
             if let Error::Internal(inner) = &e {
@@ -2307,7 +2313,9 @@ impl Store for SqlStore {
             if row.deleted {
                 return Err(Error::conflict("a deleted message cannot be edited"));
             }
-            sqlx::query("UPDATE messages SET body = $3, edited_at = $4 WHERE conversation_id = $1 AND seq = $2")
+            // The first edit keeps what was sent (sealed as it is), for replays of the
+            // message's event (see `event_json`).
+            sqlx::query("UPDATE messages SET original_body = COALESCE(original_body, body), body = $3, edited_at = $4 WHERE conversation_id = $1 AND seq = $2")
                 .bind(conversation_id)
                 .bind(seq)
                 .bind(ev.keys.encrypt(column::MESSAGE_BODY, &body))
@@ -2360,7 +2368,7 @@ impl Store for SqlStore {
                 }
                 if !row.deleted {
                     // The row stays, keeping its seq; the content is erased for good.
-                    sqlx::query("UPDATE messages SET deleted = TRUE, body = $3 WHERE conversation_id = $1 AND seq = $2")
+                    sqlx::query("UPDATE messages SET deleted = TRUE, body = $3, original_body = NULL WHERE conversation_id = $1 AND seq = $2")
                         .bind(conversation_id)
                         .bind(seq)
                         // Sealed like any body: every stored body is ciphertext, even an empty one.
@@ -2873,28 +2881,108 @@ impl Store for SqlStore {
         since: i64,
         limit: i64,
     ) -> Result<Vec<StoredEvent>> {
-        let rows: Vec<(i64, String)> = sqlx::query_as(
-            "SELECT e.pos, e.payload FROM events e
+        let mut c = self.read.acquire().await?;
+        let rows: Vec<EventRow> = sqlx::query_as(concat!(
+            "SELECT e.pos, e.payload, e.seq AS event_seq, m.original_body, ",
+            msg_cols!(),
+            " FROM events e LEFT JOIN messages m
+                 ON e.payload = '' AND m.conversation_id = e.conversation_id AND m.seq = e.seq
              WHERE e.pos > $1 AND (
                  e.user_id = $2
-                 OR EXISTS (SELECT 1 FROM members m
-                            WHERE m.conversation_id = e.conversation_id AND m.user_id = $2 AND m.joined_pos < e.pos))
-             ORDER BY e.pos LIMIT $3",
-        )
+                 OR EXISTS (SELECT 1 FROM members x
+                            WHERE x.conversation_id = e.conversation_id AND x.user_id = $2 AND x.joined_pos < e.pos))
+             ORDER BY e.pos LIMIT $3"
+        ))
         .bind(since)
         .bind(user_id)
         .bind(limit)
-        .fetch_all(&self.read)
+        .fetch_all(&mut *c)
         .await?;
-        rows.into_iter()
-            .map(|(pos, payload)| {
-                let payload = self.keys.decrypt(column::EVENT_PAYLOAD, &payload)?;
-                Ok(StoredEvent {
-                    pos,
-                    json: with_pos(&payload, pos),
-                })
-            })
-            .collect()
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            let (pos, json) = self.event_json(&mut c, row).await?;
+            if let Some(json) = json {
+                out.push(StoredEvent { pos, json });
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// A stored event and, when it refers to a message (empty payload), that message's row.
+#[derive(FromRow)]
+struct EventRow {
+    pos: i64,
+    payload: String,
+    /// The event's own `seq` column (set for message events, also before migration 0007).
+    event_seq: Option<i64>,
+    /// The message's body as sent, if it was edited since (sealed).
+    original_body: Option<String>,
+    #[sqlx(flatten)]
+    message: OptMsgRow,
+}
+
+/// `MsgRow`'s columns from a LEFT JOIN: all absent when the event is not a message's.
+#[derive(FromRow)]
+struct OptMsgRow {
+    id: Option<String>,
+    conversation_id: Option<String>,
+    seq: Option<i64>,
+    sender_id: Option<String>,
+    client_id: Option<String>,
+    kind: Option<String>,
+    body: Option<String>,
+    reply_to_seq: Option<i64>,
+    created_at: Option<i64>,
+    edited_at: Option<i64>,
+    deleted: Option<bool>,
+}
+
+impl OptMsgRow {
+    fn into_row(self) -> Option<MsgRow> {
+        Some(MsgRow {
+            id: self.id?,
+            conversation_id: self.conversation_id?,
+            seq: self.seq?,
+            sender_id: self.sender_id?,
+            client_id: self.client_id?,
+            kind: self.kind?,
+            body: self.body?,
+            reply_to_seq: self.reply_to_seq,
+            created_at: self.created_at?,
+            edited_at: self.edited_at,
+            deleted: self.deleted?,
+        })
+    }
+}
+
+impl SqlStore {
+    /// A stored event's frame JSON with its position: the sealed payload opened, or, for a
+    /// message's event, the message as it is now. `None` for a message event whose row is
+    /// gone (never deleted today; skipped rather than failing a replay).
+    async fn event_json(&self, c: &mut Conn, row: EventRow) -> Result<(i64, Option<String>)> {
+        if !row.payload.is_empty() {
+            let payload = self.keys.decrypt(column::EVENT_PAYLOAD, &row.payload)?;
+            return Ok((row.pos, Some(with_pos(&payload, row.pos))));
+        }
+        let Some(mut m) = row.message.into_row() else {
+            return Ok((row.pos, None));
+        };
+        // The message as it was sent (its edits follow as `message.updated` events), or, if
+        // it was deleted for everyone since, as deleted: its text is gone.
+        if !m.deleted {
+            if let Some(original) = row.original_body {
+                m.body = original;
+            }
+            m.edited_at = None;
+        }
+        let message = self.finish(c, m).await?;
+        let frame = ServerFrame::Message {
+            message,
+            stream_pos: None,
+        };
+        let payload = serde_json::to_string(&frame).map_err(|e| Error::Internal(e.into()))?;
+        Ok((row.pos, Some(with_pos(&payload, row.pos))))
     }
 }
 
@@ -2908,11 +2996,14 @@ impl SqlStore {
         limit: i64,
     ) -> Result<Vec<Durable>> {
         let mut c = self.read.acquire().await?;
-        let rows: Vec<(i64, String, i64)> = sqlx::query_as(
-            "SELECT pos, payload, seq FROM events
-             WHERE conversation_id = $1 AND seq > $2 AND seq < $3
-             ORDER BY seq LIMIT $4",
-        )
+        let rows: Vec<EventRow> = sqlx::query_as(concat!(
+            "SELECT e.pos, e.payload, e.seq AS event_seq, m.original_body, ",
+            msg_cols!(),
+            " FROM events e LEFT JOIN messages m
+                 ON e.payload = '' AND m.conversation_id = e.conversation_id AND m.seq = e.seq
+             WHERE e.conversation_id = $1 AND e.seq > $2 AND e.seq < $3
+             ORDER BY e.seq LIMIT $4"
+        ))
         .bind(conversation_id)
         .bind(after_seq)
         .bind(before_seq.unwrap_or(i64::MAX))
@@ -2929,24 +3020,26 @@ impl SqlStore {
         .bind(conversation_id)
         .fetch_all(&mut *c)
         .await?;
-        rows.into_iter()
-            .map(|(pos, payload, seq)| {
-                let payload = self.keys.decrypt(column::EVENT_PAYLOAD, &payload)?;
-                Ok(Durable {
-                    pos,
-                    kind: crate::hub::EventKind::Message,
-                    conversation_id: Some(conversation_id.to_owned()),
-                    user_id: None,
-                    seq: Some(seq),
-                    recipients: members
-                        .iter()
-                        .filter(|(_, joined)| *joined < pos)
-                        .map(|(u, _)| u.clone())
-                        .collect(),
-                    json: with_pos(&payload, pos).into(),
-                })
-            })
-            .collect()
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            let seq = row.event_seq.unwrap_or_default();
+            let (pos, json) = self.event_json(&mut c, row).await?;
+            let Some(json) = json else { continue };
+            out.push(Durable {
+                pos,
+                kind: crate::hub::EventKind::Message,
+                conversation_id: Some(conversation_id.to_owned()),
+                user_id: None,
+                seq: Some(seq),
+                recipients: members
+                    .iter()
+                    .filter(|(_, joined)| *joined < pos)
+                    .map(|(u, _)| u.clone())
+                    .collect(),
+                json: json.into(),
+            });
+        }
+        Ok(out)
     }
 
     /// See [`Store::conversation_heads`].
@@ -3133,20 +3226,21 @@ fn fast_check_sql(n: usize) -> String {
 }
 
 /// The writes of `n` new messages, returning each event's stream position. Arguments per
-/// message: id, conversation, seq, sender, client_id, kind, body, now, event payload.
+/// message: id, conversation, seq, sender, client_id, kind, body, now (the event refers to the
+/// message row: empty payload).
 /// (`MAX(…)` with two arguments is SQLite's; this path runs only there.)
 fn fast_write_sql(n: usize) -> String {
     use std::fmt::Write as _;
     let mut sql = String::with_capacity(n * 800);
     for i in 0..n {
-        let b = 9 * i;
+        let b = 8 * i;
         let _ = write!(
             sql,
             "INSERT INTO messages (id, conversation_id, seq, sender_id, client_id, kind, body, reply_to_seq, created_at)
              VALUES (${id}, ${cv}, ${sq}, ${sd}, ${cl}, ${kd}, ${bd}, NULL, ${now});
              UPDATE members SET last_read_seq = ${sq} WHERE conversation_id = ${cv} AND user_id = ${sd} AND last_read_seq < ${sq};
              UPDATE conversations SET last_seq = MAX(last_seq, ${sq}), last_activity_at = ${now} WHERE id = ${cv};
-             INSERT INTO events (conversation_id, user_id, payload, created_at, seq) VALUES (${cv}, NULL, ${pl}, ${now}, ${sq}) RETURNING pos;
+             INSERT INTO events (conversation_id, user_id, payload, created_at, seq) VALUES (${cv}, NULL, '', ${now}, ${sq}) RETURNING pos;
 ",
             id = b + 1,
             cv = b + 2,
@@ -3156,7 +3250,6 @@ fn fast_write_sql(n: usize) -> String {
             kd = b + 6,
             bd = b + 7,
             now = b + 8,
-            pl = b + 9,
         );
     }
     sql

@@ -82,6 +82,13 @@ impl SqlStore {
                 "SELECT id, body FROM messages WHERE id > $1 AND substr(body, 1, 14) <> $2 ORDER BY id LIMIT $3",
                 "UPDATE messages SET body = $2 WHERE id = $1",
             ),
+            // A copy of an edited message's first body: sealed like `body` (same column key).
+            (
+                "messages",
+                column::MESSAGE_BODY,
+                "SELECT id, original_body FROM messages WHERE id > $1 AND original_body IS NOT NULL AND substr(original_body, 1, 14) <> $2 ORDER BY id LIMIT $3",
+                "UPDATE messages SET original_body = $2 WHERE id = $1",
+            ),
         ] {
             self.sweep_by_id(table, col, select, update, &header, plaintext_ok, &mut report)
                 .await?;
@@ -168,7 +175,7 @@ impl SqlStore {
             let mut tx = conn.begin().await?;
             Self::lock_writes(&mut tx).await?;
             let rows: Vec<(i64, String)> = sqlx::query_as(
-                "SELECT pos, payload FROM events WHERE pos > $1 AND substr(payload, 1, 14) <> $2 ORDER BY pos LIMIT $3",
+                "SELECT pos, payload FROM events WHERE pos > $1 AND payload <> '' AND substr(payload, 1, 14) <> $2 ORDER BY pos LIMIT $3",
             )
             .bind(after)
             .bind(header)

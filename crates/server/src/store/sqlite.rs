@@ -40,8 +40,11 @@ pub struct SqlStore {
     hub: Arc<Hub>,
     /// Seals and opens the encrypted columns (see `crate::crypto`).
     keys: Arc<Keyring>,
-    /// Held across a write transaction and the publishing of its events.
-    gate: tokio::sync::Mutex<()>,
+    /// Held across a write transaction and the publishing of its events (shared with the
+    /// message writer thread, see `sqlite_writer`).
+    gate: Arc<tokio::sync::Mutex<()>>,
+    /// The database file, for the message writer's own connection.
+    path: std::path::PathBuf,
 }
 
 impl SqlStore {
@@ -106,7 +109,7 @@ impl SqlStore {
         let read = SqlitePoolOptions::new()
             .max_connections(8)
             .acquire_timeout(Duration::from_secs(30))
-            .connect_with(opts.read_only(true).pragma("cache_size", "-1024"))
+            .connect_with(opts.clone().read_only(true).pragma("cache_size", "-1024"))
             .await
             .context("cannot open the SQLite database for reading")?;
         Ok(SqlStore {
@@ -115,10 +118,27 @@ impl SqlStore {
             hub,
             keys,
             gate: Default::default(),
+            path: opts.get_filename().to_owned(),
         })
     }
 
     const BACKEND: &'static str = "sqlite";
+
+    /// Message batches commit on a thread of their own (see `sqlite_writer`).
+    fn blocking_committer_impl(&self) -> Option<super::BlockingCommitter> {
+        let parts = super::sqlite_writer::WriterParts {
+            keys: self.keys.clone(),
+            hub: self.hub.clone(),
+            gate: self.gate.clone(),
+        };
+        match super::sqlite_writer::SqliteWriter::open(&self.path, parts) {
+            Ok(mut w) => Some(Box::new(move |batch: &[NewMessage]| w.commit(batch))),
+            Err(e) => {
+                tracing::error!(error = %format!("{e:#}"), "cannot open the message writer; sends use the shared connection");
+                None
+            }
+        }
+    }
 
     /// SQLite runs several statements of one query in one call (`$N` numbers the query's
     /// arguments across all of them), so a message batch costs three round trips to the

@@ -122,7 +122,7 @@ pub struct Conversation {
     /// client can show "read" on its own messages after a reload.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub peer_last_read_seq: Option<i64>,
-    /// Until when notifications for this conversation are muted (extension); null when not.
+    /// Until when notifications for this conversation are muted (extension); absent when not.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub muted_until: Option<String>,
 }
@@ -187,6 +187,37 @@ pub struct Message {
     pub created_at: String,
     pub edited_at: Option<String>,
     pub deleted: bool,
+}
+
+/// Whom a deleted message disappears for: the `for` query parameter of
+/// `DELETE /conversations/{id}/messages/{seq}?for=everyone|me` (default `everyone`) and the
+/// `scope` of a `message.deleted` event.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DeleteScope {
+    /// Every member sees a tombstone (`deleted: true`, empty body); the author, or an admin or
+    /// the owner of a group.
+    #[default]
+    Everyone,
+    /// Only the caller stops seeing it (on every device).
+    Me,
+}
+
+impl DeleteScope {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeleteScope::Everyone => "everyone",
+            DeleteScope::Me => "me",
+        }
+    }
+}
+
+/// The query of `DELETE /conversations/{id}/messages/{seq}`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DeleteMessageQuery {
+    /// Absent means `everyone`.
+    #[serde(rename = "for", default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<DeleteScope>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -556,11 +587,12 @@ pub enum ServerFrame {
     Ready { user: User, stream_pos: i64 },
     #[serde(rename = "ack")]
     Ack { client_id: String, message: Message },
+    /// A frame was refused; `client_id` names the `send` it answers, when there is one.
     #[serde(rename = "error")]
     Error {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         client_id: Option<String>,
-        code: String,
+        code: ErrorCode,
         message: String,
     },
     #[serde(rename = "synced")]
@@ -585,7 +617,7 @@ pub enum ServerFrame {
         seq: i64,
         /// `everyone` or `me` (extension).
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        scope: Option<String>,
+        scope: Option<DeleteScope>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         stream_pos: Option<i64>,
     },

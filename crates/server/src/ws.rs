@@ -106,7 +106,7 @@ fn error_frame(client_id: Option<String>, e: &Error) -> ServerFrame {
     let (code, message) = e.public();
     ServerFrame::Error {
         client_id,
-        code: code.as_str().to_owned(),
+        code,
         message,
     }
 }
@@ -230,7 +230,7 @@ async fn authenticate(
                 let _ = sink
                     .send(Message::Text(encode(&ServerFrame::Error {
                         client_id: None,
-                        code: ErrorCode::Unauthenticated.as_str().into(),
+                        code: ErrorCode::Unauthenticated,
                         message: "invalid or expired token".into(),
                     })))
                     .await;
@@ -403,7 +403,7 @@ impl Connection {
                         }
                         let frame = ServerFrame::Error {
                             client_id: client_id_of(&text),
-                            code: ErrorCode::RateLimited.as_str().into(),
+                            code: ErrorCode::RateLimited,
                             message: "too many frames; slow down".into(),
                         };
                         if !self.send(&frame).await { break Flow::Continue }
@@ -705,7 +705,7 @@ mod tests {
 
     const CONV: &str = "01890a5d-ac96-774b-bcce-b302099a8057";
 
-    fn refused(text: &str) -> (Option<String>, String) {
+    fn refused(text: &str) -> (Option<String>, ErrorCode) {
         match decode("u", text).map_err(|r| r.frame()) {
             Err(ServerFrame::Error {
                 client_id, code, ..
@@ -736,22 +736,22 @@ mod tests {
         // Refusals carry the client_id when there is one, even from a frame that did not parse.
         assert_eq!(
             refused(r#"{"type":"send","client_id":"c2","body":1}"#),
-            (Some("c2".into()), "invalid_request".into())
+            (Some("c2".into()), ErrorCode::InvalidRequest)
         );
         let blank =
             format!(r#"{{"type":"send","conversation_id":"{CONV}","client_id":"c3","body":" "}}"#);
         assert_eq!(refused(&blank).0.as_deref(), Some("c3"));
         assert_eq!(
             refused(r#"{"type":"sync","since":-1}"#).1,
-            "invalid_request"
+            ErrorCode::InvalidRequest
         );
         assert_eq!(
             refused(r#"{"type":"auth","token":"t"}"#).1,
-            "invalid_request"
+            ErrorCode::InvalidRequest
         );
         assert_eq!(
             refused(r#"{"type":"typing","conversation_id":"x","typing":true}"#).1,
-            "not_found"
+            ErrorCode::NotFound
         );
         assert!(matches!(
             decode("u", r#"{"type":"view","conversation_id":"not-an-id"}"#),

@@ -2,14 +2,16 @@
 //! and the `code` of WebSocket `error` frames.
 //!
 //! [`ErrorCode`] is the closed list of codes this server emits; each has one HTTP status.
-//! Clients branch on the enum, never on strings.
+//! Clients branch on the enum, never on strings: the Rust client through this crate, the web
+//! client through the generated `ErrorCode` union (`web/src/lib/protocol.gen.ts`).
 
 use serde::{Deserialize, Serialize};
+use ts_rs::TS;
 use utoipa::ToSchema;
 
 /// A snake_case error code. Codes may be added over time (a new code is an extension of the
 /// contract); a client built against an older list decodes them as [`ErrorCode::Unknown`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema, TS)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
     /// 400: malformed JSON, wrong types, missing or invalid fields.
@@ -47,10 +49,11 @@ pub enum ErrorCode {
     /// you know and treat `Unknown` like a generic failure of the request (its `message`
     /// still says what happened).
     ///
-    /// Decoding only: the server never sends it, so it is left out of the OpenAPI document,
-    /// and serializing it is an error (re-encoding could not give back the code that was
-    /// received).
+    /// Decoding only: the server never sends it, so it is left out of the OpenAPI document
+    /// and the TypeScript union, and serializing it is an error (re-encoding could not give
+    /// back the code that was received).
     #[serde(other, skip_serializing)]
+    #[ts(skip)]
     Unknown,
 }
 
@@ -137,12 +140,12 @@ impl std::fmt::Display for ErrorCode {
 }
 
 /// The body of every non-2xx response.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema, TS)]
 pub struct ErrorBody {
     pub error: ApiError,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema, TS)]
 pub struct ApiError {
     /// A snake_case code; clients branch on it. Codes may be added over time.
     pub code: ErrorCode,
@@ -150,6 +153,7 @@ pub struct ApiError {
     pub message: String,
     /// For validation errors, the request field at fault (extension).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[ts(optional)]
     pub field: Option<String>,
 }
 

@@ -1,8 +1,9 @@
 //! Wire types of the ChatNode API v1 (`shared/api-contract.md`).
 //!
 //! Everything that crosses the network is defined here once and shared by the server, the Rust
-//! client, the CLI and the load generator. This crate owns shapes and names only: no I/O, no
-//! validation rules beyond what serde enforces, no server logic.
+//! client, the CLI and the load generator, and rendered into TypeScript for the web client
+//! ([`typescript`], `web/src/lib/protocol.gen.ts`). This crate owns shapes and names only: no
+//! I/O, no validation rules beyond what serde enforces, no server logic.
 //!
 //! Timestamps are RFC 3339 strings in UTC; IDs are opaque strings (UUIDv7 on this server).
 

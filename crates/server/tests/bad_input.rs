@@ -362,11 +362,17 @@ async fn field_validation() {
             .unwrap();
         assert_eq!(status, 400, "{q}: {v}");
     }
-    let (status, _) = c
-        .raw(Method::DELETE, &format!("{send}/1?for=nobody"), None)
-        .await
-        .unwrap();
-    assert_eq!(status, 400);
+    for q in ["for=nobody", "for="] {
+        let (status, v) = c
+            .raw(Method::DELETE, &format!("{send}/1?{q}"), None)
+            .await
+            .unwrap();
+        assert_eq!(
+            (status, error_code(&v), v["error"]["field"].as_str()),
+            (400, Some(ErrorCode::InvalidRequest), Some("for")),
+            "{q}: {v}"
+        );
+    }
     assert_no_server_errors(&c).await;
 }
 

@@ -182,10 +182,13 @@ pub(crate) async fn delete(
     State(state): State<SharedState>,
     auth: AuthUser,
     Path((id, seq)): Path<(String, String)>,
-    ApiQuery(q): ApiQuery<p::DeleteMessageQuery>,
+    query: Result<ApiQuery<p::DeleteMessageQuery>, Error>,
 ) -> Result<Response> {
     let id = domain::id(&id, "conversation")?;
     let seq = parse_seq(&seq)?;
+    // Checked after the path, as before; the query's one parameter is `for`, so any failure to
+    // read it is about `for` (and keeps the field-specific error of the other validations).
+    let ApiQuery(q) = query.map_err(|_| Error::invalid("for", "for must be `everyone` or `me`"))?;
     let scope = q.scope.unwrap_or_default();
     state
         .store

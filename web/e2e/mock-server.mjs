@@ -131,7 +131,7 @@ export function startMock(port = 0) {
     const u = uid && users.get(uid);
     if (method === 'POST' && path === '/auth/register') {
       if (!b.username || !b.password || (!b.email && !b.phone)) return err(400, 'invalid_request', 'missing fields');
-      if (b.password.length < 10) return err(400, 'weak_password', 'password too short');
+      if (b.password.length < 10) return err(400, 'invalid_request', 'password too short');
       for (const x of users.values()) {
         if (x.username.toLowerCase() === b.username.toLowerCase()) return err(409, 'username_taken', 'username taken');
         if (b.email && x.email === b.email) return err(409, 'email_taken', 'email taken');
@@ -142,7 +142,7 @@ export function startMock(port = 0) {
     }
     if (method === 'POST' && path === '/auth/login') {
       const x = [...users.values()].find((x) => [x.username, x.email, x.phone].includes(b.login));
-      if (!x || x.password !== b.password) return err(401, 'invalid_credentials', 'wrong login or password');
+      if (!x || x.password !== b.password) return err(401, 'unauthenticated', 'wrong login or password');
       return { status: 200, body: { user: pub(x, true), ...issue(x.id) } };
     }
     if (method === 'POST' && path === '/auth/refresh') {
@@ -186,7 +186,7 @@ export function startMock(port = 0) {
       const to = users.get(b.user_id);
       if (!to || to.id === uid) return err(404, 'not_found', 'no such user');
       if (blocks.has(`${to.id}|${uid}`) || blocks.has(`${uid}|${to.id}`)) return err(403, 'blocked', 'you cannot send a request to this person');
-      if (friends.has(pair(uid, to.id))) return err(409, 'already_friends', 'already friends');
+      if (friends.has(pair(uid, to.id))) return err(409, 'conflict', 'you are already friends');
       const reverse = [...requests.values()].find((r) => r.from.id === to.id && r.to.id === uid);
       if (reverse) {
         dropRequest(reverse);

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use chatnode_protocol::{
     AuthResponse, BlockList, Conversation, ConversationList, CreateGroupRequest,
-    CreateInviteRequest, EditMessageRequest, FriendAdded, FriendList, FriendRequest,
+    CreateInviteRequest, DeleteScope, EditMessageRequest, FriendAdded, FriendList, FriendRequest,
     FriendRequestList, GroupDirectory, Invite, LoginRequest, Me, Media, MemberList, Message,
     MessageList, ReadMarker, ReadRequest, RefreshRequest, RegisterRequest, Role, RoleRequest,
     SendMessageRequest, TokenPair, UpdateGroupRequest, UpdateProfileRequest, User, UserIdRequest,
@@ -867,14 +867,13 @@ impl Client {
         &self,
         conversation_id: &str,
         seq: i64,
-        for_everyone: bool,
+        scope: DeleteScope,
     ) -> Result<()> {
         let path = format!("/conversations/{}/messages/{seq}", seg(conversation_id));
-        let scope = if for_everyone { "everyone" } else { "me" };
         self.send(
             Method::DELETE,
             &path,
-            &[("for", scope.to_owned())],
+            &[("for", scope.as_str().to_owned())],
             None,
             Auth::Required,
         )

@@ -5,7 +5,7 @@
 //! [`Closed`](ClientError::Closed) socket with its close code) from what went wrong on the way
 //! (transport, decoding, timeouts), so tests can assert on exact statuses and codes.
 
-use chatnode_protocol::ErrorBody;
+use chatnode_protocol::{ErrorBody, ErrorCode};
 
 /// Result alias used throughout the crate.
 pub type Result<T, E = ClientError> = std::result::Result<T, E>;
@@ -17,19 +17,20 @@ const SNIPPET_CHARS: usize = 500;
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     /// A non-2xx HTTP answer. `code` and `message` come from the contract's body
-    /// `{"error":{"code","message"}}`; when the body has another shape, `code` is
-    /// `http_<status>` (never a contract code) and `message` holds the start of the body.
-    #[error("HTTP {status} {code}: {message}")]
+    /// `{"error":{"code","message"}}` (a code newer than this client is
+    /// [`ErrorCode::Unknown`]); when the body has another shape (a proxy's error page, say),
+    /// `code` is `None` and `message` holds the start of the body.
+    #[error("HTTP {status} {}: {message}", .code.map_or("(no error code)", ErrorCode::as_str))]
     Api {
         status: u16,
-        code: String,
+        code: Option<ErrorCode>,
         message: String,
     },
     /// An `error` frame on the WebSocket (`{"type":"error","client_id"?,"code","message"}`).
     #[error("server error frame {code}: {message}")]
     Frame {
         client_id: Option<String>,
-        code: String,
+        code: ErrorCode,
         message: String,
     },
     /// The HTTP transport failed (connection refused, reset, timeout, ...).
@@ -70,9 +71,10 @@ impl ClientError {
 
     /// The contract's error code of an [`Api`](ClientError::Api) or
     /// [`Frame`](ClientError::Frame) error.
-    pub fn code(&self) -> Option<&str> {
+    pub fn code(&self) -> Option<ErrorCode> {
         match self {
-            ClientError::Api { code, .. } | ClientError::Frame { code, .. } => Some(code),
+            ClientError::Api { code, .. } => *code,
+            ClientError::Frame { code, .. } => Some(*code),
             _ => None,
         }
     }
@@ -90,7 +92,7 @@ impl ClientError {
     pub fn is_unauthenticated(&self) -> bool {
         match self {
             ClientError::Api { status, .. } => *status == 401,
-            ClientError::Frame { code, .. } => code == "unauthenticated",
+            ClientError::Frame { code, .. } => *code == ErrorCode::Unauthenticated,
             ClientError::Closed { code, .. } => {
                 *code == Some(chatnode_protocol::close_code::UNAUTHENTICATED)
             }
@@ -104,12 +106,12 @@ impl ClientError {
         match serde_json::from_slice::<ErrorBody>(body) {
             Ok(b) => ClientError::Api {
                 status,
-                code: b.error.code,
+                code: Some(b.error.code),
                 message: b.error.message,
             },
             Err(_) => ClientError::Api {
                 status,
-                code: format!("http_{status}"),
+                code: None,
                 message: snippet(body),
             },
         }
@@ -151,7 +153,7 @@ mod tests {
             br#"{"error":{"code":"email_taken","message":"that email is in use"}}"#,
         );
         assert_eq!(e.status(), Some(409));
-        assert_eq!(e.code(), Some("email_taken"));
+        assert_eq!(e.code(), Some(ErrorCode::EmailTaken));
         match e {
             ClientError::Api { message, .. } => assert_eq!(message, "that email is in use"),
             other => panic!("unexpected {other:?}"),
@@ -159,27 +161,29 @@ mod tests {
     }
 
     #[test]
-    fn keeps_extension_fields_out_of_the_way() {
+    fn a_code_newer_than_this_client_is_unknown_not_a_decode_failure() {
         let e = ClientError::from_response(
             400,
             br#"{"error":{"code":"invalid_username","message":"bad","field":"username"}}"#,
         );
-        assert_eq!(e.code(), Some("invalid_username"));
+        assert_eq!(e.code(), Some(ErrorCode::Unknown));
+        assert_eq!(e.status(), Some(400));
+        assert!(e.to_string().contains("bad"), "{e}");
     }
 
     #[test]
     fn falls_back_on_other_bodies() {
         let e = ClientError::from_response(502, b"Bad Gateway");
         assert_eq!(e.status(), Some(502));
-        assert_eq!(e.code(), Some("http_502"));
+        assert_eq!(e.code(), None);
         assert!(e.to_string().contains("Bad Gateway"), "{e}");
 
         let e = ClientError::from_response(404, b"");
-        assert_eq!(e.code(), Some("http_404"));
+        assert_eq!((e.status(), e.code()), (Some(404), None));
 
         // JSON, but not the contract's shape.
         let e = ClientError::from_response(400, br#"{"message":"nope"}"#);
-        assert_eq!(e.code(), Some("http_400"));
+        assert_eq!(e.code(), None);
         assert!(e.to_string().contains("nope"));
     }
 
@@ -204,7 +208,7 @@ mod tests {
         assert!(
             ClientError::Frame {
                 client_id: None,
-                code: "unauthenticated".into(),
+                code: ErrorCode::Unauthenticated,
                 message: String::new()
             }
             .is_unauthenticated()

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use chatnode_protocol::{Message, MessageKind, SendMessageRequest, ServerFrame, User};
+use chatnode_protocol::{ErrorCode, Message, MessageKind, SendMessageRequest, ServerFrame, User};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -228,7 +228,7 @@ async fn ws_auth_ack_buffering_unknown_frames_and_close_codes() {
         Some(ServerFrame::Ack { client_id, .. }) if client_id == "other"
     ));
     let e = conn.send_message("c1", "k2", "again").await.unwrap_err();
-    assert_eq!(e.code(), Some("not_found"));
+    assert_eq!(e.code(), Some(ErrorCode::NotFound));
     assert!(matches!(e, ClientError::Frame { client_id: Some(ref c), .. } if c == "k2"));
     let e = conn.next_frame(T).await.unwrap_err();
     assert_eq!(e.close_code(), Some(4008));
@@ -265,7 +265,7 @@ async fn ws_auth_refusals_are_errors() {
     assert_eq!(e.close_code(), Some(4001), "{e:?}");
     assert!(e.is_unauthenticated());
     let e = c.connect_ws().await.unwrap_err();
-    assert_eq!(e.code(), Some("unauthenticated"), "{e:?}");
+    assert_eq!(e.code(), Some(ErrorCode::Unauthenticated), "{e:?}");
     let mut raw = c.connect_ws_unauthenticated().await.unwrap();
     assert_eq!(raw.wait_close(T).await.unwrap().code, Some(4001));
     server.await.unwrap();
@@ -470,9 +470,12 @@ async fn rest_errors_outcomes_and_raw_calls() {
     let (base, _rx) = mock(rest_http).await;
     let c = Client::new(&base).with_token("tok");
     let e = c.me().await.unwrap_err();
-    assert_eq!((e.status(), e.code()), (Some(401), Some("unauthenticated")));
+    assert_eq!(
+        (e.status(), e.code()),
+        (Some(401), Some(ErrorCode::Unauthenticated))
+    );
     let e = c.get_user("nobody").await.unwrap_err();
-    assert_eq!((e.status(), e.code()), (Some(404), Some("http_404")));
+    assert_eq!((e.status(), e.code()), (Some(404), None));
     assert!(e.to_string().contains("plain not found"));
 
     match c.send_friend_request("u2").await.unwrap() {

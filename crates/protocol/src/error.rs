@@ -1,11 +1,17 @@
-//! The error shape of the contract: `{"error": {"code": "snake_case_code", "message": "..."}}`.
+//! The error shape of the contract: `{"error": {"code": "snake_case_code", "message": "..."}}`,
+//! and the `code` of WebSocket `error` frames.
 //!
 //! [`ErrorCode`] is the closed list of codes this server emits; each has one HTTP status.
+//! Clients branch on the enum, never on strings: the Rust client through this crate, the web
+//! client through the generated `ErrorCode` union (`web/src/lib/protocol.gen.ts`).
 
 use serde::{Deserialize, Serialize};
+use ts_rs::TS;
 use utoipa::ToSchema;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+/// A snake_case error code. Codes may be added over time (a new code is an extension of the
+/// contract); a client built against an older list decodes them as [`ErrorCode::Unknown`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema, TS)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
     /// 400: malformed JSON, wrong types, missing or invalid fields.
@@ -38,6 +44,17 @@ pub enum ErrorCode {
     Internal,
     /// 503: a dependency is unavailable.
     Unavailable,
+    /// Any code this build does not know: a newer server may send codes added after this
+    /// crate was built, and decoding such a body or frame must not fail. Branch on the codes
+    /// you know and treat `Unknown` like a generic failure of the request (its `message`
+    /// still says what happened).
+    ///
+    /// Decoding only: the server never sends it, so it is left out of the OpenAPI document
+    /// and the TypeScript union, and serializing it is an error (re-encoding could not give
+    /// back the code that was received).
+    #[serde(other, skip_serializing)]
+    #[ts(skip)]
+    Unknown,
 }
 
 impl ErrorCode {
@@ -53,7 +70,7 @@ impl ErrorCode {
             TooLarge => 413,
             UnsupportedMediaType => 415,
             RateLimited => 429,
-            Internal => 500,
+            Internal | Unknown => 500,
             Unavailable => 503,
         }
     }
@@ -77,7 +94,42 @@ impl ErrorCode {
             RateLimited => "rate_limited",
             Internal => "internal",
             Unavailable => "unavailable",
+            Unknown => "unknown",
         }
+    }
+}
+
+impl ErrorCode {
+    /// Every code the server may send (all but [`ErrorCode::Unknown`]).
+    pub const ALL: [ErrorCode; 16] = {
+        use ErrorCode::*;
+        [
+            InvalidRequest,
+            Unauthenticated,
+            Forbidden,
+            NotFriends,
+            Blocked,
+            NotFound,
+            MethodNotAllowed,
+            Conflict,
+            EmailTaken,
+            PhoneTaken,
+            UsernameTaken,
+            TooLarge,
+            UnsupportedMediaType,
+            RateLimited,
+            Internal,
+            Unavailable,
+        ]
+    };
+
+    /// The code for a snake_case string; [`ErrorCode::Unknown`] for any other string (the same
+    /// rule as decoding JSON).
+    pub fn parse(s: &str) -> ErrorCode {
+        ErrorCode::ALL
+            .into_iter()
+            .find(|c| c.as_str() == s)
+            .unwrap_or(ErrorCode::Unknown)
     }
 }
 
@@ -88,18 +140,48 @@ impl std::fmt::Display for ErrorCode {
 }
 
 /// The body of every non-2xx response.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema, TS)]
 pub struct ErrorBody {
     pub error: ApiError,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema, TS)]
 pub struct ApiError {
     /// A snake_case code; clients branch on it. Codes may be added over time.
-    pub code: String,
+    pub code: ErrorCode,
     /// Human-readable text; do not parse.
     pub message: String,
     /// For validation errors, the request field at fault (extension).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[ts(optional)]
     pub field: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_are_the_snake_case_strings_of_the_contract() {
+        for code in ErrorCode::ALL {
+            let json = serde_json::to_string(&code).unwrap();
+            assert_eq!(json, format!("\"{}\"", code.as_str()));
+            assert_eq!(serde_json::from_str::<ErrorCode>(&json).unwrap(), code);
+            assert_eq!(ErrorCode::parse(code.as_str()), code);
+        }
+        assert_eq!(ErrorCode::parse("unknown"), ErrorCode::Unknown);
+    }
+
+    #[test]
+    fn an_unknown_code_decodes_and_keeps_the_rest_of_the_body() {
+        let body: ErrorBody = serde_json::from_str(
+            r#"{"error":{"code":"added_in_v9","message":"a newer server","field":"x"}}"#,
+        )
+        .unwrap();
+        assert_eq!(body.error.code, ErrorCode::Unknown);
+        assert_eq!(body.error.message, "a newer server");
+        assert_eq!(body.error.field.as_deref(), Some("x"));
+        // Never re-encoded as a code that was not received.
+        assert!(serde_json::to_string(&ErrorCode::Unknown).is_err());
+    }
 }

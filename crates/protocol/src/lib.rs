@@ -1,15 +1,18 @@
 //! Wire types of the ChatNode API v1 (`shared/api-contract.md`).
 //!
 //! Everything that crosses the network is defined here once and shared by the server, the Rust
-//! client, the CLI and the load generator. This crate owns shapes and names only: no I/O, no
-//! validation rules beyond what serde enforces, no server logic.
+//! client, the CLI and the load generator, and rendered into TypeScript for the web client
+//! ([`typescript`], `web/src/lib/protocol.gen.ts`). This crate owns shapes and names only: no
+//! I/O, no validation rules beyond what serde enforces, no server logic.
 //!
 //! Timestamps are RFC 3339 strings in UTC; IDs are opaque strings (UUIDv7 on this server).
 
 use serde::{Deserialize, Serialize};
+use ts_rs::TS;
 use utoipa::ToSchema;
 
 pub mod error;
+pub mod typescript;
 pub use error::{ApiError, ErrorBody, ErrorCode};
 
 /// Largest accepted message body, in bytes.
@@ -35,7 +38,7 @@ pub mod close_code {
 // ---------------------------------------------------------------------------------------------
 
 /// A user as others see them. Email and phone never appear here.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema, TS)]
 pub struct User {
     pub id: String,
     pub username: String,
@@ -47,7 +50,7 @@ pub struct User {
 }
 
 /// The signed-in user's own profile (`GET /users/me`): a [`User`] plus contact data.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema, TS)]
 pub struct Me {
     #[serde(flatten)]
     pub user: User,
@@ -63,7 +66,7 @@ fn yes() -> bool {
     true
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema, TS)]
 #[serde(rename_all = "snake_case")]
 pub enum ConversationKind {
     Direct,
@@ -71,7 +74,7 @@ pub enum ConversationKind {
 }
 
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, ToSchema,
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, ToSchema, TS,
 )]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
@@ -98,7 +101,7 @@ impl Role {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema, TS)]
 pub struct Conversation {
     pub id: String,
     pub kind: ConversationKind,
@@ -114,6 +117,7 @@ pub struct Conversation {
     pub member_count: i64,
     /// The other person, for `direct` conversations only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[ts(optional)]
     pub peer: Option<User>,
     /// Highest `seq` in the conversation (extension).
     #[serde(default)]
@@ -121,13 +125,15 @@ pub struct Conversation {
     /// For `direct` conversations: how far the other person has read (extension), so a
     /// client can show "read" on its own messages after a reload.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[ts(optional)]
     pub peer_last_read_seq: Option<i64>,
-    /// Until when notifications for this conversation are muted (extension); null when not.
+    /// Until when notifications for this conversation are muted (extension); absent when not.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[ts(optional)]
     pub muted_until: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema, TS)]
 pub struct Member {
     pub user: User,
     pub role: Role,
@@ -137,7 +143,7 @@ pub struct Member {
     pub last_read_seq: i64,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema, TS)]
 #[serde(rename_all = "snake_case")]
 pub enum MessageKind {
     Text,
@@ -173,7 +179,7 @@ impl MessageKind {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema, TS)]
 pub struct Message {
     pub id: String,
     pub conversation_id: String,
@@ -189,7 +195,41 @@ pub struct Message {
     pub deleted: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+/// Whom a deleted message disappears for: the `for` query parameter of
+/// `DELETE /conversations/{id}/messages/{seq}?for=everyone|me` (default `everyone`) and the
+/// `scope` of a `message.deleted` event.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema, TS,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum DeleteScope {
+    /// Every member sees a tombstone (`deleted: true`, empty body); the author, or an admin or
+    /// the owner of a group.
+    #[default]
+    Everyone,
+    /// Only the caller stops seeing it (on every device).
+    Me,
+}
+
+impl DeleteScope {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeleteScope::Everyone => "everyone",
+            DeleteScope::Me => "me",
+        }
+    }
+}
+
+/// The query of `DELETE /conversations/{id}/messages/{seq}`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, TS)]
+pub struct DeleteMessageQuery {
+    /// Absent means `everyone`.
+    #[serde(rename = "for", default, skip_serializing_if = "Option::is_none")]
+    #[ts(optional)]
+    pub scope: Option<DeleteScope>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema, TS)]
 pub struct Media {
     pub id: String,
     pub mime: String,
@@ -204,7 +244,7 @@ pub struct Media {
     pub duration_ms: Option<i64>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema, TS)]
 pub struct FriendRequest {
     pub id: String,
     pub from: User,
@@ -216,72 +256,106 @@ pub struct FriendRequest {
 // REST requests and responses
 // ---------------------------------------------------------------------------------------------
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema, TS)]
 pub struct RegisterRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[ts(optional)]
     pub email: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[ts(optional)]
     pub phone: Option<String>,
     pub username: String,
     pub password: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[ts(optional)]
     pub display_name: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, TS)]
 pub struct LoginRequest {
     pub login: String,
     pub password: String,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, TS)]
 pub struct AuthResponse {
     pub user: Me,
     pub access_token: String,
     pub refresh_token: String,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, TS)]
 pub struct RefreshRequest {
     pub refresh_token: String,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, TS)]
 pub struct TokenPair {
     pub access_token: String,
     pub refresh_token: String,
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema, TS)]
 pub struct UpdateProfileRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[ts(optional)]
     pub display_name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[ts(optional)]
     pub bio: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[ts(optional)]
     pub avatar_media_id: Option<String>,
     /// Show message text in push notifications (extension).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[ts(optional)]
     pub notification_previews: Option<bool>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+/// `POST /users/me/password` (extension): every other login session ends.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, TS)]
+pub struct ChangePasswordRequest {
+    pub current_password: String,
+    pub new_password: String,
+}
+
+/// `POST /users/me/delete` (extension): the password confirms the deletion.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, TS)]
+pub struct ConfirmPasswordRequest {
+    pub password: String,
+}
+
+/// A live login session (`GET /sessions`, extension).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, TS)]
+pub struct Session {
+    pub id: String,
+    pub created_at: String,
+    /// The session this request was made with.
+    pub current: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, TS)]
+pub struct SessionList {
+    pub sessions: Vec<Session>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, TS)]
 pub struct UserList {
     pub users: Vec<User>,
     pub next_cursor: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, TS)]
 pub struct UserIdRequest {
     pub user_id: String,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, TS)]
 pub struct UserIdsRequest {
     pub user_ids: Vec<String>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, TS)]
 pub struct FriendRequestList {
     pub incoming: Vec<FriendRequest>,
     pub outgoing: Vec<FriendRequest>,
@@ -289,53 +363,61 @@ pub struct FriendRequestList {
 
 /// `POST /friends/requests` answers 201 with a request, or 200 with `{friend}` when the other
 /// person had already asked.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, TS)]
 pub struct FriendAdded {
     pub friend: User,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, TS)]
 pub struct FriendList {
     pub friends: Vec<User>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, TS)]
 pub struct Block {
     pub user: User,
     pub created_at: String,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, TS)]
 pub struct BlockList {
     pub blocks: Vec<Block>,
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema, TS)]
 pub struct CreateGroupRequest {
     pub name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[ts(optional)]
     pub description: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[ts(optional)]
     pub avatar_media_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[ts(optional)]
     pub public: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[ts(optional)]
     pub member_ids: Option<Vec<String>>,
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema, TS)]
 pub struct UpdateGroupRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[ts(optional)]
     pub name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[ts(optional)]
     pub description: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[ts(optional)]
     pub avatar_media_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[ts(optional)]
     pub public: Option<bool>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, TS)]
 pub struct ConversationList {
     pub conversations: Vec<Conversation>,
     pub next_cursor: Option<String>,
@@ -344,13 +426,13 @@ pub struct ConversationList {
 /// An entry of the public group directory.
 pub type GroupList = GroupDirectory;
 
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, TS)]
 pub struct GroupDirectory {
     pub groups: Vec<GroupSummary>,
     pub next_cursor: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema, TS)]
 pub struct GroupSummary {
     pub id: String,
     pub kind: ConversationKind,
@@ -364,61 +446,65 @@ pub struct GroupSummary {
     pub joined: bool,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, TS)]
 pub struct MemberList {
     pub members: Vec<Member>,
     pub next_cursor: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, TS)]
 pub struct RoleRequest {
     pub role: Role,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, TS)]
 pub struct Invite {
     pub code: String,
     pub expires_at: String,
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema, TS)]
 pub struct CreateInviteRequest {
     /// Lifetime in seconds (default 7 days, at most 30 days).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[ts(optional)]
     pub expires_in: Option<i64>,
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema, TS)]
 pub struct SendMessageRequest {
     pub client_id: String,
     #[serde(default)]
     pub body: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[ts(optional)]
     pub kind: Option<MessageKind>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[ts(optional)]
     pub attachment_ids: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[ts(optional)]
     pub reply_to_seq: Option<i64>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, TS)]
 pub struct EditMessageRequest {
     pub body: String,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, TS)]
 pub struct ReadRequest {
     pub seq: i64,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, TS)]
 pub struct MessageList {
     pub messages: Vec<Message>,
     /// The `seq` to pass as `before_seq` (or `after_seq`) for the next page; null at the end.
     pub next_cursor: Option<i64>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, TS)]
 pub struct ReadMarker {
     pub conversation_id: String,
     pub last_read_seq: i64,
@@ -426,7 +512,7 @@ pub struct ReadMarker {
 }
 
 /// Keys of a browser push subscription (`PushSubscription.toJSON().keys`).
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, TS)]
 pub struct PushKeys {
     /// The browser's P-256 public key, base64url.
     pub p256dh: String,
@@ -435,32 +521,32 @@ pub struct PushKeys {
 }
 
 /// `POST /push/subscriptions` (extension): the output of `PushSubscription.toJSON()`.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, TS)]
 pub struct PushSubscriptionRequest {
     pub endpoint: String,
     pub keys: PushKeys,
 }
 
 /// `DELETE /push/subscriptions` (extension).
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, TS)]
 pub struct PushUnsubscribeRequest {
     pub endpoint: String,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, TS)]
 pub struct PushSubscription {
     pub id: String,
     pub endpoint: String,
     pub created_at: String,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, TS)]
 pub struct PushSubscriptionList {
     pub subscriptions: Vec<PushSubscription>,
 }
 
 /// `GET /push/vapid-public-key` (extension): the `applicationServerKey` for `subscribe()`.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, TS)]
 pub struct VapidPublicKey {
     /// Uncompressed P-256 point, base64url without padding.
     pub public_key: String,
@@ -469,21 +555,23 @@ pub struct VapidPublicKey {
 /// `PUT /conversations/{id}/mute` (extension): `until` null or absent mutes forever.
 /// Unknown fields are refused: with every field optional, a typo would otherwise silently
 /// mean "forever".
-#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema, TS)]
 #[serde(deny_unknown_fields)]
 pub struct MuteRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    // The contract documents `null` here too (same meaning as absent).
+    #[ts(optional = nullable)]
     pub until: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, TS)]
 pub struct MuteState {
     pub conversation_id: String,
     pub muted_until: Option<String>,
 }
 
 /// The JSON inside a push notification (after decryption), for service workers.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema, TS)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum PushPayload {
     /// A new message. `body` is null when the recipient turned previews off.
@@ -507,7 +595,7 @@ pub enum PushPayload {
 // ---------------------------------------------------------------------------------------------
 
 /// Frames a client sends on `/api/v1/ws`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, TS)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ClientFrame {
     Auth {
@@ -519,10 +607,13 @@ pub enum ClientFrame {
         #[serde(default)]
         body: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[ts(optional)]
         kind: Option<MessageKind>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[ts(optional)]
         attachment_ids: Option<Vec<String>>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[ts(optional)]
         reply_to_seq: Option<i64>,
     },
     Typing {
@@ -549,18 +640,20 @@ pub enum ClientFrame {
 // Frames are short-lived values decoded one at a time; boxing the large variants would only
 // make every match noisier.
 #[allow(clippy::large_enum_variant)]
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, TS)]
 #[serde(tag = "type")]
 pub enum ServerFrame {
     #[serde(rename = "ready")]
     Ready { user: User, stream_pos: i64 },
     #[serde(rename = "ack")]
     Ack { client_id: String, message: Message },
+    /// A frame was refused; `client_id` names the `send` it answers, when there is one.
     #[serde(rename = "error")]
     Error {
         #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[ts(optional)]
         client_id: Option<String>,
-        code: String,
+        code: ErrorCode,
         message: String,
     },
     #[serde(rename = "synced")]
@@ -571,12 +664,14 @@ pub enum ServerFrame {
     Message {
         message: Message,
         #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[ts(optional)]
         stream_pos: Option<i64>,
     },
     #[serde(rename = "message.updated")]
     MessageUpdated {
         message: Message,
         #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[ts(optional)]
         stream_pos: Option<i64>,
     },
     #[serde(rename = "message.deleted")]
@@ -585,8 +680,10 @@ pub enum ServerFrame {
         seq: i64,
         /// `everyone` or `me` (extension).
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        scope: Option<String>,
+        #[ts(optional)]
+        scope: Option<DeleteScope>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[ts(optional)]
         stream_pos: Option<i64>,
     },
     #[serde(rename = "typing")]
@@ -607,12 +704,14 @@ pub enum ServerFrame {
         user_id: String,
         seq: i64,
         #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[ts(optional)]
         stream_pos: Option<i64>,
     },
     #[serde(rename = "friend.request")]
     FriendRequest {
         request: FriendRequest,
         #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[ts(optional)]
         stream_pos: Option<i64>,
     },
     /// A friend request was accepted, declined or cancelled (extension), sent to both people.
@@ -620,24 +719,28 @@ pub enum ServerFrame {
     FriendRequestRemoved {
         request_id: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[ts(optional)]
         stream_pos: Option<i64>,
     },
     #[serde(rename = "friend.added")]
     FriendAdded {
         user: User,
         #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[ts(optional)]
         stream_pos: Option<i64>,
     },
     #[serde(rename = "friend.removed")]
     FriendRemoved {
         user_id: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[ts(optional)]
         stream_pos: Option<i64>,
     },
     #[serde(rename = "conversation.updated")]
     ConversationUpdated {
         conversation: Conversation,
         #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[ts(optional)]
         stream_pos: Option<i64>,
     },
     #[serde(rename = "member.added")]
@@ -645,8 +748,10 @@ pub enum ServerFrame {
         conversation_id: String,
         user_id: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[ts(optional)]
         role: Option<Role>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[ts(optional)]
         stream_pos: Option<i64>,
     },
     #[serde(rename = "member.removed")]
@@ -654,8 +759,10 @@ pub enum ServerFrame {
         conversation_id: String,
         user_id: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[ts(optional)]
         role: Option<Role>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[ts(optional)]
         stream_pos: Option<i64>,
     },
     #[serde(rename = "member.updated")]
@@ -663,8 +770,10 @@ pub enum ServerFrame {
         conversation_id: String,
         user_id: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[ts(optional)]
         role: Option<Role>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[ts(optional)]
         stream_pos: Option<i64>,
     },
 }

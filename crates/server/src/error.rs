@@ -110,7 +110,7 @@ impl IntoResponse for Error {
             StatusCode::from_u16(code.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let body = ErrorBody {
             error: ApiError {
-                code: code.as_str().to_owned(),
+                code,
                 message,
                 field,
             },

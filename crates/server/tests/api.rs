@@ -3,8 +3,8 @@
 mod common;
 
 use chatnode_client::protocol::{
-    ConversationKind, CreateGroupRequest, RegisterRequest, Role, SendMessageRequest,
-    UpdateGroupRequest, UpdateProfileRequest,
+    ConversationKind, CreateGroupRequest, DeleteScope, ErrorCode, RegisterRequest, Role,
+    SendMessageRequest, UpdateGroupRequest, UpdateProfileRequest,
 };
 use chatnode_client::{FriendRequestOutcome, Method};
 use common::*;
@@ -229,12 +229,18 @@ async fn blocks_end_friendship_and_stop_requests_and_direct_messages() {
         .send_text(&conv.id, "after", "still there?")
         .await
         .unwrap_err();
-    assert_eq!((e.status(), e.code()), (Some(403), Some("blocked")));
+    assert_eq!(
+        (e.status(), e.code()),
+        (Some(403), Some(ErrorCode::Blocked))
+    );
     a.unblock(&bu.id).await.unwrap();
     assert!(a.blocks().await.unwrap().blocks.is_empty());
     // Unblocking does not restore the friendship.
     let e = b.send_text(&conv.id, "after2", "hello?").await.unwrap_err();
-    assert_eq!((e.status(), e.code()), (Some(403), Some("not_friends")));
+    assert_eq!(
+        (e.status(), e.code()),
+        (Some(403), Some(ErrorCode::NotFriends))
+    );
 }
 
 #[tokio::test]
@@ -436,7 +442,9 @@ async fn messages_history_edit_delete_reply_read() {
     let edited = a.edit_message(&conv.id, 1, "edited").await.unwrap();
     assert_eq!(edited.body, "edited");
     assert!(edited.edited_at.is_some());
-    a.delete_message(&conv.id, 2, true).await.unwrap();
+    a.delete_message(&conv.id, 2, DeleteScope::Everyone)
+        .await
+        .unwrap();
     let m2 = b
         .messages(&conv.id, None, Some(1), Some(1))
         .await
@@ -444,7 +452,9 @@ async fn messages_history_edit_delete_reply_read() {
         .messages
         .remove(0);
     assert_eq!((m2.seq, m2.deleted, m2.body.as_str()), (2, true, ""));
-    b.delete_message(&conv.id, 3, false).await.unwrap();
+    b.delete_message(&conv.id, 3, DeleteScope::Me)
+        .await
+        .unwrap();
     let seen_by_b: Vec<i64> = b
         .messages(&conv.id, None, None, None)
         .await
@@ -523,10 +533,7 @@ async fn change_password_revokes_other_sessions_and_closes_their_sockets() {
         .raw(Method::POST, "/users/me/password", Some(wrong))
         .await
         .unwrap();
-    assert_eq!(
-        (status, v["error"]["code"].as_str()),
-        (403, Some("forbidden"))
-    );
+    assert_eq!((status, error_code(&v)), (403, Some(ErrorCode::Forbidden)));
     let short = serde_json::json!({"current_password": PASSWORD, "new_password": "short"});
     assert_eq!(
         a.raw(Method::POST, "/users/me/password", Some(short))

@@ -4,7 +4,7 @@
 mod common;
 
 use chatnode_client::protocol::{
-    ClientFrame, Conversation, CreateGroupRequest, Role, ServerFrame, User,
+    ClientFrame, Conversation, CreateGroupRequest, ErrorCode, Role, ServerFrame, User,
 };
 use chatnode_client::{Client, Method};
 use common::*;
@@ -85,13 +85,13 @@ async fn expect(
     path: &str,
     body: Option<Value>,
     status: u16,
-    code: Option<&str>,
+    code: Option<ErrorCode>,
     label: &str,
 ) {
     let (got, v) = c.raw(method.clone(), path, body).await.unwrap();
     assert_eq!(got, status, "{label}: {method} {path} → {v}");
     if let Some(code) = code {
-        assert_eq!(v["error"]["code"], code, "{label}: {method} {path} → {v}");
+        assert_eq!(error_code(&v), Some(code), "{label}: {method} {path} → {v}");
     }
     if got >= 400 {
         assert!(
@@ -143,9 +143,9 @@ async fn every_documented_endpoint_needs_a_valid_token() {
             // answer 404, like a missing file, so they cannot leak existence.
             let (want_status, want_code) = if method == "get" && path.starts_with("/api/v1/media/")
             {
-                (404, "not_found")
+                (404, ErrorCode::NotFound)
             } else {
-                (401, "unauthenticated")
+                (401, ErrorCode::Unauthenticated)
             };
             let body = matches!(method.as_str(), "post" | "patch" | "put").then(|| json!({}));
             for (label, client) in [
@@ -180,8 +180,8 @@ async fn group_read_endpoints_by_role() {
     let w = World::new(&server).await;
     let g = &w.g.id;
     for (who, status, code) in [
-        ("stranger", 404, Some("not_found")),
-        ("friend", 404, Some("not_found")),
+        ("stranger", 404, Some(ErrorCode::NotFound)),
+        ("friend", 404, Some(ErrorCode::NotFound)),
         ("member", 200, None),
         ("admin", 200, None),
         ("owner", 200, None),
@@ -247,7 +247,7 @@ async fn group_read_endpoints_by_role() {
         &format!("/groups/{g}/join"),
         None,
         404,
-        Some("not_found"),
+        Some(ErrorCode::NotFound),
         "stranger join",
     )
     .await;
@@ -259,20 +259,27 @@ async fn group_management_by_role() {
     let w = World::new(&server).await;
     let g = &w.g.id;
     for (who, manage, owner_only) in [
-        ("stranger", (404, "not_found"), (404, "not_found")),
-        ("member", (403, "forbidden"), (403, "forbidden")),
-        ("admin", (200, ""), (403, "forbidden")),
-        ("owner", (200, ""), (200, "")),
+        (
+            "stranger",
+            (404, Some(ErrorCode::NotFound)),
+            (404, Some(ErrorCode::NotFound)),
+        ),
+        (
+            "member",
+            (403, Some(ErrorCode::Forbidden)),
+            (403, Some(ErrorCode::Forbidden)),
+        ),
+        ("admin", (200, None), (403, Some(ErrorCode::Forbidden))),
+        ("owner", (200, None), (200, None)),
     ] {
         let c = w.who(who);
-        let code = |c: &'static str| (!c.is_empty()).then_some(c);
         expect(
             c,
             Method::PATCH,
             &format!("/groups/{g}"),
             Some(json!({"description": who})),
             manage.0,
-            code(manage.1),
+            manage.1,
             who,
         )
         .await;
@@ -283,7 +290,7 @@ async fn group_management_by_role() {
             &format!("/groups/{g}/invites"),
             None,
             invite_status,
-            code(manage.1),
+            manage.1,
             who,
         )
         .await;
@@ -295,7 +302,7 @@ async fn group_management_by_role() {
             &path,
             Some(json!({"role": "member"})),
             owner_only.0,
-            code(owner_only.1),
+            owner_only.1,
             who,
         )
         .await;
@@ -308,7 +315,7 @@ async fn group_management_by_role() {
         &format!("/groups/{g}/members"),
         add(&w.fu.id),
         403,
-        Some("forbidden"),
+        Some(ErrorCode::Forbidden),
         "member adds",
     )
     .await;
@@ -318,7 +325,7 @@ async fn group_management_by_role() {
         &format!("/groups/{g}/members"),
         add(&w.fu.id),
         403,
-        Some("not_friends"),
+        Some(ErrorCode::NotFriends),
         "admin adds non-friend",
     )
     .await;
@@ -340,7 +347,7 @@ async fn group_management_by_role() {
         &path,
         Some(json!({"role": "owner"})),
         400,
-        Some("invalid_request"),
+        Some(ErrorCode::InvalidRequest),
         "role owner",
     )
     .await;
@@ -352,7 +359,7 @@ async fn group_management_by_role() {
         &t,
         Some(json!({"user_id": w.mu.id})),
         403,
-        Some("forbidden"),
+        Some(ErrorCode::Forbidden),
         "admin transfers",
     )
     .await;
@@ -362,7 +369,7 @@ async fn group_management_by_role() {
         &t,
         Some(json!({"user_id": w.mu.id})),
         403,
-        Some("forbidden"),
+        Some(ErrorCode::Forbidden),
         "member transfers",
     )
     .await;
@@ -372,7 +379,7 @@ async fn group_management_by_role() {
         &t,
         Some(json!({"user_id": w.mu.id})),
         404,
-        Some("not_found"),
+        Some(ErrorCode::NotFound),
         "stranger transfers",
     )
     .await;
@@ -382,7 +389,7 @@ async fn group_management_by_role() {
         &t,
         Some(json!({"user_id": w.su.id})),
         404,
-        Some("not_found"),
+        Some(ErrorCode::NotFound),
         "transfer to non-member",
     )
     .await;
@@ -400,7 +407,7 @@ async fn removing_members_by_role() {
         &rm(&w.mu.id),
         None,
         404,
-        Some("not_found"),
+        Some(ErrorCode::NotFound),
         "stranger removes",
     )
     .await;
@@ -410,7 +417,7 @@ async fn removing_members_by_role() {
         &rm(&w.au.id),
         None,
         403,
-        Some("forbidden"),
+        Some(ErrorCode::Forbidden),
         "member removes admin",
     )
     .await;
@@ -420,7 +427,7 @@ async fn removing_members_by_role() {
         &rm(&w.ou.id),
         None,
         403,
-        Some("forbidden"),
+        Some(ErrorCode::Forbidden),
         "admin removes owner",
     )
     .await;
@@ -430,7 +437,7 @@ async fn removing_members_by_role() {
         &rm(&w.ou.id),
         None,
         403,
-        Some("forbidden"),
+        Some(ErrorCode::Forbidden),
         "owner leaves without transfer",
     )
     .await;
@@ -451,7 +458,7 @@ async fn removing_members_by_role() {
         &format!("/conversations/{g}"),
         None,
         404,
-        Some("not_found"),
+        Some(ErrorCode::NotFound),
         "removed member",
     )
     .await;
@@ -471,7 +478,7 @@ async fn removing_members_by_role() {
         &rm(&w.au.id),
         None,
         404,
-        Some("not_found"),
+        Some(ErrorCode::NotFound),
         "already removed",
     )
     .await;
@@ -491,7 +498,7 @@ async fn message_edit_and_delete_by_role() {
         &by_m,
         edit.clone(),
         404,
-        Some("not_found"),
+        Some(ErrorCode::NotFound),
         "stranger edits",
     )
     .await;
@@ -501,7 +508,7 @@ async fn message_edit_and_delete_by_role() {
         &by_m,
         edit.clone(),
         403,
-        Some("forbidden"),
+        Some(ErrorCode::Forbidden),
         "owner edits another's",
     )
     .await;
@@ -511,7 +518,7 @@ async fn message_edit_and_delete_by_role() {
         &by_m,
         edit.clone(),
         403,
-        Some("forbidden"),
+        Some(ErrorCode::Forbidden),
         "admin edits another's",
     )
     .await;
@@ -531,7 +538,7 @@ async fn message_edit_and_delete_by_role() {
         &format!("/conversations/{g}/messages/1"),
         edit,
         403,
-        Some("forbidden"),
+        Some(ErrorCode::Forbidden),
         "system",
     )
     .await;
@@ -541,7 +548,7 @@ async fn message_edit_and_delete_by_role() {
         &format!("{by_m}?for=everyone"),
         None,
         404,
-        Some("not_found"),
+        Some(ErrorCode::NotFound),
         "stranger",
     )
     .await;
@@ -551,7 +558,7 @@ async fn message_edit_and_delete_by_role() {
         &format!("{by_o}?for=everyone"),
         None,
         403,
-        Some("forbidden"),
+        Some(ErrorCode::Forbidden),
         "member, another's",
     )
     .await;
@@ -594,7 +601,7 @@ async fn message_edit_and_delete_by_role() {
         &format!("/conversations/{d}/messages/1?for=everyone"),
         None,
         403,
-        Some("forbidden"),
+        Some(ErrorCode::Forbidden),
         "peer",
     )
     .await;
@@ -604,7 +611,7 @@ async fn message_edit_and_delete_by_role() {
         &format!("/conversations/{d}/messages/1"),
         Some(json!({"body":"x"})),
         403,
-        Some("forbidden"),
+        Some(ErrorCode::Forbidden),
         "peer edit",
     )
     .await;
@@ -633,7 +640,7 @@ async fn direct_conversations_and_friend_requests_by_relationship() {
             &format!("/conversations/{d}"),
             None,
             404,
-            Some("not_found"),
+            Some(ErrorCode::NotFound),
             who,
         )
         .await;
@@ -644,7 +651,7 @@ async fn direct_conversations_and_friend_requests_by_relationship() {
             &format!("/conversations/{d}/messages"),
             Some(body),
             404,
-            Some("not_found"),
+            Some(ErrorCode::NotFound),
             who,
         )
         .await;
@@ -656,7 +663,7 @@ async fn direct_conversations_and_friend_requests_by_relationship() {
         "/conversations/direct",
         Some(json!({"user_id": w.ou.id})),
         403,
-        Some("not_friends"),
+        Some(ErrorCode::NotFriends),
         "stranger",
     )
     .await;
@@ -687,7 +694,7 @@ async fn direct_conversations_and_friend_requests_by_relationship() {
         &format!("/friends/requests/{id}/accept"),
         None,
         403,
-        Some("forbidden"),
+        Some(ErrorCode::Forbidden),
         "sender accepts",
     )
     .await;
@@ -697,7 +704,7 @@ async fn direct_conversations_and_friend_requests_by_relationship() {
         &format!("/friends/requests/{id}/accept"),
         None,
         404,
-        Some("not_found"),
+        Some(ErrorCode::NotFound),
         "third party",
     )
     .await;
@@ -707,7 +714,7 @@ async fn direct_conversations_and_friend_requests_by_relationship() {
         &format!("/friends/requests/{id}"),
         None,
         403,
-        Some("forbidden"),
+        Some(ErrorCode::Forbidden),
         "recipient cancels",
     )
     .await;
@@ -717,7 +724,7 @@ async fn direct_conversations_and_friend_requests_by_relationship() {
         &format!("/friends/requests/{id}"),
         None,
         404,
-        Some("not_found"),
+        Some(ErrorCode::NotFound),
         "third party cancels",
     )
     .await;
@@ -727,7 +734,7 @@ async fn direct_conversations_and_friend_requests_by_relationship() {
         &format!("/friends/requests/{id}/decline"),
         None,
         403,
-        Some("forbidden"),
+        Some(ErrorCode::Forbidden),
         "sender declines",
     )
     .await;
@@ -747,7 +754,7 @@ async fn direct_conversations_and_friend_requests_by_relationship() {
         "/friends/requests",
         Some(json!({"user_id": w.ou.id})),
         409,
-        Some("conflict"),
+        Some(ErrorCode::Conflict),
         "already friends",
     )
     .await;
@@ -757,7 +764,7 @@ async fn direct_conversations_and_friend_requests_by_relationship() {
         &format!("/friends/{}", w.fu.id),
         None,
         404,
-        Some("not_found"),
+        Some(ErrorCode::NotFound),
         "not friends",
     )
     .await;
@@ -783,7 +790,7 @@ async fn websocket_actions_by_membership() {
     let mut member_ws = w.m.connect_ws().await.unwrap();
     let mut ws = w.s.connect_ws().await.unwrap();
     let err = ws.send_message(&g, "s-1", "let me in").await.unwrap_err();
-    assert_eq!(err.code(), Some("not_found"));
+    assert_eq!(err.code(), Some(ErrorCode::NotFound));
     for frame in [
         ClientFrame::Typing {
             conversation_id: g.clone(),
@@ -796,7 +803,7 @@ async fn websocket_actions_by_membership() {
     ] {
         ws.send_frame(frame).await.unwrap();
         match ws.next_frame(WAIT).await.unwrap() {
-            Some(ServerFrame::Error { code, .. }) => assert_eq!(code, "not_found"),
+            Some(ServerFrame::Error { code, .. }) => assert_eq!(code, ErrorCode::NotFound),
             other => panic!("expected an error, got {other:?}"),
         }
     }

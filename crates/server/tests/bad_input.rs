@@ -3,7 +3,7 @@
 
 mod common;
 
-use chatnode_client::protocol::{ClientFrame, ServerFrame};
+use chatnode_client::protocol::{ClientFrame, ErrorCode, ServerFrame};
 use chatnode_client::{Client, Method};
 use common::*;
 use serde_json::{Value, json};
@@ -16,8 +16,9 @@ fn assert_error_shape(status: u16, body: &[u8], expect_status: u16, label: &str)
         )
     });
     assert_eq!(status, expect_status, "{label}: {v}");
+    // A code of the protocol's closed list (a misspelt one would decode as `Unknown`).
     assert!(
-        v["error"]["code"].as_str().is_some_and(|c| !c.is_empty()),
+        error_code(&v).is_some_and(|c| c != ErrorCode::Unknown),
         "{label}: {v}"
     );
     assert!(v["error"]["message"].is_string(), "{label}: {v}");
@@ -154,7 +155,11 @@ async fn unknown_and_malformed_ids_are_not_found() {
                 let body = matches!(method.as_str(), "post" | "patch" | "put").then_some(body);
                 let (status, v) = c.raw(m, &concrete, body).await.unwrap();
                 assert_eq!(status, 404, "{method} {concrete} → {v}");
-                assert_eq!(v["error"]["code"], "not_found", "{method} {concrete}");
+                assert_eq!(
+                    error_code(&v),
+                    Some(ErrorCode::NotFound),
+                    "{method} {concrete}"
+                );
             }
         }
     }
@@ -167,8 +172,8 @@ async fn unknown_and_malformed_ids_are_not_found() {
     ] {
         let (status, v) = c.raw(Method::POST, path, Some(body)).await.unwrap();
         assert_eq!(
-            (status, v["error"]["code"].as_str()),
-            (404, Some("not_found")),
+            (status, error_code(&v)),
+            (404, Some(ErrorCode::NotFound)),
             "{path}: {v}"
         );
     }
@@ -211,7 +216,7 @@ async fn field_validation() {
             .await
             .unwrap();
         assert_eq!(status, 400, "{label}: {v}");
-        assert_eq!(v["error"]["code"], "invalid_request", "{label}");
+        assert_eq!(error_code(&v), Some(ErrorCode::InvalidRequest), "{label}");
     }
     // Duplicates are 409 with a specific code.
     anon.raw(Method::POST, "/auth/register", Some(ok.clone()))
@@ -221,14 +226,14 @@ async fn field_validation() {
         .raw(Method::POST, "/auth/register", Some(ok.clone()))
         .await
         .unwrap();
-    assert_eq!((s, v["error"]["code"].as_str()), (409, Some("email_taken")));
+    assert_eq!((s, error_code(&v)), (409, Some(ErrorCode::EmailTaken)));
     let (s, v) = anon
         .raw(Method::POST, "/auth/register", Some(json!({"email": "other@example.com", "username": "VALID_USER", "password": "long enough pw"})))
         .await
         .unwrap();
     assert_eq!(
-        (s, v["error"]["code"].as_str()),
-        (409, Some("username_taken")),
+        (s, error_code(&v)),
+        (409, Some(ErrorCode::UsernameTaken)),
         "usernames are case-insensitive"
     );
 
@@ -335,7 +340,7 @@ async fn field_validation() {
     ] {
         let (status, v) = c.raw(method, path, Some(body)).await.unwrap();
         assert_eq!(status, 400, "{label}: {v}");
-        assert_eq!(v["error"]["code"], "invalid_request", "{label}");
+        assert_eq!(error_code(&v), Some(ErrorCode::InvalidRequest), "{label}");
     }
     for q in [
         "limit=0",
@@ -357,11 +362,17 @@ async fn field_validation() {
             .unwrap();
         assert_eq!(status, 400, "{q}: {v}");
     }
-    let (status, _) = c
-        .raw(Method::DELETE, &format!("{send}/1?for=nobody"), None)
-        .await
-        .unwrap();
-    assert_eq!(status, 400);
+    for q in ["for=nobody", "for="] {
+        let (status, v) = c
+            .raw(Method::DELETE, &format!("{send}/1?{q}"), None)
+            .await
+            .unwrap();
+        assert_eq!(
+            (status, error_code(&v), v["error"]["field"].as_str()),
+            (400, Some(ErrorCode::InvalidRequest), Some("for")),
+            "{q}: {v}"
+        );
+    }
     assert_no_server_errors(&c).await;
 }
 
@@ -427,7 +438,7 @@ async fn bad_websocket_frames_get_errors_not_disconnects() {
                 ..
             }) => {
                 assert!(
-                    ["invalid_request", "not_found"].contains(&code.as_str()),
+                    [ErrorCode::InvalidRequest, ErrorCode::NotFound].contains(&code),
                     "{text}: {code}"
                 );
                 if let Some(id) = client_id {

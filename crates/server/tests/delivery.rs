@@ -6,7 +6,7 @@ mod common;
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use chatnode_client::protocol::{ClientFrame, Message, ServerFrame};
+use chatnode_client::protocol::{ClientFrame, DeleteScope, ErrorCode, Message, ServerFrame};
 use chatnode_client::{ClientError, WsConnection};
 use common::*;
 
@@ -202,7 +202,9 @@ async fn sync_replays_exactly_what_was_missed() {
     a.edit_message(&conv.id, 2, "missed 0, edited")
         .await
         .unwrap();
-    a.delete_message(&conv.id, 3, true).await.unwrap();
+    a.delete_message(&conv.id, 3, DeleteScope::Everyone)
+        .await
+        .unwrap();
 
     let mut ws = b.connect_ws().await.unwrap();
     let (frames, synced) = ws.sync(pos).await.unwrap();
@@ -218,6 +220,17 @@ async fn sync_replays_exactly_what_was_missed() {
             "message.updated",
             "message.deleted"
         ],
+        "{frames:?}"
+    );
+    assert!(
+        matches!(
+            frames.last(),
+            Some(ServerFrame::MessageDeleted {
+                seq: 3,
+                scope: Some(DeleteScope::Everyone),
+                ..
+            })
+        ),
         "{frames:?}"
     );
     let positions: Vec<i64> = frames.iter().map(|f| f.stream_pos().unwrap()).collect();
@@ -568,7 +581,10 @@ async fn per_connection_rate_limit_answers_rate_limited() {
     for _ in 0..10 {
         match ws.next_frame(WAIT).await.unwrap() {
             Some(ServerFrame::Pong) => pongs += 1,
-            Some(ServerFrame::Error { code, .. }) if code == "rate_limited" => limited += 1,
+            Some(ServerFrame::Error {
+                code: ErrorCode::RateLimited,
+                ..
+            }) => limited += 1,
             other => panic!("{other:?}"),
         }
     }
@@ -651,7 +667,7 @@ async fn ready_carries_the_user_and_stream_position() {
         .send_message("nope", "c", "x")
         .await
         .unwrap_err();
-    assert_eq!(err.code(), Some("not_found"));
+    assert_eq!(err.code(), Some(ErrorCode::NotFound));
 }
 
 #[tokio::test]
@@ -667,7 +683,9 @@ async fn a_replay_shows_a_message_as_sent_then_its_edits_and_never_deleted_text(
     a.edit_message(&conv.id, kept.seq, "better words")
         .await
         .unwrap();
-    a.delete_message(&conv.id, gone.seq, true).await.unwrap();
+    a.delete_message(&conv.id, gone.seq, DeleteScope::Everyone)
+        .await
+        .unwrap();
 
     let mut ws = b.connect_ws().await.unwrap();
     let (frames, _) = ws.sync(since).await.unwrap();

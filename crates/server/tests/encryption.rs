@@ -13,7 +13,9 @@ mod common;
 use std::collections::BTreeSet;
 
 use base64::Engine;
-use chatnode_client::protocol::{MessageKind, RegisterRequest, SendMessageRequest, ServerFrame};
+use chatnode_client::protocol::{
+    ErrorCode, MessageKind, RegisterRequest, SendMessageRequest, ServerFrame,
+};
 use chatnode_client::{Client, Method};
 use chatnode_server::crypto::{Keyring, column};
 use common::*;
@@ -230,8 +232,8 @@ async fn secrets_never_reach_the_database_yet_everything_works() {
 
     // Registration still refuses a taken email or phone.
     for (email, phone, code) in [
-        (Some(s.email.clone()), None, "email_taken"),
-        (None, Some(s.phone.clone()), "phone_taken"),
+        (Some(s.email.clone()), None, ErrorCode::EmailTaken),
+        (None, Some(s.phone.clone()), ErrorCode::PhoneTaken),
     ] {
         let err = server
             .client()

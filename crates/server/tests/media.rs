@@ -7,7 +7,8 @@ use std::io::Cursor;
 use std::time::{Duration, Instant};
 
 use chatnode_client::protocol::{
-    CreateGroupRequest, MessageKind, SendMessageRequest, ServerFrame, UpdateProfileRequest,
+    CreateGroupRequest, ErrorCode, MessageKind, SendMessageRequest, ServerFrame,
+    UpdateProfileRequest,
 };
 use chatnode_client::{Client, Method};
 use common::*;
@@ -322,7 +323,7 @@ async fn files_of_any_type_are_accepted_and_served_as_downloads() {
         .unwrap_err();
     assert_eq!(
         (err.status(), err.code()),
-        (Some(415), Some("unsupported_media_type"))
+        (Some(415), Some(ErrorCode::UnsupportedMediaType))
     );
 }
 
@@ -462,7 +463,10 @@ async fn limits_answer_413_before_reading_everything() {
         .upload(pdf(200_000), "application/pdf", "big.pdf")
         .await
         .unwrap_err();
-    assert_eq!((err.status(), err.code()), (Some(413), Some("too_large")));
+    assert_eq!(
+        (err.status(), err.code()),
+        (Some(413), Some(ErrorCode::TooLarge))
+    );
     a.upload(mp4(200_000), "video/mp4", "ok.mp4").await.unwrap();
     let err = a
         .upload(mp4(400_000), "video/mp4", "big.mp4")

@@ -6,7 +6,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use chatnode_client::Method;
-use chatnode_client::protocol::ClientFrame;
+use chatnode_client::protocol::{ClientFrame, ErrorCode, ServerFrame};
 use common::*;
 
 fn run(args: &[&str]) -> (i32, String) {
@@ -133,10 +133,8 @@ async fn config_file_is_read_and_flags_win() {
     }
     let mut limited = 0;
     for _ in 0..5 {
-        if let Some(chatnode_client::protocol::ServerFrame::Error { code, .. }) =
-            ws.next_frame(WAIT).await.unwrap()
-        {
-            assert_eq!(code, "rate_limited");
+        if let Some(ServerFrame::Error { code, .. }) = ws.next_frame(WAIT).await.unwrap() {
+            assert_eq!(code, ErrorCode::RateLimited);
             limited += 1;
         }
     }
@@ -287,7 +285,7 @@ async fn abuse_limits_answer_429_with_retry_after_and_never_lock_out() {
         .await
         .unwrap();
     assert_eq!(r.status, 429);
-    assert_eq!(r.json().unwrap()["error"]["code"], "rate_limited");
+    assert_eq!(error_code(&r.json().unwrap()), Some(ErrorCode::RateLimited));
     let retry: u64 = r.header("retry-after").unwrap().parse().unwrap();
     assert!((1..=30).contains(&retry), "{retry}");
     // Registrations per address: a burst of 8 against a limit of 4 (one spent by the setup):
@@ -449,7 +447,7 @@ async fn overload_is_shed_with_503_and_the_server_recovers() {
             201 => ok += 1,
             503 => {
                 shed += 1;
-                assert_eq!(r.json().unwrap()["error"]["code"], "unavailable");
+                assert_eq!(error_code(&r.json().unwrap()), Some(ErrorCode::Unavailable));
                 assert_eq!(r.header("retry-after"), Some("1"));
             }
             other => panic!("{other}: {}", r.text()),

@@ -11,6 +11,7 @@ const file = (p: Partial<Media> & { id: string }): Media => ({
   width: null,
   height: null,
   thumbnail_url: null,
+  duration_ms: null,
   ...p,
 });
 

@@ -1,24 +1,45 @@
 import { ApiError } from './errors';
 import type { TokenManager } from './tokens';
 import type {
-  AuthResult,
+  AuthResponse,
+  BlockList,
   Conversation,
+  ConversationList,
+  CreateGroupRequest,
+  DeleteScope,
+  ErrorBody,
+  FriendAdded,
+  FriendList,
   FriendRequest,
+  FriendRequestList,
+  GroupDirectory,
+  Invite,
+  Me,
   Member,
+  MemberList,
   Message,
-  MessageKind,
+  MessageList,
+  MuteRequest,
+  MuteState,
+  PushSubscriptionRequest,
+  RegisterRequest,
   Role,
+  SendMessageRequest,
   TokenPair,
+  UpdateGroupRequest,
+  UpdateProfileRequest,
   User,
+  UserList,
+  VapidPublicKey,
 } from './types';
 
 export type FetchFn = typeof fetch;
 
 export async function parseError(res: Response): Promise<ApiError> {
-  let code = `http_${res.status}`;
+  let code: string = `http_${res.status}`;
   let message = res.statusText || `HTTP ${res.status}`;
   try {
-    const body = await res.json();
+    const body = (await res.json()) as Partial<ErrorBody> | null;
     if (body && body.error) {
       code = body.error.code ?? code;
       message = body.error.message ?? message;
@@ -91,24 +112,24 @@ export class Api {
   }
 
   // Accounts
-  register(b: { email?: string; phone?: string; username: string; password: string; display_name?: string }) {
-    return this.request<AuthResult>('POST', '/auth/register', b, { auth: false });
+  register(b: RegisterRequest) {
+    return this.request<AuthResponse>('POST', '/auth/register', b, { auth: false });
   }
   login(login: string, password: string) {
-    return this.request<AuthResult>('POST', '/auth/login', { login, password }, { auth: false });
+    return this.request<AuthResponse>('POST', '/auth/login', { login, password }, { auth: false });
   }
   logout(refresh_token: string) {
     // Needs the bearer token too (every endpoint but register, login, refresh and health does).
     return this.request<void>('POST', '/auth/logout', { refresh_token });
   }
   me() {
-    return this.request<User>('GET', '/users/me');
+    return this.request<Me>('GET', '/users/me');
   }
-  updateMe(b: { display_name?: string; bio?: string; avatar_media_id?: string; notification_previews?: boolean }) {
-    return this.request<User>('PATCH', '/users/me', b);
+  updateMe(b: UpdateProfileRequest) {
+    return this.request<Me>('PATCH', '/users/me', b);
   }
   searchUsers(q: string) {
-    return this.request<{ users: User[] }>('GET', '/users', undefined, { query: { q } }).then((r) => r.users);
+    return this.request<UserList>('GET', '/users', undefined, { query: { q } }).then((r) => r.users);
   }
   getUser(id: string) {
     return this.request<User>('GET', `/users/${encodeURIComponent(id)}`);
@@ -116,13 +137,13 @@ export class Api {
 
   // Friends and blocks
   sendFriendRequest(user_id: string) {
-    return this.request<FriendRequest | { friend: User }>('POST', '/friends/requests', { user_id });
+    return this.request<FriendRequest | FriendAdded>('POST', '/friends/requests', { user_id });
   }
   friendRequests() {
-    return this.request<{ incoming: FriendRequest[]; outgoing: FriendRequest[] }>('GET', '/friends/requests');
+    return this.request<FriendRequestList>('GET', '/friends/requests');
   }
   acceptRequest(id: string) {
-    return this.request<unknown>('POST', `/friends/requests/${encodeURIComponent(id)}/accept`);
+    return this.request<FriendAdded>('POST', `/friends/requests/${encodeURIComponent(id)}/accept`);
   }
   declineRequest(id: string) {
     return this.request<unknown>('POST', `/friends/requests/${encodeURIComponent(id)}/decline`);
@@ -131,7 +152,7 @@ export class Api {
     return this.request<unknown>('DELETE', `/friends/requests/${encodeURIComponent(id)}`);
   }
   friends() {
-    return this.request<{ friends: User[] }>('GET', '/friends').then((r) => r.friends);
+    return this.request<FriendList>('GET', '/friends').then((r) => r.friends);
   }
   removeFriend(user_id: string) {
     return this.request<unknown>('DELETE', `/friends/${encodeURIComponent(user_id)}`);
@@ -142,71 +163,68 @@ export class Api {
   unblock(user_id: string) {
     return this.request<unknown>('DELETE', `/blocks/${encodeURIComponent(user_id)}`);
   }
-  blocks() {
-    // Items may be Users or {user, created_at}; normalize to User.
-    return this.request<{ blocks: (User | { user: User })[] }>('GET', '/blocks').then((r) =>
-      r.blocks.map((b) => ('user' in b && b.user ? b.user : (b as User))),
-    );
+  blocks(): Promise<User[]> {
+    return this.request<BlockList>('GET', '/blocks').then((r) => r.blocks.map((b) => b.user));
   }
 
   // Conversations
   openDirect(user_id: string) {
     return this.request<Conversation>('POST', '/conversations/direct', { user_id });
   }
-  createGroup(b: { name: string; description?: string; avatar_media_id?: string; public?: boolean; member_ids?: string[] }) {
+  createGroup(b: CreateGroupRequest) {
     return this.request<Conversation>('POST', '/groups', b);
   }
   conversations() {
-    return this.request<{ conversations: Conversation[] }>('GET', '/conversations', undefined, { query: { limit: 200 } }).then(
+    return this.request<ConversationList>('GET', '/conversations', undefined, { query: { limit: 200 } }).then(
       (r) => r.conversations,
     );
   }
   conversation(id: string) {
     return this.request<Conversation>('GET', `/conversations/${encodeURIComponent(id)}`);
   }
-  updateGroup(id: string, b: { name?: string; description?: string; avatar_media_id?: string; public?: boolean }) {
+  updateGroup(id: string, b: UpdateGroupRequest) {
     return this.request<Conversation>('PATCH', `/groups/${encodeURIComponent(id)}`, b);
   }
   groupDirectory(q: string) {
-    return this.request<{ groups: Conversation[] }>('GET', '/groups', undefined, { query: { q } }).then((r) => r.groups);
+    return this.request<GroupDirectory>('GET', '/groups', undefined, { query: { q } }).then((r) => r.groups);
   }
   joinGroup(id: string) {
     return this.request<Conversation>('POST', `/groups/${encodeURIComponent(id)}/join`);
   }
   createInvite(id: string) {
-    return this.request<{ code: string; expires_at: string }>('POST', `/groups/${encodeURIComponent(id)}/invites`);
+    return this.request<Invite>('POST', `/groups/${encodeURIComponent(id)}/invites`);
   }
   acceptInvite(code: string) {
     return this.request<Conversation>('POST', `/invites/${encodeURIComponent(code)}/accept`);
   }
   members(id: string) {
-    return this.request<{ members: Member[] }>('GET', `/groups/${encodeURIComponent(id)}/members`).then((r) => r.members);
+    return this.request<MemberList>('GET', `/groups/${encodeURIComponent(id)}/members`).then((r) => r.members);
   }
   addMembers(id: string, user_ids: string[]) {
-    return this.request<unknown>('POST', `/groups/${encodeURIComponent(id)}/members`, { user_ids });
+    return this.request<MemberList>('POST', `/groups/${encodeURIComponent(id)}/members`, { user_ids });
   }
   removeMember(id: string, user_id: string) {
     return this.request<unknown>('DELETE', `/groups/${encodeURIComponent(id)}/members/${encodeURIComponent(user_id)}`);
   }
   setRole(id: string, user_id: string, role: Exclude<Role, 'owner'>) {
-    return this.request<unknown>('PATCH', `/groups/${encodeURIComponent(id)}/members/${encodeURIComponent(user_id)}`, { role });
+    return this.request<Member>('PATCH', `/groups/${encodeURIComponent(id)}/members/${encodeURIComponent(user_id)}`, { role });
   }
   transfer(id: string, user_id: string) {
-    return this.request<unknown>('POST', `/groups/${encodeURIComponent(id)}/transfer`, { user_id });
+    return this.request<Conversation>('POST', `/groups/${encodeURIComponent(id)}/transfer`, { user_id });
   }
 
   // Notifications (extensions)
   vapidPublicKey() {
-    return this.request<{ public_key: string }>('GET', '/push/vapid-public-key').then((r) => r.public_key);
+    return this.request<VapidPublicKey>('GET', '/push/vapid-public-key').then((r) => r.public_key);
   }
-  addPushSubscription(b: { endpoint: string; keys: { p256dh: string; auth: string } }) {
+  addPushSubscription(b: PushSubscriptionRequest) {
     return this.request<unknown>('POST', '/push/subscriptions', b);
   }
   removePushSubscription(endpoint: string) {
     return this.request<void>('DELETE', '/push/subscriptions', { endpoint });
   }
-  mute(id: string, b: { until?: string }) {
-    return this.request<{ conversation_id: string; muted_until: string | null }>('PUT', `/conversations/${encodeURIComponent(id)}/mute`, b);
+  mute(id: string, b: MuteRequest) {
+    return this.request<MuteState>('PUT', `/conversations/${encodeURIComponent(id)}/mute`, b);
   }
   unmute(id: string) {
     return this.request<void>('DELETE', `/conversations/${encodeURIComponent(id)}/mute`);
@@ -214,7 +232,7 @@ export class Api {
 
   // Messages
   messages(id: string, q: { before_seq?: number; after_seq?: number; limit?: number }) {
-    return this.request<{ messages: Message[]; next_cursor: string | number | null }>(
+    return this.request<MessageList>(
       'GET',
       `/conversations/${encodeURIComponent(id)}/messages`,
       undefined,
@@ -235,13 +253,13 @@ export class Api {
     if (!res.ok) throw await parseError(res);
   }
 
-  sendMessage(id: string, b: { client_id: string; body: string; kind?: MessageKind; attachment_ids?: string[]; reply_to_seq?: number | null }) {
+  sendMessage(id: string, b: SendMessageRequest) {
     return this.request<Message>('POST', `/conversations/${encodeURIComponent(id)}/messages`, b);
   }
   editMessage(id: string, seq: number, body: string) {
     return this.request<Message>('PATCH', `/conversations/${encodeURIComponent(id)}/messages/${seq}`, { body });
   }
-  deleteMessage(id: string, seq: number, forWhom: 'everyone' | 'me') {
+  deleteMessage(id: string, seq: number, forWhom: DeleteScope) {
     return this.request<unknown>('DELETE', `/conversations/${encodeURIComponent(id)}/messages/${seq}`, undefined, {
       query: { for: forWhom },
     });

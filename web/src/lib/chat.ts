@@ -35,8 +35,6 @@ export interface ViewContext {
 
 function markersFromConversation(c: Conversation): Record<string, number> {
   const out: Record<string, number> = {};
-  if (Array.isArray(c.read_markers)) for (const m of c.read_markers) out[m.user_id] = m.seq;
-  else if (c.read_markers && typeof c.read_markers === 'object') Object.assign(out, c.read_markers);
   if (c.kind === 'direct' && c.peer && typeof c.peer_last_read_seq === 'number') out[c.peer.id] = c.peer_last_read_seq;
   return out;
 }
@@ -56,8 +54,8 @@ export function upsertConversation(s: ChatState, c: Conversation): ChatState {
     merged = { ...merged, last_message: prev.last_message };
   }
   if (prev && c.last_read_seq < prev.last_read_seq) merged = { ...merged, last_read_seq: prev.last_read_seq };
-  // A full Conversation without `muted_until` is not muted (the server may omit the null).
-  if (!('muted_until' in c)) merged = { ...merged, muted_until: null };
+  // A full Conversation without `muted_until` is not muted (the server omits it then).
+  if (!('muted_until' in c)) merged = { ...merged, muted_until: undefined };
   const markers = markersFromConversation(c);
   const readMarkers = Object.keys(markers).length
     ? { ...s.readMarkers, [c.id]: mergeMarkers(s.readMarkers[c.id], markers) }
@@ -81,11 +79,11 @@ export function setConversations(s: ChatState, list: Conversation[]): ChatState 
   return next;
 }
 
-/** Records a mute change (`muted_until` null = unmuted). */
+/** Records a mute change (`mutedUntil` null = unmuted, as in `MuteState`). */
 export function setMuted(s: ChatState, id: string, mutedUntil: string | null): ChatState {
   const c = s.conversations[id];
   if (!c) return s;
-  return { ...s, conversations: { ...s.conversations, [id]: { ...c, muted_until: mutedUntil } } };
+  return { ...s, conversations: { ...s.conversations, [id]: { ...c, muted_until: mutedUntil ?? undefined } } };
 }
 
 /**
@@ -149,7 +147,7 @@ function insertSorted(list: LocalMessage[], m: LocalMessage): { list: LocalMessa
     copy[i] = { ...cur, ...m, status: 'sent' };
     return { list: copy, added: false };
   }
-  if (m.client_id && list.some((x) => x.client_id === m.client_id && x.sender_id === m.sender_id)) {
+  if (list.some((x) => x.client_id === m.client_id && x.sender_id === m.sender_id)) {
     return { list, added: false };
   }
   const copy = list.slice();
@@ -166,7 +164,7 @@ export function applyMessage(s: ChatState, msg: Message, ctx: ViewContext = { ac
   const { list, added } = insertSorted(s.messages[cid] ?? [], local);
   let next: ChatState = { ...s, messages: { ...s.messages, [cid]: list } };
   // The pending copy (same client_id) is replaced by the committed one.
-  if (msg.client_id && s.pending[cid]?.some((p) => p.client_id === msg.client_id)) {
+  if (s.pending[cid]?.some((p) => p.client_id === msg.client_id)) {
     next.pending = { ...s.pending, [cid]: s.pending[cid].filter((p) => p.client_id !== msg.client_id) };
   }
   // Someone who sends a message has stopped typing.
@@ -278,7 +276,7 @@ export function applyReadMarkers(s: ChatState, cid: string, list: { user_id: str
 export function mergeHistory(s: ChatState, cid: string, msgs: Message[], hasMore: boolean | null): ChatState {
   let list = s.messages[cid] ?? [];
   for (const m of msgs) list = insertSorted(list, { ...m, status: 'sent' }).list;
-  const pending = s.pending[cid]?.filter((p) => !list.some((m) => m.client_id && m.client_id === p.client_id));
+  const pending = s.pending[cid]?.filter((p) => !list.some((m) => m.client_id === p.client_id));
   return {
     ...s,
     messages: { ...s.messages, [cid]: list },

@@ -1,8 +1,16 @@
-/** An error returned by the API (`{"error":{"code","message"}}`) or a network failure. */
+import type { ErrorCode } from './types';
+
+/**
+ * An error returned by the API (`{"error":{"code","message"}}`), an `error` frame, or a network
+ * failure. `code` is one of the protocol's `ErrorCode`s, a code newer than this build (shown
+ * with the server's message), or one this client makes up: `network` (no answer),
+ * `http_<status>` (an answer without the contract's error body) and `invalid_credentials`
+ * (a 401 answer to a login).
+ */
 export class ApiError extends Error {
   constructor(
     public status: number,
-    public code: string,
+    public code: ErrorCode | 'network' | (string & {}),
     message: string,
     public retryAfter: number | null = null,
   ) {
@@ -11,30 +19,39 @@ export class ApiError extends Error {
   }
 }
 
-const FRIENDLY: Record<string, string> = {
-  invalid_credentials: 'That login and password do not match.',
+/**
+ * Plain words for every code the server sends. Typed by the generated `ErrorCode` union, so a
+ * code added to the protocol crate fails `npm run check` until it has words here.
+ */
+const FRIENDLY: Record<ErrorCode, string> = {
+  invalid_request: 'Some of the information is not valid.',
   unauthenticated: 'Your session has ended. Please log in again.',
-  username_taken: 'That username is already taken.',
+  forbidden: 'You are not allowed to do that.',
+  not_friends: 'You can only do that with friends.',
+  blocked: 'You cannot message or add this person.',
+  not_found: 'That could not be found (it may have been removed).',
+  method_not_allowed: 'That cannot be done here.',
+  conflict: 'That conflicts with something that already exists.',
   email_taken: 'An account with that email already exists.',
   phone_taken: 'An account with that phone number already exists.',
-  not_friends: 'You can only do that with friends.',
-  rate_limited: 'You are doing that too often. Please wait a moment and try again.',
-  forbidden: 'You are not allowed to do that.',
-  not_found: 'That could not be found (it may have been removed).',
-  conflict: 'That conflicts with something that already exists.',
+  username_taken: 'That username is already taken.',
   too_large: 'That is too large.',
-  invalid_request: 'Some of the information is not valid.',
-  blocked: 'You cannot message or add this person.',
-  network: 'Cannot reach the server. Check your connection.',
-  weak_password: 'The password must be at least 10 characters long.',
-  invalid_password: 'The password must be at least 10 characters long.',
-  invalid_email: 'That email address is not valid.',
-  invalid_phone: 'That phone number is not valid (use the international format, e.g. +15551234567).',
-  invalid_username: 'That username is not valid.',
-  already_friends: 'You are already friends.',
-  invite_expired: 'This invite link has expired.',
-  invalid_invite: 'This invite link is not valid.',
+  unsupported_media_type: 'This type of file is not accepted.',
+  rate_limited: 'You are doing that too often. Please wait a moment and try again.',
+  internal: 'Something went wrong on the server. Please try again.',
+  unavailable: 'The server is busy right now. Please try again in a moment.',
 };
+
+/** Words for the codes this client makes up (never sent by the server). */
+const CLIENT_WORDS: Record<string, string> = {
+  network: 'Cannot reach the server. Check your connection.',
+  /** A 401 answer to a login (`Session.login`): wrong login or password. */
+  invalid_credentials: 'That login and password do not match.',
+};
+
+function wordsFor(code: string): string | undefined {
+  return Object.hasOwn(FRIENDLY, code) ? FRIENDLY[code as ErrorCode] : CLIENT_WORDS[code];
+}
 
 /** Plain words for an error, for showing to a person. */
 export function friendlyError(err: unknown): string {
@@ -42,10 +59,7 @@ export function friendlyError(err: unknown): string {
     if (err.code === 'rate_limited' && err.retryAfter) {
       return `You are doing that too often. Try again in ${err.retryAfter} s.`;
     }
-    if (err.code === 'unauthenticated' && err.status === 401 && err.message.toLowerCase().includes('credential')) {
-      return FRIENDLY.invalid_credentials;
-    }
-    return FRIENDLY[err.code] ?? (err.message || `Something went wrong (${err.code}).`);
+    return wordsFor(err.code) ?? (err.message || `Something went wrong (${err.code}).`);
   }
   if (err instanceof Error) return err.message || 'Something went wrong.';
   return 'Something went wrong.';

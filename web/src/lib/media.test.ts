@@ -33,6 +33,7 @@ const media = (p: Partial<Media> & { id: string }): Media => ({
   width: 640,
   height: 480,
   thumbnail_url: `/api/v1/media/${p.id}/thumbnail`,
+  duration_ms: null,
   ...p,
 });
 

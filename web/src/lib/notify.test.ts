@@ -29,7 +29,7 @@ describe('mute state', () => {
 
   it('knows whether a conversation is muted now', () => {
     expect(isMuted(conv({ id: 'a' }), NOW)).toBe(false);
-    expect(isMuted(conv({ id: 'a', muted_until: null }), NOW)).toBe(false);
+    expect(isMuted(conv({ id: 'a', muted_until: undefined }), NOW)).toBe(false);
     expect(isMuted(conv({ id: 'a', muted_until: '2026-11-21T09:00:00Z' }), NOW)).toBe(true);
     expect(isMuted(conv({ id: 'a', muted_until: '2026-11-21T07:59:59Z' }), NOW)).toBe(false); // ran out
     expect(isMuted(conv({ id: 'a', muted_until: '9999-12-31T23:59:59Z' }), NOW)).toBe(true);
@@ -57,7 +57,7 @@ describe('mute state', () => {
     expect(isMuted(s.conversations.c1, NOW)).toBe(false);
     s = setMuted(s, 'c1', '2026-11-21T09:00:00Z');
     s = setMuted(s, 'c1', null);
-    expect(s.conversations.c1.muted_until).toBeNull();
+    expect(s.conversations.c1.muted_until).toBeUndefined();
     expect(setMuted(s, 'nope', null)).toBe(s);
   });
 });

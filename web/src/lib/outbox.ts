@@ -1,4 +1,4 @@
-import type { OutboxItem } from './types';
+import type { ClientFrame, OutboxItem } from './types';
 
 /** Messages written but not yet acknowledged, persisted per user, in the order written. */
 export class Outbox {
@@ -71,7 +71,7 @@ export class Outbox {
 }
 
 /** The WebSocket `send` frame for a queued message (resends reuse its client_id). */
-export function sendFrame(item: OutboxItem): Record<string, unknown> {
+export function sendFrame(item: OutboxItem): ClientFrame {
   return {
     type: 'send',
     conversation_id: item.conversation_id,

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { Realtime, wsUrl, type SocketLike } from './realtime';
 import { StreamPos } from './streampos';
 import { MemoryStorage } from './testutil';
-import type { ServerEvent } from './types';
+import type { ServerFrame } from './types';
 
 class FakeSocket implements SocketLike {
   readyState = 0;
@@ -35,7 +35,7 @@ const tick = () => new Promise((r) => setTimeout(r, 0));
 function setup(pos: StreamPos) {
   const sockets: FakeSocket[] = [];
   const timers: { fn: () => void; ms: number }[] = [];
-  const events: ServerEvent[] = [];
+  const events: ServerFrame[] = [];
   const states: string[] = [];
   let lives = 0;
   let refreshes = 0;
@@ -84,7 +84,7 @@ describe('Realtime', () => {
 
     s1.drop();
     expect(h.rt.state).toBe('reconnecting');
-    expect(h.rt.send({ type: 'x' })).toBe(false);
+    expect(h.rt.send({ type: 'ping' })).toBe(false);
     const retry = h.timers[h.timers.length - 1];
     expect(retry.ms).toBeGreaterThanOrEqual(250);
     expect(retry.ms).toBeLessThanOrEqual(500);

@@ -1,7 +1,7 @@
 import { backoffDelay, DEFAULT_BACKOFF, type BackoffPolicy } from './backoff';
 import { ApiError } from './errors';
 import type { StreamPos } from './streampos';
-import type { ServerEvent, User } from './types';
+import { CLOSE_CODE, type ClientFrame, type ServerFrame, type User } from './types';
 
 export type ConnState = 'connecting' | 'connected' | 'reconnecting' | 'offline';
 
@@ -21,7 +21,7 @@ export interface RealtimeOptions {
   getToken: () => Promise<string>;
   refreshToken: () => Promise<string>;
   streamPos: () => StreamPos | null;
-  onEvent: (ev: ServerEvent) => void;
+  onEvent: (ev: ServerFrame) => void;
   onState?: (st: ConnState) => void;
   /** Called when the connection is authenticated and caught up (after `synced`). */
   onLive?: (user: User | null) => void;
@@ -38,6 +38,11 @@ export interface RealtimeOptions {
 }
 
 const OPEN = 1;
+
+/** Every frame this client sends is a protocol `ClientFrame` (types from the Rust crate). */
+function encode(frame: ClientFrame): string {
+  return JSON.stringify(frame);
+}
 
 /** The one WebSocket: auth frame first, sync on reconnect, ping, backoff with jitter. */
 export class Realtime {
@@ -125,10 +130,10 @@ export class Realtime {
   }
 
   /** Sends a frame if the connection is live; false otherwise (caller keeps it queued). */
-  send(frame: object): boolean {
+  send(frame: ClientFrame): boolean {
     if (!this.isLive) return false;
     try {
-      this.ws!.send(JSON.stringify(frame));
+      this.ws!.send(encode(frame));
       return true;
     } catch {
       return false;
@@ -153,7 +158,7 @@ export class Realtime {
     const ws = this.ws;
     if (!ws || ws.readyState !== OPEN || this.sentView === this.view || !this.readyOnThis) return;
     try {
-      ws.send(JSON.stringify({ type: 'view', conversation_id: this.view }));
+      ws.send(encode({ type: 'view', conversation_id: this.view }));
       this.sentView = this.view;
     } catch {
       /* the reconnect sends it */
@@ -193,11 +198,11 @@ export class Realtime {
     this.sentView = null;
     this.readyOnThis = false;
     ws.onopen = () => {
-      ws.send(JSON.stringify({ type: 'auth', token }));
+      ws.send(encode({ type: 'auth', token }));
     };
     ws.onmessage = (ev) => {
       if (this.ws !== ws) return;
-      let data: ServerEvent;
+      let data: ServerFrame;
       try {
         data = JSON.parse(String(ev.data));
       } catch {
@@ -214,7 +219,7 @@ export class Realtime {
       this.live = false;
       this.clearTimers();
       if (this.stopped) return;
-      if (ev.code === 4001) {
+      if (ev.code === CLOSE_CODE.UNAUTHENTICATED) {
         // Token rejected: refresh, then reconnect (backing off if it keeps happening).
         this.authFailures++;
         this.setState('reconnecting');
@@ -264,7 +269,7 @@ export class Realtime {
       const ws = this.ws;
       if (!ws || ws.readyState !== OPEN) return;
       try {
-        ws.send(JSON.stringify({ type: 'ping' }));
+        ws.send(encode({ type: 'ping' }));
       } catch {
         /* ignore */
       }
@@ -282,7 +287,7 @@ export class Realtime {
     }, this.o.pingMs);
   }
 
-  private handle(ev: ServerEvent) {
+  private handle(ev: ServerFrame) {
     if (ev.type === 'pong') {
       if (this.pongTimer) this.o.clearTimer(this.pongTimer);
       this.pongTimer = null;
@@ -294,7 +299,7 @@ export class Realtime {
       this.schedulePing();
       const sp = this.o.streamPos();
       if (sp && sp.value !== null) {
-        this.ws?.send(JSON.stringify({ type: 'sync', since: sp.value }));
+        this.ws?.send(encode({ type: 'sync', since: sp.value }));
         this.sendView();
         this.syncTimer = this.o.setTimer(() => this.goLive(), this.o.syncTimeoutMs);
         this.o.onEvent(ev);
@@ -314,7 +319,7 @@ export class Realtime {
     }
     this.o.onEvent(ev);
     // Advance the position only after the event was applied.
-    const pos = (ev as { stream_pos?: number }).stream_pos;
+    const pos = 'stream_pos' in ev ? ev.stream_pos : undefined;
     if (pos !== undefined) this.o.streamPos()?.observe(pos);
   }
 }

@@ -2,17 +2,18 @@ import { get } from 'svelte/store';
 import { describe, expect, it, vi } from 'vitest';
 import { applyMessage, emptyState, messageStatus, setConversations } from './chat';
 import { Session } from './session';
-import { ApiError } from './errors';
+import { ApiError, friendlyError } from './errors';
 import { conv, MemoryStorage, msg } from './testutil';
-import type { FriendRequest, Member, User } from './types';
+import type { FriendRequest, Me, Member, User } from './types';
 
 const user = (id: string): User => ({ id, username: id, display_name: id, avatar_url: null, bio: null, online: false, last_seen_at: null });
+const me = (id: string): Me => ({ ...user(id), email: null, phone: null, created_at: '2026-01-01T00:00:00Z', notification_previews: true });
 
 function session() {
   // No login here: the REST calls the handlers start in the background just fail quietly.
   vi.stubGlobal('fetch', vi.fn(async () => new Response('{}', { status: 401 })));
   const s = new Session(new MemoryStorage());
-  s.me.set(user('me'));
+  s.me.set(me('me'));
   return s;
 }
 
@@ -43,11 +44,21 @@ describe('Session event handling (server extensions)', () => {
     let st = setConversations(emptyState('me'), [conv({ id: 'g1', kind: 'group', name: 'G' })]);
     st = applyMessage(st, msg({ seq: 5, conversation_id: 'g1', sender_id: 'me', client_id: 'x' }));
     s.chat.set(st);
-    const member = (id: string, seq?: number): Member => ({ user: user(id), role: 'member', joined_at: '2026-01-01T00:00:00Z', last_read_seq: seq });
+    const member = (id: string, seq?: number): Member => ({ user: user(id), role: 'member', joined_at: '2026-01-01T00:00:00Z', last_read_seq: seq ?? 0 });
     s.applyMemberReadMarkers('g1', [member('me', 5), member('bob', 4)]);
     expect(messageStatus(get(s.chat), get(s.chat).messages.g1[0])).toBe('sent');
     s.applyMemberReadMarkers('g1', [member('me', 5), member('bob', 5)]);
     expect(messageStatus(get(s.chat), get(s.chat).messages.g1[0])).toBe('read');
+  });
+});
+
+describe('Session: login errors', () => {
+  it('a wrong login or password (401 unauthenticated) is said as such, not as an ended session', async () => {
+    const s = new Session(new MemoryStorage());
+    vi.stubGlobal('fetch', vi.fn(async () => new Response(JSON.stringify({ error: { code: 'unauthenticated', message: 'wrong login or password' } }), { status: 401 })));
+    const err = await s.login('ann', 'nope').catch((e) => e);
+    expect(err).toBeInstanceOf(ApiError);
+    expect(friendlyError(err)).toBe('That login and password do not match.');
   });
 });
 

@@ -47,7 +47,7 @@ import { navigate } from './router';
 import { StreamPos } from './streampos';
 import { TokenManager } from './tokens';
 import { TypingSender } from './typing';
-import type { Conversation, FriendRequest, Media, Member, Message, MessageKind, OutboxItem, ServerEvent, User } from './types';
+import type { Conversation, FriendRequest, Me, Media, Member, Message, MessageKind, OutboxItem, RegisterRequest, ServerFrame, User } from './types';
 
 export type AuthStatus = 'loading' | 'anon' | 'authed';
 
@@ -97,7 +97,7 @@ export class Session {
   readonly tokens: TokenManager;
   readonly api: Api;
   readonly status = writable<AuthStatus>('loading');
-  readonly me = writable<User | null>(null);
+  readonly me = writable<Me | null>(null);
   readonly chat = writable<ChatState>(emptyState());
   readonly conn = writable<ConnState>('offline');
   /**
@@ -245,13 +245,21 @@ export class Session {
   }
 
   async login(login: string, password: string): Promise<void> {
-    const r = await this.api.login(login, password);
+    let r;
+    try {
+      r = await this.api.login(login, password);
+    } catch (e) {
+      // The server answers a wrong login or password with 401 `unauthenticated`, the same code
+      // as an ended session: here it means the credentials, so say that.
+      if (e instanceof ApiError && e.status === 401) throw new ApiError(401, 'invalid_credentials', e.message);
+      throw e;
+    }
     this.tokens.setTokens(r);
     await this.mediaCookieReady();
     this.startSession(r.user);
   }
 
-  async register(b: { email?: string; phone?: string; username: string; password: string; display_name?: string }): Promise<void> {
+  async register(b: RegisterRequest): Promise<void> {
     const r = await this.api.register(b);
     this.tokens.setTokens(r);
     await this.mediaCookieReady();
@@ -292,7 +300,7 @@ export class Session {
     if (message) this.toast(message);
   }
 
-  private startSession(user: User): void {
+  private startSession(user: Me): void {
     this.me.set(user);
     this.rememberUsers([user]);
     this.outbox = new Outbox(this.storage, user.id);
@@ -450,32 +458,35 @@ export class Session {
     return document.visibilityState === 'visible' ? a : null;
   }
 
-  handleEvent(ev: ServerEvent): void {
+  handleEvent(ev: ServerFrame): void {
     const me = get(this.me);
     switch (ev.type) {
-      case 'ready':
-        if (ev.user) {
-          this.me.set({ ...get(this.me), ...ev.user });
-          this.rememberUsers([ev.user]);
-        }
+      case 'ready': {
+        // `ready` carries the public profile; the contact data stays from `GET /users/me`.
+        const cur = get(this.me);
+        if (cur) this.me.set({ ...cur, ...ev.user });
+        this.rememberUsers([ev.user]);
         break;
+      }
       case 'ack':
         this.outbox?.remove(ev.client_id);
         this.chat.update((s) => applyMessage(s, ev.message, { activeVisible: this.activeVisible() }));
         break;
-      case 'error':
-        if (ev.client_id) {
-          this.outbox?.remove(ev.client_id);
+      case 'error': {
+        const clientId = ev.client_id;
+        if (clientId) {
+          this.outbox?.remove(clientId);
           const text = friendlyError(new ApiError(400, ev.code, ev.message));
-          this.chat.update((s) => failPending(s, ev.client_id!, text));
+          this.chat.update((s) => failPending(s, clientId, text));
           this.toast(`Message not sent: ${text}`);
         }
         break;
+      }
       case 'message': {
         const m = ev.message;
         const known = !!get(this.chat).conversations[m.conversation_id];
         this.chat.update((s) => applyMessage(s, m, { activeVisible: this.activeVisible() }));
-        if (m.client_id && m.sender_id === me?.id) this.outbox?.remove(m.client_id);
+        if (m.sender_id === me?.id) this.outbox?.remove(m.client_id);
         if (!known) void this.fetchConversation(m.conversation_id);
         if (m.sender_id !== me?.id) {
           this.notify(m);
@@ -751,7 +762,7 @@ export class Session {
   /** `notification_previews`: whether pushes carry the message text. */
   async setNotificationPreviews(on: boolean): Promise<void> {
     const u = await this.attempt(() => this.api.updateMe({ notification_previews: on }), on ? 'Notifications will show message text' : 'Notifications will not show message text');
-    if (u) this.me.set({ ...get(this.me)!, ...u, notification_previews: u.notification_previews ?? on });
+    if (u) this.me.set(u);
   }
 
   // ---------- mute ----------

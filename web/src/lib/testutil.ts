@@ -27,7 +27,7 @@ export function msg(p: Partial<Message> & { seq: number }): Message {
     id: `m${p.seq}`,
     conversation_id: 'c1',
     sender_id: 'bob',
-    client_id: null,
+    client_id: `k${p.seq}`,
     kind: 'text',
     body: `hello ${p.seq}`,
     attachments: [],
@@ -52,6 +52,7 @@ export function conv(p: Partial<Conversation> & { id: string }): Conversation {
     my_role: 'member',
     last_read_seq: 0,
     member_count: 2,
+    last_seq: 0,
     ...p,
   };
 }

@@ -6,8 +6,6 @@ use axum::response::Response;
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use chatnode_protocol::{self as p, ErrorCode};
-use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
 
 use super::{ApiJson, AuthUser, no_content};
 use crate::SharedState;
@@ -23,30 +21,6 @@ pub fn router() -> Router<SharedState> {
         .route("/sessions/{id}", delete(revoke))
 }
 
-#[derive(Deserialize, ToSchema)]
-pub(crate) struct ChangePassword {
-    current_password: String,
-    new_password: String,
-}
-
-#[derive(Deserialize, ToSchema)]
-pub(crate) struct ConfirmPassword {
-    password: String,
-}
-
-#[derive(Serialize, ToSchema)]
-pub(crate) struct Session {
-    id: String,
-    created_at: String,
-    /// The session this request was made with.
-    current: bool,
-}
-
-#[derive(Serialize, ToSchema)]
-pub(crate) struct SessionList {
-    sessions: Vec<Session>,
-}
-
 async fn check_password(state: &SharedState, user_id: &str, password: String) -> Result<()> {
     let hash = state.store.password_hash(user_id).await?;
     if !state.auth.verify_password(password, Some(hash)).await? {
@@ -56,14 +30,14 @@ async fn check_password(state: &SharedState, user_id: &str, password: String) ->
 }
 
 /// Changes the password; every other login session ends and its sockets close.
-#[utoipa::path(post, path = "/api/v1/users/me/password", tag = "account", request_body = ChangePassword,
+#[utoipa::path(post, path = "/api/v1/users/me/password", tag = "account", request_body = p::ChangePasswordRequest,
     responses((status = 204, description = "Changed; other sessions revoked"),
               (status = "4XX", description = "Error (403 when the current password is wrong)", body = p::ErrorBody)),
     security(("bearer" = [])))]
 pub(crate) async fn change_password(
     State(state): State<SharedState>,
     auth: AuthUser,
-    ApiJson(req): ApiJson<ChangePassword>,
+    ApiJson(req): ApiJson<p::ChangePasswordRequest>,
 ) -> Result<Response> {
     let new = Password::parse(&req.new_password).map_err(|_| {
         Error::invalid(
@@ -82,25 +56,25 @@ pub(crate) async fn change_password(
 }
 
 #[utoipa::path(get, path = "/api/v1/sessions", tag = "account",
-    responses((status = 200, description = "Your live login sessions", body = SessionList),
+    responses((status = 200, description = "Your live login sessions", body = p::SessionList),
               (status = "4XX", description = "Error", body = p::ErrorBody)),
     security(("bearer" = [])))]
 pub(crate) async fn sessions(
     State(state): State<SharedState>,
     auth: AuthUser,
-) -> Result<Json<SessionList>> {
+) -> Result<Json<p::SessionList>> {
     let sessions = state
         .store
         .sessions(&auth.user_id)
         .await?
         .into_iter()
-        .map(|(id, at)| Session {
+        .map(|(id, at)| p::Session {
             current: id == auth.session_id,
             id,
             created_at: crate::time::rfc3339(at),
         })
         .collect();
-    Ok(Json(SessionList { sessions }))
+    Ok(Json(p::SessionList { sessions }))
 }
 
 #[utoipa::path(delete, path = "/api/v1/sessions/{id}", tag = "account", params(("id" = String, Path)),
@@ -120,14 +94,14 @@ pub(crate) async fn revoke(
 }
 
 /// Deletes the account (the password confirms it): messages remain as "Deleted user".
-#[utoipa::path(post, path = "/api/v1/users/me/delete", tag = "account", request_body = ConfirmPassword,
+#[utoipa::path(post, path = "/api/v1/users/me/delete", tag = "account", request_body = p::ConfirmPasswordRequest,
     responses((status = 204, description = "Deleted; every session ended"),
               (status = "4XX", description = "Error (403 when the password is wrong)", body = p::ErrorBody)),
     security(("bearer" = [])))]
 pub(crate) async fn delete_account(
     State(state): State<SharedState>,
     auth: AuthUser,
-    ApiJson(req): ApiJson<ConfirmPassword>,
+    ApiJson(req): ApiJson<p::ConfirmPasswordRequest>,
 ) -> Result<Response> {
     check_password(&state, &auth.user_id, req.password).await?;
     let revoked = state.store.delete_account(&auth.user_id).await?;

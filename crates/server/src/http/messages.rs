@@ -177,29 +177,22 @@ pub(crate) async fn edit(
     ))
 }
 
-#[derive(Deserialize)]
-pub(crate) struct DeleteQuery {
-    #[serde(rename = "for")]
-    scope: Option<String>,
-}
-
-#[utoipa::path(delete, path = "/api/v1/conversations/{id}/messages/{seq}", tag = "messages", params(("id" = String, Path), ("seq" = i64, Path), ("for" = Option<String>, Query, description = "everyone (default) or me")), responses((status = 204, description = "Deleted"), (status = "4XX", description = "Error (see ErrorBody.code)", body = chatnode_protocol::ErrorBody)), security(("bearer" = [])))]
+#[utoipa::path(delete, path = "/api/v1/conversations/{id}/messages/{seq}", tag = "messages", params(("id" = String, Path), ("seq" = i64, Path), ("for" = Option<p::DeleteScope>, Query, description = "everyone (default) or me")), responses((status = 204, description = "Deleted"), (status = "4XX", description = "Error (see ErrorBody.code)", body = chatnode_protocol::ErrorBody)), security(("bearer" = [])))]
 pub(crate) async fn delete(
     State(state): State<SharedState>,
     auth: AuthUser,
     Path((id, seq)): Path<(String, String)>,
-    ApiQuery(q): ApiQuery<DeleteQuery>,
+    query: Result<ApiQuery<p::DeleteMessageQuery>, Error>,
 ) -> Result<Response> {
     let id = domain::id(&id, "conversation")?;
     let seq = parse_seq(&seq)?;
-    let for_everyone = match q.scope.as_deref() {
-        None | Some("everyone") => true,
-        Some("me") => false,
-        Some(_) => return Err(Error::invalid("for", "for must be `everyone` or `me`")),
-    };
+    // Checked after the path, as before; the query's one parameter is `for`, so any failure to
+    // read it is about `for` (and keeps the field-specific error of the other validations).
+    let ApiQuery(q) = query.map_err(|_| Error::invalid("for", "for must be `everyone` or `me`"))?;
+    let scope = q.scope.unwrap_or_default();
     state
         .store
-        .delete_message(&auth.user_id, &id, seq, for_everyone)
+        .delete_message(&auth.user_id, &id, seq, scope == p::DeleteScope::Everyone)
         .await?;
     Ok(no_content())
 }

@@ -80,6 +80,8 @@ use utoipa::OpenApi;
         chatnode_protocol::AuthResponse,
         chatnode_protocol::RefreshRequest,
         chatnode_protocol::TokenPair,
+        // Query parameters' schemas are not collected on their own.
+        chatnode_protocol::DeleteScope,
     ))
 )]
 pub struct ApiDoc;
@@ -110,4 +112,38 @@ impl utoipa::Modify for BearerAuth {
 
 pub async fn serve() -> Json<utoipa::openapi::OpenApi> {
     Json(ApiDoc::openapi())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every `$ref` names a schema the document defines (a type used only in `params(...)` is
+    /// not collected by utoipa and must be listed in `components`).
+    #[test]
+    fn every_schema_reference_resolves() {
+        let doc = serde_json::to_value(ApiDoc::openapi()).unwrap();
+        let schemas = doc["components"]["schemas"].as_object().unwrap();
+        let mut refs = Vec::new();
+        fn walk(v: &serde_json::Value, out: &mut Vec<String>) {
+            match v {
+                serde_json::Value::Object(m) => {
+                    for (k, v) in m {
+                        match (k.as_str(), v.as_str()) {
+                            ("$ref", Some(r)) => out.push(r.to_owned()),
+                            _ => walk(v, out),
+                        }
+                    }
+                }
+                serde_json::Value::Array(a) => a.iter().for_each(|v| walk(v, out)),
+                _ => {}
+            }
+        }
+        walk(&doc, &mut refs);
+        assert!(!refs.is_empty());
+        for r in refs {
+            let name = r.trim_start_matches("#/components/schemas/");
+            assert!(schemas.contains_key(name), "dangling {r}");
+        }
+    }
 }

@@ -2378,7 +2378,7 @@ impl Store for SqlStore {
                     let frame = ServerFrame::MessageDeleted {
                         conversation_id: conversation_id.to_owned(),
                         seq,
-                        scope: Some("everyone".into()),
+                        scope: Some(p::DeleteScope::Everyone),
                         stream_pos: None,
                     };
                     Self::emit_conv(&mut tx, &mut ev, conversation_id, &frame).await?;
@@ -2393,7 +2393,7 @@ impl Store for SqlStore {
                     let frame = ServerFrame::MessageDeleted {
                         conversation_id: conversation_id.to_owned(),
                         seq,
-                        scope: Some("me".into()),
+                        scope: Some(p::DeleteScope::Me),
                         stream_pos: None,
                     };
                     Self::emit_user(&mut tx, &mut ev, user_id, &frame).await?;

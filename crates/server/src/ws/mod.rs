@@ -369,7 +369,7 @@ async fn authenticate(state: &SharedState, socket: &mut Socket) -> Option<AuthUs
             let _ = socket
                 .send(&ServerFrame::Error {
                     client_id: None,
-                    code: ErrorCode::Unauthenticated.as_str().into(),
+                    code: ErrorCode::Unauthenticated,
                     message: "invalid or expired token".into(),
                 })
                 .await;
@@ -579,7 +579,7 @@ async fn turn(
             Item::Limited(client_id) => {
                 let frame = ServerFrame::Error {
                     client_id,
-                    code: ErrorCode::RateLimited.as_str().into(),
+                    code: ErrorCode::RateLimited,
                     message: "too many frames; slow down".into(),
                 };
                 reply(socket, &frame).await

@@ -15,7 +15,7 @@ pub fn error_frame(client_id: Option<String>, e: &Error) -> ServerFrame {
     let (code, message) = e.public();
     ServerFrame::Error {
         client_id,
-        code: code.as_str().to_owned(),
+        code,
         message,
     }
 }
@@ -141,10 +141,11 @@ pub(crate) fn client_id_of(text: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chatnode_protocol::ErrorCode;
 
     const CONV: &str = "01890a5d-ac96-774b-bcce-b302099a8057";
 
-    fn refused(text: &str) -> (Option<String>, String) {
+    fn refused(text: &str) -> (Option<String>, ErrorCode) {
         match decode("u", text).map_err(|r| r.frame()) {
             Err(ServerFrame::Error {
                 client_id, code, ..
@@ -175,22 +176,22 @@ mod tests {
         // Refusals carry the client_id when there is one, even from a frame that did not parse.
         assert_eq!(
             refused(r#"{"type":"send","client_id":"c2","body":1}"#),
-            (Some("c2".into()), "invalid_request".into())
+            (Some("c2".into()), ErrorCode::InvalidRequest)
         );
         let blank =
             format!(r#"{{"type":"send","conversation_id":"{CONV}","client_id":"c3","body":" "}}"#);
         assert_eq!(refused(&blank).0.as_deref(), Some("c3"));
         assert_eq!(
             refused(r#"{"type":"sync","since":-1}"#).1,
-            "invalid_request"
+            ErrorCode::InvalidRequest
         );
         assert_eq!(
             refused(r#"{"type":"auth","token":"t"}"#).1,
-            "invalid_request"
+            ErrorCode::InvalidRequest
         );
         assert_eq!(
             refused(r#"{"type":"typing","conversation_id":"x","typing":true}"#).1,
-            "not_found"
+            ErrorCode::NotFound
         );
         assert!(matches!(
             decode("u", r#"{"type":"view","conversation_id":"not-an-id"}"#),

@@ -8,7 +8,9 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use chatnode_client::protocol::{Conversation, CreateGroupRequest, RegisterRequest, User};
+use chatnode_client::protocol::{
+    Conversation, CreateGroupRequest, ErrorCode, RegisterRequest, User,
+};
 use chatnode_client::{Client, FriendRequestOutcome};
 
 pub const WAIT: Duration = Duration::from_secs(5);
@@ -333,6 +335,12 @@ fn spawn(dir: &Path, listen: &str, extra: &[String], envs: &[(String, String)]) 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
 /// A unique username for this test process.
+/// The `error.code` of a raw error body (`{"error":{"code",…}}`), as the protocol's enum; `None`
+/// when the body has no code. Raw calls check the wire; the code is still compared as the enum.
+pub fn error_code(body: &serde_json::Value) -> Option<ErrorCode> {
+    serde_json::from_value(body["error"]["code"].clone()).ok()
+}
+
 pub fn unique(prefix: &str) -> String {
     format!(
         "{prefix}{}_{}",

@@ -148,6 +148,8 @@ pub struct Cluster {
     control: mpsc::UnboundedSender<Input>,
     subs: Mutex<Subs>,
     connected: Arc<AtomicBool>,
+    /// The server's tasks (each subscription forwards on one).
+    tasks: crate::tasks::Tasks,
     pub dropped_out: AtomicU64,
     pub duplicates: AtomicU64,
     pub gap_fills: AtomicU64,
@@ -159,6 +161,7 @@ impl Cluster {
         url: &str,
         hub: Arc<Hub>,
         store: Arc<dyn Store>,
+        tasks: &crate::tasks::Tasks,
     ) -> anyhow::Result<Arc<Cluster>> {
         let node_id = uuid::Uuid::new_v4().simple().to_string();
         let connected = Arc::new(AtomicBool::new(false));
@@ -217,6 +220,7 @@ impl Cluster {
             control: ctl_tx,
             subs: Mutex::new(Subs::default()),
             connected,
+            tasks: tasks.clone(),
             dropped_out: AtomicU64::new(0),
             duplicates: AtomicU64::new(0),
             gap_fills: AtomicU64::new(0),
@@ -226,18 +230,18 @@ impl Cluster {
             .subscribe(PRESENCE_SUBJECT)
             .await
             .context("cannot subscribe to NATS")?;
-        tokio::spawn(forward(presence, cluster.inbox.clone()));
+        tasks.background(forward(presence, cluster.inbox.clone()));
         let sessions = cluster
             .client
             .subscribe(SESSIONS_SUBJECT)
             .await
             .context("cannot subscribe to NATS")?;
-        tokio::spawn(forward(sessions, cluster.inbox.clone()));
-        tokio::spawn(publisher(cluster.client.clone(), out_rx));
+        tasks.background(forward(sessions, cluster.inbox.clone()));
+        tasks.background(publisher(cluster.client.clone(), out_rx));
         let (local_tx, local_rx) = mpsc::unbounded_channel();
         hub.set_forward(local_tx);
-        tokio::spawn(cluster.clone().processor(local_rx, in_rx, ctl_rx));
-        tokio::spawn(cluster.clone().heartbeat());
+        tasks.background(cluster.clone().processor(local_rx, in_rx, ctl_rx));
+        tasks.background(cluster.clone().heartbeat());
         tracing::info!(node = %cluster.node_id, "joined the cluster");
         Ok(cluster)
     }
@@ -281,7 +285,7 @@ impl Cluster {
                 return None;
             }
         };
-        Some(tokio::spawn(forward(sub, self.inbox.clone())))
+        Some(self.tasks.background(forward(sub, self.inbox.clone())))
     }
 
     /// A user's first connection on this node opened: subscribe to their subject and to

@@ -18,7 +18,9 @@ pub mod media;
 pub mod messages;
 pub mod metrics;
 pub mod push;
+pub mod serve;
 pub mod store;
+pub mod tasks;
 pub mod time;
 pub mod web;
 pub mod ws;
@@ -39,6 +41,7 @@ use crate::hub::Hub;
 use crate::messages::Batcher;
 use crate::metrics::Metrics;
 use crate::store::Store;
+use crate::tasks::Tasks;
 
 /// Everything a request handler or connection task needs; shared behind an `Arc`.
 pub struct AppState {
@@ -57,6 +60,8 @@ pub struct AppState {
     pub cluster: Option<Arc<Cluster>>,
     /// Flips to `true` when the server begins shutting down.
     pub shutdown: watch::Receiver<bool>,
+    /// Every task of the server (see [`tasks`]).
+    pub tasks: Tasks,
 }
 
 pub type SharedState = Arc<AppState>;
@@ -113,6 +118,7 @@ impl Server {
                 "--nats-url needs a shared postgres:// --database-url (SQLite cannot be shared between nodes)"
             );
         }
+        let tasks = Tasks::new();
         let hub = Arc::new(Hub::new());
         {
             // One sweeper pings silent sockets and closes dead ones, for every connection of
@@ -120,7 +126,7 @@ impl Server {
             let idle = Duration::from_secs(config.ws_idle_timeout.max(1));
             let (every, ping) = ws::sweep_timing(idle);
             let hub = hub.clone();
-            tokio::spawn(async move {
+            tasks.background(async move {
                 let mut tick = tokio::time::interval(every);
                 loop {
                     tick.tick().await;
@@ -135,7 +141,7 @@ impl Server {
             config.hash_concurrency,
         )?);
         let cluster = match &config.nats_url {
-            Some(url) => Some(Cluster::start(url, hub.clone(), store.clone()).await?),
+            Some(url) => Some(Cluster::start(url, hub.clone(), store.clone(), &tasks).await?),
             None => None,
         };
         let metrics = Arc::new(Metrics::default());
@@ -151,6 +157,7 @@ impl Server {
         };
         let media = Arc::new(media::Media::new(blobs, limits, config.hash_concurrency));
         media.spawn_gc(
+            &tasks,
             store.clone(),
             Duration::from_secs(config.media_grace_secs),
             Duration::from_secs(config.media_gc_interval_secs),
@@ -167,6 +174,7 @@ impl Server {
             },
             store.clone(),
             hub.clone(),
+            &tasks,
         )?;
         let limits = {
             use limits::Limiter;
@@ -199,6 +207,7 @@ impl Server {
             limits,
             cluster,
             shutdown,
+            tasks,
         });
         let tls = match &state.config.tls {
             Some((cert, key)) => Some(
@@ -229,60 +238,80 @@ impl Server {
         http::router(self.state.clone())
     }
 
-    /// Serves until `shutdown` resolves, then closes every WebSocket with 1001, waits (up to
-    /// 5 s) for them to finish, and returns.
+    /// Serves until `shutdown` resolves, then shuts down in order:
+    /// 1. new sends are refused and every send already queued is committed and answered
+    ///    (the batcher drains); readiness turns 503;
+    /// 2. every WebSocket writes what is queued for it (those answers) and closes with 1001;
+    ///    the accept loop stops and HTTP connections finish their request in flight;
+    /// 3. connection tasks are waited for (up to 10 s), background tasks are stopped;
+    /// 4. the store's connections are closed.
     pub async fn run(
         self,
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        let app = self
-            .router()
-            .into_make_service_with_connect_info::<SocketAddr>();
         let state = self.state.clone();
-        let tx = self.shutdown_tx;
-        let graceful = async move {
-            shutdown.await;
-            let _ = tx.send(true);
-            state
-                .hub
-                .close_all(chatnode_protocol::close_code::GOING_AWAY);
-        };
-        match self.tls {
-            // TCP_NODELAY: chat frames are small and often sent back to back (an event, then
-            // an ack); with Nagle the second waits for the peer's delayed ACK (~40 ms).
-            None => axum::serve(
-                axum::serve::ListenerExt::tap_io(listener, |tcp| {
-                    let _ = tcp.set_nodelay(true);
-                }),
-                app,
-            )
-            .with_graceful_shutdown(graceful)
-            .await
-            .context("server failed")?,
-            Some(tls) => {
-                let handle = axum_server::Handle::new();
-                let stopper = handle.clone();
-                tokio::spawn(async move {
-                    graceful.await;
-                    stopper.graceful_shutdown(Some(Duration::from_secs(5)));
-                });
-                let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(tls)
-                    .acceptor(axum_server::accept::NoDelayAcceptor::new());
-                axum_server::from_tcp(listener.into_std().context("listener")?)
-                    .context("cannot serve TLS")?
-                    .acceptor(acceptor)
-                    .handle(handle)
-                    .serve(app)
-                    .await
-                    .context("server failed")?
+        let stop_accepting = state.tasks.cancelled().child_token();
+        let tls_handle = axum_server::Handle::new();
+        let serving = {
+            let app = self.router();
+            let tasks = state.tasks.connection_tracker();
+            let stop = stop_accepting.clone();
+            let handle = tls_handle.clone();
+            async move {
+                match self.tls {
+                    None => {
+                        serve::accept_loop(listener, app, tasks, stop).await;
+                        Ok(())
+                    }
+                    Some(tls) => {
+                        let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(tls)
+                            .acceptor(axum_server::accept::NoDelayAcceptor::new());
+                        axum_server::from_tcp(listener.into_std().context("listener")?)
+                            .context("cannot serve TLS")?
+                            .acceptor(acceptor)
+                            .handle(handle)
+                            .serve(app.into_make_service_with_connect_info::<SocketAddr>())
+                            .await
+                            .context("server failed")
+                    }
+                }
             }
+        };
+        let mut serving = std::pin::pin!(serving);
+        tokio::select! {
+            r = serving.as_mut() => return r,
+            _ = shutdown => {}
         }
-        // Upgraded WebSocket connections are not tracked by the HTTP server: wait for them.
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-        while self.state.hub.connection_count() > 0 && tokio::time::Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(20)).await;
+        let started = tokio::time::Instant::now();
+        let _ = self.shutdown_tx.send(true);
+        // 1. Every queued send committed and answered; later ones refused.
+        let drained = tokio::time::timeout(Duration::from_secs(10), state.batcher.drain()).await;
+        if drained.is_err() {
+            tracing::warn!("the message batcher did not drain within 10 s");
         }
+        // 2. Sockets flush their answers and close with 1001; no new connections.
+        state
+            .hub
+            .close_all(chatnode_protocol::close_code::GOING_AWAY);
+        stop_accepting.cancel();
+        tls_handle.graceful_shutdown(Some(Duration::from_secs(5)));
+        let _ = tokio::time::timeout(Duration::from_secs(5), serving).await;
+        // 3. Connections, then background tasks.
+        let left = state.tasks.connections_done(Duration::from_secs(10)).await;
+        if left > 0 {
+            tracing::warn!(connections = left, "connections still open at shutdown");
+        }
+        let left = state.tasks.stop_background(Duration::from_secs(5)).await;
+        if left > 0 {
+            tracing::warn!(tasks = left, "background tasks still running at shutdown");
+        }
+        // 4. The store.
+        state.store.close().await;
+        tracing::info!(
+            ms = started.elapsed().as_millis() as u64,
+            "shut down cleanly"
+        );
         Ok(())
     }
 }

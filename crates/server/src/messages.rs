@@ -40,9 +40,18 @@ struct Job {
     reply: Reply,
 }
 
+enum Input {
+    Send(Job),
+    /// Shutdown: commit and answer everything queued before this, refuse what comes after,
+    /// then stop (and say so).
+    Drain(oneshot::Sender<()>),
+}
+
 #[derive(Clone)]
 pub struct Batcher {
-    tx: mpsc::Sender<Job>,
+    tx: mpsc::Sender<Input>,
+    /// Set at shutdown: new sends are refused (`unavailable`).
+    closed: Arc<std::sync::atomic::AtomicBool>,
 }
 
 fn unavailable() -> Error {
@@ -53,7 +62,7 @@ impl Batcher {
     pub fn spawn(store: Arc<dyn Store>, metrics: Arc<Metrics>, max_batch: usize) -> Batcher {
         // The queue bound is backpressure: when the disk cannot keep up, senders wait here
         // instead of growing memory.
-        let (tx, rx) = mpsc::channel::<Job>(max_batch * 4);
+        let (tx, rx) = mpsc::channel::<Input>(max_batch * 4);
         match store.blocking_committer() {
             Some(committer) => {
                 let spawned = std::thread::Builder::new()
@@ -67,67 +76,126 @@ impl Batcher {
                 tokio::spawn(commit_task(rx, store, metrics, max_batch));
             }
         }
-        Batcher { tx }
+        Batcher {
+            tx,
+            closed: Default::default(),
+        }
+    }
+
+    /// Shutdown: from now on sends are refused; everything queued before is committed and
+    /// answered. Returns once the batcher has stopped.
+    pub async fn drain(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+        let (done, wait) = oneshot::channel();
+        if self.tx.send(Input::Drain(done)).await.is_ok() {
+            let _ = wait.await;
+        }
+    }
+
+    async fn submit(&self, job: Job) -> Result<()> {
+        if self.closed.load(Ordering::SeqCst) {
+            return Err(unavailable());
+        }
+        self.tx
+            .send(Input::Send(job))
+            .await
+            .map_err(|_| unavailable())
     }
 
     /// Queues a message from a WebSocket connection; its `ack` (or `error`) is queued on
     /// `conn` after the commit.
     pub async fn submit_from(&self, message: NewMessage, conn: Arc<Conn>) -> Result<()> {
         let reply = Reply::Socket(conn);
-        self.tx
-            .send(Job { message, reply })
-            .await
-            .map_err(|_| unavailable())
+        self.submit(Job { message, reply }).await
     }
 
     /// Commits a message and returns the outcome (REST).
     pub async fn send(&self, message: NewMessage) -> Result<SendOutcome> {
         let (tx, rx) = oneshot::channel();
         let reply = Reply::Caller(tx);
-        self.tx
-            .send(Job { message, reply })
-            .await
-            .map_err(|_| unavailable())?;
+        self.submit(Job { message, reply }).await?;
         rx.await.map_err(|_| unavailable())?
     }
 }
 
 /// The batcher as an OS thread around a synchronous committer (SQLite).
 fn commit_thread(
-    mut rx: mpsc::Receiver<Job>,
+    mut rx: mpsc::Receiver<Input>,
     mut commit: BlockingCommitter,
     metrics: Arc<Metrics>,
     max_batch: usize,
 ) {
     let mut jobs: Vec<Job> = Vec::with_capacity(max_batch);
+    let mut drained = None;
     while let Some(first) = rx.blocking_recv() {
-        jobs.push(first);
-        while jobs.len() < max_batch {
+        match first {
+            Input::Send(j) => jobs.push(j),
+            Input::Drain(done) => drained = Some(done),
+        }
+        while drained.is_none() && jobs.len() < max_batch {
             match rx.try_recv() {
-                Ok(j) => jobs.push(j),
+                Ok(Input::Send(j)) => jobs.push(j),
+                Ok(Input::Drain(done)) => drained = Some(done),
                 Err(_) => break,
             }
         }
-        let messages: Vec<NewMessage> = jobs.iter().map(|j| j.message.clone()).collect();
-        metrics.batches.fetch_add(1, Ordering::Relaxed);
-        let results = commit(&messages);
-        finish(&metrics, jobs.drain(..), results);
+        if !jobs.is_empty() {
+            let messages: Vec<NewMessage> = jobs.iter().map(|j| j.message.clone()).collect();
+            metrics.batches.fetch_add(1, Ordering::Relaxed);
+            let results = commit(&messages);
+            finish(&metrics, jobs.drain(..), results);
+        }
+        if let Some(done) = drained.take() {
+            refuse_the_rest(&mut rx);
+            let _ = done.send(());
+            return;
+        }
     }
 }
 
 /// The batcher as a task around the store's async `send_messages` (PostgreSQL).
 async fn commit_task(
-    mut rx: mpsc::Receiver<Job>,
+    mut rx: mpsc::Receiver<Input>,
     store: Arc<dyn Store>,
     metrics: Arc<Metrics>,
     max_batch: usize,
 ) {
-    let mut jobs: Vec<Job> = Vec::with_capacity(max_batch);
-    while rx.recv_many(&mut jobs, max_batch).await > 0 {
-        let messages: Vec<NewMessage> = jobs.iter().map(|j| j.message.clone()).collect();
-        metrics.batches.fetch_add(1, Ordering::Relaxed);
-        let results = store.send_messages(messages).await;
-        finish(&metrics, jobs.drain(..), results);
+    let mut inputs: Vec<Input> = Vec::with_capacity(max_batch);
+    while rx.recv_many(&mut inputs, max_batch).await > 0 {
+        let mut jobs = Vec::with_capacity(inputs.len());
+        let mut drained = None;
+        for input in inputs.drain(..) {
+            match input {
+                // Anything after the drain request is refused below.
+                Input::Send(j) if drained.is_none() => jobs.push(j),
+                Input::Send(j) => answer(j.reply, j.message.client_id, Err(unavailable())),
+                Input::Drain(done) => drained = Some(done),
+            }
+        }
+        if !jobs.is_empty() {
+            let messages: Vec<NewMessage> = jobs.iter().map(|j| j.message.clone()).collect();
+            metrics.batches.fetch_add(1, Ordering::Relaxed);
+            let results = store.send_messages(messages).await;
+            finish(&metrics, jobs.into_iter(), results);
+        }
+        if let Some(done) = drained.take() {
+            refuse_the_rest(&mut rx);
+            let _ = done.send(());
+            return;
+        }
+    }
+}
+
+/// After a drain: nothing more is taken; whatever raced in is answered `unavailable`.
+fn refuse_the_rest(rx: &mut mpsc::Receiver<Input>) {
+    rx.close();
+    while let Ok(input) = rx.try_recv() {
+        match input {
+            Input::Send(j) => answer(j.reply, j.message.client_id, Err(unavailable())),
+            Input::Drain(done) => {
+                let _ = done.send(());
+            }
+        }
     }
 }
 

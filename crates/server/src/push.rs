@@ -102,6 +102,8 @@ pub struct Notifier {
     /// Whether any push subscription exists at all. While none does (most servers without
     /// a web client in use), messages cost the notifier nothing: no timer, no query.
     has_subscriptions: std::sync::atomic::AtomicBool,
+    /// The server's tasks (each message's delayed decision runs as one).
+    tasks: crate::tasks::Tasks,
 }
 
 #[derive(Default)]
@@ -140,6 +142,7 @@ impl Notifier {
         cfg: PushConfig,
         store: Arc<dyn Store>,
         hub: Arc<Hub>,
+        tasks: &crate::tasks::Tasks,
     ) -> anyhow::Result<Arc<Notifier>> {
         let vapid = Vapid::new(
             load_or_create_key(&data_dir.join("vapid_private_key"))?,
@@ -161,12 +164,13 @@ impl Notifier {
             stats: PushStats::default(),
             // Assume some until the first check says otherwise.
             has_subscriptions: std::sync::atomic::AtomicBool::new(true),
+            tasks: tasks.clone(),
             cfg,
         });
-        tokio::spawn(n.clone().watch_subscriptions());
+        tasks.background(n.clone().watch_subscriptions());
         hub.set_notifier(events_tx);
-        tokio::spawn(n.clone().listen(events_rx));
-        tokio::spawn(n.clone().send_loop(http));
+        tasks.background(n.clone().listen(events_rx));
+        tasks.background(n.clone().send_loop(http));
         Ok(n)
     }
 
@@ -206,7 +210,7 @@ impl Notifier {
             };
             if let Some(seq) = e.seq {
                 let me = self.clone();
-                tokio::spawn(async move {
+                self.tasks.background(async move {
                     tokio::time::sleep(me.cfg.delay).await;
                     if let Err(err) = me.decide(&conv, seq).await {
                         tracing::warn!(error = %err, "push: cannot decide on a message");

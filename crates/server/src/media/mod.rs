@@ -376,9 +376,15 @@ impl Media {
     }
 
     /// Removes uploads never attached to anything after `grace`, every `every`.
-    pub fn spawn_gc(self: &Arc<Self>, store: Arc<dyn Store>, grace: Duration, every: Duration) {
+    pub fn spawn_gc(
+        self: &Arc<Self>,
+        tasks: &crate::tasks::Tasks,
+        store: Arc<dyn Store>,
+        grace: Duration,
+        every: Duration,
+    ) {
         let me = self.clone();
-        tokio::spawn(async move {
+        tasks.background(async move {
             let mut tick = tokio::time::interval(every);
             loop {
                 tick.tick().await;

@@ -232,6 +232,8 @@ pub struct ReencryptReport {
 pub trait Store: Send + Sync + 'static {
     // --- health
     async fn ping(&self) -> Result<()>;
+    /// Closes the store's connections (shutdown: after every write has finished).
+    async fn close(&self);
     /// `sqlite` or `postgres`.
     fn backend(&self) -> &'static str;
 

@@ -1140,6 +1140,11 @@ impl Store for SqlStore {
         Self::BACKEND
     }
 
+    async fn close(&self) {
+        self.write.close().await;
+        self.read.close().await;
+    }
+
     async fn ping(&self) -> Result<()> {
         sqlx::query("SELECT 1").execute(&self.read).await?;
         Ok(())

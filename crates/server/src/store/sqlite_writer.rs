@@ -101,7 +101,7 @@ impl SqliteWriter {
              PRAGMA synchronous = FULL;
              PRAGMA foreign_keys = ON;
              PRAGMA busy_timeout = 10000;
-             PRAGMA cache_size = -65536;
+             PRAGMA cache_size = -8192;
              PRAGMA wal_autocheckpoint = 0;",
         )?;
         conn.set_prepared_statement_cache_capacity(64);

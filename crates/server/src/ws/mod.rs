@@ -111,6 +111,9 @@ fn handshake(headers: &HeaderMap) -> Option<String> {
 }
 
 pub async fn upgrade(State(state): State<SharedState>, mut req: HttpRequest) -> Response {
+    if *state.shutdown.borrow() {
+        return Error::new(ErrorCode::Unavailable, "server is shutting down").into_response();
+    }
     // Cross-site WebSocket hijacking: a page on another site must not open sockets here.
     if !origin_allowed(req.headers(), &state.config.allowed_origins) {
         return Error::forbidden("this origin may not open a WebSocket here").into_response();
@@ -119,6 +122,7 @@ pub async fn upgrade(State(state): State<SharedState>, mut req: HttpRequest) -> 
         return Error::bad_request("this endpoint needs a WebSocket upgrade").into_response();
     };
     let on_upgrade = hyper::upgrade::on(&mut req);
+    let tasks = state.tasks.clone();
     let task = async move {
         match on_upgrade.await {
             Ok(upgraded) => {
@@ -128,7 +132,7 @@ pub async fn upgrade(State(state): State<SharedState>, mut req: HttpRequest) -> 
             Err(e) => tracing::debug!(error = %e, "websocket upgrade failed"),
         }
     };
-    tokio::spawn(task);
+    tasks.connection(task);
     let mut resp = StatusCode::SWITCHING_PROTOCOLS.into_response();
     let h = resp.headers_mut();
     h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
@@ -523,6 +527,15 @@ async fn turn(
     readable: bool,
 ) -> Option<End> {
     if let Some(code) = conn.close_requested() {
+        // Shutting down: what is queued (answers to sends the batcher committed while
+        // draining) goes out before the close. A slow consumer's queue is just dropped.
+        if code == close_code::GOING_AWAY && conn.has_queued() {
+            let _ = tokio::time::timeout(
+                Duration::from_secs(2),
+                flush(socket, conn, session.skip_until),
+            )
+            .await;
+        }
         return Some(End::Close(code, close_reason(code)));
     }
     if conn.take_ping() {

@@ -15,7 +15,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::auth::{Auth, random_token};
 use crate::config::{BenchSeedArgs, Config};
-use crate::hub::Hub;
 use crate::time::new_id;
 
 #[derive(Deserialize)]
@@ -92,10 +91,10 @@ async fn seed(config: &Config, args: &BenchSeedArgs, spec: Spec) -> anyhow::Resu
             members,
         })
         .collect();
-    let hub = Arc::new(Hub::new());
     // Opens (and on first use sets up) the store exactly as `serve` will, encryption key
-    // included.
-    let store = crate::encryption::open_store(config, hub).await?;
+    // included. No server runs meanwhile: nobody is connected to tell anything.
+    let offline = Arc::new(crate::store::Offline);
+    let store = crate::encryption::open_store(config, offline.clone(), offline).await?;
     let sessions = store
         .bulk_seed(&args.prefix, &user_ids, &password_hash, &conversations)
         .await?;

@@ -40,7 +40,8 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use crate::hub::{Durable, EventKind, Hub, Outbound};
+use crate::events::{Durable, EventKind};
+use crate::hub::{Hub, Outbound};
 use crate::store::Store;
 use crate::time::now_ms;
 

@@ -11,6 +11,7 @@ pub mod crypto;
 pub mod domain;
 pub mod encryption;
 pub mod error;
+pub mod events;
 pub mod http;
 pub mod hub;
 pub mod limits;
@@ -128,7 +129,8 @@ impl Server {
                 }
             });
         }
-        let store: Arc<dyn Store> = encryption::open_store(&config, hub.clone()).await?;
+        let store: Arc<dyn Store> =
+            encryption::open_store(&config, hub.clone(), hub.clone()).await?;
         let auth = Arc::new(Auth::load_or_create(
             &config.data_dir,
             config.access_ttl,

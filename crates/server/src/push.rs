@@ -39,7 +39,8 @@ use web_push_native::jwt_simple::algorithms::{
 use web_push_native::jwt_simple::claims::Claims;
 use web_push_native::{Auth, WebPushBuilder};
 
-use crate::hub::{Durable, EventKind, Hub};
+use crate::events::{Durable, EventKind};
+use crate::hub::Hub;
 use crate::store::{PushTarget, Store};
 
 /// Settings of the push sender.

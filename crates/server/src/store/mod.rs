@@ -4,18 +4,45 @@
 //! in rows: each operation runs in one transaction of the backend, checks the rules that
 //! must hold atomically with the write (membership, roles, friendship, idempotency), assigns
 //! `seq` and stream positions inside that transaction, and hands the durable events it wrote
-//! to the [`Hub`](crate::hub::Hub) only after the commit. A PostgreSQL backend is a second
+//! to its [`EventSink`] only after the commit. A PostgreSQL backend is a second
 //! implementation of this trait with its own migrations.
 //!
-//! Backends return protocol types directly; presence (`online`) comes from the hub.
+//! Backends return protocol types directly; presence (`online`) comes from a [`Presence`].
 
 use async_trait::async_trait;
 use chatnode_protocol as p;
 
 use crate::error::Result;
+use crate::events::Durable;
 
 pub mod postgres;
 pub mod sqlite;
+
+/// Where the store hands the durable events of a transaction, once it has committed (the
+/// hub, on a serving node). Called with the node's write gate held, so events arrive in
+/// commit order; it must not block or await.
+pub trait EventSink: Send + Sync {
+    fn publish(&self, events: Vec<Durable>);
+}
+
+/// Who is online, for the `online` of the user views the store builds (the hub knows).
+pub trait Presence: Send + Sync {
+    fn is_online(&self, user_id: &str) -> bool;
+}
+
+/// For commands that open the store while nobody is connected (`rotate-key`,
+/// `bench-seed`): events go nowhere and nobody is online.
+pub struct Offline;
+
+impl EventSink for Offline {
+    fn publish(&self, _events: Vec<Durable>) {}
+}
+
+impl Presence for Offline {
+    fn is_online(&self, _user_id: &str) -> bool {
+        false
+    }
+}
 
 /// What checking a send found (see the SQL backend's `check_send`).
 pub enum SendCheck {
@@ -451,7 +478,7 @@ pub trait Store: Send + Sync + 'static {
         after_seq: i64,
         before_seq: Option<i64>,
         limit: i64,
-    ) -> Result<Vec<crate::hub::Durable>>;
+    ) -> Result<Vec<Durable>>;
     /// `(conversation_id, last_seq)` of every conversation `user_id` belongs to.
     async fn conversation_heads(&self, user_id: &str) -> Result<Vec<(String, i64)>>;
 

@@ -25,7 +25,7 @@ use sqlx::{Connection, FromRow, PgPool};
 use super::*;
 use crate::crypto::{Keyring, column};
 use crate::error::Error;
-use crate::hub::{Durable, Hub};
+use crate::events::Durable;
 use crate::time::{new_id, now_ms, rfc3339};
 
 /// The PostgreSQL instantiation of the shared SQL backend (`sql.rs`).
@@ -39,7 +39,8 @@ const WRITE_LOCK: i64 = 0x6368_6174_6e6f_6465;
 pub struct SqlStore {
     read: PgPool,
     write: PgPool,
-    hub: Arc<Hub>,
+    events: Arc<dyn EventSink>,
+    presence: Arc<dyn Presence>,
     /// Seals and opens the encrypted columns (see `crate::crypto`).
     keys: Arc<Keyring>,
     /// Held across a write transaction and the publishing of its events on this node.
@@ -49,7 +50,12 @@ pub struct SqlStore {
 impl SqlStore {
     /// Connects, and runs the embedded migrations (sqlx serializes concurrent migrators with
     /// an advisory lock, so several nodes may start at once).
-    pub async fn open(url: &str, hub: Arc<Hub>, keys: Arc<Keyring>) -> anyhow::Result<SqlStore> {
+    pub async fn open(
+        url: &str,
+        events: Arc<dyn EventSink>,
+        presence: Arc<dyn Presence>,
+        keys: Arc<Keyring>,
+    ) -> anyhow::Result<SqlStore> {
         let opts = PgConnectOptions::from_str(url).context("invalid postgres database URL")?;
         let pool = PgPoolOptions::new()
             .max_connections(16)
@@ -64,7 +70,8 @@ impl SqlStore {
         Ok(SqlStore {
             read: pool.clone(),
             write: pool,
-            hub,
+            events,
+            presence,
             keys,
             gate: Default::default(),
         })

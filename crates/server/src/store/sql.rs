@@ -151,7 +151,7 @@ fn like_prefix(q: &str) -> String {
 
 impl SqlStore {
     fn publish(&self, events: Events) {
-        self.hub.publish(events.list);
+        self.events.publish(events.list);
     }
 
     /// An upload as stored, with its file name opened.
@@ -165,7 +165,7 @@ impl SqlStore {
     }
 
     fn user_from_row(&self, r: &UserRow, show_presence: bool) -> p::User {
-        let online = show_presence && self.hub.is_online(&r.id);
+        let online = show_presence && self.presence.is_online(&r.id);
         p::User {
             id: r.id.clone(),
             username: r.username.clone(),
@@ -317,7 +317,7 @@ impl SqlStore {
         .bind(seq)
         .fetch_one(&mut *c)
         .await?;
-        let kind = crate::hub::EventKind::of(frame)
+        let kind = crate::events::EventKind::of(frame)
             .ok_or_else(|| Error::Internal(anyhow::anyhow!("{frame:?} is not a durable event")))?;
         ev.list.push(Durable {
             pos,
@@ -1075,7 +1075,7 @@ impl SqlStore {
                 } => {
                     events.list.push(Durable {
                         pos: positions[k],
-                        kind: crate::hub::EventKind::Message,
+                        kind: crate::events::EventKind::Message,
                         conversation_id: Some(message.conversation_id.clone()),
                         user_id: None,
                         seq: Some(message.seq),
@@ -2934,7 +2934,7 @@ impl SqlStore {
                 let payload = self.keys.decrypt(column::EVENT_PAYLOAD, &payload)?;
                 Ok(Durable {
                     pos,
-                    kind: crate::hub::EventKind::Message,
+                    kind: crate::events::EventKind::Message,
                     conversation_id: Some(conversation_id.to_owned()),
                     user_id: None,
                     seq: Some(seq),

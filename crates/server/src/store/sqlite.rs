@@ -8,7 +8,7 @@
 //!
 //! Concurrency: all writes go through one connection (`write`, a pool of size 1). SQLite
 //! allows a single writer anyway; owning it explicitly means no `SQLITE_BUSY` between our own
-//! writers, and durable events are published to the hub *before* that connection is given
+//! writers, and durable events are published (to the hub) *before* that connection is given
 //! back, so live delivery happens in stream order. Reads use a separate pool and never block
 //! the writer (WAL).
 
@@ -26,7 +26,7 @@ use sqlx::{Connection, FromRow, SqlitePool};
 use super::*;
 use crate::crypto::{Keyring, column};
 use crate::error::Error;
-use crate::hub::{Durable, Hub};
+use crate::events::Durable;
 use crate::time::{new_id, now_ms, rfc3339};
 
 /// The SQLite instantiation of the shared SQL backend (`sql.rs`).
@@ -37,7 +37,8 @@ type Conn = sqlx::SqliteConnection;
 pub struct SqlStore {
     read: SqlitePool,
     write: SqlitePool,
-    hub: Arc<Hub>,
+    events: Arc<dyn EventSink>,
+    presence: Arc<dyn Presence>,
     /// Seals and opens the encrypted columns (see `crate::crypto`).
     keys: Arc<Keyring>,
     /// Held across a write transaction and the publishing of its events.
@@ -46,7 +47,12 @@ pub struct SqlStore {
 
 impl SqlStore {
     /// Opens (creating if needed) the database at `url` and runs the embedded migrations.
-    pub async fn open(url: &str, hub: Arc<Hub>, keys: Arc<Keyring>) -> anyhow::Result<SqlStore> {
+    pub async fn open(
+        url: &str,
+        events: Arc<dyn EventSink>,
+        presence: Arc<dyn Presence>,
+        keys: Arc<Keyring>,
+    ) -> anyhow::Result<SqlStore> {
         let opts = SqliteConnectOptions::from_str(url)
             .with_context(|| "invalid sqlite database URL".to_string())?
             .create_if_missing(true)
@@ -112,7 +118,8 @@ impl SqlStore {
         Ok(SqlStore {
             read,
             write,
-            hub,
+            events,
+            presence,
             keys,
             gate: Default::default(),
         })

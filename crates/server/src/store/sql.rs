@@ -1133,16 +1133,7 @@ impl SqlStore {
 }
 
 #[async_trait]
-impl Store for SqlStore {
-    fn backend(&self) -> &'static str {
-        Self::BACKEND
-    }
-
-    async fn ping(&self) -> Result<()> {
-        sqlx::query("SELECT 1").execute(&self.read).await?;
-        Ok(())
-    }
-
+impl Accounts for SqlStore {
     async fn create_user(&self, u: NewUser) -> Result<p::Me> {
         write_tx!(self, |tx, ev| {
             let _ = &mut ev;
@@ -1396,6 +1387,187 @@ impl Store for SqlStore {
         Ok(n > 0)
     }
 
+    async fn password_hash(&self, user_id: &str) -> Result<String> {
+        let h: Option<String> = sqlx::query_scalar("SELECT password_hash FROM users WHERE id = $1")
+            .bind(user_id)
+            .fetch_optional(&self.read)
+            .await?;
+        h.ok_or_else(|| Error::not_found("user"))
+    }
+
+    async fn change_password(&self, user_id: &str, new_hash: &str, keep_session: &str) -> Result<Vec<String>> {
+        write_tx!(self, |tx, ev| {
+            let _ = &mut ev;
+            sqlx::query("UPDATE users SET password_hash = $2 WHERE id = $1")
+                .bind(user_id)
+                .bind(new_hash)
+                .execute(&mut *tx)
+                .await?;
+            let revoked: Vec<String> = sqlx::query_scalar(
+                "UPDATE sessions SET revoked_at = $3 WHERE user_id = $1 AND id <> $2 AND revoked_at IS NULL RETURNING id",
+            )
+            .bind(user_id)
+            .bind(keep_session)
+            .bind(now_ms())
+            .fetch_all(&mut *tx)
+            .await?;
+            Ok(revoked)
+        })
+    }
+
+    async fn sessions(&self, user_id: &str) -> Result<Vec<(String, i64)>> {
+        Ok(sqlx::query_as(
+            "SELECT id, created_at FROM sessions WHERE user_id = $1 AND revoked_at IS NULL ORDER BY created_at DESC",
+        )
+        .bind(user_id)
+        .fetch_all(&self.read)
+        .await?)
+    }
+
+    async fn revoke_user_session(&self, user_id: &str, session_id: &str) -> Result<bool> {
+        let mut c = self.write.acquire().await?;
+        let r = sqlx::query("UPDATE sessions SET revoked_at = $3 WHERE id = $1 AND user_id = $2 AND revoked_at IS NULL")
+            .bind(session_id)
+            .bind(user_id)
+            .bind(now_ms())
+            .execute(&mut *c)
+            .await?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    async fn delete_account(&self, user_id: &str) -> Result<Vec<String>> {
+        write_tx!(self, |tx, ev| {
+            let now = now_ms();
+            // Friendships end (both people are told), requests and blocks go.
+            let friends: Vec<String> = sqlx::query_scalar("SELECT friend_id FROM friendships WHERE user_id = $1")
+                .bind(user_id)
+                .fetch_all(&mut *tx)
+                .await?;
+            for f in &friends {
+                Self::unfriend(&mut tx, &mut ev, user_id, f).await?;
+            }
+            for sql in [
+                "DELETE FROM friend_requests WHERE from_id = $1 OR to_id = $1",
+                "DELETE FROM blocks WHERE blocker_id = $1 OR blocked_id = $1",
+                "DELETE FROM push_subscriptions WHERE user_id = $1",
+            ] {
+                sqlx::query(sql).bind(user_id).execute(&mut *tx).await?;
+            }
+            // Groups: ownership passes to the longest-serving admin, else member; then leave.
+            let groups: Vec<(String, String)> = sqlx::query_as(
+                "SELECT m.conversation_id, m.role FROM members m JOIN conversations c ON c.id = m.conversation_id
+                 WHERE m.user_id = $1 AND c.kind = 'group'",
+            )
+            .bind(user_id)
+            .fetch_all(&mut *tx)
+            .await?;
+            for (group, role) in groups {
+                if role == "owner" {
+                    let heir: Option<String> = sqlx::query_scalar(
+                        "SELECT user_id FROM members WHERE conversation_id = $1 AND user_id <> $2
+                         ORDER BY CASE role WHEN 'admin' THEN 0 ELSE 1 END, joined_at LIMIT 1",
+                    )
+                    .bind(&group)
+                    .bind(user_id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                    if let Some(heir) = heir {
+                        Self::change_role(&mut tx, &mut ev, &group, &heir, p::Role::Owner).await?;
+                    }
+                }
+                sqlx::query("DELETE FROM members WHERE conversation_id = $1 AND user_id = $2")
+                    .bind(&group)
+                    .bind(user_id)
+                    .execute(&mut *tx)
+                    .await?;
+                let frame = ServerFrame::MemberRemoved {
+                    conversation_id: group.clone(),
+                    user_id: user_id.to_owned(),
+                    role: p::Role::parse(&role),
+                    stream_pos: None,
+                };
+                Self::emit_conv(&mut tx, &mut ev, &group, &frame).await?;
+                Self::system_message(&mut tx, &mut ev, &group, user_id, "Deleted user left the group".into()).await?;
+            }
+            // The profile is erased; the row stays so old messages keep a sender.
+            let tag: String = user_id.chars().filter(|c| c.is_ascii_alphanumeric()).collect();
+            let name = format!("deleted-{tag}");
+            sqlx::query(
+                "UPDATE users SET username = $2, username_key = $2, email = NULL, phone = NULL,
+                     email_hash = NULL, phone_hash = NULL,
+                     display_name = 'Deleted user', display_key = 'deleted user', bio = NULL,
+                     avatar_media_id = NULL, password_hash = '!', last_seen_at = NULL
+                 WHERE id = $1",
+            )
+            .bind(user_id)
+            .bind(&name)
+            .execute(&mut *tx)
+            .await?;
+            let revoked: Vec<String> = sqlx::query_scalar(
+                "UPDATE sessions SET revoked_at = $2 WHERE user_id = $1 AND revoked_at IS NULL RETURNING id",
+            )
+            .bind(user_id)
+            .bind(now)
+            .fetch_all(&mut *tx)
+            .await?;
+            sqlx::query("DELETE FROM refresh_tokens WHERE session_id IN (SELECT id FROM sessions WHERE user_id = $1)")
+                .bind(user_id)
+                .execute(&mut *tx)
+                .await?;
+            Ok(revoked)
+        })
+    }
+
+    async fn export(&self, user_id: &str) -> Result<serde_json::Value> {
+        let me = self.me(user_id).await?;
+        let friends = self.friends(user_id).await?;
+        let blocks = self.blocks(user_id).await?;
+        let requests = self.friend_requests(user_id).await?;
+        let conversations = self.conversations(user_id).await?;
+        let mut c = self.read.acquire().await?;
+        let rows = sqlx::query_as::<_, MsgRow>(concat!(
+            "SELECT ",
+            msg_cols!(),
+            " FROM messages m WHERE m.sender_id = $1 AND m.kind <> 'system' ORDER BY m.created_at, m.seq"
+        ))
+        .bind(user_id)
+        .fetch_all(&mut *c)
+        .await?;
+        let mut messages = Vec::with_capacity(rows.len());
+        for row in rows {
+            messages.push(self.finish(&mut c, row).await?);
+        }
+        let media = sqlx::query_as::<_, MediaRecord>("SELECT * FROM media WHERE owner_id = $1 ORDER BY created_at")
+            .bind(user_id)
+            .fetch_all(&mut *c)
+            .await?;
+        let media: Vec<p::Media> = self
+            .open_media_all(media)?
+            .iter()
+            .map(MediaRecord::to_protocol)
+            .collect();
+        let sessions: Vec<serde_json::Value> = self
+            .sessions(user_id)
+            .await?
+            .into_iter()
+            .map(|(id, at)| serde_json::json!({"id": id, "created_at": rfc3339(at)}))
+            .collect();
+        Ok(serde_json::json!({
+            "exported_at": rfc3339(now_ms()),
+            "profile": me,
+            "friends": friends,
+            "friend_requests": requests,
+            "blocks": blocks,
+            "conversations": conversations,
+            "messages_sent": messages,
+            "uploads": media,
+            "sessions": sessions,
+        }))
+    }
+}
+
+#[async_trait]
+impl Social for SqlStore {
     async fn send_friend_request(&self, from: &str, to: &str) -> Result<FriendRequestOutcome> {
         if from == to {
             return Err(Error::invalid("user_id", "you cannot befriend yourself"));
@@ -1615,7 +1787,10 @@ impl Store for SqlStore {
             })
             .collect())
     }
+}
 
+#[async_trait]
+impl Conversations for SqlStore {
     async fn open_direct(&self, user_id: &str, peer_id: &str) -> Result<p::Conversation> {
         if user_id == peer_id {
             return Err(Error::invalid(
@@ -2183,18 +2358,10 @@ impl Store for SqlStore {
             None
         })
     }
+}
 
-    async fn bulk_seed(
-        &self,
-        prefix: &str,
-        user_ids: &[String],
-        password_hash: &str,
-        conversations: &[SeedConversation],
-    ) -> Result<Vec<String>> {
-        self.seed_fixtures(prefix, user_ids, password_hash, conversations)
-            .await
-    }
-
+#[async_trait]
+impl Messages for SqlStore {
     async fn send_messages(&self, batch: Vec<NewMessage>) -> Vec<Result<SendOutcome>> {
         let public = |e: Error| {
             if let Error::Internal(inner) = &e {
@@ -2450,7 +2617,10 @@ impl Store for SqlStore {
             })
         })
     }
+}
 
+#[async_trait]
+impl MediaStore for SqlStore {
     async fn create_media(&self, media: MediaRecord) -> Result<p::Media> {
         let mut c = self.write.acquire().await?;
         sqlx::query(
@@ -2515,7 +2685,10 @@ impl Store for SqlStore {
         }
         self.open_media_all(rows)
     }
+}
 
+#[async_trait]
+impl PushStore for SqlStore {
     async fn add_push_subscription(&self, user_id: &str, endpoint: &str, p256dh: &str, auth: &str) -> Result<p::PushSubscription> {
         let mut conn = self.write.acquire().await?;
         let mut c = conn.begin().await?;
@@ -2660,211 +2833,13 @@ impl Store for SqlStore {
             recipients,
         }))
     }
+}
 
-    async fn password_hash(&self, user_id: &str) -> Result<String> {
-        let h: Option<String> = sqlx::query_scalar("SELECT password_hash FROM users WHERE id = $1")
-            .bind(user_id)
-            .fetch_optional(&self.read)
-            .await?;
-        h.ok_or_else(|| Error::not_found("user"))
-    }
-
-    async fn change_password(&self, user_id: &str, new_hash: &str, keep_session: &str) -> Result<Vec<String>> {
-        write_tx!(self, |tx, ev| {
-            let _ = &mut ev;
-            sqlx::query("UPDATE users SET password_hash = $2 WHERE id = $1")
-                .bind(user_id)
-                .bind(new_hash)
-                .execute(&mut *tx)
-                .await?;
-            let revoked: Vec<String> = sqlx::query_scalar(
-                "UPDATE sessions SET revoked_at = $3 WHERE user_id = $1 AND id <> $2 AND revoked_at IS NULL RETURNING id",
-            )
-            .bind(user_id)
-            .bind(keep_session)
-            .bind(now_ms())
-            .fetch_all(&mut *tx)
-            .await?;
-            Ok(revoked)
-        })
-    }
-
-    async fn sessions(&self, user_id: &str) -> Result<Vec<(String, i64)>> {
-        Ok(sqlx::query_as(
-            "SELECT id, created_at FROM sessions WHERE user_id = $1 AND revoked_at IS NULL ORDER BY created_at DESC",
-        )
-        .bind(user_id)
-        .fetch_all(&self.read)
-        .await?)
-    }
-
-    async fn revoke_user_session(&self, user_id: &str, session_id: &str) -> Result<bool> {
-        let mut c = self.write.acquire().await?;
-        let r = sqlx::query("UPDATE sessions SET revoked_at = $3 WHERE id = $1 AND user_id = $2 AND revoked_at IS NULL")
-            .bind(session_id)
-            .bind(user_id)
-            .bind(now_ms())
-            .execute(&mut *c)
-            .await?;
-        Ok(r.rows_affected() > 0)
-    }
-
-    async fn delete_account(&self, user_id: &str) -> Result<Vec<String>> {
-        write_tx!(self, |tx, ev| {
-            let now = now_ms();
-            // Friendships end (both people are told), requests and blocks go.
-            let friends: Vec<String> = sqlx::query_scalar("SELECT friend_id FROM friendships WHERE user_id = $1")
-                .bind(user_id)
-                .fetch_all(&mut *tx)
-                .await?;
-            for f in &friends {
-                Self::unfriend(&mut tx, &mut ev, user_id, f).await?;
-            }
-            for sql in [
-                "DELETE FROM friend_requests WHERE from_id = $1 OR to_id = $1",
-                "DELETE FROM blocks WHERE blocker_id = $1 OR blocked_id = $1",
-                "DELETE FROM push_subscriptions WHERE user_id = $1",
-            ] {
-                sqlx::query(sql).bind(user_id).execute(&mut *tx).await?;
-            }
-            // Groups: ownership passes to the longest-serving admin, else member; then leave.
-            let groups: Vec<(String, String)> = sqlx::query_as(
-                "SELECT m.conversation_id, m.role FROM members m JOIN conversations c ON c.id = m.conversation_id
-                 WHERE m.user_id = $1 AND c.kind = 'group'",
-            )
-            .bind(user_id)
-            .fetch_all(&mut *tx)
-            .await?;
-            for (group, role) in groups {
-                if role == "owner" {
-                    let heir: Option<String> = sqlx::query_scalar(
-                        "SELECT user_id FROM members WHERE conversation_id = $1 AND user_id <> $2
-                         ORDER BY CASE role WHEN 'admin' THEN 0 ELSE 1 END, joined_at LIMIT 1",
-                    )
-                    .bind(&group)
-                    .bind(user_id)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                    if let Some(heir) = heir {
-                        Self::change_role(&mut tx, &mut ev, &group, &heir, p::Role::Owner).await?;
-                    }
-                }
-                sqlx::query("DELETE FROM members WHERE conversation_id = $1 AND user_id = $2")
-                    .bind(&group)
-                    .bind(user_id)
-                    .execute(&mut *tx)
-                    .await?;
-                let frame = ServerFrame::MemberRemoved {
-                    conversation_id: group.clone(),
-                    user_id: user_id.to_owned(),
-                    role: p::Role::parse(&role),
-                    stream_pos: None,
-                };
-                Self::emit_conv(&mut tx, &mut ev, &group, &frame).await?;
-                Self::system_message(&mut tx, &mut ev, &group, user_id, "Deleted user left the group".into()).await?;
-            }
-            // The profile is erased; the row stays so old messages keep a sender.
-            let tag: String = user_id.chars().filter(|c| c.is_ascii_alphanumeric()).collect();
-            let name = format!("deleted-{tag}");
-            sqlx::query(
-                "UPDATE users SET username = $2, username_key = $2, email = NULL, phone = NULL,
-                     email_hash = NULL, phone_hash = NULL,
-                     display_name = 'Deleted user', display_key = 'deleted user', bio = NULL,
-                     avatar_media_id = NULL, password_hash = '!', last_seen_at = NULL
-                 WHERE id = $1",
-            )
-            .bind(user_id)
-            .bind(&name)
-            .execute(&mut *tx)
-            .await?;
-            let revoked: Vec<String> = sqlx::query_scalar(
-                "UPDATE sessions SET revoked_at = $2 WHERE user_id = $1 AND revoked_at IS NULL RETURNING id",
-            )
-            .bind(user_id)
-            .bind(now)
-            .fetch_all(&mut *tx)
-            .await?;
-            sqlx::query("DELETE FROM refresh_tokens WHERE session_id IN (SELECT id FROM sessions WHERE user_id = $1)")
-                .bind(user_id)
-                .execute(&mut *tx)
-                .await?;
-            Ok(revoked)
-        })
-    }
-
-    async fn export(&self, user_id: &str) -> Result<serde_json::Value> {
-        let me = self.me(user_id).await?;
-        let friends = self.friends(user_id).await?;
-        let blocks = self.blocks(user_id).await?;
-        let requests = self.friend_requests(user_id).await?;
-        let conversations = self.conversations(user_id).await?;
-        let mut c = self.read.acquire().await?;
-        let rows = sqlx::query_as::<_, MsgRow>(concat!(
-            "SELECT ",
-            msg_cols!(),
-            " FROM messages m WHERE m.sender_id = $1 AND m.kind <> 'system' ORDER BY m.created_at, m.seq"
-        ))
-        .bind(user_id)
-        .fetch_all(&mut *c)
-        .await?;
-        let mut messages = Vec::with_capacity(rows.len());
-        for row in rows {
-            messages.push(self.finish(&mut c, row).await?);
-        }
-        let media = sqlx::query_as::<_, MediaRecord>("SELECT * FROM media WHERE owner_id = $1 ORDER BY created_at")
-            .bind(user_id)
-            .fetch_all(&mut *c)
-            .await?;
-        let media: Vec<p::Media> = self
-            .open_media_all(media)?
-            .iter()
-            .map(MediaRecord::to_protocol)
-            .collect();
-        let sessions: Vec<serde_json::Value> = self
-            .sessions(user_id)
-            .await?
-            .into_iter()
-            .map(|(id, at)| serde_json::json!({"id": id, "created_at": rfc3339(at)}))
-            .collect();
-        Ok(serde_json::json!({
-            "exported_at": rfc3339(now_ms()),
-            "profile": me,
-            "friends": friends,
-            "friend_requests": requests,
-            "blocks": blocks,
-            "conversations": conversations,
-            "messages_sent": messages,
-            "uploads": media,
-            "sessions": sessions,
-        }))
-    }
-
+#[async_trait]
+impl EventLog for SqlStore {
     async fn stream_head(&self) -> Result<i64> {
         let mut c = self.read.acquire().await?;
         Self::stream_head_in(&mut c).await
-    }
-
-    async fn message_events(
-        &self,
-        conversation_id: &str,
-        after_seq: i64,
-        before_seq: Option<i64>,
-        limit: i64,
-    ) -> Result<Vec<Durable>> {
-        self.message_events_impl(conversation_id, after_seq, before_seq, limit)
-            .await
-    }
-
-    async fn conversation_heads(&self, user_id: &str) -> Result<Vec<(String, i64)>> {
-        self.conversation_heads_impl(user_id).await
-    }
-
-    async fn encryption_key_id(&self) -> anyhow::Result<Option<String>> {
-        self.encryption_key_id_impl().await
-    }
-
-    async fn reencrypt(&self, all: bool) -> anyhow::Result<ReencryptReport> {
-        self.reencrypt_impl(all).await
     }
 
     async fn events_since(
@@ -2895,6 +2870,52 @@ impl Store for SqlStore {
                 })
             })
             .collect()
+    }
+
+    async fn message_events(
+        &self,
+        conversation_id: &str,
+        after_seq: i64,
+        before_seq: Option<i64>,
+        limit: i64,
+    ) -> Result<Vec<Durable>> {
+        self.message_events_impl(conversation_id, after_seq, before_seq, limit)
+            .await
+    }
+
+    async fn conversation_heads(&self, user_id: &str) -> Result<Vec<(String, i64)>> {
+        self.conversation_heads_impl(user_id).await
+    }
+}
+
+#[async_trait]
+impl Maintenance for SqlStore {
+    async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.read).await?;
+        Ok(())
+    }
+
+    fn backend(&self) -> &'static str {
+        Self::BACKEND
+    }
+
+    async fn encryption_key_id(&self) -> anyhow::Result<Option<String>> {
+        self.encryption_key_id_impl().await
+    }
+
+    async fn reencrypt(&self, all: bool) -> anyhow::Result<ReencryptReport> {
+        self.reencrypt_impl(all).await
+    }
+
+    async fn bulk_seed(
+        &self,
+        prefix: &str,
+        user_ids: &[String],
+        password_hash: &str,
+        conversations: &[SeedConversation],
+    ) -> Result<Vec<String>> {
+        self.seed_fixtures(prefix, user_ids, password_hash, conversations)
+            .await
     }
 }
 

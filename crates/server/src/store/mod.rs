@@ -17,14 +17,14 @@ use crate::error::Result;
 use crate::events::Durable;
 
 pub mod postgres;
+pub mod sql;
 pub mod sqlite;
 mod types;
 
 pub use types::{
     Credentials, FriendRequestOutcome, GroupPatch, HistoryPage, MAX_PUSH_SUBSCRIPTIONS,
     MediaRecord, NewGroup, NewMessage, NewUser, ProfilePatch, PushContext, PushRecipient,
-    PushTarget, ReencryptReport, RefreshOutcome, SeedConversation, SendCheck, SendOutcome,
-    StoredEvent,
+    PushTarget, ReencryptReport, RefreshOutcome, SeedConversation, SendOutcome, StoredEvent,
 };
 
 /// Where the store hands the durable events of a transaction, once it has committed (the

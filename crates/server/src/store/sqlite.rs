@@ -1,4 +1,6 @@
-//! The embedded SQLite backend of [`Store`].
+//! The embedded SQLite backend: opening the database (pragmas, pools, migrations), the WAL
+//! checkpointer, and what SQLite does its own way ([`Backend`] for [`SqliteBackend`]). The
+//! queries are the shared ones of [`super::sql`]; SQLite's fast send path is in `fast_send`.
 //!
 //! Durability: WAL journal with `synchronous = FULL`. In WAL mode FULL syncs the WAL on every
 //! commit, so a transaction that returned from COMMIT is on disk and survives `kill -9` (and
@@ -8,51 +10,90 @@
 //!
 //! Concurrency: all writes go through one connection (`write`, a pool of size 1). SQLite
 //! allows a single writer anyway; owning it explicitly means no `SQLITE_BUSY` between our own
-//! writers, and durable events are published (to the hub) *before* that connection is given
-//! back, so live delivery happens in stream order. Reads use a separate pool and never block
+//! writers. Durable events are published (to the hub) while the node's write gate is still
+//! held, so live delivery happens in stream order. Reads use a separate pool and never block
 //! the writer (WAL).
 
-use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use async_trait::async_trait;
-use chatnode_protocol::{self as p, ErrorCode, ServerFrame};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Connection, FromRow, SqlitePool};
+use sqlx::SqlitePool;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePoolOptions,
+    SqliteQueryResult, SqliteSynchronous,
+};
 
-use super::*;
-use crate::crypto::{Keyring, column};
-use crate::error::Error;
-use crate::events::Durable;
-use crate::time::{new_id, now_ms, rfc3339};
+use super::sql::{Backend, SendResults, SqlStore};
+use super::{EventSink, NewMessage, Presence};
+use crate::crypto::Keyring;
+use crate::error::Result;
 
-/// The SQLite instantiation of the shared SQL backend (`sql.rs`).
-pub type SqliteStore = SqlStore;
+mod fast_send;
 
-type Conn = sqlx::SqliteConnection;
+/// The SQLite side of [`SqlStore`].
+pub struct SqliteBackend;
 
-pub struct SqlStore {
-    read: SqlitePool,
-    write: SqlitePool,
-    events: Arc<dyn EventSink>,
-    presence: Arc<dyn Presence>,
-    /// Seals and opens the encrypted columns (see `crate::crypto`).
-    keys: Arc<Keyring>,
-    /// Held across a write transaction and the publishing of its events.
-    gate: tokio::sync::Mutex<()>,
+/// The store over an embedded SQLite database.
+pub type SqliteStore = SqlStore<SqliteBackend>;
+
+impl Backend for SqliteBackend {
+    type Db = sqlx::Sqlite;
+
+    const NAME: &'static str = "sqlite";
+
+    /// The single write connection already serializes writers: nothing to do.
+    async fn lock_writes(_c: &mut SqliteConnection) -> Result<()> {
+        Ok(())
+    }
+
+    /// Removes the bytes of rewritten rows from the file: a VACUUM rebuilds the database
+    /// without its free pages, and the checkpoints leave the WAL empty. (Run before serving.)
+    async fn compact(write: &SqlitePool) -> anyhow::Result<()> {
+        let mut c = write.acquire().await?;
+        for sql in [
+            "PRAGMA wal_checkpoint(TRUNCATE)",
+            "VACUUM",
+            "PRAGMA wal_checkpoint(TRUNCATE)",
+        ] {
+            sqlx::raw_sql(sql)
+                .execute(&mut *c)
+                .await
+                .with_context(|| format!("{sql} after re-encrypting"))?;
+        }
+        Ok(())
+    }
+
+    fn rows_affected(result: &SqliteQueryResult) -> u64 {
+        result.rows_affected()
+    }
+
+    /// Batches of simple messages (no reply, no attachments) take the fast path (see
+    /// `fast_send`); the others the general one.
+    async fn send_batch_fast(
+        store: &SqliteStore,
+        batch: &[NewMessage],
+    ) -> Option<Result<SendResults>> {
+        let simple = batch
+            .iter()
+            .all(|m| m.reply_to_seq.is_none() && m.attachment_ids.is_empty());
+        if simple {
+            Some(store.send_batch_fast(batch).await)
+        } else {
+            None
+        }
+    }
 }
 
-impl SqlStore {
+impl SqliteStore {
     /// Opens (creating if needed) the database at `url` and runs the embedded migrations.
     pub async fn open(
         url: &str,
         events: Arc<dyn EventSink>,
         presence: Arc<dyn Presence>,
         keys: Arc<Keyring>,
-    ) -> anyhow::Result<SqlStore> {
+    ) -> anyhow::Result<SqliteStore> {
         let opts = SqliteConnectOptions::from_str(url)
             .with_context(|| "invalid sqlite database URL".to_string())?
             .create_if_missing(true)
@@ -61,7 +102,7 @@ impl SqlStore {
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10))
-            // The fast send path prepares one query text per chunk size (see `FAST_CHUNK`).
+            // The fast send path prepares one query text per chunk size (see `fast_send`).
             .statement_cache_capacity(400)
             // No checkpoints inside COMMIT: copying WAL pages into the database file would
             // stall the single writer (and every ack behind it). A background connection
@@ -115,46 +156,6 @@ impl SqlStore {
             .connect_with(opts.read_only(true).pragma("cache_size", "-1024"))
             .await
             .context("cannot open the SQLite database for reading")?;
-        Ok(SqlStore {
-            read,
-            write,
-            events,
-            presence,
-            keys,
-            gate: Default::default(),
-        })
-    }
-
-    const BACKEND: &'static str = "sqlite";
-
-    /// SQLite runs several statements of one query in one call (`$N` numbers the query's
-    /// arguments across all of them), so a message batch costs three round trips to the
-    /// writer thread.
-    const MULTI_STATEMENT: bool = true;
-
-    /// The single write connection already serializes writers: nothing to do.
-    async fn lock_writes(_c: &mut Conn) -> Result<()> {
-        Ok(())
-    }
-
-    /// Removes the bytes of rewritten rows from the file: a VACUUM rebuilds the database
-    /// without its free pages, and the checkpoints leave the WAL empty. (Run before serving.)
-    async fn compact(&self) -> anyhow::Result<()> {
-        let mut c = self.write.acquire().await?;
-        for sql in [
-            "PRAGMA wal_checkpoint(TRUNCATE)",
-            "VACUUM",
-            "PRAGMA wal_checkpoint(TRUNCATE)",
-        ] {
-            sqlx::raw_sql(sql)
-                .execute(&mut *c)
-                .await
-                .with_context(|| format!("{sql} after re-encrypting"))?;
-        }
-        Ok(())
+        Ok(SqlStore::new(read, write, events, presence, keys))
     }
 }
-
-include!("sql.rs");
-include!("seed.rs");
-include!("sql_encryption.rs");

@@ -3,17 +3,6 @@
 
 use chatnode_protocol as p;
 
-/// What checking a send found (see the SQL backend's `check_send`).
-pub enum SendCheck {
-    /// The `client_id` was used before: this is that message.
-    Existing(p::Message),
-    /// A new message may be written; these are the recipients and attachments.
-    New {
-        members: Vec<String>,
-        media: Vec<MediaRecord>,
-    },
-}
-
 /// One fixture conversation: two members make a direct chat (and a friendship), more a group
 /// owned by its first member.
 pub struct SeedConversation {

@@ -36,6 +36,7 @@ use tokio::sync::watch;
 use crate::auth::Auth;
 use crate::cluster::Cluster;
 use crate::config::Config;
+use crate::domain::SessionId;
 use crate::hub::Hub;
 use crate::messages::Batcher;
 use crate::metrics::Metrics;
@@ -66,12 +67,13 @@ impl AppState {
     /// Login sessions that ended (logout, password change, revocation, refresh-token reuse,
     /// account deletion): their sockets close with 4001 on this node and, in a cluster, on
     /// every other node.
-    pub fn end_sessions(&self, sessions: Vec<String>) {
+    pub fn end_sessions(&self, sessions: Vec<SessionId>) {
         use chatnode_protocol::close_code::UNAUTHENTICATED;
         for s in &sessions {
-            self.hub.close_session(s, UNAUTHENTICATED);
+            self.hub.close_session(s.as_str(), UNAUTHENTICATED);
         }
         if let Some(cluster) = &self.cluster {
+            let sessions = sessions.iter().map(SessionId::to_string).collect();
             cluster.publish_sessions_ended(sessions, UNAUTHENTICATED);
         }
     }

@@ -11,7 +11,7 @@ use utoipa::ToSchema;
 
 use super::{ApiJson, AuthUser, no_content};
 use crate::SharedState;
-use crate::domain::{self, Password};
+use crate::domain::{Password, SessionId, UserId};
 use crate::error::{Error, Result};
 
 pub fn router() -> Router<SharedState> {
@@ -47,7 +47,7 @@ pub(crate) struct SessionList {
     sessions: Vec<Session>,
 }
 
-async fn check_password(state: &SharedState, user_id: &str, password: String) -> Result<()> {
+async fn check_password(state: &SharedState, user_id: &UserId, password: String) -> Result<()> {
     let hash = state.store.password_hash(user_id).await?;
     if !state.auth.verify_password(password, Some(hash)).await? {
         return Err(Error::new(ErrorCode::Forbidden, "the password is wrong"));
@@ -96,7 +96,7 @@ pub(crate) async fn sessions(
         .into_iter()
         .map(|(id, at)| Session {
             current: id == auth.session_id,
-            id,
+            id: id.to_string(),
             created_at: crate::time::rfc3339(at),
         })
         .collect();
@@ -111,7 +111,7 @@ pub(crate) async fn revoke(
     auth: AuthUser,
     Path(id): Path<String>,
 ) -> Result<Response> {
-    let id = domain::id(&id, "session")?;
+    let id = SessionId::parse(&id, "session")?;
     if !state.store.revoke_user_session(&auth.user_id, &id).await? {
         return Err(Error::not_found("session"));
     }

@@ -7,12 +7,15 @@
 //! to its [`EventSink`] only after the commit. The rest of the server holds an
 //! `Arc<dyn Store>`: [`Store`] is every area trait at once.
 //!
-//! Backends return protocol types directly; presence (`online`) comes from a [`Presence`].
+//! IDs come in as the newtypes of [`crate::domain`] (parsed at the edge, or trusted because
+//! they came from the database or a verified token); backends return protocol types
+//! directly; presence (`online`) comes from a [`Presence`].
 //! Nothing here may depend on the hub, HTTP or WebSocket layers.
 
 use async_trait::async_trait;
 use chatnode_protocol as p;
 
+use crate::domain::{ConversationId, FriendRequestId, MediaId, SessionId, UserId};
 use crate::error::Result;
 use crate::events::Durable;
 
@@ -88,23 +91,23 @@ pub trait Accounts: Send + Sync {
     async fn create_user(&self, user: NewUser) -> Result<p::Me>;
     /// `login` is an email, an E.164 phone or a username, already normalized.
     async fn credentials(&self, login: &str) -> Result<Option<Credentials>>;
-    async fn me(&self, user_id: &str) -> Result<p::Me>;
-    async fn user(&self, viewer: &str, user_id: &str) -> Result<p::User>;
-    async fn update_profile(&self, user_id: &str, patch: ProfilePatch) -> Result<p::Me>;
+    async fn me(&self, user_id: &UserId) -> Result<p::Me>;
+    async fn user(&self, viewer: &UserId, user_id: &UserId) -> Result<p::User>;
+    async fn update_profile(&self, user_id: &UserId, patch: ProfilePatch) -> Result<p::Me>;
     async fn search_users(
         &self,
-        viewer: &str,
+        viewer: &UserId,
         q: &str,
         limit: i64,
         offset: i64,
     ) -> Result<Vec<p::User>>;
-    async fn set_last_seen(&self, user_id: &str, at_ms: i64) -> Result<()>;
+    async fn set_last_seen(&self, user_id: &UserId, at_ms: i64) -> Result<()>;
     async fn create_session(
         &self,
-        user_id: &str,
+        user_id: &UserId,
         refresh_hash: &str,
         expires_at_ms: i64,
-    ) -> Result<String>;
+    ) -> Result<SessionId>;
     async fn rotate_refresh(
         &self,
         old_hash: &str,
@@ -112,109 +115,135 @@ pub trait Accounts: Send + Sync {
         expires_at_ms: i64,
     ) -> Result<RefreshOutcome>;
     /// The (session, user) a refresh token belongs to, spent or not.
-    async fn refresh_session(&self, refresh_hash: &str) -> Result<Option<(String, String)>>;
-    async fn revoke_session(&self, session_id: &str) -> Result<()>;
-    async fn session_active(&self, session_id: &str, user_id: &str) -> Result<bool>;
-    async fn password_hash(&self, user_id: &str) -> Result<String>;
+    async fn refresh_session(&self, refresh_hash: &str) -> Result<Option<(SessionId, UserId)>>;
+    async fn revoke_session(&self, session_id: &SessionId) -> Result<()>;
+    async fn session_active(&self, session_id: &SessionId, user_id: &UserId) -> Result<bool>;
+    async fn password_hash(&self, user_id: &UserId) -> Result<String>;
     /// Sets a new password hash and revokes every login session but `keep_session`; returns
     /// the revoked session IDs (their sockets must close).
     async fn change_password(
         &self,
-        user_id: &str,
+        user_id: &UserId,
         new_hash: &str,
-        keep_session: &str,
-    ) -> Result<Vec<String>>;
+        keep_session: &SessionId,
+    ) -> Result<Vec<SessionId>>;
     /// The user's live login sessions: (id, created_at ms).
-    async fn sessions(&self, user_id: &str) -> Result<Vec<(String, i64)>>;
+    async fn sessions(&self, user_id: &UserId) -> Result<Vec<(SessionId, i64)>>;
     /// Revokes one of the user's sessions; false when it is not theirs or already revoked.
-    async fn revoke_user_session(&self, user_id: &str, session_id: &str) -> Result<bool>;
+    async fn revoke_user_session(&self, user_id: &UserId, session_id: &SessionId) -> Result<bool>;
     /// Erases the account: contact data, credentials, profile, friendships, blocks, push
     /// subscriptions, group memberships (ownership passes on); messages stay, shown as
     /// "Deleted user". Returns the revoked session IDs.
-    async fn delete_account(&self, user_id: &str) -> Result<Vec<String>>;
+    async fn delete_account(&self, user_id: &UserId) -> Result<Vec<SessionId>>;
     /// Everything stored about the user, as JSON.
-    async fn export(&self, user_id: &str) -> Result<serde_json::Value>;
+    async fn export(&self, user_id: &UserId) -> Result<serde_json::Value>;
 }
 
 /// Friend requests, friendships and blocks.
 #[async_trait]
 pub trait Social: Send + Sync {
-    async fn send_friend_request(&self, from: &str, to: &str) -> Result<FriendRequestOutcome>;
-    async fn friend_requests(&self, user_id: &str) -> Result<p::FriendRequestList>;
-    async fn accept_friend_request(&self, user_id: &str, request_id: &str) -> Result<p::User>;
-    async fn decline_friend_request(&self, user_id: &str, request_id: &str) -> Result<()>;
-    async fn cancel_friend_request(&self, user_id: &str, request_id: &str) -> Result<()>;
-    async fn friends(&self, user_id: &str) -> Result<Vec<p::User>>;
+    async fn send_friend_request(&self, from: &UserId, to: &UserId)
+    -> Result<FriendRequestOutcome>;
+    async fn friend_requests(&self, user_id: &UserId) -> Result<p::FriendRequestList>;
+    async fn accept_friend_request(
+        &self,
+        user_id: &UserId,
+        request_id: &FriendRequestId,
+    ) -> Result<p::User>;
+    async fn decline_friend_request(
+        &self,
+        user_id: &UserId,
+        request_id: &FriendRequestId,
+    ) -> Result<()>;
+    async fn cancel_friend_request(
+        &self,
+        user_id: &UserId,
+        request_id: &FriendRequestId,
+    ) -> Result<()>;
+    async fn friends(&self, user_id: &UserId) -> Result<Vec<p::User>>;
     /// IDs of the user's friends (presence audience).
-    async fn friend_ids(&self, user_id: &str) -> Result<Vec<String>>;
-    async fn remove_friend(&self, user_id: &str, friend_id: &str) -> Result<()>;
-    async fn block(&self, user_id: &str, target: &str) -> Result<()>;
-    async fn unblock(&self, user_id: &str, target: &str) -> Result<()>;
-    async fn blocks(&self, user_id: &str) -> Result<Vec<p::Block>>;
+    async fn friend_ids(&self, user_id: &UserId) -> Result<Vec<UserId>>;
+    async fn remove_friend(&self, user_id: &UserId, friend_id: &UserId) -> Result<()>;
+    async fn block(&self, user_id: &UserId, target: &UserId) -> Result<()>;
+    async fn unblock(&self, user_id: &UserId, target: &UserId) -> Result<()>;
+    async fn blocks(&self, user_id: &UserId) -> Result<Vec<p::Block>>;
 }
 
 /// Direct conversations and groups: creating them, their settings, the public directory,
 /// joining, invites, members and roles.
 #[async_trait]
 pub trait Conversations: Send + Sync {
-    async fn open_direct(&self, user_id: &str, peer_id: &str) -> Result<p::Conversation>;
-    async fn create_group(&self, user_id: &str, group: NewGroup) -> Result<p::Conversation>;
-    async fn conversations(&self, user_id: &str) -> Result<Vec<p::Conversation>>;
-    async fn conversation(&self, user_id: &str, conversation_id: &str) -> Result<p::Conversation>;
+    async fn open_direct(&self, user_id: &UserId, peer_id: &UserId) -> Result<p::Conversation>;
+    async fn create_group(&self, user_id: &UserId, group: NewGroup) -> Result<p::Conversation>;
+    async fn conversations(&self, user_id: &UserId) -> Result<Vec<p::Conversation>>;
+    async fn conversation(
+        &self,
+        user_id: &UserId,
+        conversation_id: &ConversationId,
+    ) -> Result<p::Conversation>;
     async fn update_group(
         &self,
-        user_id: &str,
-        group_id: &str,
+        user_id: &UserId,
+        group_id: &ConversationId,
         patch: GroupPatch,
     ) -> Result<p::Conversation>;
     async fn group_directory(
         &self,
-        user_id: &str,
+        user_id: &UserId,
         q: &str,
         limit: i64,
         offset: i64,
     ) -> Result<Vec<p::GroupSummary>>;
-    async fn join_group(&self, user_id: &str, group_id: &str) -> Result<p::Conversation>;
+    async fn join_group(
+        &self,
+        user_id: &UserId,
+        group_id: &ConversationId,
+    ) -> Result<p::Conversation>;
     async fn create_invite(
         &self,
-        user_id: &str,
-        group_id: &str,
+        user_id: &UserId,
+        group_id: &ConversationId,
         ttl_secs: i64,
     ) -> Result<p::Invite>;
-    async fn accept_invite(&self, user_id: &str, code: &str) -> Result<p::Conversation>;
+    async fn accept_invite(&self, user_id: &UserId, code: &str) -> Result<p::Conversation>;
     async fn members(
         &self,
-        user_id: &str,
-        group_id: &str,
+        user_id: &UserId,
+        group_id: &ConversationId,
         limit: i64,
         offset: i64,
     ) -> Result<Vec<p::Member>>;
     async fn add_members(
         &self,
-        user_id: &str,
-        group_id: &str,
-        user_ids: Vec<String>,
+        user_id: &UserId,
+        group_id: &ConversationId,
+        user_ids: Vec<UserId>,
     ) -> Result<Vec<p::Member>>;
-    async fn remove_member(&self, user_id: &str, group_id: &str, target: &str) -> Result<()>;
+    async fn remove_member(
+        &self,
+        user_id: &UserId,
+        group_id: &ConversationId,
+        target: &UserId,
+    ) -> Result<()>;
     async fn set_role(
         &self,
-        user_id: &str,
-        group_id: &str,
-        target: &str,
+        user_id: &UserId,
+        group_id: &ConversationId,
+        target: &UserId,
         role: p::Role,
     ) -> Result<p::Member>;
     async fn transfer_ownership(
         &self,
-        user_id: &str,
-        group_id: &str,
-        target: &str,
+        user_id: &UserId,
+        group_id: &ConversationId,
+        target: &UserId,
     ) -> Result<p::Conversation>;
     /// Current member IDs, if `user_id` is one of them (typing fan-out).
     async fn member_ids_if_member(
         &self,
-        user_id: &str,
-        conversation_id: &str,
-    ) -> Result<Option<Vec<String>>>;
+        user_id: &UserId,
+        conversation_id: &ConversationId,
+    ) -> Result<Option<Vec<UserId>>>;
 }
 
 /// Messages: the group-commit send, history, edits, deletions and read markers.
@@ -224,29 +253,29 @@ pub trait Messages: Send + Sync {
     async fn send_messages(&self, batch: Vec<NewMessage>) -> Vec<Result<SendOutcome>>;
     async fn messages(
         &self,
-        user_id: &str,
-        conversation_id: &str,
+        user_id: &UserId,
+        conversation_id: &ConversationId,
         page: HistoryPage,
         limit: i64,
     ) -> Result<(Vec<p::Message>, Option<i64>)>;
     async fn edit_message(
         &self,
-        user_id: &str,
-        conversation_id: &str,
+        user_id: &UserId,
+        conversation_id: &ConversationId,
         seq: i64,
         body: String,
     ) -> Result<p::Message>;
     async fn delete_message(
         &self,
-        user_id: &str,
-        conversation_id: &str,
+        user_id: &UserId,
+        conversation_id: &ConversationId,
         seq: i64,
         for_everyone: bool,
     ) -> Result<()>;
     async fn mark_read(
         &self,
-        user_id: &str,
-        conversation_id: &str,
+        user_id: &UserId,
+        conversation_id: &ConversationId,
         seq: i64,
     ) -> Result<p::ReadMarker>;
 }
@@ -257,7 +286,11 @@ pub trait MediaStore: Send + Sync {
     async fn create_media(&self, media: MediaRecord) -> Result<p::Media>;
     /// The media if `viewer` may read it: its uploader, a member of a conversation it was sent
     /// in, or anyone (even anonymous) for avatars.
-    async fn media_for(&self, viewer: Option<&str>, media_id: &str) -> Result<Option<MediaRecord>>;
+    async fn media_for(
+        &self,
+        viewer: Option<&UserId>,
+        media_id: &MediaId,
+    ) -> Result<Option<MediaRecord>>;
     /// Deletes up to `limit` uploads never attached to anything and older than the cutoff;
     /// returns them so their blobs can be removed.
     async fn take_orphan_media(
@@ -275,26 +308,30 @@ pub trait PushStore: Send + Sync {
     /// user's newest subscription; past [`MAX_PUSH_SUBSCRIPTIONS`] the oldest are dropped.
     async fn add_push_subscription(
         &self,
-        user_id: &str,
+        user_id: &UserId,
         endpoint: &str,
         p256dh: &str,
         auth: &str,
     ) -> Result<p::PushSubscription>;
     /// Removes the caller's subscription with this endpoint; false when there was none.
-    async fn remove_push_subscription(&self, user_id: &str, endpoint: &str) -> Result<bool>;
-    async fn push_subscriptions(&self, user_id: &str) -> Result<Vec<p::PushSubscription>>;
-    async fn push_targets(&self, user_id: &str) -> Result<Vec<PushTarget>>;
+    async fn remove_push_subscription(&self, user_id: &UserId, endpoint: &str) -> Result<bool>;
+    async fn push_subscriptions(&self, user_id: &UserId) -> Result<Vec<p::PushSubscription>>;
+    async fn push_targets(&self, user_id: &UserId) -> Result<Vec<PushTarget>>;
     /// The push service said the endpoint is gone (404/410).
     async fn drop_push_endpoint(&self, endpoint: &str) -> Result<()>;
     async fn any_push_subscriptions(&self) -> Result<bool>;
     /// `until`: `Some(ms)` mutes until then, `None` unmutes.
     async fn set_mute(
         &self,
-        user_id: &str,
-        conversation_id: &str,
+        user_id: &UserId,
+        conversation_id: &ConversationId,
         until: Option<i64>,
     ) -> Result<p::MuteState>;
-    async fn push_context(&self, conversation_id: &str, seq: i64) -> Result<Option<PushContext>>;
+    async fn push_context(
+        &self,
+        conversation_id: &ConversationId,
+        seq: i64,
+    ) -> Result<Option<PushContext>>;
 }
 
 /// The durable event stream: its head, a user's events since a position (`sync`), and what a
@@ -303,20 +340,24 @@ pub trait PushStore: Send + Sync {
 pub trait EventLog: Send + Sync {
     async fn stream_head(&self) -> Result<i64>;
     /// Durable events for `user_id` after `since`, oldest first, at most `limit`.
-    async fn events_since(&self, user_id: &str, since: i64, limit: i64)
-    -> Result<Vec<StoredEvent>>;
+    async fn events_since(
+        &self,
+        user_id: &UserId,
+        since: i64,
+        limit: i64,
+    ) -> Result<Vec<StoredEvent>>;
     /// The `message` events of a conversation with `after_seq < seq < before_seq` (no upper
     /// bound when `None`), in `seq` order, at most `limit`, addressed to the members who had
     /// joined before each one. A cluster node fills a gap in what it delivered from these.
     async fn message_events(
         &self,
-        conversation_id: &str,
+        conversation_id: &ConversationId,
         after_seq: i64,
         before_seq: Option<i64>,
         limit: i64,
     ) -> Result<Vec<Durable>>;
     /// `(conversation_id, last_seq)` of every conversation `user_id` belongs to.
-    async fn conversation_heads(&self, user_id: &str) -> Result<Vec<(String, i64)>>;
+    async fn conversation_heads(&self, user_id: &UserId) -> Result<Vec<(ConversationId, i64)>>;
 }
 
 /// Health, the backend's name, encryption at rest (run before serving; see
@@ -342,8 +383,8 @@ pub trait Maintenance: Send + Sync {
     async fn bulk_seed(
         &self,
         prefix: &str,
-        user_ids: &[String],
+        user_ids: &[UserId],
         password_hash: &str,
         conversations: &[SeedConversation],
-    ) -> Result<Vec<String>>;
+    ) -> Result<Vec<SessionId>>;
 }

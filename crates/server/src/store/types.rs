@@ -3,10 +3,12 @@
 
 use chatnode_protocol as p;
 
+use crate::domain::{ConversationId, MediaId, SessionId, UserId};
+
 /// One fixture conversation: two members make a direct chat (and a friendship), more a group
 /// owned by its first member.
 pub struct SeedConversation {
-    pub id: String,
+    pub id: ConversationId,
     pub members: Vec<usize>,
 }
 
@@ -24,7 +26,7 @@ pub struct NewUser {
 /// What login needs to check a password.
 #[derive(Debug, Clone)]
 pub struct Credentials {
-    pub user_id: String,
+    pub user_id: UserId,
     pub password_hash: String,
 }
 
@@ -32,7 +34,7 @@ pub struct Credentials {
 pub struct ProfilePatch {
     pub display_name: Option<String>,
     pub bio: Option<String>,
-    pub avatar_media_id: Option<String>,
+    pub avatar_media_id: Option<MediaId>,
     pub notification_previews: Option<bool>,
 }
 
@@ -76,12 +78,12 @@ pub struct PushRecipient {
 #[derive(Debug, Clone)]
 pub enum RefreshOutcome {
     Rotated {
-        user_id: String,
-        session_id: String,
+        user_id: UserId,
+        session_id: SessionId,
     },
     /// A spent token came back: the session was revoked.
     Reused {
-        session_id: String,
+        session_id: SessionId,
     },
     Invalid,
 }
@@ -96,27 +98,30 @@ pub enum FriendRequestOutcome {
 pub struct NewGroup {
     pub name: String,
     pub description: Option<String>,
-    pub avatar_media_id: Option<String>,
+    pub avatar_media_id: Option<MediaId>,
     pub public: bool,
-    pub member_ids: Vec<String>,
+    pub member_ids: Vec<UserId>,
 }
 
 #[derive(Debug, Clone, Default)]
 pub struct GroupPatch {
     pub name: Option<String>,
     pub description: Option<String>,
-    pub avatar_media_id: Option<String>,
+    pub avatar_media_id: Option<MediaId>,
     pub public: Option<bool>,
 }
 
 /// One message to commit; fields are validated by the caller.
 #[derive(Debug, Clone)]
 pub struct NewMessage {
-    pub sender_id: String,
-    pub conversation_id: String,
+    pub sender_id: UserId,
+    pub conversation_id: ConversationId,
     pub client_id: String,
     pub kind: p::MessageKind,
     pub body: String,
+    /// As the client sent them: the store checks each names an upload of the sender's (an
+    /// unknown one is "attachment not found", after the idempotency and membership checks),
+    /// so they are not parsed at the edge.
     pub attachment_ids: Vec<String>,
     pub reply_to_seq: Option<i64>,
 }

@@ -12,6 +12,7 @@ use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, FromRow, IntoArgumen
 use super::messages::{MESSAGE_COLUMNS, MsgRow};
 use super::users::{USER_COLUMNS, UserRow};
 use super::{Backend, Conn, SqlStore, WriteTx, avatar_url, like_prefix};
+use crate::domain::{ConversationId, MediaId, UserId};
 use crate::error::{Error, Result};
 use crate::store::{Conversations, GroupPatch, NewGroup};
 use crate::time::{new_id, now_ms, rfc3339};
@@ -318,7 +319,9 @@ where
     usize: ColumnIndex<<B::Db as Database>::Row>,
     for<'n> &'n str: ColumnIndex<<B::Db as Database>::Row>,
 {
-    async fn open_direct(&self, user_id: &str, peer_id: &str) -> Result<p::Conversation> {
+    async fn open_direct(&self, user_id: &UserId, peer_id: &UserId) -> Result<p::Conversation> {
+        let user_id = user_id.as_str();
+        let peer_id = peer_id.as_str();
         if user_id == peer_id {
             return Err(Error::invalid(
                 "user_id",
@@ -388,12 +391,13 @@ where
         w.finish(out).await
     }
 
-    async fn create_group(&self, user_id: &str, g: NewGroup) -> Result<p::Conversation> {
+    async fn create_group(&self, user_id: &UserId, g: NewGroup) -> Result<p::Conversation> {
+        let user_id = user_id.as_str();
         let mut w = self.write_tx().await?;
         let out: Result<_> = async {
-            let mut ids: Vec<String> = Vec::new();
-            for m in &g.member_ids {
-                if m == user_id || ids.contains(m) {
+            let mut ids: Vec<&str> = Vec::new();
+            for m in g.member_ids.iter().map(UserId::as_str) {
+                if m == user_id || ids.contains(&m) {
                     continue;
                 }
                 Self::require_user(w.conn(), m).await?;
@@ -403,11 +407,12 @@ where
                         "you can only add your friends to a group",
                     ));
                 }
-                ids.push(m.clone());
+                ids.push(m);
             }
             let id = new_id();
             let now = now_ms();
-            if let Some(media_id) = &g.avatar_media_id {
+            let avatar = g.avatar_media_id.as_ref().map(MediaId::as_str);
+            if let Some(media_id) = avatar {
                 Self::adopt_avatar(w.conn(), user_id, media_id).await?;
             }
             sqlx::query(
@@ -419,7 +424,7 @@ where
             .bind(g.name.to_lowercase())
             .bind(&g.description)
             .bind(g.public)
-            .bind(&g.avatar_media_id)
+            .bind(avatar)
             .bind(now)
             .execute(w.conn())
             .await?;
@@ -452,7 +457,8 @@ where
         w.finish(out).await
     }
 
-    async fn conversations(&self, user_id: &str) -> Result<Vec<p::Conversation>> {
+    async fn conversations(&self, user_id: &UserId) -> Result<Vec<p::Conversation>> {
+        let user_id = user_id.as_str();
         let mut c = self.read.acquire().await?;
         let rows = sqlx::query_as::<_, ConvRow>(
             "SELECT c.id, c.kind, c.name, c.description, c.avatar_media_id, c.public, c.created_at, c.last_seq,
@@ -471,17 +477,25 @@ where
         Ok(out)
     }
 
-    async fn conversation(&self, user_id: &str, conversation_id: &str) -> Result<p::Conversation> {
+    async fn conversation(
+        &self,
+        user_id: &UserId,
+        conversation_id: &ConversationId,
+    ) -> Result<p::Conversation> {
+        let user_id = user_id.as_str();
+        let conversation_id = conversation_id.as_str();
         let mut c = self.read.acquire().await?;
         self.conv_view(&mut c, user_id, conversation_id).await
     }
 
     async fn update_group(
         &self,
-        user_id: &str,
-        group_id: &str,
+        user_id: &UserId,
+        group_id: &ConversationId,
         patch: GroupPatch,
     ) -> Result<p::Conversation> {
+        let user_id = user_id.as_str();
+        let group_id = group_id.as_str();
         let mut w = self.write_tx().await?;
         let out: Result<_> = async {
             let role = Self::group_role(w.conn(), group_id, user_id).await?;
@@ -513,7 +527,8 @@ where
                     .await?;
                 }
             }
-            if let Some(media_id) = &patch.avatar_media_id {
+            let avatar = patch.avatar_media_id.as_ref().map(MediaId::as_str);
+            if let Some(media_id) = avatar {
                 Self::adopt_avatar(w.conn(), user_id, media_id).await?;
             }
             // One statement: absent fields keep their value; an empty description clears it.
@@ -528,7 +543,7 @@ where
             .bind(group_id)
             .bind(patch.description.is_some())
             .bind(description)
-            .bind(&patch.avatar_media_id)
+            .bind(avatar)
             .bind(patch.public)
             .execute(w.conn())
             .await?;
@@ -541,11 +556,12 @@ where
 
     async fn group_directory(
         &self,
-        user_id: &str,
+        user_id: &UserId,
         q: &str,
         limit: i64,
         offset: i64,
     ) -> Result<Vec<p::GroupSummary>> {
+        let user_id = user_id.as_str();
         #[derive(FromRow)]
         struct Row {
             id: String,
@@ -587,7 +603,13 @@ where
             .collect())
     }
 
-    async fn join_group(&self, user_id: &str, group_id: &str) -> Result<p::Conversation> {
+    async fn join_group(
+        &self,
+        user_id: &UserId,
+        group_id: &ConversationId,
+    ) -> Result<p::Conversation> {
+        let user_id = user_id.as_str();
+        let group_id = group_id.as_str();
         let mut w = self.write_tx().await?;
         let out: Result<_> = async {
             let row: Option<(String, bool)> =
@@ -612,10 +634,12 @@ where
 
     async fn create_invite(
         &self,
-        user_id: &str,
-        group_id: &str,
+        user_id: &UserId,
+        group_id: &ConversationId,
         ttl_secs: i64,
     ) -> Result<p::Invite> {
+        let user_id = user_id.as_str();
+        let group_id = group_id.as_str();
         let mut w = self.write_tx().await?;
         let out: Result<_> = async {
             let role = Self::group_role(w.conn(), group_id, user_id).await?;
@@ -644,7 +668,8 @@ where
         w.finish(out).await
     }
 
-    async fn accept_invite(&self, user_id: &str, code: &str) -> Result<p::Conversation> {
+    async fn accept_invite(&self, user_id: &UserId, code: &str) -> Result<p::Conversation> {
+        let user_id = user_id.as_str();
         let mut w = self.write_tx().await?;
         let out: Result<_> = async {
             let row: Option<(String, i64)> =
@@ -672,11 +697,13 @@ where
 
     async fn members(
         &self,
-        user_id: &str,
-        group_id: &str,
+        user_id: &UserId,
+        group_id: &ConversationId,
         limit: i64,
         offset: i64,
     ) -> Result<Vec<p::Member>> {
+        let user_id = user_id.as_str();
+        let group_id = group_id.as_str();
         let mut c = self.read.acquire().await?;
         Self::group_role(&mut c, group_id, user_id).await?;
         #[derive(FromRow)]
@@ -713,10 +740,12 @@ where
 
     async fn add_members(
         &self,
-        user_id: &str,
-        group_id: &str,
-        user_ids: Vec<String>,
+        user_id: &UserId,
+        group_id: &ConversationId,
+        user_ids: Vec<UserId>,
     ) -> Result<Vec<p::Member>> {
+        let user_id = user_id.as_str();
+        let group_id = group_id.as_str();
         let mut w = self.write_tx().await?;
         let out: Result<_> = async {
             let role = Self::group_role(w.conn(), group_id, user_id).await?;
@@ -726,7 +755,7 @@ where
                 ));
             }
             let mut added = Vec::new();
-            for target in &user_ids {
+            for target in user_ids.iter().map(UserId::as_str) {
                 Self::require_user(w.conn(), target).await?;
                 if Self::role_of(w.conn(), group_id, target).await?.is_some() {
                     continue;
@@ -749,7 +778,15 @@ where
         w.finish(out).await
     }
 
-    async fn remove_member(&self, user_id: &str, group_id: &str, target: &str) -> Result<()> {
+    async fn remove_member(
+        &self,
+        user_id: &UserId,
+        group_id: &ConversationId,
+        target: &UserId,
+    ) -> Result<()> {
+        let user_id = user_id.as_str();
+        let group_id = group_id.as_str();
+        let target = target.as_str();
         let mut w = self.write_tx().await?;
         let out: Result<_> = async {
             let my_role = Self::group_role(w.conn(), group_id, user_id).await?;
@@ -805,11 +842,14 @@ where
 
     async fn set_role(
         &self,
-        user_id: &str,
-        group_id: &str,
-        target: &str,
+        user_id: &UserId,
+        group_id: &ConversationId,
+        target: &UserId,
         role: p::Role,
     ) -> Result<p::Member> {
+        let user_id = user_id.as_str();
+        let group_id = group_id.as_str();
+        let target = target.as_str();
         if role == p::Role::Owner {
             return Err(Error::invalid(
                 "role",
@@ -848,10 +888,13 @@ where
 
     async fn transfer_ownership(
         &self,
-        user_id: &str,
-        group_id: &str,
-        target: &str,
+        user_id: &UserId,
+        group_id: &ConversationId,
+        target: &UserId,
     ) -> Result<p::Conversation> {
+        let user_id = user_id.as_str();
+        let group_id = group_id.as_str();
+        let target = target.as_str();
         let mut w = self.write_tx().await?;
         let out: Result<_> = async {
             let my_role = Self::group_role(w.conn(), group_id, user_id).await?;
@@ -885,13 +928,15 @@ where
 
     async fn member_ids_if_member(
         &self,
-        user_id: &str,
-        conversation_id: &str,
-    ) -> Result<Option<Vec<String>>> {
+        user_id: &UserId,
+        conversation_id: &ConversationId,
+    ) -> Result<Option<Vec<UserId>>> {
+        let user_id = user_id.as_str();
+        let conversation_id = conversation_id.as_str();
         let mut c = self.read.acquire().await?;
         let ids = Self::member_ids(&mut c, conversation_id).await?;
         Ok(if ids.iter().any(|i| i == user_id) {
-            Some(ids)
+            Some(ids.into_iter().map(UserId::trusted).collect())
         } else {
             None
         })

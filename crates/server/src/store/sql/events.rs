@@ -9,6 +9,7 @@ use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Type}
 
 use super::{Backend, Conn, SqlStore, WriteTx};
 use crate::crypto::column;
+use crate::domain::{ConversationId, UserId};
 use crate::error::{Error, Result};
 use crate::events::{Durable, EventKind};
 use crate::store::{EventLog, StoredEvent};
@@ -113,10 +114,11 @@ where
 
     async fn events_since(
         &self,
-        user_id: &str,
+        user_id: &UserId,
         since: i64,
         limit: i64,
     ) -> Result<Vec<StoredEvent>> {
+        let user_id = user_id.as_str();
         let rows: Vec<(i64, String)> = sqlx::query_as(
             "SELECT e.pos, e.payload FROM events e
              WHERE e.pos > $1 AND (
@@ -143,11 +145,12 @@ where
 
     async fn message_events(
         &self,
-        conversation_id: &str,
+        conversation_id: &ConversationId,
         after_seq: i64,
         before_seq: Option<i64>,
         limit: i64,
     ) -> Result<Vec<Durable>> {
+        let conversation_id = conversation_id.as_str();
         let mut c = self.read.acquire().await?;
         let rows: Vec<(i64, String, i64)> = sqlx::query_as(
             "SELECT pos, payload, seq FROM events
@@ -189,14 +192,18 @@ where
             .collect()
     }
 
-    async fn conversation_heads(&self, user_id: &str) -> Result<Vec<(String, i64)>> {
-        Ok(sqlx::query_as(
+    async fn conversation_heads(&self, user_id: &UserId) -> Result<Vec<(ConversationId, i64)>> {
+        let heads: Vec<(String, i64)> = sqlx::query_as(
             "SELECT c.id, c.last_seq FROM conversations c
              JOIN members m ON m.conversation_id = c.id WHERE m.user_id = $1",
         )
-        .bind(user_id)
+        .bind(user_id.as_str())
         .fetch_all(&self.read)
-        .await?)
+        .await?;
+        Ok(heads
+            .into_iter()
+            .map(|(id, last)| (ConversationId::trusted(id), last))
+            .collect())
     }
 }
 

@@ -8,6 +8,7 @@ use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Type}
 
 use super::{Backend, Conn, SqlStore};
 use crate::crypto::column;
+use crate::domain::{MediaId, UserId};
 use crate::error::{Error, Result};
 use crate::store::{MediaRecord, MediaStore};
 
@@ -106,7 +107,13 @@ where
         Ok(media.to_protocol())
     }
 
-    async fn media_for(&self, viewer: Option<&str>, media_id: &str) -> Result<Option<MediaRecord>> {
+    async fn media_for(
+        &self,
+        viewer: Option<&UserId>,
+        media_id: &MediaId,
+    ) -> Result<Option<MediaRecord>> {
+        let media_id = media_id.as_str();
+        let viewer = viewer.map(UserId::as_str);
         sqlx::query_as::<_, MediaRecord>(
             "SELECT md.* FROM media md WHERE md.id = $1 AND (
                  md.avatar

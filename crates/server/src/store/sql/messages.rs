@@ -15,6 +15,7 @@ use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, FromRow, IntoArgumen
 
 use super::{Backend, Conn, SendResults, SqlStore, WriteTx};
 use crate::crypto::{Keyring, column};
+use crate::domain::{ConversationId, UserId};
 use crate::error::{Error, Result};
 use crate::store::{HistoryPage, MediaRecord, Messages, NewMessage, SendOutcome};
 use crate::time::{new_id, now_ms, rfc3339};
@@ -210,16 +211,16 @@ where
         members: Option<Vec<String>>,
     ) -> Result<p::Message> {
         let now = now_ms();
-        let seq = Self::next_seq(w.conn(), &m.conversation_id, now).await?;
+        let seq = Self::next_seq(w.conn(), m.conversation_id.as_str(), now).await?;
         let id = new_id();
         sqlx::query(
             "INSERT INTO messages (id, conversation_id, seq, sender_id, client_id, kind, body, reply_to_seq, created_at)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         )
         .bind(&id)
-        .bind(&m.conversation_id)
+        .bind(m.conversation_id.as_str())
         .bind(seq)
-        .bind(&m.sender_id)
+        .bind(m.sender_id.as_str())
         .bind(&m.client_id)
         .bind(m.kind.as_str())
         .bind(w.seal(column::MESSAGE_BODY, &m.body))
@@ -231,7 +232,7 @@ where
             sqlx::query("INSERT INTO message_media (message_id, media_id, conversation_id, position) VALUES ($1, $2, $3, $4)")
                 .bind(&id)
                 .bind(&md.id)
-                .bind(&m.conversation_id)
+                .bind(m.conversation_id.as_str())
                 .bind(i as i64)
                 .execute(w.conn())
                 .await?;
@@ -243,16 +244,16 @@ where
         }
         // Whoever writes has read everything up to their own message.
         sqlx::query("UPDATE members SET last_read_seq = $3 WHERE conversation_id = $1 AND user_id = $2 AND last_read_seq < $3")
-            .bind(&m.conversation_id)
-            .bind(&m.sender_id)
+            .bind(m.conversation_id.as_str())
+            .bind(m.sender_id.as_str())
             .bind(seq)
             .execute(w.conn())
             .await?;
         let message = p::Message {
             id,
-            conversation_id: m.conversation_id.clone(),
+            conversation_id: m.conversation_id.to_string(),
             seq,
-            sender_id: m.sender_id.clone(),
+            sender_id: m.sender_id.to_string(),
             client_id: m.client_id.clone(),
             kind: m.kind,
             body: m.body.clone(),
@@ -268,9 +269,9 @@ where
         };
         let members = match members {
             Some(list) => list,
-            None => Self::member_ids(w.conn(), &m.conversation_id).await?,
+            None => Self::member_ids(w.conn(), m.conversation_id.as_str()).await?,
         };
-        w.emit(Some(&m.conversation_id), None, &frame, members)
+        w.emit(Some(m.conversation_id.as_str()), None, &frame, members)
             .await?;
         Ok(message)
     }
@@ -282,9 +283,10 @@ where
         actor: &str,
         body: String,
     ) -> Result<()> {
+        // Both come from the database (or the caller's own checked IDs).
         let m = NewMessage {
-            sender_id: actor.to_owned(),
-            conversation_id: conv.to_owned(),
+            sender_id: UserId::trusted(actor),
+            conversation_id: ConversationId::trusted(conv),
             client_id: format!("system:{}", new_id()),
             kind: p::MessageKind::System,
             body,
@@ -314,8 +316,8 @@ where
                              ON (b.blocker_id = $2 AND b.blocked_id = p.id) OR (b.blocker_id = p.id AND b.blocked_id = $2)),
                     EXISTS (SELECT 1 FROM friendships f JOIN p ON f.user_id = $2 AND f.friend_id = p.id)",
         )
-        .bind(&m.conversation_id)
-        .bind(&m.sender_id)
+        .bind(m.conversation_id.as_str())
+        .bind(m.sender_id.as_str())
         .bind(&m.client_id)
         .fetch_one(&mut *c)
         .await?;
@@ -339,7 +341,7 @@ where
                 .bind(&id)
                 .fetch_one(&mut *c)
                 .await?;
-            if row.conversation_id != m.conversation_id {
+            if row.conversation_id != m.conversation_id.as_str() {
                 return Err(Error::conflict(
                     "client_id was already used for another conversation",
                 ));
@@ -360,21 +362,21 @@ where
                     "you can only message your friends",
                 ));
             }
-            let mut list = vec![m.sender_id.clone()];
+            let mut list = vec![m.sender_id.to_string()];
             list.extend(peer);
             list
         } else {
-            match group_members.get(&m.conversation_id) {
+            match group_members.get(m.conversation_id.as_str()) {
                 Some(list) => list.clone(),
                 None => {
-                    let list = Self::member_ids(c, &m.conversation_id).await?;
-                    group_members.insert(m.conversation_id.clone(), list.clone());
+                    let list = Self::member_ids(c, m.conversation_id.as_str()).await?;
+                    group_members.insert(m.conversation_id.to_string(), list.clone());
                     list
                 }
             }
         };
         if let Some(r) = m.reply_to_seq
-            && Self::message_by_seq(c, &m.conversation_id, r)
+            && Self::message_by_seq(c, m.conversation_id.as_str(), r)
                 .await?
                 .is_none()
         {
@@ -384,7 +386,7 @@ where
             ));
         }
         let media = self
-            .usable_attachments(c, &m.sender_id, m.kind, &m.attachment_ids)
+            .usable_attachments(c, m.sender_id.as_str(), m.kind, &m.attachment_ids)
             .await?;
         Ok(SendCheck::New { members, media })
     }
@@ -467,11 +469,13 @@ where
 
     async fn messages(
         &self,
-        user_id: &str,
-        conversation_id: &str,
+        user_id: &UserId,
+        conversation_id: &ConversationId,
         page: HistoryPage,
         limit: i64,
     ) -> Result<(Vec<p::Message>, Option<i64>)> {
+        let user_id = user_id.as_str();
+        let conversation_id = conversation_id.as_str();
         let mut c = self.read.acquire().await?;
         if Self::role_of(&mut c, conversation_id, user_id)
             .await?
@@ -526,11 +530,13 @@ where
 
     async fn edit_message(
         &self,
-        user_id: &str,
-        conversation_id: &str,
+        user_id: &UserId,
+        conversation_id: &ConversationId,
         seq: i64,
         body: String,
     ) -> Result<p::Message> {
+        let user_id = user_id.as_str();
+        let conversation_id = conversation_id.as_str();
         let mut w = self.write_tx().await?;
         let out: Result<_> = async {
             if Self::role_of(w.conn(), conversation_id, user_id)
@@ -574,11 +580,13 @@ where
 
     async fn delete_message(
         &self,
-        user_id: &str,
-        conversation_id: &str,
+        user_id: &UserId,
+        conversation_id: &ConversationId,
         seq: i64,
         for_everyone: bool,
     ) -> Result<()> {
+        let user_id = user_id.as_str();
+        let conversation_id = conversation_id.as_str();
         let mut w = self.write_tx().await?;
         let out: Result<_> = async {
             let role = Self::role_of(w.conn(), conversation_id, user_id)
@@ -640,10 +648,12 @@ where
 
     async fn mark_read(
         &self,
-        user_id: &str,
-        conversation_id: &str,
+        user_id: &UserId,
+        conversation_id: &ConversationId,
         seq: i64,
     ) -> Result<p::ReadMarker> {
+        let user_id = user_id.as_str();
+        let conversation_id = conversation_id.as_str();
         if seq < 0 {
             return Err(Error::invalid("seq", "seq must not be negative"));
         }

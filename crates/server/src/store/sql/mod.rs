@@ -39,6 +39,7 @@ use super::{
     EventSink, Maintenance, NewMessage, Presence, ReencryptReport, SeedConversation, SendOutcome,
 };
 use crate::crypto::Keyring;
+use crate::domain::{SessionId, UserId};
 use crate::error::Result;
 use crate::events::Durable;
 
@@ -236,10 +237,10 @@ where
     async fn bulk_seed(
         &self,
         prefix: &str,
-        user_ids: &[String],
+        user_ids: &[UserId],
         password_hash: &str,
         conversations: &[SeedConversation],
-    ) -> Result<Vec<String>> {
+    ) -> Result<Vec<SessionId>> {
         self.seed_fixtures(prefix, user_ids, password_hash, conversations)
             .await
     }

@@ -8,6 +8,7 @@ use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Type}
 
 use super::{Backend, Conn, SqlStore};
 use crate::crypto::column;
+use crate::domain::{ConversationId, UserId};
 use crate::error::{Error, Result};
 use crate::store::{MAX_PUSH_SUBSCRIPTIONS, PushContext, PushRecipient, PushStore, PushTarget};
 use crate::time::{new_id, now_ms, rfc3339};
@@ -30,11 +31,12 @@ where
 {
     async fn add_push_subscription(
         &self,
-        user_id: &str,
+        user_id: &UserId,
         endpoint: &str,
         p256dh: &str,
         auth: &str,
     ) -> Result<p::PushSubscription> {
+        let user_id = user_id.as_str();
         let mut c = self.write.begin().await?;
         // Ordered with other nodes' writes, so two subscribes at once cannot both keep an
         // eleventh subscription.
@@ -75,7 +77,8 @@ where
         })
     }
 
-    async fn remove_push_subscription(&self, user_id: &str, endpoint: &str) -> Result<bool> {
+    async fn remove_push_subscription(&self, user_id: &UserId, endpoint: &str) -> Result<bool> {
+        let user_id = user_id.as_str();
         let mut c = self.write.acquire().await?;
         let r = sqlx::query("DELETE FROM push_subscriptions WHERE user_id = $1 AND endpoint = $2")
             .bind(user_id)
@@ -85,7 +88,8 @@ where
         Ok(B::rows_affected(&r) > 0)
     }
 
-    async fn push_subscriptions(&self, user_id: &str) -> Result<Vec<p::PushSubscription>> {
+    async fn push_subscriptions(&self, user_id: &UserId) -> Result<Vec<p::PushSubscription>> {
+        let user_id = user_id.as_str();
         let rows: Vec<(String, String, i64)> = sqlx::query_as(
             "SELECT id, endpoint, created_at FROM push_subscriptions WHERE user_id = $1 ORDER BY created_at, id",
         )
@@ -102,7 +106,8 @@ where
             .collect())
     }
 
-    async fn push_targets(&self, user_id: &str) -> Result<Vec<PushTarget>> {
+    async fn push_targets(&self, user_id: &UserId) -> Result<Vec<PushTarget>> {
+        let user_id = user_id.as_str();
         Ok(sqlx::query_as::<_, PushTarget>(
             "SELECT user_id, endpoint, p256dh, auth FROM push_subscriptions WHERE user_id = $1",
         )
@@ -130,10 +135,12 @@ where
 
     async fn set_mute(
         &self,
-        user_id: &str,
-        conversation_id: &str,
+        user_id: &UserId,
+        conversation_id: &ConversationId,
         until: Option<i64>,
     ) -> Result<p::MuteState> {
+        let user_id = user_id.as_str();
+        let conversation_id = conversation_id.as_str();
         let mut c = self.write.acquire().await?;
         let r = sqlx::query(
             "UPDATE members SET muted_until = $3 WHERE conversation_id = $1 AND user_id = $2",
@@ -152,7 +159,12 @@ where
         })
     }
 
-    async fn push_context(&self, conversation_id: &str, seq: i64) -> Result<Option<PushContext>> {
+    async fn push_context(
+        &self,
+        conversation_id: &ConversationId,
+        seq: i64,
+    ) -> Result<Option<PushContext>> {
+        let conversation_id = conversation_id.as_str();
         let mut c = self.read.acquire().await?;
         let Some(msg) = Self::message_by_seq(&mut c, conversation_id, seq).await? else {
             return Ok(None);

@@ -7,6 +7,7 @@
 use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Type};
 
 use super::{Backend, Conn, SqlStore};
+use crate::domain::{SessionId, UserId};
 use crate::error::Result;
 use crate::store::SeedConversation;
 use crate::time::{new_id, now_ms};
@@ -31,10 +32,10 @@ where
     pub(super) async fn seed_fixtures(
         &self,
         prefix: &str,
-        user_ids: &[String],
+        user_ids: &[UserId],
         password_hash: &str,
         conversations: &[SeedConversation],
-    ) -> Result<Vec<String>> {
+    ) -> Result<Vec<SessionId>> {
         let mut w = self.write_tx().await?;
         let now = now_ms();
         let mut sessions = Vec::with_capacity(user_ids.len());
@@ -44,7 +45,7 @@ where
                 "INSERT INTO users (id, username, username_key, display_name, display_key, password_hash, created_at)
                  VALUES ($1, $2, $2, $2, $2, $3, $4)",
             )
-            .bind(id)
+            .bind(id.as_str())
             .bind(&name)
             .bind(password_hash)
             .bind(now)
@@ -53,14 +54,14 @@ where
             let sid = new_id();
             sqlx::query("INSERT INTO sessions (id, user_id, created_at) VALUES ($1, $2, $3)")
                 .bind(&sid)
-                .bind(id)
+                .bind(id.as_str())
                 .bind(now)
                 .execute(w.conn())
                 .await?;
-            sessions.push(sid);
+            sessions.push(SessionId::trusted(sid));
         }
         for (n, conv) in conversations.iter().enumerate() {
-            let ids: Vec<&String> = conv.members.iter().map(|&i| &user_ids[i]).collect();
+            let ids: Vec<&str> = conv.members.iter().map(|&i| user_ids[i].as_str()).collect();
             if ids.len() == 2 {
                 let (a, b) = if ids[0] < ids[1] {
                     (ids[0], ids[1])
@@ -70,7 +71,7 @@ where
                 sqlx::query(
                     "INSERT INTO conversations (id, kind, direct_key, created_at, last_activity_at) VALUES ($1, 'direct', $2, $3, $3)",
                 )
-                .bind(&conv.id)
+                .bind(conv.id.as_str())
                 .bind(format!("{a}:{b}"))
                 .bind(now)
                 .execute(w.conn())
@@ -88,7 +89,7 @@ where
                 sqlx::query(
                     "INSERT INTO conversations (id, kind, name, name_key, created_at, last_activity_at) VALUES ($1, 'group', $2, $2, $3, $3)",
                 )
-                .bind(&conv.id)
+                .bind(conv.id.as_str())
                 .bind(&name)
                 .bind(now)
                 .execute(w.conn())
@@ -104,7 +105,7 @@ where
                     "INSERT INTO members (conversation_id, user_id, role, joined_at, joined_pos, last_read_seq)
                      VALUES ($1, $2, $3, $4, 0, 0)",
                 )
-                .bind(&conv.id)
+                .bind(conv.id.as_str())
                 .bind(*user)
                 .bind(role)
                 .bind(now)

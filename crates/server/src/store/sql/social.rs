@@ -10,6 +10,7 @@ use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, FromRow, IntoArgumen
 
 use super::users::{USER_COLUMNS, UserRow};
 use super::{Backend, Conn, SqlStore, WriteTx};
+use crate::domain::{FriendRequestId, UserId};
 use crate::error::{Error, Result};
 use crate::store::{FriendRequestOutcome, Social};
 use crate::time::{new_id, now_ms, rfc3339};
@@ -184,7 +185,13 @@ where
     usize: ColumnIndex<<B::Db as Database>::Row>,
     for<'n> &'n str: ColumnIndex<<B::Db as Database>::Row>,
 {
-    async fn send_friend_request(&self, from: &str, to: &str) -> Result<FriendRequestOutcome> {
+    async fn send_friend_request(
+        &self,
+        from: &UserId,
+        to: &UserId,
+    ) -> Result<FriendRequestOutcome> {
+        let from = from.as_str();
+        let to = to.as_str();
         if from == to {
             return Err(Error::invalid("user_id", "you cannot befriend yourself"));
         }
@@ -249,7 +256,8 @@ where
         w.finish(out).await
     }
 
-    async fn friend_requests(&self, user_id: &str) -> Result<p::FriendRequestList> {
+    async fn friend_requests(&self, user_id: &UserId) -> Result<p::FriendRequestList> {
+        let user_id = user_id.as_str();
         let mut c = self.read.acquire().await?;
         let rows: Vec<(String, String, String, i64)> = sqlx::query_as(
             "SELECT id, from_id, to_id, created_at FROM friend_requests WHERE from_id = $1 OR to_id = $1 ORDER BY created_at DESC",
@@ -277,7 +285,13 @@ where
         Ok(list)
     }
 
-    async fn accept_friend_request(&self, user_id: &str, request_id: &str) -> Result<p::User> {
+    async fn accept_friend_request(
+        &self,
+        user_id: &UserId,
+        request_id: &FriendRequestId,
+    ) -> Result<p::User> {
+        let user_id = user_id.as_str();
+        let request_id = request_id.as_str();
         let mut w = self.write_tx().await?;
         let out: Result<_> = async {
             let (from, to) = Self::request_parties(w.conn(), request_id, user_id).await?;
@@ -290,7 +304,13 @@ where
         w.finish(out).await
     }
 
-    async fn decline_friend_request(&self, user_id: &str, request_id: &str) -> Result<()> {
+    async fn decline_friend_request(
+        &self,
+        user_id: &UserId,
+        request_id: &FriendRequestId,
+    ) -> Result<()> {
+        let user_id = user_id.as_str();
+        let request_id = request_id.as_str();
         let mut w = self.write_tx().await?;
         let out: Result<_> = async {
             let (from, to) = Self::request_parties(w.conn(), request_id, user_id).await?;
@@ -305,7 +325,13 @@ where
         w.finish(out).await
     }
 
-    async fn cancel_friend_request(&self, user_id: &str, request_id: &str) -> Result<()> {
+    async fn cancel_friend_request(
+        &self,
+        user_id: &UserId,
+        request_id: &FriendRequestId,
+    ) -> Result<()> {
+        let user_id = user_id.as_str();
+        let request_id = request_id.as_str();
         let mut w = self.write_tx().await?;
         let out: Result<_> = async {
             let (from, to) = Self::request_parties(w.conn(), request_id, user_id).await?;
@@ -320,7 +346,8 @@ where
         w.finish(out).await
     }
 
-    async fn friends(&self, user_id: &str) -> Result<Vec<p::User>> {
+    async fn friends(&self, user_id: &UserId) -> Result<Vec<p::User>> {
+        let user_id = user_id.as_str();
         static SQL: LazyLock<String> = LazyLock::new(|| {
             format!(
                 "SELECT {USER_COLUMNS} FROM friendships f JOIN users u ON u.id = f.friend_id WHERE f.user_id = $1 ORDER BY u.display_key"
@@ -333,16 +360,18 @@ where
         Ok(rows.iter().map(|r| self.user_from_row(r, true)).collect())
     }
 
-    async fn friend_ids(&self, user_id: &str) -> Result<Vec<String>> {
-        Ok(
+    async fn friend_ids(&self, user_id: &UserId) -> Result<Vec<UserId>> {
+        let ids: Vec<String> =
             sqlx::query_scalar("SELECT friend_id FROM friendships WHERE user_id = $1")
-                .bind(user_id)
+                .bind(user_id.as_str())
                 .fetch_all(&self.read)
-                .await?,
-        )
+                .await?;
+        Ok(ids.into_iter().map(UserId::trusted).collect())
     }
 
-    async fn remove_friend(&self, user_id: &str, friend_id: &str) -> Result<()> {
+    async fn remove_friend(&self, user_id: &UserId, friend_id: &UserId) -> Result<()> {
+        let user_id = user_id.as_str();
+        let friend_id = friend_id.as_str();
         let mut w = self.write_tx().await?;
         let out: Result<_> = async {
             if !Self::unfriend(&mut w, user_id, friend_id).await? {
@@ -354,7 +383,9 @@ where
         w.finish(out).await
     }
 
-    async fn block(&self, user_id: &str, target: &str) -> Result<()> {
+    async fn block(&self, user_id: &UserId, target: &UserId) -> Result<()> {
+        let user_id = user_id.as_str();
+        let target = target.as_str();
         if user_id == target {
             return Err(Error::invalid("user_id", "you cannot block yourself"));
         }
@@ -386,7 +417,9 @@ where
         w.finish(out).await
     }
 
-    async fn unblock(&self, user_id: &str, target: &str) -> Result<()> {
+    async fn unblock(&self, user_id: &UserId, target: &UserId) -> Result<()> {
+        let user_id = user_id.as_str();
+        let target = target.as_str();
         let mut c = self.write.acquire().await?;
         Self::require_user(&mut c, target).await?;
         sqlx::query("DELETE FROM blocks WHERE blocker_id = $1 AND blocked_id = $2")
@@ -397,7 +430,8 @@ where
         Ok(())
     }
 
-    async fn blocks(&self, user_id: &str) -> Result<Vec<p::Block>> {
+    async fn blocks(&self, user_id: &UserId) -> Result<Vec<p::Block>> {
+        let user_id = user_id.as_str();
         #[derive(FromRow)]
         struct BlockRow {
             #[sqlx(flatten)]

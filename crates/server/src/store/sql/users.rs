@@ -16,6 +16,7 @@ use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, FromRow, IntoArgumen
 use super::messages::{MESSAGE_COLUMNS, MsgRow};
 use super::{Backend, Conn, SqlStore, avatar_url, like_prefix};
 use crate::crypto::column;
+use crate::domain::{MediaId, SessionId, UserId};
 use crate::error::{Error, Result};
 use crate::store::{
     Accounts, Conversations, Credentials, MediaRecord, NewUser, ProfilePatch, RefreshOutcome,
@@ -234,26 +235,31 @@ where
         .fetch_optional(&self.read)
         .await?;
         Ok(row.map(|(user_id, password_hash)| Credentials {
-            user_id,
+            user_id: UserId::trusted(user_id),
             password_hash,
         }))
     }
 
-    async fn me(&self, user_id: &str) -> Result<p::Me> {
+    async fn me(&self, user_id: &UserId) -> Result<p::Me> {
+        let user_id = user_id.as_str();
         let mut c = self.read.acquire().await?;
         let row = Self::require_user(&mut c, user_id).await?;
         self.me_from_row(&row)
     }
 
-    async fn user(&self, viewer: &str, user_id: &str) -> Result<p::User> {
+    async fn user(&self, viewer: &UserId, user_id: &UserId) -> Result<p::User> {
+        let viewer = viewer.as_str();
+        let user_id = user_id.as_str();
         let mut c = self.read.acquire().await?;
         self.public_user(&mut c, viewer, user_id).await
     }
 
-    async fn update_profile(&self, user_id: &str, patch: ProfilePatch) -> Result<p::Me> {
+    async fn update_profile(&self, user_id: &UserId, patch: ProfilePatch) -> Result<p::Me> {
+        let user_id = user_id.as_str();
         let mut w = self.write_tx().await?;
         let out: Result<_> = async {
-            if let Some(media_id) = &patch.avatar_media_id {
+            let avatar = patch.avatar_media_id.as_ref().map(MediaId::as_str);
+            if let Some(media_id) = avatar {
                 Self::adopt_avatar(w.conn(), user_id, media_id).await?;
             }
             // One statement: absent fields keep their value; an empty bio clears it.
@@ -270,7 +276,7 @@ where
             .bind(user_id)
             .bind(&patch.display_name)
             .bind(patch.display_name.as_ref().map(|n| n.to_lowercase()))
-            .bind(&patch.avatar_media_id)
+            .bind(avatar)
             .bind(patch.notification_previews)
             .bind(patch.bio.is_some())
             .bind(bio)
@@ -285,11 +291,12 @@ where
 
     async fn search_users(
         &self,
-        viewer: &str,
+        viewer: &UserId,
         q: &str,
         limit: i64,
         offset: i64,
     ) -> Result<Vec<p::User>> {
+        let viewer = viewer.as_str();
         let q = q.trim();
         if q.is_empty() {
             return Ok(Vec::new());
@@ -321,7 +328,8 @@ where
             .collect())
     }
 
-    async fn set_last_seen(&self, user_id: &str, at_ms: i64) -> Result<()> {
+    async fn set_last_seen(&self, user_id: &UserId, at_ms: i64) -> Result<()> {
+        let user_id = user_id.as_str();
         let mut c = self.write.acquire().await?;
         sqlx::query("UPDATE users SET last_seen_at = $2 WHERE id = $1")
             .bind(user_id)
@@ -333,10 +341,11 @@ where
 
     async fn create_session(
         &self,
-        user_id: &str,
+        user_id: &UserId,
         refresh_hash: &str,
         expires_at_ms: i64,
-    ) -> Result<String> {
+    ) -> Result<SessionId> {
+        let user_id = user_id.as_str();
         let mut w = self.write_tx().await?;
         let out: Result<_> = async {
             let id = new_id();
@@ -348,7 +357,7 @@ where
                 .execute(w.conn())
                 .await?;
             Self::insert_refresh(w.conn(), refresh_hash, &id, now, expires_at_ms).await?;
-            Ok(id)
+            Ok(SessionId::trusted(id))
         }
         .await;
         w.finish(out).await
@@ -383,7 +392,9 @@ where
                     .bind(now)
                     .execute(w.conn())
                     .await?;
-                return Ok(RefreshOutcome::Reused { session_id });
+                return Ok(RefreshOutcome::Reused {
+                    session_id: SessionId::trusted(session_id),
+                });
             }
             if expires_at <= now {
                 return Ok(RefreshOutcome::Invalid);
@@ -395,24 +406,26 @@ where
                 .await?;
             Self::insert_refresh(w.conn(), new_hash, &session_id, now, expires_at_ms).await?;
             Ok(RefreshOutcome::Rotated {
-                user_id,
-                session_id,
+                user_id: UserId::trusted(user_id),
+                session_id: SessionId::trusted(session_id),
             })
         }
         .await;
         w.finish(out).await
     }
 
-    async fn refresh_session(&self, refresh_hash: &str) -> Result<Option<(String, String)>> {
-        Ok(sqlx::query_as(
+    async fn refresh_session(&self, refresh_hash: &str) -> Result<Option<(SessionId, UserId)>> {
+        let row: Option<(String, String)> = sqlx::query_as(
             "SELECT s.id, s.user_id FROM refresh_tokens r JOIN sessions s ON s.id = r.session_id WHERE r.token_hash = $1",
         )
         .bind(refresh_hash)
         .fetch_optional(&self.read)
-        .await?)
+        .await?;
+        Ok(row.map(|(session, user)| (SessionId::trusted(session), UserId::trusted(user))))
     }
 
-    async fn revoke_session(&self, session_id: &str) -> Result<()> {
+    async fn revoke_session(&self, session_id: &SessionId) -> Result<()> {
+        let session_id = session_id.as_str();
         let mut c = self.write.acquire().await?;
         sqlx::query("UPDATE sessions SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL")
             .bind(session_id)
@@ -422,7 +435,9 @@ where
         Ok(())
     }
 
-    async fn session_active(&self, session_id: &str, user_id: &str) -> Result<bool> {
+    async fn session_active(&self, session_id: &SessionId, user_id: &UserId) -> Result<bool> {
+        let session_id = session_id.as_str();
+        let user_id = user_id.as_str();
         let n: i64 = sqlx::query_scalar(
             "SELECT COUNT(*) FROM sessions WHERE id = $1 AND user_id = $2 AND revoked_at IS NULL",
         )
@@ -433,7 +448,8 @@ where
         Ok(n > 0)
     }
 
-    async fn password_hash(&self, user_id: &str) -> Result<String> {
+    async fn password_hash(&self, user_id: &UserId) -> Result<String> {
+        let user_id = user_id.as_str();
         let h: Option<String> = sqlx::query_scalar("SELECT password_hash FROM users WHERE id = $1")
             .bind(user_id)
             .fetch_optional(&self.read)
@@ -443,10 +459,12 @@ where
 
     async fn change_password(
         &self,
-        user_id: &str,
+        user_id: &UserId,
         new_hash: &str,
-        keep_session: &str,
-    ) -> Result<Vec<String>> {
+        keep_session: &SessionId,
+    ) -> Result<Vec<SessionId>> {
+        let user_id = user_id.as_str();
+        let keep_session = keep_session.as_str();
         let mut w = self.write_tx().await?;
         let out: Result<_> = async {
             sqlx::query("UPDATE users SET password_hash = $2 WHERE id = $1")
@@ -462,22 +480,28 @@ where
             .bind(now_ms())
             .fetch_all(w.conn())
             .await?;
-            Ok(revoked)
+            Ok(revoked.into_iter().map(SessionId::trusted).collect())
         }
         .await;
         w.finish(out).await
     }
 
-    async fn sessions(&self, user_id: &str) -> Result<Vec<(String, i64)>> {
-        Ok(sqlx::query_as(
+    async fn sessions(&self, user_id: &UserId) -> Result<Vec<(SessionId, i64)>> {
+        let rows: Vec<(String, i64)> = sqlx::query_as(
             "SELECT id, created_at FROM sessions WHERE user_id = $1 AND revoked_at IS NULL ORDER BY created_at DESC",
         )
-        .bind(user_id)
+        .bind(user_id.as_str())
         .fetch_all(&self.read)
-        .await?)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, at)| (SessionId::trusted(id), at))
+            .collect())
     }
 
-    async fn revoke_user_session(&self, user_id: &str, session_id: &str) -> Result<bool> {
+    async fn revoke_user_session(&self, user_id: &UserId, session_id: &SessionId) -> Result<bool> {
+        let user_id = user_id.as_str();
+        let session_id = session_id.as_str();
         let mut c = self.write.acquire().await?;
         let r = sqlx::query("UPDATE sessions SET revoked_at = $3 WHERE id = $1 AND user_id = $2 AND revoked_at IS NULL")
             .bind(session_id)
@@ -488,7 +512,8 @@ where
         Ok(B::rows_affected(&r) > 0)
     }
 
-    async fn delete_account(&self, user_id: &str) -> Result<Vec<String>> {
+    async fn delete_account(&self, user_id: &UserId) -> Result<Vec<SessionId>> {
+        let user_id = user_id.as_str();
         let mut w = self.write_tx().await?;
         let out: Result<_> = async {
             let now = now_ms();
@@ -568,18 +593,19 @@ where
                 .bind(user_id)
                 .execute(w.conn())
                 .await?;
-            Ok(revoked)
+            Ok(revoked.into_iter().map(SessionId::trusted).collect())
         }
         .await;
         w.finish(out).await
     }
 
-    async fn export(&self, user_id: &str) -> Result<serde_json::Value> {
-        let me = self.me(user_id).await?;
-        let friends = self.friends(user_id).await?;
-        let blocks = self.blocks(user_id).await?;
-        let requests = self.friend_requests(user_id).await?;
-        let conversations = self.conversations(user_id).await?;
+    async fn export(&self, user: &UserId) -> Result<serde_json::Value> {
+        let user_id = user.as_str();
+        let me = self.me(user).await?;
+        let friends = self.friends(user).await?;
+        let blocks = self.blocks(user).await?;
+        let requests = self.friend_requests(user).await?;
+        let conversations = self.conversations(user).await?;
         let mut c = self.read.acquire().await?;
         static SQL: LazyLock<String> = LazyLock::new(|| {
             format!(
@@ -606,10 +632,10 @@ where
             .map(MediaRecord::to_protocol)
             .collect();
         let sessions: Vec<serde_json::Value> = self
-            .sessions(user_id)
+            .sessions(user)
             .await?
             .into_iter()
-            .map(|(id, at)| serde_json::json!({"id": id, "created_at": rfc3339(at)}))
+            .map(|(id, at)| serde_json::json!({"id": id.as_str(), "created_at": rfc3339(at)}))
             .collect();
         Ok(serde_json::json!({
             "exported_at": rfc3339(now_ms()),

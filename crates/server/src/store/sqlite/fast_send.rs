@@ -57,8 +57,8 @@ impl SqlStore<SqliteBackend> {
         >(sqlx::AssertSqlSafe(fast_check_sql(chunk.len())));
         for m in chunk {
             q = q
-                .bind(&m.conversation_id)
-                .bind(&m.sender_id)
+                .bind(m.conversation_id.as_str())
+                .bind(m.sender_id.as_str())
                 .bind(&m.client_id);
         }
         let checks = q.fetch_all(w.conn()).await?;
@@ -95,7 +95,7 @@ impl SqlStore<SqliteBackend> {
                 plans.push(Plan::SameAs(base + j));
                 continue;
             }
-            first_of.insert((&m.sender_id, &m.client_id), i);
+            first_of.insert((m.sender_id.as_str(), &m.client_id), i);
             let members = match self
                 .decide_send(
                     w.conn(),
@@ -120,14 +120,14 @@ impl SqlStore<SqliteBackend> {
                 }
             };
             let seq = seqs
-                .entry(&m.conversation_id)
+                .entry(m.conversation_id.as_str())
                 .or_insert(last_seq.unwrap_or(0));
             *seq += 1;
             let message = p::Message {
                 id: new_id(),
-                conversation_id: m.conversation_id.clone(),
+                conversation_id: m.conversation_id.to_string(),
                 seq: *seq,
-                sender_id: m.sender_id.clone(),
+                sender_id: m.sender_id.to_string(),
                 client_id: m.client_id.clone(),
                 kind: m.kind,
                 body: m.body.clone(),

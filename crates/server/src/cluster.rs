@@ -856,6 +856,7 @@ async fn publisher(client: async_nats::Client, mut rx: mpsc::Receiver<(String, B
         }
     }
 }
+
 /// Conversation heads keyed as this module keeps conversations (by their ID's text).
 fn heads_by_name(heads: Vec<(ConversationId, i64)>) -> Vec<(String, i64)> {
     heads

@@ -1,4 +1,4 @@
-//! Storage: what the server asks of its database, as traits per area, and the backends.
+//! Storage: what the server asks of its database, as one trait per area, and the backends.
 //!
 //! The traits speak in domain operations ("send these messages", "accept this request"), not
 //! in rows: each operation runs in one transaction of the backend, checks the rules that
@@ -7,10 +7,15 @@
 //! to its [`EventSink`] only after the commit. The rest of the server holds an
 //! `Arc<dyn Store>`: [`Store`] is every area trait at once.
 //!
-//! IDs come in as the newtypes of [`crate::domain`] (parsed at the edge, or trusted because
-//! they came from the database or a verified token); backends return protocol types
-//! directly; presence (`online`) comes from a [`Presence`].
-//! Nothing here may depend on the hub, HTTP or WebSocket layers.
+//! IDs come in as the typed IDs of [`crate::domain`] (parsed at the edge, or trusted because
+//! they came from the database or a verified token); the store returns protocol types
+//! directly; presence (`online`) comes from a [`Presence`]. Nothing here may depend on the
+//! hub, HTTP or WebSocket layers.
+//!
+//! Where things are: this file has the traits; `types.rs` the records they take and return;
+//! `sql/` the one implementation ([`sql::SqlStore`], a module per area), generic over
+//! [`sql::Backend`]; `sqlite.rs` and `postgres.rs` open their databases and implement
+//! `Backend` (what differs between them); migrations are in `migrations/{sqlite,postgres}`.
 
 use async_trait::async_trait;
 use chatnode_protocol as p;

@@ -1,7 +1,11 @@
 //! Direct conversations and groups: opening and creating them, group settings, the public
 //! directory, joining, invites, members and roles, and each member's view of a conversation
-//! (`conv_view`). Membership is checked here for every area: a non-member is told "not
-//! found", never "forbidden", so outsiders cannot probe which groups exist.
+//! (`conv_view`). The membership helpers (`role_of`, `group_role`, `member_ids`) that every
+//! area checks with live here: a non-member is told "not found", never "forbidden", so
+//! outsiders cannot probe which groups exist.
+//!
+//! It writes messages only as `system` messages through `messages` (never rows of its own in
+//! `messages`), and it must not decide who may *send*: that is `messages::decide_send`.
 
 use std::sync::LazyLock;
 

@@ -2,6 +2,10 @@
 //! with its position from the `events` table) and reading the stream back: a user's events
 //! since a position (`sync`), and a conversation's message events by `seq` (a cluster node
 //! filling a gap in live delivery). Payloads are sealed like message bodies.
+//!
+//! Nothing here publishes: an event reaches the sink only through `WriteTx::finish`, after
+//! its transaction committed. Recipients on replay are today's members who had joined before
+//! the event (`joined_pos`), the same rule for `sync` and for the cluster.
 
 use async_trait::async_trait;
 use chatnode_protocol::ServerFrame;

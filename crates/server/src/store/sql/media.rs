@@ -1,6 +1,9 @@
 //! The records of uploads: who may read one (its uploader, members of a conversation it was
 //! sent in, anyone for avatars), attaching, avatars, and taking orphans for garbage
-//! collection. The bytes are the media service's (`crate::media`); file names are sealed.
+//! collection. File names are sealed.
+//!
+//! The bytes are the media service's (`crate::media`): this module must not read or remove
+//! blobs; `take_orphan_media` hands the deleted records back so the service removes theirs.
 
 use async_trait::async_trait;
 use chatnode_protocol as p;

@@ -4,7 +4,8 @@
 //! `seq` is assigned inside the committing transaction (`next_seq`), so it is never handed
 //! out for a message that does not commit. A backend may commit simple batches its own way
 //! ([`Backend::send_batch_fast`]); it must decide each message with [`SqlStore::decide_send`]
-//! so both paths keep the same rules.
+//! so both paths keep the same rules. Who may send is decided in `decide_send` only, never
+//! by a caller; a rule failure answers its one message and must not write anything.
 
 use std::collections::HashMap;
 use std::sync::LazyLock;

@@ -1,6 +1,10 @@
 //! Friend requests, friendships and blocks: the rules between two people (no request to
 //! someone who blocked you, asking back is accepting, a block ends the friendship and any
 //! request both ways) and the events that tell both of them.
+//!
+//! It owns the `friend_requests`, `friendships` and `blocks` tables and must not touch
+//! conversations: an unfriending leaves a direct chat readable, and what a block or an
+//! unfriending means for sending is decided when a message is sent (`messages`).
 
 use std::sync::LazyLock;
 

@@ -14,7 +14,7 @@ use axum::body::Body;
 use axum::extract::{FromRequest, Request};
 use chatnode_protocol::{self as p, ErrorCode};
 use chatnode_server::auth::hash_refresh_token;
-use chatnode_server::domain::{self, Email, Password, Phone, Username};
+use chatnode_server::domain::{self, Email, MediaId, Password, Phone, UserId, Username};
 use chatnode_server::error::{Error, Result};
 use chatnode_server::http::messages::new_message;
 use chatnode_server::http::{ApiJson, OptionalJson};
@@ -107,7 +107,7 @@ fn update_profile(r: p::UpdateProfileRequest) -> Result<()> {
     r.bio.as_deref().map(domain::bio).transpose()?;
     r.avatar_media_id
         .as_deref()
-        .map(|id| domain::id(id, "media"))
+        .map(|id| MediaId::parse(id, "media"))
         .transpose()?;
     Ok(())
 }
@@ -126,10 +126,10 @@ fn create_group(r: p::CreateGroupRequest) -> Result<()> {
         .transpose()?;
     r.avatar_media_id
         .as_deref()
-        .map(|id| domain::id(id, "media"))
+        .map(|id| MediaId::parse(id, "media"))
         .transpose()?;
     for m in &members {
-        domain::id(m, "user")?;
+        UserId::parse(m, "user")?;
     }
     Ok(())
 }
@@ -143,7 +143,7 @@ fn update_group(r: p::UpdateGroupRequest) -> Result<()> {
         .transpose()?;
     r.avatar_media_id
         .as_deref()
-        .map(|id| domain::id(id, "media"))
+        .map(|id| MediaId::parse(id, "media"))
         .transpose()?;
     Ok(())
 }
@@ -157,7 +157,7 @@ fn add_members(r: p::UserIdsRequest) -> Result<()> {
         ));
     }
     for u in &r.user_ids {
-        domain::id(u, "user")?;
+        UserId::parse(u, "user")?;
     }
     Ok(())
 }
@@ -178,8 +178,8 @@ fuzz_target!(|data: &[u8]| {
     }
     if let Some(r) = json::<p::UserIdRequest>(data) {
         // open_direct, friend requests, transfer: one user ID.
-        if let Some(id) = check(domain::id(&r.user_id, "user")) {
-            assert_eq!(id.len(), 36);
+        if let Some(id) = check(UserId::parse(&r.user_id, "user")) {
+            assert_eq!(id.as_str().len(), 36);
         }
     }
     if let Some(r) = json::<p::UserIdsRequest>(data) {
@@ -195,7 +195,7 @@ fuzz_target!(|data: &[u8]| {
     let _ = optional_json::<p::CreateInviteRequest>(data);
     if let Some(r) = json::<p::SendMessageRequest>(data) {
         let sent = check(new_message(
-            ME,
+            &UserId::trusted(ME),
             CONV,
             &r.client_id,
             &r.body,

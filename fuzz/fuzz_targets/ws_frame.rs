@@ -12,6 +12,7 @@ use chatnode_protocol::{
     ClientFrame, ErrorCode, MAX_MESSAGE_BODY, MAX_WS_FRAME, MessageKind, ServerFrame,
 };
 use chatnode_server::auth::Auth;
+use chatnode_server::domain::UserId;
 use chatnode_server::ws::{Request, decode};
 use libfuzzer_sys::fuzz_target;
 
@@ -20,7 +21,7 @@ const USER: &str = "01890a5d-ac96-774b-bcce-b302099a8057";
 static AUTH: LazyLock<Auth> =
     LazyLock::new(|| Auth::new(b"fuzz-secret-fuzz-secret-fuzz-secret!", 900, 1));
 
-/// A normalized ID: what `domain::id` gives back (lower-case, hyphenated UUID).
+/// A normalized ID: what `domain::Id::parse` gives back (lower-case, hyphenated UUID).
 fn is_normal_id(id: &str) -> bool {
     id.len() == 36
         && id
@@ -44,11 +45,11 @@ fuzz_target!(|data: &[u8]| {
             "accepted a forged token: {token:?}"
         );
     }
-    match decode(USER, text) {
+    match decode(&UserId::trusted(USER), text) {
         Ok(Request::Ping) => {}
         Ok(Request::Send(m)) => {
             assert_eq!(m.sender_id, USER);
-            assert!(is_normal_id(&m.conversation_id), "{m:?}");
+            assert!(is_normal_id(m.conversation_id.as_str()), "{m:?}");
             assert!((1..=128).contains(&m.client_id.len()), "{m:?}");
             assert!(
                 m.client_id.bytes().all(|b| (0x21..0x7f).contains(&b)),
@@ -78,11 +79,11 @@ fuzz_target!(|data: &[u8]| {
                 conversation_id, ..
             },
         ) => {
-            assert!(is_normal_id(&conversation_id), "{conversation_id:?}");
+            assert!(is_normal_id(conversation_id.as_str()), "{conversation_id:?}");
         }
         Ok(Request::Sync { since }) => assert!(since >= 0),
         Ok(Request::View { conversation_id }) => {
-            assert!(conversation_id.is_none_or(|c| is_normal_id(&c)));
+            assert!(conversation_id.is_none_or(|c| is_normal_id(c.as_str())));
         }
         Err(refusal) => {
             let frame = refusal.frame();

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::auth::{Auth, random_token};
 use crate::config::{BenchSeedArgs, Config};
-use crate::hub::Hub;
+use crate::domain::{ConversationId, UserId};
 use crate::time::new_id;
 
 #[derive(Deserialize)]
@@ -83,33 +83,36 @@ async fn seed(config: &Config, args: &BenchSeedArgs, spec: Spec) -> anyhow::Resu
         .with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
     let auth = Arc::new(Auth::load_or_create(&config.data_dir, args.token_ttl, 1)?);
     let password_hash = auth.hash_password(random_token()).await?;
-    let user_ids: Vec<String> = (0..spec.users).map(|_| new_id()).collect();
+    let user_ids: Vec<UserId> = (0..spec.users).map(|_| UserId::trusted(new_id())).collect();
     let conversations: Vec<_> = spec
         .conversations
         .into_iter()
         .map(|members| crate::store::SeedConversation {
-            id: new_id(),
+            id: ConversationId::trusted(new_id()),
             members,
         })
         .collect();
-    let hub = Arc::new(Hub::new());
     // Opens (and on first use sets up) the store exactly as `serve` will, encryption key
-    // included.
-    let store = crate::encryption::open_store(config, hub).await?;
+    // included. No server runs meanwhile: nobody is connected to tell anything.
+    let offline = Arc::new(crate::store::Offline);
+    let store = crate::encryption::open_store(config, offline.clone(), offline).await?;
     let sessions = store
         .bulk_seed(&args.prefix, &user_ids, &password_hash, &conversations)
         .await?;
     let mut users = Vec::with_capacity(user_ids.len());
     for (id, sid) in user_ids.into_iter().zip(sessions) {
-        let token = auth.issue_access(&id, &sid)?;
-        users.push(SeededUser { id, token });
+        let token = auth.issue_access(id.as_str(), sid.as_str())?;
+        users.push(SeededUser {
+            id: id.to_string(),
+            token,
+        });
     }
     Ok(Seeded {
         users,
         conversations: conversations
             .into_iter()
             .map(|c| SeededConversation {
-                id: c.id,
+                id: c.id.to_string(),
                 members: c.members,
             })
             .collect(),

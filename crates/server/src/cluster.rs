@@ -40,7 +40,9 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use crate::hub::{Durable, EventKind, Hub, Outbound};
+use crate::domain::{ConversationId, SessionId, UserId};
+use crate::events::{Durable, EventKind};
+use crate::hub::{Hub, Outbound};
 use crate::store::Store;
 use crate::time::now_ms;
 
@@ -291,8 +293,10 @@ impl Cluster {
     /// A user's first connection on this node opened: subscribe to their subject and to
     /// their conversations. Returns once the subscriptions are in place (bounded wait).
     pub async fn user_connected(&self, user_id: &str) {
-        let heads = match self.store.conversation_heads(user_id).await {
-            Ok(h) => h,
+        // From the hub: a connection that authenticated with a verified token.
+        let user = UserId::trusted(user_id);
+        let heads = match self.store.conversation_heads(&user).await {
+            Ok(h) => heads_by_name(h),
             Err(e) => {
                 tracing::warn!(error = %e, "cluster: cannot load the user's conversations");
                 Vec::new()
@@ -334,9 +338,9 @@ impl Cluster {
         if started.is_empty() {
             return;
         }
-        if let Ok(now) = self.store.conversation_heads(user_id).await {
+        if let Ok(now) = self.store.conversation_heads(&user).await {
             let before: HashMap<String, i64> = started.into_iter().collect();
-            let moved: Vec<String> = now
+            let moved: Vec<String> = heads_by_name(now)
                 .into_iter()
                 .filter(|(c, head)| before.get(c).is_some_and(|last| head > last))
                 .map(|(c, _)| c)
@@ -483,7 +487,15 @@ impl Cluster {
     /// of sessions the database no longer holds active.
     async fn recheck_sessions(&self) {
         for (session, user) in self.hub.local_sessions() {
-            match self.store.session_active(&session, &user).await {
+            // The hub's own connections: their IDs came from verified tokens.
+            let active = self
+                .store
+                .session_active(
+                    &SessionId::trusted(session.as_str()),
+                    &UserId::trusted(user),
+                )
+                .await;
+            match active {
                 Ok(false) => self
                     .hub
                     .close_session(&session, chatnode_protocol::close_code::UNAUTHENTICATED),
@@ -523,17 +535,25 @@ impl Cluster {
             if self.hub.is_online(&u) {
                 continue;
             }
-            if let Err(e) = self.store.set_last_seen(&u, now).await {
+            // Reported by another node of the cluster, which got it from a verified token.
+            let user = UserId::trusted(u.as_str());
+            if let Err(e) = self.store.set_last_seen(&user, now).await {
                 tracing::warn!(error = %e, "could not record last_seen_at");
             }
-            match self.store.friend_ids(&u).await {
+            match self.store.friend_ids(&user).await {
                 Ok(friends) => self.deliver_presence(&u, false, Some(now), &friends),
                 Err(e) => tracing::warn!(error = %e, "presence: cannot load friends"),
             }
         }
     }
 
-    fn deliver_presence(&self, user_id: &str, online: bool, last_seen: Option<i64>, to: &[String]) {
+    fn deliver_presence<S: AsRef<str>>(
+        &self,
+        user_id: &str,
+        online: bool,
+        last_seen: Option<i64>,
+        to: &[S],
+    ) {
         let frame = ServerFrame::Presence {
             user_id: user_id.to_owned(),
             online,
@@ -673,7 +693,8 @@ impl Cluster {
                     .set_remote_users(&node, users.into_iter().collect());
                 for u in added {
                     if before.get(&u) == Some(&false)
-                        && let Ok(friends) = self.store.friend_ids(&u).await
+                        && let Ok(friends) =
+                            self.store.friend_ids(&UserId::trusted(u.as_str())).await
                     {
                         self.deliver_presence(&u, true, None, &friends);
                     }
@@ -734,9 +755,10 @@ impl Cluster {
             let Some(last) = self.subs().convs.get(conv).map(|t| t.last) else {
                 return true;
             };
+            // A conversation this node subscribed to from the database's own heads.
             let page = match self
                 .store
-                .message_events(conv, last, before, FILL_PAGE)
+                .message_events(&ConversationId::trusted(conv), last, before, FILL_PAGE)
                 .await
             {
                 Ok(p) => p,
@@ -837,4 +859,12 @@ async fn publisher(client: async_nats::Client, mut rx: mpsc::Receiver<(String, B
             tracing::warn!(error = %e, "NATS publish failed");
         }
     }
+}
+
+/// Conversation heads keyed as this module keeps conversations (by their ID's text).
+fn heads_by_name(heads: Vec<(ConversationId, i64)>) -> Vec<(String, i64)> {
+    heads
+        .into_iter()
+        .map(|(conv, last)| (conv.to_string(), last))
+        .collect()
 }

@@ -3,6 +3,9 @@
 //! Handlers turn request fields into these newtypes first; everything past the HTTP and
 //! WebSocket layers takes the parsed types. Each error names the field at fault.
 
+use std::marker::PhantomData;
+use std::sync::Arc;
+
 use crate::error::{Error, Result};
 
 /// 3–32 characters: ASCII letters, digits, `_`, `.`, `-`. Case is kept for display; uniqueness
@@ -183,11 +186,109 @@ pub fn message_body(s: &str, allow_empty: bool) -> Result<String> {
     Ok(s.to_owned())
 }
 
-/// IDs are UUIDs on this server; anything else cannot name an object, so it is "not found".
-pub fn id(s: &str, what: &str) -> Result<String> {
-    match uuid::Uuid::parse_str(s) {
-        Ok(u) => Ok(u.hyphenated().to_string()),
-        Err(_) => Err(Error::not_found(what)),
+/// The ID of a stored object of kind `K`: [`UserId`], [`ConversationId`] (direct chats and
+/// groups), [`SessionId`], [`MediaId`], [`FriendRequestId`]. IDs are UUIDs on this server,
+/// kept in their normalized form (lower-case, hyphenated).
+///
+/// Made in one of two ways, both explicit: [`Id::parse`] for anything a client sent (HTTP
+/// paths and bodies, WebSocket frames), or [`Id::trusted`] for an ID that comes from the
+/// database, a verified token or another node of the cluster. The store takes these types,
+/// so an ID that reaches it was checked at the edge; its queries bind `.as_str()`. Cheap to
+/// clone (a shared string). The wire (`chatnode_protocol`) keeps plain strings.
+pub struct Id<K> {
+    id: Arc<str>,
+    kind: PhantomData<fn() -> K>,
+}
+
+/// The kinds of [`Id`] (types with no values: they only tell IDs apart).
+pub mod kind {
+    pub enum User {}
+    pub enum Conversation {}
+    pub enum Session {}
+    pub enum Media {}
+    pub enum FriendRequest {}
+}
+
+pub type UserId = Id<kind::User>;
+/// A direct conversation or a group.
+pub type ConversationId = Id<kind::Conversation>;
+/// A login session (what a refresh token and the access tokens issued with it belong to).
+pub type SessionId = Id<kind::Session>;
+pub type MediaId = Id<kind::Media>;
+pub type FriendRequestId = Id<kind::FriendRequest>;
+
+impl<K> Id<K> {
+    /// A client's ID, normalized. Anything that is not a UUID cannot name an object on this
+    /// server, so it is "`what` not found" (`what` as the request names it: "member",
+    /// "group", "friend request").
+    pub fn parse(s: &str, what: &str) -> Result<Id<K>> {
+        match uuid::Uuid::parse_str(s) {
+            Ok(u) => Ok(Id::trusted(u.hyphenated().to_string())),
+            Err(_) => Err(Error::not_found(what)),
+        }
+    }
+
+    /// An ID that needs no checking: read from the database, from a verified token, or from
+    /// another node. Never for what a client sent.
+    pub fn trusted(id: impl Into<Arc<str>>) -> Id<K> {
+        Id {
+            id: id.into(),
+            kind: PhantomData,
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.id
+    }
+}
+
+impl<K> Clone for Id<K> {
+    fn clone(&self) -> Id<K> {
+        Id::trusted(self.id.clone())
+    }
+}
+
+impl<K> PartialEq for Id<K> {
+    fn eq(&self, other: &Id<K>) -> bool {
+        self.id == other.id
+    }
+}
+
+impl<K> Eq for Id<K> {}
+
+impl<K> PartialEq<str> for Id<K> {
+    fn eq(&self, other: &str) -> bool {
+        &*self.id == other
+    }
+}
+
+impl<K> PartialEq<&str> for Id<K> {
+    fn eq(&self, other: &&str) -> bool {
+        &*self.id == *other
+    }
+}
+
+impl<K> std::hash::Hash for Id<K> {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.id.hash(state)
+    }
+}
+
+impl<K> AsRef<str> for Id<K> {
+    fn as_ref(&self) -> &str {
+        &self.id
+    }
+}
+
+impl<K> std::fmt::Display for Id<K> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.id)
+    }
+}
+
+impl<K> std::fmt::Debug for Id<K> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(&*self.id, f)
     }
 }
 
@@ -240,6 +341,16 @@ mod tests {
         ] {
             assert!(Phone::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn ids_are_uuids_normalized_or_not_found() {
+        let id = UserId::parse("01890A5D-AC96-774B-BCCE-B302099A8057", "member").unwrap();
+        assert_eq!(id.as_str(), "01890a5d-ac96-774b-bcce-b302099a8057");
+        assert_eq!(id, UserId::trusted("01890a5d-ac96-774b-bcce-b302099a8057"));
+        let e = ConversationId::parse("nope", "group").unwrap_err();
+        assert_eq!(e.public().0, chatnode_protocol::ErrorCode::NotFound);
+        assert_eq!(e.public().1, Error::not_found("group").public().1);
     }
 
     #[test]

@@ -22,12 +22,16 @@ use anyhow::{Context, bail};
 
 use crate::config::Config;
 use crate::crypto::{self, KeySource, Keyring};
-use crate::hub::Hub;
-use crate::store::{self, Store};
+use crate::store::{self, EventSink, Offline, Presence, Store};
 
 /// Opens the configured database with the configured keys, ready to serve: the key checked
-/// against the database, and every value under the current key.
-pub async fn open_store(config: &Config, hub: Arc<Hub>) -> anyhow::Result<Arc<dyn Store>> {
+/// against the database, and every value under the current key. The store publishes committed
+/// events to `events` and reads who is online from `presence` (the hub, on a serving node).
+pub async fn open_store(
+    config: &Config,
+    events: Arc<dyn EventSink>,
+    presence: Arc<dyn Presence>,
+) -> anyhow::Result<Arc<dyn Store>> {
     let source = &config.encryption_key;
     let (keys, generated) = match source {
         KeySource::File(path) => match crypto::read_key_file(path)? {
@@ -37,7 +41,7 @@ pub async fn open_store(config: &Config, hub: Arc<Hub>) -> anyhow::Result<Arc<dy
         KeySource::Env(text) => (Keyring::parse(text).context(KEY_ENV_NAME)?, false),
     };
     let keys = Arc::new(keys);
-    let store = open_backend(&config.database_url, hub, keys.clone()).await?;
+    let store = open_backend(&config.database_url, events, presence, keys.clone()).await?;
     if generated && let KeySource::File(path) = source {
         if let Some(id) = store.encryption_key_id().await? {
             bail!(
@@ -77,13 +81,14 @@ const KEY_ENV_NAME: &str = crate::config::KEY_ENV;
 
 async fn open_backend(
     url: &str,
-    hub: Arc<Hub>,
+    events: Arc<dyn EventSink>,
+    presence: Arc<dyn Presence>,
     keys: Arc<Keyring>,
 ) -> anyhow::Result<Arc<dyn Store>> {
     Ok(if url.starts_with("sqlite:") {
-        Arc::new(store::sqlite::SqliteStore::open(url, hub, keys).await?)
+        Arc::new(store::sqlite::SqliteStore::open(url, events, presence, keys).await?)
     } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
-        Arc::new(store::postgres::PostgresStore::open(url, hub, keys).await?)
+        Arc::new(store::postgres::PostgresStore::open(url, events, presence, keys).await?)
     } else {
         bail!("--database-url must start with sqlite:// (or postgres://)");
     })
@@ -126,7 +131,8 @@ impl std::fmt::Display for Rotation {
 /// environment); the command re-encrypts under it, and the older keys can then be removed.
 pub async fn rotate_key(config: &Config) -> anyhow::Result<Rotation> {
     let started = Instant::now();
-    let hub = Arc::new(Hub::new());
+    // Run while no server uses the database: nobody is connected to tell anything.
+    let offline = Arc::new(Offline);
     match &config.encryption_key {
         KeySource::File(path) => {
             let old = crypto::read_key_file(path)?.with_context(|| {
@@ -136,7 +142,13 @@ pub async fn rotate_key(config: &Config) -> anyhow::Result<Rotation> {
                 )
             })?;
             let rotating = Arc::new(old.with_new_key());
-            let store = open_backend(&config.database_url, hub, rotating.clone()).await?;
+            let store = open_backend(
+                &config.database_url,
+                offline.clone(),
+                offline,
+                rotating.clone(),
+            )
+            .await?;
             // Refuse before writing anything if these are not the database's keys.
             check_key_id(&*store, &old, &config.encryption_key).await?;
             crypto::replace_key_file(path, &rotating)?;
@@ -156,7 +168,8 @@ pub async fn rotate_key(config: &Config) -> anyhow::Result<Rotation> {
         }
         KeySource::Env(text) => {
             let keys = Arc::new(Keyring::parse(text).context(KEY_ENV_NAME)?);
-            let store = open_backend(&config.database_url, hub, keys.clone()).await?;
+            let store =
+                open_backend(&config.database_url, offline.clone(), offline, keys.clone()).await?;
             check_key_id(&*store, &keys, &config.encryption_key).await?;
             if keys.ids().len() == 1
                 && store.encryption_key_id().await?.as_deref() == Some(keys.current_id())

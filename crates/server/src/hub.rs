@@ -33,80 +33,8 @@ use tokio::sync::mpsc;
 
 use chatnode_protocol::close_code;
 
-/// What a durable event is, so consumers (the notifier, the cluster) need not read its JSON.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum EventKind {
-    Message,
-    MessageUpdated,
-    MessageDeleted,
-    Read,
-    ConversationUpdated,
-    MemberAdded,
-    MemberRemoved,
-    MemberUpdated,
-    FriendRequest,
-    FriendRequestRemoved,
-    FriendAdded,
-    FriendRemoved,
-}
-
-impl EventKind {
-    /// The kind of a stored frame's `type`.
-    pub fn of(frame: &chatnode_protocol::ServerFrame) -> Option<EventKind> {
-        use chatnode_protocol::ServerFrame as F;
-        Some(match frame {
-            F::Message { .. } => EventKind::Message,
-            F::MessageUpdated { .. } => EventKind::MessageUpdated,
-            F::MessageDeleted { .. } => EventKind::MessageDeleted,
-            F::Read { .. } => EventKind::Read,
-            F::ConversationUpdated { .. } => EventKind::ConversationUpdated,
-            F::MemberAdded { .. } => EventKind::MemberAdded,
-            F::MemberRemoved { .. } => EventKind::MemberRemoved,
-            F::MemberUpdated { .. } => EventKind::MemberUpdated,
-            F::FriendRequest { .. } => EventKind::FriendRequest,
-            F::FriendRequestRemoved { .. } => EventKind::FriendRequestRemoved,
-            F::FriendAdded { .. } => EventKind::FriendAdded,
-            F::FriendRemoved { .. } => EventKind::FriendRemoved,
-            _ => return None,
-        })
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            EventKind::Message => "message",
-            EventKind::MessageUpdated => "message.updated",
-            EventKind::MessageDeleted => "message.deleted",
-            EventKind::Read => "read",
-            EventKind::ConversationUpdated => "conversation.updated",
-            EventKind::MemberAdded => "member.added",
-            EventKind::MemberRemoved => "member.removed",
-            EventKind::MemberUpdated => "member.updated",
-            EventKind::FriendRequest => "friend.request",
-            EventKind::FriendRequestRemoved => "friend.request.removed",
-            EventKind::FriendAdded => "friend.added",
-            EventKind::FriendRemoved => "friend.removed",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<EventKind> {
-        [
-            EventKind::Message,
-            EventKind::MessageUpdated,
-            EventKind::MessageDeleted,
-            EventKind::Read,
-            EventKind::ConversationUpdated,
-            EventKind::MemberAdded,
-            EventKind::MemberRemoved,
-            EventKind::MemberUpdated,
-            EventKind::FriendRequest,
-            EventKind::FriendRequestRemoved,
-            EventKind::FriendAdded,
-            EventKind::FriendRemoved,
-        ]
-        .into_iter()
-        .find(|k| k.as_str() == s)
-    }
-}
+use crate::events::{Durable, EventKind};
+use crate::store::{EventSink, Presence};
 
 /// One serialized frame on its way to a socket; `pos` is set for durable events.
 #[derive(Clone, Debug)]
@@ -122,24 +50,6 @@ impl Outbound {
             text: text.into(),
         }
     }
-}
-
-/// A committed durable event, as the store hands it over for delivery.
-#[derive(Clone, Debug)]
-pub struct Durable {
-    pub pos: i64,
-    pub kind: EventKind,
-    /// Set for events addressed to a conversation's members.
-    pub conversation_id: Option<String>,
-    /// Set for events addressed to one user.
-    pub user_id: Option<String>,
-    /// The message's `seq`, for `message` events.
-    pub seq: Option<i64>,
-    /// Who should get it (the conversation's members at commit, or the one user). Shared:
-    /// every message of a batch to the same group carries the same list.
-    pub recipients: Arc<[String]>,
-    /// The frame's JSON, `stream_pos` included.
-    pub json: Bytes,
 }
 
 /// One live WebSocket connection, as the hub and the gateway task serving it share it.
@@ -606,6 +516,20 @@ impl Hub {
     }
 }
 
+/// The store hands committed events to the hub (see [`Hub::publish`]).
+impl EventSink for Hub {
+    fn publish(&self, events: Vec<Durable>) {
+        Hub::publish(self, events)
+    }
+}
+
+/// The store shows a user online (to those allowed to see it) as the hub knows them.
+impl Presence for Hub {
+    fn is_online(&self, user_id: &str) -> bool {
+        Hub::is_online(self, user_id)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -631,18 +555,6 @@ mod tests {
         assert_eq!(slow.close_requested(), Some(close_code::TOO_SLOW));
         assert_eq!(fast.close_requested(), None);
         assert_eq!(hub.slow_closed.load(Ordering::Relaxed), 1);
-    }
-
-    #[test]
-    fn event_kinds_round_trip_through_their_names() {
-        for k in [
-            EventKind::Message,
-            EventKind::Read,
-            EventKind::FriendRequestRemoved,
-        ] {
-            assert_eq!(EventKind::parse(k.as_str()), Some(k));
-        }
-        assert_eq!(EventKind::parse("typing"), None);
     }
 
     #[test]

@@ -11,6 +11,7 @@ pub mod crypto;
 pub mod domain;
 pub mod encryption;
 pub mod error;
+pub mod events;
 pub mod http;
 pub mod hub;
 pub mod limits;
@@ -37,6 +38,7 @@ use tokio::sync::watch;
 use crate::auth::Auth;
 use crate::cluster::Cluster;
 use crate::config::Config;
+use crate::domain::SessionId;
 use crate::hub::Hub;
 use crate::messages::Batcher;
 use crate::metrics::Metrics;
@@ -70,12 +72,13 @@ impl AppState {
     /// Login sessions that ended (logout, password change, revocation, refresh-token reuse,
     /// account deletion): their sockets close with 4001 on this node and, in a cluster, on
     /// every other node.
-    pub fn end_sessions(&self, sessions: Vec<String>) {
+    pub fn end_sessions(&self, sessions: Vec<SessionId>) {
         use chatnode_protocol::close_code::UNAUTHENTICATED;
         for s in &sessions {
-            self.hub.close_session(s, UNAUTHENTICATED);
+            self.hub.close_session(s.as_str(), UNAUTHENTICATED);
         }
         if let Some(cluster) = &self.cluster {
+            let sessions = sessions.iter().map(SessionId::to_string).collect();
             cluster.publish_sessions_ended(sessions, UNAUTHENTICATED);
         }
     }
@@ -134,7 +137,8 @@ impl Server {
                 }
             });
         }
-        let store: Arc<dyn Store> = encryption::open_store(&config, hub.clone()).await?;
+        let store: Arc<dyn Store> =
+            encryption::open_store(&config, hub.clone(), hub.clone()).await?;
         let auth = Arc::new(Auth::load_or_create(
             &config.data_dir,
             config.access_ttl,

@@ -39,7 +39,9 @@ use web_push_native::jwt_simple::algorithms::{
 use web_push_native::jwt_simple::claims::Claims;
 use web_push_native::{Auth, WebPushBuilder};
 
-use crate::hub::{Durable, EventKind, Hub};
+use crate::domain::{ConversationId, UserId};
+use crate::events::{Durable, EventKind};
+use crate::hub::Hub;
 use crate::store::{PushTarget, Store};
 
 /// Settings of the push sender.
@@ -225,7 +227,9 @@ impl Notifier {
     }
 
     async fn decide(&self, conv: &str, seq: i64) -> crate::error::Result<()> {
-        let Some(ctx) = self.store.push_context(conv, seq).await? else {
+        // From a committed event the store wrote.
+        let conversation = ConversationId::trusted(conv);
+        let Some(ctx) = self.store.push_context(&conversation, seq).await? else {
             return Ok(());
         };
         if ctx.deleted {
@@ -303,7 +307,9 @@ impl Notifier {
             seq: read.seq,
         })
         .unwrap_or_default();
-        for target in self.store.push_targets(&read.user_id).await? {
+        // From a committed `read` event the store wrote.
+        let reader = UserId::trusted(read.user_id.as_str());
+        for target in self.store.push_targets(&reader).await? {
             self.enqueue(Job {
                 target,
                 payload: payload.clone(),

@@ -9,7 +9,7 @@ use chatnode_protocol::{self as p, ErrorCode};
 
 use super::{ApiJson, AuthUser, no_content};
 use crate::SharedState;
-use crate::domain::{self, Password};
+use crate::domain::{Password, SessionId, UserId};
 use crate::error::{Error, Result};
 
 pub fn router() -> Router<SharedState> {
@@ -21,7 +21,7 @@ pub fn router() -> Router<SharedState> {
         .route("/sessions/{id}", delete(revoke))
 }
 
-async fn check_password(state: &SharedState, user_id: &str, password: String) -> Result<()> {
+async fn check_password(state: &SharedState, user_id: &UserId, password: String) -> Result<()> {
     let hash = state.store.password_hash(user_id).await?;
     if !state.auth.verify_password(password, Some(hash)).await? {
         return Err(Error::new(ErrorCode::Forbidden, "the password is wrong"));
@@ -70,7 +70,7 @@ pub(crate) async fn sessions(
         .into_iter()
         .map(|(id, at)| p::Session {
             current: id == auth.session_id,
-            id,
+            id: id.to_string(),
             created_at: crate::time::rfc3339(at),
         })
         .collect();
@@ -85,7 +85,7 @@ pub(crate) async fn revoke(
     auth: AuthUser,
     Path(id): Path<String>,
 ) -> Result<Response> {
-    let id = domain::id(&id, "session")?;
+    let id = SessionId::parse(&id, "session")?;
     if !state.store.revoke_user_session(&auth.user_id, &id).await? {
         return Err(Error::not_found("session"));
     }

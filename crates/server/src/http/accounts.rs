@@ -15,7 +15,7 @@ use super::{
 };
 use crate::SharedState;
 use crate::auth::{hash_refresh_token, random_token};
-use crate::domain::{self, Email, Password, Phone, Username};
+use crate::domain::{self, Email, MediaId, Password, Phone, UserId, Username};
 use crate::error::{Error, Result};
 use crate::limits::client_address;
 use crate::store::{NewUser, ProfilePatch, RefreshOutcome};
@@ -32,14 +32,19 @@ pub fn router() -> Router<SharedState> {
         .route("/users", get(search))
 }
 
-pub(crate) async fn issue_tokens(state: &SharedState, user_id: &str) -> Result<(String, String)> {
+pub(crate) async fn issue_tokens(
+    state: &SharedState,
+    user_id: &UserId,
+) -> Result<(String, String)> {
     let refresh = random_token();
     let expires = now_ms() + state.config.refresh_ttl_days * 86_400_000;
     let session = state
         .store
         .create_session(user_id, &hash_refresh_token(&refresh), expires)
         .await?;
-    let access = state.auth.issue_access(user_id, &session)?;
+    let access = state
+        .auth
+        .issue_access(user_id.as_str(), session.as_str())?;
     Ok((access, refresh))
 }
 
@@ -95,7 +100,9 @@ pub async fn register(
             password_hash,
         })
         .await?;
-    let (access_token, refresh_token) = issue_tokens(&state, &user.user.id).await?;
+    // Just created by the store.
+    let user_id = UserId::trusted(user.user.id.as_str());
+    let (access_token, refresh_token) = issue_tokens(&state, &user_id).await?;
     tracing::info!(user_id = %user.user.id, "user registered");
     Ok(created(p::AuthResponse {
         user,
@@ -186,7 +193,9 @@ pub async fn refresh(
             user_id,
             session_id,
         } => {
-            let access_token = state.auth.issue_access(&user_id, &session_id)?;
+            let access_token = state
+                .auth
+                .issue_access(user_id.as_str(), session_id.as_str())?;
             Ok(Json(p::TokenPair {
                 access_token,
                 refresh_token: new_refresh,
@@ -261,7 +270,7 @@ pub(crate) async fn update_me(
         avatar_media_id: req
             .avatar_media_id
             .as_deref()
-            .map(|id| domain::id(id, "media"))
+            .map(|id| MediaId::parse(id, "media"))
             .transpose()?,
     };
     Ok(Json(
@@ -275,7 +284,7 @@ pub(crate) async fn user(
     auth: AuthUser,
     Path(id): Path<String>,
 ) -> Result<Json<p::User>> {
-    let id = domain::id(&id, "user")?;
+    let id = UserId::parse(&id, "user")?;
     Ok(Json(state.store.user(&auth.user_id, &id).await?))
 }
 

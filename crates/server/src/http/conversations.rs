@@ -11,7 +11,7 @@ use super::{
     ApiJson, ApiQuery, AuthUser, OptionalJson, created, next_cursor, no_content, parse_cursor,
 };
 use crate::SharedState;
-use crate::domain;
+use crate::domain::{self, ConversationId, MediaId, UserId};
 use crate::error::{Error, Result};
 use crate::store::{GroupPatch, NewGroup};
 
@@ -43,7 +43,7 @@ pub(crate) async fn open_direct(
     auth: AuthUser,
     ApiJson(req): ApiJson<p::UserIdRequest>,
 ) -> Result<Json<p::Conversation>> {
-    let peer = domain::id(&req.user_id, "user")?;
+    let peer = UserId::parse(&req.user_id, "user")?;
     Ok(Json(state.store.open_direct(&auth.user_id, &peer).await?))
 }
 
@@ -65,12 +65,12 @@ pub(crate) async fn one(
     auth: AuthUser,
     Path(id): Path<String>,
 ) -> Result<Json<p::Conversation>> {
-    let id = domain::id(&id, "conversation")?;
+    let id = ConversationId::parse(&id, "conversation")?;
     Ok(Json(state.store.conversation(&auth.user_id, &id).await?))
 }
 
-fn media_id(id: Option<&str>) -> Result<Option<String>> {
-    id.map(|i| domain::id(i, "media")).transpose()
+fn media_id(id: Option<&str>) -> Result<Option<MediaId>> {
+    id.map(|i| MediaId::parse(i, "media")).transpose()
 }
 
 #[utoipa::path(post, path = "/api/v1/groups", tag = "conversations", request_body = p::CreateGroupRequest, responses((status = 201, description = "Created; you are the owner", body = p::Conversation), (status = "4XX", description = "Error (see ErrorBody.code)", body = chatnode_protocol::ErrorBody)), security(("bearer" = [])))]
@@ -95,7 +95,7 @@ pub(crate) async fn create_group(
         public: req.public.unwrap_or(false),
         member_ids: member_ids
             .iter()
-            .map(|m| domain::id(m, "user"))
+            .map(|m| UserId::parse(m, "user"))
             .collect::<Result<_>>()?,
     };
     Ok(created(
@@ -110,7 +110,7 @@ pub(crate) async fn update_group(
     Path(id): Path<String>,
     ApiJson(req): ApiJson<p::UpdateGroupRequest>,
 ) -> Result<Json<p::Conversation>> {
-    let id = domain::id(&id, "group")?;
+    let id = ConversationId::parse(&id, "group")?;
     let patch = GroupPatch {
         name: req.name.as_deref().map(domain::group_name).transpose()?,
         description: req
@@ -162,7 +162,7 @@ pub(crate) async fn join(
     auth: AuthUser,
     Path(id): Path<String>,
 ) -> Result<Json<p::Conversation>> {
-    let id = domain::id(&id, "group")?;
+    let id = ConversationId::parse(&id, "group")?;
     Ok(Json(state.store.join_group(&auth.user_id, &id).await?))
 }
 
@@ -173,7 +173,7 @@ pub(crate) async fn create_invite(
     Path(id): Path<String>,
     OptionalJson(req): OptionalJson<p::CreateInviteRequest>,
 ) -> Result<Response> {
-    let id = domain::id(&id, "group")?;
+    let id = ConversationId::parse(&id, "group")?;
     let ttl = req.expires_in.unwrap_or(DEFAULT_INVITE_TTL);
     if !(60..=MAX_INVITE_TTL).contains(&ttl) {
         return Err(Error::invalid(
@@ -208,7 +208,7 @@ pub(crate) async fn members(
     Path(id): Path<String>,
     ApiQuery(q): ApiQuery<PageQuery>,
 ) -> Result<Json<p::MemberList>> {
-    let id = domain::id(&id, "group")?;
+    let id = ConversationId::parse(&id, "group")?;
     let limit = domain::limit(q.limit)?;
     let offset = parse_cursor(q.cursor.as_deref())?;
     let members = state
@@ -229,7 +229,7 @@ pub(crate) async fn add_members(
     Path(id): Path<String>,
     ApiJson(req): ApiJson<p::UserIdsRequest>,
 ) -> Result<Json<p::MemberList>> {
-    let id = domain::id(&id, "group")?;
+    let id = ConversationId::parse(&id, "group")?;
     if req.user_ids.is_empty() || req.user_ids.len() > 1000 {
         return Err(Error::invalid(
             "user_ids",
@@ -239,7 +239,7 @@ pub(crate) async fn add_members(
     let ids = req
         .user_ids
         .iter()
-        .map(|u| domain::id(u, "user"))
+        .map(|u| UserId::parse(u, "user"))
         .collect::<Result<Vec<_>>>()?;
     let members = state.store.add_members(&auth.user_id, &id, ids).await?;
     Ok(Json(p::MemberList {
@@ -254,8 +254,8 @@ pub(crate) async fn remove_member(
     auth: AuthUser,
     Path((id, user_id)): Path<(String, String)>,
 ) -> Result<Response> {
-    let id = domain::id(&id, "group")?;
-    let user_id = domain::id(&user_id, "member")?;
+    let id = ConversationId::parse(&id, "group")?;
+    let user_id = UserId::parse(&user_id, "member")?;
     state
         .store
         .remove_member(&auth.user_id, &id, &user_id)
@@ -270,8 +270,8 @@ pub(crate) async fn set_role(
     Path((id, user_id)): Path<(String, String)>,
     ApiJson(req): ApiJson<p::RoleRequest>,
 ) -> Result<Json<p::Member>> {
-    let id = domain::id(&id, "group")?;
-    let user_id = domain::id(&user_id, "member")?;
+    let id = ConversationId::parse(&id, "group")?;
+    let user_id = UserId::parse(&user_id, "member")?;
     Ok(Json(
         state
             .store
@@ -287,8 +287,8 @@ pub(crate) async fn transfer(
     Path(id): Path<String>,
     ApiJson(req): ApiJson<p::UserIdRequest>,
 ) -> Result<Json<p::Conversation>> {
-    let id = domain::id(&id, "group")?;
-    let target = domain::id(&req.user_id, "member")?;
+    let id = ConversationId::parse(&id, "group")?;
+    let target = UserId::parse(&req.user_id, "member")?;
     Ok(Json(
         state
             .store

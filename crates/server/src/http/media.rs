@@ -22,7 +22,7 @@ use serde::Deserialize;
 
 use super::{ApiQuery, AuthUser, created, no_content};
 use crate::SharedState;
-use crate::domain;
+use crate::domain::{MediaId, SessionId, UserId};
 use crate::error::{Error, Result};
 use crate::media::Upload;
 use crate::store::MediaRecord;
@@ -134,7 +134,10 @@ async fn receive_upload(
                 declared: declared.as_deref(),
                 duration_ms: q.duration_ms,
             };
-            break state.media.ingest(&auth.user_id, upload, stream).await?;
+            break state
+                .media
+                .ingest(auth.user_id.as_str(), upload, stream)
+                .await?;
         }
     } else {
         let stream = req.into_body().into_data_stream().map(|r| {
@@ -153,7 +156,7 @@ async fn receive_upload(
         };
         state
             .media
-            .ingest(&auth.user_id, upload, Box::pin(stream))
+            .ingest(auth.user_id.as_str(), upload, Box::pin(stream))
             .await?
     };
     let media = state.store.create_media(record).await?;
@@ -174,7 +177,9 @@ fn multipart_error(e: axum::extract::multipart::MultipartError) -> Error {
     security(("bearer" = [])))]
 pub(crate) async fn cookie(State(state): State<SharedState>, auth: AuthUser) -> Result<Response> {
     let ttl = state.auth.access_ttl();
-    let token = state.auth.issue_media(&auth.user_id, &auth.session_id)?;
+    let token = state
+        .auth
+        .issue_media(auth.user_id.as_str(), auth.session_id.as_str())?;
     let value =
         format!("{COOKIE}={token}; Path=/api/v1/media; Max-Age={ttl}; HttpOnly; SameSite=Strict");
     let mut resp = no_content();
@@ -186,7 +191,7 @@ pub(crate) async fn cookie(State(state): State<SharedState>, auth: AuthUser) -> 
 }
 
 /// Who is asking: a bearer token, the media cookie, or nobody (avatars only).
-async fn viewer(state: &SharedState, headers: &HeaderMap) -> Option<String> {
+async fn viewer(state: &SharedState, headers: &HeaderMap) -> Option<UserId> {
     if let Some(token) = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -202,13 +207,11 @@ async fn viewer(state: &SharedState, headers: &HeaderMap) -> Option<String> {
         for pair in v.split(';') {
             if let Some(token) = pair.trim().strip_prefix(&format!("{COOKIE}=")) {
                 let id = state.auth.verify_media(token).ok()?;
-                if state
-                    .store
-                    .session_active(&id.session_id, &id.user_id)
-                    .await
-                    .ok()?
-                {
-                    return Some(id.user_id);
+                // The token's signature vouches for the IDs in it.
+                let user = UserId::trusted(id.user_id);
+                let session = SessionId::trusted(id.session_id);
+                if state.store.session_active(&session, &user).await.ok()? {
+                    return Some(user);
                 }
             }
         }
@@ -248,12 +251,12 @@ async fn serve(
     headers: &HeaderMap,
     thumb: bool,
 ) -> Result<Response> {
-    let id = domain::id(id, "media")?;
+    let id = MediaId::parse(id, "media")?;
     let who = viewer(state, headers).await;
     // Anyone without access gets the same 404 as for a missing file.
     let m: MediaRecord = state
         .store
-        .media_for(who.as_deref(), &id)
+        .media_for(who.as_ref(), &id)
         .await?
         .ok_or_else(|| Error::not_found("media"))?;
     let (key, mime, size, sha) = if thumb {

@@ -10,7 +10,7 @@ use serde::Deserialize;
 
 use super::{ApiJson, ApiQuery, AuthUser, no_content};
 use crate::SharedState;
-use crate::domain;
+use crate::domain::{self, ConversationId, UserId};
 use crate::error::{Error, Result};
 use crate::store::{HistoryPage, NewMessage};
 
@@ -38,7 +38,7 @@ pub(crate) async fn history(
     Path(id): Path<String>,
     ApiQuery(q): ApiQuery<HistoryQuery>,
 ) -> Result<Json<p::MessageList>> {
-    let id = domain::id(&id, "conversation")?;
+    let id = ConversationId::parse(&id, "conversation")?;
     let limit = domain::limit(q.limit)?;
     let page = match (q.before_seq, q.after_seq) {
         (Some(_), Some(_)) => {
@@ -63,7 +63,7 @@ pub(crate) async fn history(
 
 /// Validates a send (shared by REST and WebSocket) into a [`NewMessage`].
 pub fn new_message(
-    sender: &str,
+    sender: &UserId,
     conversation_id: &str,
     client_id: &str,
     body: &str,
@@ -71,7 +71,7 @@ pub fn new_message(
     attachment_ids: Option<&[String]>,
     reply_to_seq: Option<i64>,
 ) -> Result<NewMessage> {
-    let conversation_id = domain::id(conversation_id, "conversation")?;
+    let conversation_id = ConversationId::parse(conversation_id, "conversation")?;
     let client_id = domain::client_id(client_id)?;
     let kind = kind.unwrap_or(p::MessageKind::Text);
     let attachment_ids = attachment_ids.unwrap_or_default().to_vec();
@@ -112,7 +112,7 @@ pub fn new_message(
         ));
     }
     Ok(NewMessage {
-        sender_id: sender.to_owned(),
+        sender_id: sender.clone(),
         conversation_id,
         client_id,
         kind,
@@ -132,7 +132,7 @@ pub(crate) async fn send(
     state
         .limits
         .rest_sends
-        .take(&auth.user_id)
+        .take(auth.user_id.as_str())
         .map_err(Error::rate_limited)?;
     let m = new_message(
         &auth.user_id,
@@ -166,7 +166,7 @@ pub(crate) async fn edit(
     Path((id, seq)): Path<(String, String)>,
     ApiJson(req): ApiJson<p::EditMessageRequest>,
 ) -> Result<Json<p::Message>> {
-    let id = domain::id(&id, "conversation")?;
+    let id = ConversationId::parse(&id, "conversation")?;
     let seq = parse_seq(&seq)?;
     let body = domain::message_body(&req.body, false)?;
     Ok(Json(
@@ -184,7 +184,7 @@ pub(crate) async fn delete(
     Path((id, seq)): Path<(String, String)>,
     query: Result<ApiQuery<p::DeleteMessageQuery>, Error>,
 ) -> Result<Response> {
-    let id = domain::id(&id, "conversation")?;
+    let id = ConversationId::parse(&id, "conversation")?;
     let seq = parse_seq(&seq)?;
     // Checked after the path, as before; the query's one parameter is `for`, so any failure to
     // read it is about `for` (and keeps the field-specific error of the other validations).
@@ -204,7 +204,7 @@ pub(crate) async fn read(
     Path(id): Path<String>,
     ApiJson(req): ApiJson<p::ReadRequest>,
 ) -> Result<Json<p::ReadMarker>> {
-    let id = domain::id(&id, "conversation")?;
+    let id = ConversationId::parse(&id, "conversation")?;
     Ok(Json(
         state.store.mark_read(&auth.user_id, &id, req.seq).await?,
     ))

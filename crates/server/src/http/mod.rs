@@ -20,6 +20,7 @@ use serde::de::DeserializeOwned;
 use tower_http::set_header::SetResponseHeaderLayer;
 
 use crate::SharedState;
+use crate::domain::{SessionId, UserId};
 use crate::error::{Error, Result};
 
 pub(crate) mod account;
@@ -240,8 +241,8 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
 /// The caller, from a valid access token of a live login session.
 #[derive(Debug, Clone)]
 pub struct AuthUser {
-    pub user_id: String,
-    pub session_id: String,
+    pub user_id: UserId,
+    pub session_id: SessionId,
 }
 
 impl FromRequestParts<SharedState> for AuthUser {
@@ -266,16 +267,15 @@ impl FromRequestParts<SharedState> for AuthUser {
 /// Verifies an access token and that its login session was not revoked since it was issued.
 pub async fn authenticate(state: &SharedState, token: &str) -> Result<AuthUser> {
     let id = state.auth.verify_access(token)?;
-    if !state
-        .store
-        .session_active(&id.session_id, &id.user_id)
-        .await?
-    {
+    // The token's signature vouches for the IDs in it.
+    let user_id = UserId::trusted(id.user_id);
+    let session_id = SessionId::trusted(id.session_id);
+    if !state.store.session_active(&session_id, &user_id).await? {
         return Err(Error::unauthenticated());
     }
     Ok(AuthUser {
-        user_id: id.user_id,
-        session_id: id.session_id,
+        user_id,
+        session_id,
     })
 }
 

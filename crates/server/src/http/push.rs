@@ -9,7 +9,7 @@ use chatnode_protocol as p;
 
 use super::{ApiJson, AuthUser, OptionalJson, created, no_content};
 use crate::SharedState;
-use crate::domain;
+use crate::domain::ConversationId;
 use crate::error::{Error, Result};
 
 pub fn router() -> Router<SharedState> {
@@ -104,7 +104,7 @@ pub(crate) async fn mute(
     Path(id): Path<String>,
     OptionalJson(req): OptionalJson<p::MuteRequest>,
 ) -> Result<Json<p::MuteState>> {
-    let id = domain::id(&id, "conversation")?;
+    let id = ConversationId::parse(&id, "conversation")?;
     let until = match req.until.as_deref() {
         None => FOREVER_MS,
         Some(t) => {
@@ -134,7 +134,7 @@ pub(crate) async fn unmute(
     auth: AuthUser,
     Path(id): Path<String>,
 ) -> Result<Response> {
-    let id = domain::id(&id, "conversation")?;
+    let id = ConversationId::parse(&id, "conversation")?;
     state.store.set_mute(&auth.user_id, &id, None).await?;
     Ok(no_content())
 }

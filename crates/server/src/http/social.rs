@@ -8,7 +8,7 @@ use chatnode_protocol as p;
 
 use super::{ApiJson, AuthUser, created, no_content};
 use crate::SharedState;
-use crate::domain;
+use crate::domain::{FriendRequestId, UserId};
 use crate::error::{Error, Result};
 use crate::store::FriendRequestOutcome;
 
@@ -33,9 +33,9 @@ pub(crate) async fn send_request(
     state
         .limits
         .friend_requests
-        .take(&auth.user_id)
+        .take(auth.user_id.as_str())
         .map_err(Error::rate_limited)?;
-    let to = domain::id(&req.user_id, "user")?;
+    let to = UserId::parse(&req.user_id, "user")?;
     Ok(
         match state.store.send_friend_request(&auth.user_id, &to).await? {
             FriendRequestOutcome::Requested(r) => created(r),
@@ -60,7 +60,7 @@ pub(crate) async fn accept(
     auth: AuthUser,
     Path(id): Path<String>,
 ) -> Result<Json<p::FriendAdded>> {
-    let id = domain::id(&id, "friend request")?;
+    let id = FriendRequestId::parse(&id, "friend request")?;
     let friend = state
         .store
         .accept_friend_request(&auth.user_id, &id)
@@ -74,7 +74,7 @@ pub(crate) async fn decline(
     auth: AuthUser,
     Path(id): Path<String>,
 ) -> Result<Response> {
-    let id = domain::id(&id, "friend request")?;
+    let id = FriendRequestId::parse(&id, "friend request")?;
     state
         .store
         .decline_friend_request(&auth.user_id, &id)
@@ -88,7 +88,7 @@ pub(crate) async fn cancel(
     auth: AuthUser,
     Path(id): Path<String>,
 ) -> Result<Response> {
-    let id = domain::id(&id, "friend request")?;
+    let id = FriendRequestId::parse(&id, "friend request")?;
     state
         .store
         .cancel_friend_request(&auth.user_id, &id)
@@ -112,7 +112,7 @@ pub(crate) async fn remove_friend(
     auth: AuthUser,
     Path(id): Path<String>,
 ) -> Result<Response> {
-    let id = domain::id(&id, "friend")?;
+    let id = UserId::parse(&id, "friend")?;
     state.store.remove_friend(&auth.user_id, &id).await?;
     Ok(no_content())
 }
@@ -123,7 +123,7 @@ pub(crate) async fn block(
     auth: AuthUser,
     Path(id): Path<String>,
 ) -> Result<Response> {
-    let id = domain::id(&id, "user")?;
+    let id = UserId::parse(&id, "user")?;
     state.store.block(&auth.user_id, &id).await?;
     Ok(no_content())
 }
@@ -134,7 +134,7 @@ pub(crate) async fn unblock(
     auth: AuthUser,
     Path(id): Path<String>,
 ) -> Result<Response> {
-    let id = domain::id(&id, "user")?;
+    let id = UserId::parse(&id, "user")?;
     state.store.unblock(&auth.user_id, &id).await?;
     Ok(no_content())
 }

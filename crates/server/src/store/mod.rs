@@ -1,263 +1,123 @@
-//! Storage: the [`Store`] trait and its backends.
+//! Storage: what the server asks of its database, as one trait per area, and the backends.
 //!
-//! The trait speaks in domain operations ("send these messages", "accept this request"), not
+//! The traits speak in domain operations ("send these messages", "accept this request"), not
 //! in rows: each operation runs in one transaction of the backend, checks the rules that
 //! must hold atomically with the write (membership, roles, friendship, idempotency), assigns
 //! `seq` and stream positions inside that transaction, and hands the durable events it wrote
-//! to the [`Hub`](crate::hub::Hub) only after the commit. A PostgreSQL backend is a second
-//! implementation of this trait with its own migrations.
+//! to its [`EventSink`] only after the commit. The rest of the server holds an
+//! `Arc<dyn Store>`: [`Store`] is every area trait at once.
 //!
-//! Backends return protocol types directly; presence (`online`) comes from the hub.
+//! IDs come in as the typed IDs of [`crate::domain`] (parsed at the edge, or trusted because
+//! they came from the database or a verified token); the store returns protocol types
+//! directly; presence (`online`) comes from a [`Presence`]. Nothing here may depend on the
+//! hub, HTTP or WebSocket layers.
+//!
+//! Where things are: this file has the traits; `types.rs` the records they take and return;
+//! `sql/` the one implementation ([`sql::SqlStore`], a module per area), generic over
+//! [`sql::Backend`]; `sqlite.rs` and `postgres.rs` open their databases and implement
+//! `Backend` (what differs between them); migrations are in `migrations/{sqlite,postgres}`.
 
 use async_trait::async_trait;
 use chatnode_protocol as p;
 
+use crate::domain::{ConversationId, FriendRequestId, MediaId, SessionId, UserId};
 use crate::error::Result;
+use crate::events::Durable;
 
 pub mod postgres;
+pub mod sql;
 pub mod sqlite;
 pub mod sqlite_writer;
+mod types;
 
 /// Commits a batch of messages synchronously, on the thread that calls it (the SQLite
 /// message writer): one answer per message, in order.
 pub type BlockingCommitter = Box<dyn FnMut(&[NewMessage]) -> Vec<Result<SendOutcome>> + Send>;
 
-/// What checking a send found (see the SQL backend's `check_send`).
-pub enum SendCheck {
-    /// The `client_id` was used before: this is that message.
-    Existing(p::Message),
-    /// A new message may be written; these are the recipients and attachments.
-    New {
-        members: Vec<String>,
-        media: Vec<MediaRecord>,
-    },
+pub use types::{
+    Credentials, FriendRequestOutcome, GroupPatch, HistoryPage, MAX_PUSH_SUBSCRIPTIONS,
+    MediaRecord, NewGroup, NewMessage, NewUser, ProfilePatch, PushContext, PushRecipient,
+    PushTarget, ReencryptReport, RefreshOutcome, SeedConversation, SendOutcome, StoredEvent,
+};
+
+/// Where the store hands the durable events of a transaction, once it has committed (the
+/// hub, on a serving node). Called with the node's write gate held, so events arrive in
+/// commit order; it must not block or await.
+pub trait EventSink: Send + Sync {
+    fn publish(&self, events: Vec<Durable>);
 }
 
-/// One fixture conversation: two members make a direct chat (and a friendship), more a group
-/// owned by its first member.
-pub struct SeedConversation {
-    pub id: String,
-    pub members: Vec<usize>,
+/// Who is online, for the `online` of the user views the store builds (the hub knows).
+pub trait Presence: Send + Sync {
+    fn is_online(&self, user_id: &str) -> bool;
 }
 
-/// A new account, already validated and hashed.
-#[derive(Debug, Clone)]
-pub struct NewUser {
-    pub username: String,
-    pub username_key: String,
-    pub email: Option<String>,
-    pub phone: Option<String>,
-    pub display_name: String,
-    pub password_hash: String,
+/// For commands that open the store while nobody is connected (`rotate-key`,
+/// `bench-seed`): events go nowhere and nobody is online.
+pub struct Offline;
+
+impl EventSink for Offline {
+    fn publish(&self, _events: Vec<Durable>) {}
 }
 
-/// What login needs to check a password.
-#[derive(Debug, Clone)]
-pub struct Credentials {
-    pub user_id: String,
-    pub password_hash: String,
-}
-
-#[derive(Debug, Clone, Default)]
-pub struct ProfilePatch {
-    pub display_name: Option<String>,
-    pub bio: Option<String>,
-    pub avatar_media_id: Option<String>,
-    pub notification_previews: Option<bool>,
-}
-
-/// Push subscriptions kept per user. Each one costs a request to a push service per message,
-/// so an account with hundreds could claim the push sender for itself; ten covers a person's
-/// browsers and devices.
-pub const MAX_PUSH_SUBSCRIPTIONS: i64 = 10;
-
-/// A browser push subscription's delivery keys.
-#[derive(Debug, Clone, sqlx::FromRow)]
-pub struct PushTarget {
-    pub user_id: String,
-    pub endpoint: String,
-    pub p256dh: String,
-    pub auth: String,
-}
-
-/// Everything the notifier needs to decide on and word the pushes for one message.
-#[derive(Debug, Clone)]
-pub struct PushContext {
-    pub conversation_id: String,
-    pub group_name: Option<String>,
-    pub sender_id: String,
-    pub sender_name: String,
-    pub body: String,
-    pub kind: p::MessageKind,
-    pub deleted: bool,
-    /// Members other than the sender who have at least one push subscription.
-    pub recipients: Vec<PushRecipient>,
-}
-
-#[derive(Debug, Clone)]
-pub struct PushRecipient {
-    pub user_id: String,
-    pub last_read_seq: i64,
-    pub muted_until: Option<i64>,
-    pub previews: bool,
-    pub targets: Vec<PushTarget>,
-}
-
-#[derive(Debug, Clone)]
-pub enum RefreshOutcome {
-    Rotated {
-        user_id: String,
-        session_id: String,
-    },
-    /// A spent token came back: the session was revoked.
-    Reused {
-        session_id: String,
-    },
-    Invalid,
-}
-
-#[derive(Debug, Clone)]
-pub enum FriendRequestOutcome {
-    Requested(p::FriendRequest),
-    Friends(p::User),
-}
-
-#[derive(Debug, Clone, Default)]
-pub struct NewGroup {
-    pub name: String,
-    pub description: Option<String>,
-    pub avatar_media_id: Option<String>,
-    pub public: bool,
-    pub member_ids: Vec<String>,
-}
-
-#[derive(Debug, Clone, Default)]
-pub struct GroupPatch {
-    pub name: Option<String>,
-    pub description: Option<String>,
-    pub avatar_media_id: Option<String>,
-    pub public: Option<bool>,
-}
-
-/// One message to commit; fields are validated by the caller.
-#[derive(Debug, Clone)]
-pub struct NewMessage {
-    pub sender_id: String,
-    pub conversation_id: String,
-    pub client_id: String,
-    pub kind: p::MessageKind,
-    pub body: String,
-    pub attachment_ids: Vec<String>,
-    pub reply_to_seq: Option<i64>,
-}
-
-#[derive(Debug, Clone)]
-pub struct SendOutcome {
-    pub message: p::Message,
-    /// False when the `client_id` had been used before and the original message came back.
-    pub created: bool,
-}
-
-/// A stored upload, as the media service needs it (blob keys included).
-#[derive(Debug, Clone, sqlx::FromRow)]
-pub struct MediaRecord {
-    pub id: String,
-    pub owner_id: String,
-    /// `image`, `video`, `audio` or `file`.
-    pub kind: String,
-    pub mime: String,
-    pub size: i64,
-    pub name: String,
-    pub storage_key: String,
-    pub sha256: String,
-    pub width: Option<i64>,
-    pub height: Option<i64>,
-    pub thumb_key: Option<String>,
-    pub thumb_size: Option<i64>,
-    pub thumb_mime: Option<String>,
-    pub thumb_sha256: Option<String>,
-    pub avatar: bool,
-    pub attached_at: Option<i64>,
-    pub created_at: i64,
-    /// Audio: the recording's length, as the uploader measured it.
-    pub duration_ms: Option<i64>,
-}
-
-impl MediaRecord {
-    pub fn to_protocol(&self) -> p::Media {
-        p::Media {
-            id: self.id.clone(),
-            mime: self.mime.clone(),
-            size: self.size,
-            name: self.name.clone(),
-            url: format!("/api/v1/media/{}", self.id),
-            width: self.width,
-            height: self.height,
-            thumbnail_url: self
-                .thumb_key
-                .as_ref()
-                .map(|_| format!("/api/v1/media/{}/thumbnail", self.id)),
-            duration_ms: self.duration_ms,
-        }
+impl Presence for Offline {
+    fn is_online(&self, _user_id: &str) -> bool {
+        false
     }
 }
 
-#[derive(Debug, Clone, Copy)]
-pub enum HistoryPage {
-    Latest,
-    Before(i64),
-    After(i64),
+/// Everything the server stores, one trait per area. Code that needs one area can take that
+/// trait; the server holds an `Arc<dyn Store>`.
+pub trait Store:
+    Accounts
+    + Social
+    + Conversations
+    + Messages
+    + MediaStore
+    + PushStore
+    + EventLog
+    + Maintenance
+    + 'static
+{
 }
 
-/// A durable event as replayed by `sync`: its position and its frame's JSON with `stream_pos`.
-#[derive(Debug, Clone)]
-pub struct StoredEvent {
-    pub pos: i64,
-    pub json: String,
+impl<T> Store for T where
+    T: Accounts
+        + Social
+        + Conversations
+        + Messages
+        + MediaStore
+        + PushStore
+        + EventLog
+        + Maintenance
+        + 'static
+{
 }
 
-/// What [`Store::reencrypt`] did.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct ReencryptReport {
-    /// Whether the tables were gone through (false: everything was already under the
-    /// current key and nothing was asked for).
-    pub swept: bool,
-    /// Values sealed anew (an email and a phone of one user count as two).
-    pub values: u64,
-    /// How many of those were still in plaintext (written before encryption at rest).
-    pub plaintext: u64,
-}
-
+/// Accounts, login sessions and account safety: registration, profiles, user search,
+/// refresh-token rotation, password changes, session revocation, deletion and export.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
-    // --- health
-    async fn ping(&self) -> Result<()>;
-    /// Closes the store's connections (shutdown: after every write has finished).
-    async fn close(&self);
-    /// `sqlite` or `postgres`.
-    fn backend(&self) -> &'static str;
-
-    // --- accounts and sessions
+pub trait Accounts: Send + Sync {
     async fn create_user(&self, user: NewUser) -> Result<p::Me>;
     /// `login` is an email, an E.164 phone or a username, already normalized.
     async fn credentials(&self, login: &str) -> Result<Option<Credentials>>;
-    async fn me(&self, user_id: &str) -> Result<p::Me>;
-    async fn user(&self, viewer: &str, user_id: &str) -> Result<p::User>;
-    async fn update_profile(&self, user_id: &str, patch: ProfilePatch) -> Result<p::Me>;
+    async fn me(&self, user_id: &UserId) -> Result<p::Me>;
+    async fn user(&self, viewer: &UserId, user_id: &UserId) -> Result<p::User>;
+    async fn update_profile(&self, user_id: &UserId, patch: ProfilePatch) -> Result<p::Me>;
     async fn search_users(
         &self,
-        viewer: &str,
+        viewer: &UserId,
         q: &str,
         limit: i64,
         offset: i64,
     ) -> Result<Vec<p::User>>;
-    async fn set_last_seen(&self, user_id: &str, at_ms: i64) -> Result<()>;
+    async fn set_last_seen(&self, user_id: &UserId, at_ms: i64) -> Result<()>;
     async fn create_session(
         &self,
-        user_id: &str,
+        user_id: &UserId,
         refresh_hash: &str,
         expires_at_ms: i64,
-    ) -> Result<String>;
+    ) -> Result<SessionId>;
     async fn rotate_refresh(
         &self,
         old_hash: &str,
@@ -265,154 +125,185 @@ pub trait Store: Send + Sync + 'static {
         expires_at_ms: i64,
     ) -> Result<RefreshOutcome>;
     /// The (session, user) a refresh token belongs to, spent or not.
-    async fn refresh_session(&self, refresh_hash: &str) -> Result<Option<(String, String)>>;
-    async fn revoke_session(&self, session_id: &str) -> Result<()>;
-    async fn session_active(&self, session_id: &str, user_id: &str) -> Result<bool>;
-
-    // --- account safety
-    async fn password_hash(&self, user_id: &str) -> Result<String>;
+    async fn refresh_session(&self, refresh_hash: &str) -> Result<Option<(SessionId, UserId)>>;
+    async fn revoke_session(&self, session_id: &SessionId) -> Result<()>;
+    async fn session_active(&self, session_id: &SessionId, user_id: &UserId) -> Result<bool>;
+    async fn password_hash(&self, user_id: &UserId) -> Result<String>;
     /// Sets a new password hash and revokes every login session but `keep_session`; returns
     /// the revoked session IDs (their sockets must close).
     async fn change_password(
         &self,
-        user_id: &str,
+        user_id: &UserId,
         new_hash: &str,
-        keep_session: &str,
-    ) -> Result<Vec<String>>;
+        keep_session: &SessionId,
+    ) -> Result<Vec<SessionId>>;
     /// The user's live login sessions: (id, created_at ms).
-    async fn sessions(&self, user_id: &str) -> Result<Vec<(String, i64)>>;
+    async fn sessions(&self, user_id: &UserId) -> Result<Vec<(SessionId, i64)>>;
     /// Revokes one of the user's sessions; false when it is not theirs or already revoked.
-    async fn revoke_user_session(&self, user_id: &str, session_id: &str) -> Result<bool>;
+    async fn revoke_user_session(&self, user_id: &UserId, session_id: &SessionId) -> Result<bool>;
     /// Erases the account: contact data, credentials, profile, friendships, blocks, push
     /// subscriptions, group memberships (ownership passes on); messages stay, shown as
     /// "Deleted user". Returns the revoked session IDs.
-    async fn delete_account(&self, user_id: &str) -> Result<Vec<String>>;
+    async fn delete_account(&self, user_id: &UserId) -> Result<Vec<SessionId>>;
     /// Everything stored about the user, as JSON.
-    async fn export(&self, user_id: &str) -> Result<serde_json::Value>;
+    async fn export(&self, user_id: &UserId) -> Result<serde_json::Value>;
+}
 
-    // --- friends and blocks
-    async fn send_friend_request(&self, from: &str, to: &str) -> Result<FriendRequestOutcome>;
-    async fn friend_requests(&self, user_id: &str) -> Result<p::FriendRequestList>;
-    async fn accept_friend_request(&self, user_id: &str, request_id: &str) -> Result<p::User>;
-    async fn decline_friend_request(&self, user_id: &str, request_id: &str) -> Result<()>;
-    async fn cancel_friend_request(&self, user_id: &str, request_id: &str) -> Result<()>;
-    async fn friends(&self, user_id: &str) -> Result<Vec<p::User>>;
+/// Friend requests, friendships and blocks.
+#[async_trait]
+pub trait Social: Send + Sync {
+    async fn send_friend_request(&self, from: &UserId, to: &UserId)
+    -> Result<FriendRequestOutcome>;
+    async fn friend_requests(&self, user_id: &UserId) -> Result<p::FriendRequestList>;
+    async fn accept_friend_request(
+        &self,
+        user_id: &UserId,
+        request_id: &FriendRequestId,
+    ) -> Result<p::User>;
+    async fn decline_friend_request(
+        &self,
+        user_id: &UserId,
+        request_id: &FriendRequestId,
+    ) -> Result<()>;
+    async fn cancel_friend_request(
+        &self,
+        user_id: &UserId,
+        request_id: &FriendRequestId,
+    ) -> Result<()>;
+    async fn friends(&self, user_id: &UserId) -> Result<Vec<p::User>>;
     /// IDs of the user's friends (presence audience).
-    async fn friend_ids(&self, user_id: &str) -> Result<Vec<String>>;
-    async fn remove_friend(&self, user_id: &str, friend_id: &str) -> Result<()>;
-    async fn block(&self, user_id: &str, target: &str) -> Result<()>;
-    async fn unblock(&self, user_id: &str, target: &str) -> Result<()>;
-    async fn blocks(&self, user_id: &str) -> Result<Vec<p::Block>>;
+    async fn friend_ids(&self, user_id: &UserId) -> Result<Vec<UserId>>;
+    async fn remove_friend(&self, user_id: &UserId, friend_id: &UserId) -> Result<()>;
+    async fn block(&self, user_id: &UserId, target: &UserId) -> Result<()>;
+    async fn unblock(&self, user_id: &UserId, target: &UserId) -> Result<()>;
+    async fn blocks(&self, user_id: &UserId) -> Result<Vec<p::Block>>;
+}
 
-    // --- conversations and groups
-    async fn open_direct(&self, user_id: &str, peer_id: &str) -> Result<p::Conversation>;
-    async fn create_group(&self, user_id: &str, group: NewGroup) -> Result<p::Conversation>;
-    async fn conversations(&self, user_id: &str) -> Result<Vec<p::Conversation>>;
-    async fn conversation(&self, user_id: &str, conversation_id: &str) -> Result<p::Conversation>;
+/// Direct conversations and groups: creating them, their settings, the public directory,
+/// joining, invites, members and roles.
+#[async_trait]
+pub trait Conversations: Send + Sync {
+    async fn open_direct(&self, user_id: &UserId, peer_id: &UserId) -> Result<p::Conversation>;
+    async fn create_group(&self, user_id: &UserId, group: NewGroup) -> Result<p::Conversation>;
+    async fn conversations(&self, user_id: &UserId) -> Result<Vec<p::Conversation>>;
+    async fn conversation(
+        &self,
+        user_id: &UserId,
+        conversation_id: &ConversationId,
+    ) -> Result<p::Conversation>;
     async fn update_group(
         &self,
-        user_id: &str,
-        group_id: &str,
+        user_id: &UserId,
+        group_id: &ConversationId,
         patch: GroupPatch,
     ) -> Result<p::Conversation>;
     async fn group_directory(
         &self,
-        user_id: &str,
+        user_id: &UserId,
         q: &str,
         limit: i64,
         offset: i64,
     ) -> Result<Vec<p::GroupSummary>>;
-    async fn join_group(&self, user_id: &str, group_id: &str) -> Result<p::Conversation>;
+    async fn join_group(
+        &self,
+        user_id: &UserId,
+        group_id: &ConversationId,
+    ) -> Result<p::Conversation>;
     async fn create_invite(
         &self,
-        user_id: &str,
-        group_id: &str,
+        user_id: &UserId,
+        group_id: &ConversationId,
         ttl_secs: i64,
     ) -> Result<p::Invite>;
-    async fn accept_invite(&self, user_id: &str, code: &str) -> Result<p::Conversation>;
+    async fn accept_invite(&self, user_id: &UserId, code: &str) -> Result<p::Conversation>;
     async fn members(
         &self,
-        user_id: &str,
-        group_id: &str,
+        user_id: &UserId,
+        group_id: &ConversationId,
         limit: i64,
         offset: i64,
     ) -> Result<Vec<p::Member>>;
     async fn add_members(
         &self,
-        user_id: &str,
-        group_id: &str,
-        user_ids: Vec<String>,
+        user_id: &UserId,
+        group_id: &ConversationId,
+        user_ids: Vec<UserId>,
     ) -> Result<Vec<p::Member>>;
-    async fn remove_member(&self, user_id: &str, group_id: &str, target: &str) -> Result<()>;
+    async fn remove_member(
+        &self,
+        user_id: &UserId,
+        group_id: &ConversationId,
+        target: &UserId,
+    ) -> Result<()>;
     async fn set_role(
         &self,
-        user_id: &str,
-        group_id: &str,
-        target: &str,
+        user_id: &UserId,
+        group_id: &ConversationId,
+        target: &UserId,
         role: p::Role,
     ) -> Result<p::Member>;
     async fn transfer_ownership(
         &self,
-        user_id: &str,
-        group_id: &str,
-        target: &str,
+        user_id: &UserId,
+        group_id: &ConversationId,
+        target: &UserId,
     ) -> Result<p::Conversation>;
     /// Current member IDs, if `user_id` is one of them (typing fan-out).
     async fn member_ids_if_member(
         &self,
-        user_id: &str,
-        conversation_id: &str,
-    ) -> Result<Option<Vec<String>>>;
+        user_id: &UserId,
+        conversation_id: &ConversationId,
+    ) -> Result<Option<Vec<UserId>>>;
+}
 
-    // --- messages
+/// Messages: the group-commit send, history, edits, deletions and read markers.
+#[async_trait]
+pub trait Messages: Send + Sync {
     /// Commits a batch in one transaction (group commit); one result per input, in order.
     async fn send_messages(&self, batch: Vec<NewMessage>) -> Vec<Result<SendOutcome>>;
-    /// A committer to run on a thread of its own instead of [`Store::send_messages`], when
-    /// the backend has one (SQLite). Each call opens a new one.
+    /// A committer to run on a thread of its own instead of [`Messages::send_messages`],
+    /// when the backend has one (SQLite). Each call opens a new one.
     fn blocking_committer(&self) -> Option<BlockingCommitter>;
-    /// Load-test fixtures in one transaction (`chatnode bench-seed`): users named
-    /// `{prefix}{index}` with one session each (their ids returned in order), and the
-    /// conversations. Never reachable over the network.
-    async fn bulk_seed(
-        &self,
-        prefix: &str,
-        user_ids: &[String],
-        password_hash: &str,
-        conversations: &[SeedConversation],
-    ) -> Result<Vec<String>>;
     async fn messages(
         &self,
-        user_id: &str,
-        conversation_id: &str,
+        user_id: &UserId,
+        conversation_id: &ConversationId,
         page: HistoryPage,
         limit: i64,
     ) -> Result<(Vec<p::Message>, Option<i64>)>;
     async fn edit_message(
         &self,
-        user_id: &str,
-        conversation_id: &str,
+        user_id: &UserId,
+        conversation_id: &ConversationId,
         seq: i64,
         body: String,
     ) -> Result<p::Message>;
     async fn delete_message(
         &self,
-        user_id: &str,
-        conversation_id: &str,
+        user_id: &UserId,
+        conversation_id: &ConversationId,
         seq: i64,
         for_everyone: bool,
     ) -> Result<()>;
     async fn mark_read(
         &self,
-        user_id: &str,
-        conversation_id: &str,
+        user_id: &UserId,
+        conversation_id: &ConversationId,
         seq: i64,
     ) -> Result<p::ReadMarker>;
+}
 
-    // --- media
+/// The records of uploads (the bytes are the media service's, see [`crate::media`]).
+#[async_trait]
+pub trait MediaStore: Send + Sync {
     async fn create_media(&self, media: MediaRecord) -> Result<p::Media>;
     /// The media if `viewer` may read it: its uploader, a member of a conversation it was sent
     /// in, or anyone (even anonymous) for avatars.
-    async fn media_for(&self, viewer: Option<&str>, media_id: &str) -> Result<Option<MediaRecord>>;
+    async fn media_for(
+        &self,
+        viewer: Option<&UserId>,
+        media_id: &MediaId,
+    ) -> Result<Option<MediaRecord>>;
     /// Deletes up to `limit` uploads never attached to anything and older than the cutoff;
     /// returns them so their blobs can be removed.
     async fn take_orphan_media(
@@ -420,52 +311,77 @@ pub trait Store: Send + Sync + 'static {
         created_before_ms: i64,
         limit: i64,
     ) -> Result<Vec<MediaRecord>>;
+}
 
-    // --- push notifications
+/// Web Push: subscriptions, per-conversation mutes, and what the notifier needs to word a
+/// push.
+#[async_trait]
+pub trait PushStore: Send + Sync {
     /// Subscribes the endpoint for `user_id` (taking it over from whoever had it) as the
     /// user's newest subscription; past [`MAX_PUSH_SUBSCRIPTIONS`] the oldest are dropped.
     async fn add_push_subscription(
         &self,
-        user_id: &str,
+        user_id: &UserId,
         endpoint: &str,
         p256dh: &str,
         auth: &str,
     ) -> Result<p::PushSubscription>;
     /// Removes the caller's subscription with this endpoint; false when there was none.
-    async fn remove_push_subscription(&self, user_id: &str, endpoint: &str) -> Result<bool>;
-    async fn push_subscriptions(&self, user_id: &str) -> Result<Vec<p::PushSubscription>>;
-    async fn push_targets(&self, user_id: &str) -> Result<Vec<PushTarget>>;
+    async fn remove_push_subscription(&self, user_id: &UserId, endpoint: &str) -> Result<bool>;
+    async fn push_subscriptions(&self, user_id: &UserId) -> Result<Vec<p::PushSubscription>>;
+    async fn push_targets(&self, user_id: &UserId) -> Result<Vec<PushTarget>>;
     /// The push service said the endpoint is gone (404/410).
     async fn drop_push_endpoint(&self, endpoint: &str) -> Result<()>;
     async fn any_push_subscriptions(&self) -> Result<bool>;
     /// `until`: `Some(ms)` mutes until then, `None` unmutes.
     async fn set_mute(
         &self,
-        user_id: &str,
-        conversation_id: &str,
+        user_id: &UserId,
+        conversation_id: &ConversationId,
         until: Option<i64>,
     ) -> Result<p::MuteState>;
-    async fn push_context(&self, conversation_id: &str, seq: i64) -> Result<Option<PushContext>>;
+    async fn push_context(
+        &self,
+        conversation_id: &ConversationId,
+        seq: i64,
+    ) -> Result<Option<PushContext>>;
+}
 
-    // --- the event stream
+/// The durable event stream: its head, a user's events since a position (`sync`), and what a
+/// cluster node needs to fill gaps in live delivery.
+#[async_trait]
+pub trait EventLog: Send + Sync {
     async fn stream_head(&self) -> Result<i64>;
     /// Durable events for `user_id` after `since`, oldest first, at most `limit`.
-    async fn events_since(&self, user_id: &str, since: i64, limit: i64)
-    -> Result<Vec<StoredEvent>>;
+    async fn events_since(
+        &self,
+        user_id: &UserId,
+        since: i64,
+        limit: i64,
+    ) -> Result<Vec<StoredEvent>>;
     /// The `message` events of a conversation with `after_seq < seq < before_seq` (no upper
     /// bound when `None`), in `seq` order, at most `limit`, addressed to the members who had
     /// joined before each one. A cluster node fills a gap in what it delivered from these.
     async fn message_events(
         &self,
-        conversation_id: &str,
+        conversation_id: &ConversationId,
         after_seq: i64,
         before_seq: Option<i64>,
         limit: i64,
-    ) -> Result<Vec<crate::hub::Durable>>;
+    ) -> Result<Vec<Durable>>;
     /// `(conversation_id, last_seq)` of every conversation `user_id` belongs to.
-    async fn conversation_heads(&self, user_id: &str) -> Result<Vec<(String, i64)>>;
+    async fn conversation_heads(&self, user_id: &UserId) -> Result<Vec<(ConversationId, i64)>>;
+}
 
-    // --- encryption at rest (run before serving; see `crate::encryption`)
+/// Health, the backend's name, encryption at rest (run before serving; see
+/// [`crate::encryption`]) and benchmark fixtures (`chatnode bench-seed`).
+#[async_trait]
+pub trait Maintenance: Send + Sync {
+    async fn ping(&self) -> Result<()>;
+    /// Closes the store's connections (shutdown: after every write has finished).
+    async fn close(&self);
+    /// `sqlite` or `postgres`.
+    fn backend(&self) -> &'static str;
     /// The id of the key the database's data is under (its canary's), or `None` for a
     /// database no version with encryption at rest has opened yet.
     async fn encryption_key_id(&self) -> anyhow::Result<Option<String>>;
@@ -476,4 +392,14 @@ pub trait Store: Send + Sync + 'static {
     /// Interrupted, it leaves every value readable with the same keyring and picks up where
     /// it stopped when run again.
     async fn reencrypt(&self, all: bool) -> anyhow::Result<ReencryptReport>;
+    /// Load-test fixtures in one transaction (`chatnode bench-seed`): users named
+    /// `{prefix}{index}` with one session each (their ids returned in order), and the
+    /// conversations. Never reachable over the network.
+    async fn bulk_seed(
+        &self,
+        prefix: &str,
+        user_ids: &[UserId],
+        password_hash: &str,
+        conversations: &[SeedConversation],
+    ) -> Result<Vec<SessionId>>;
 }

@@ -1,6 +1,7 @@
-//! The PostgreSQL backend of [`Store`], for running several chatnode nodes on one database.
-//!
-//! The queries are the shared ones of `sql.rs`. What differs from SQLite:
+//! The PostgreSQL backend, for running several chatnode nodes on one database: opening it
+//! (one pool, migrations) and what PostgreSQL does its own way ([`Backend`] for
+//! [`PostgresBackend`]). The queries are the shared ones of [`super::sql`]. What differs from
+//! SQLite:
 //! - One connection pool serves reads and writes; PostgreSQL handles concurrent writers.
 //! - Ordering: `stream_pos` comes from a sequence, and a sequence value is taken at insert, not
 //!   at commit. If two transactions could interleave, a reader could see position 12 committed
@@ -11,45 +12,71 @@
 //! - Durability: PostgreSQL's default `synchronous_commit = on` flushes the WAL at commit, so
 //!   an acked message survives a crash of the database server too.
 
-use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use async_trait::async_trait;
-use chatnode_protocol::{self as p, ErrorCode, ServerFrame};
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{Connection, FromRow, PgPool};
+use sqlx::PgPool;
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPoolOptions, PgQueryResult};
 
-use super::*;
-use crate::crypto::{Keyring, column};
-use crate::error::Error;
-use crate::hub::{Durable, Hub};
-use crate::time::{new_id, now_ms, rfc3339};
+use super::sql::{Backend, SqlStore};
+use super::{EventSink, Presence};
+use crate::crypto::Keyring;
+use crate::error::Result;
 
-/// The PostgreSQL instantiation of the shared SQL backend (`sql.rs`).
-pub type PostgresStore = SqlStore;
+/// The PostgreSQL side of [`SqlStore`].
+pub struct PostgresBackend;
 
-type Conn = sqlx::PgConnection;
+/// The store over a PostgreSQL database (several nodes may share it).
+pub type PostgresStore = SqlStore<PostgresBackend>;
 
 /// The advisory lock key that orders writers (an arbitrary constant: "chatnode" in ASCII).
 const WRITE_LOCK: i64 = 0x6368_6174_6e6f_6465;
 
-pub struct SqlStore {
-    read: PgPool,
-    write: PgPool,
-    hub: Arc<Hub>,
-    /// Seals and opens the encrypted columns (see `crate::crypto`).
-    keys: Arc<Keyring>,
-    /// Held across a write transaction and the publishing of its events on this node.
-    gate: tokio::sync::Mutex<()>,
+impl Backend for PostgresBackend {
+    type Db = sqlx::Postgres;
+
+    const NAME: &'static str = "postgres";
+
+    /// One transaction-scoped advisory lock for every writer of the cluster (see the module
+    /// comment).
+    async fn lock_writes(c: &mut PgConnection) -> Result<()> {
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(WRITE_LOCK)
+            .execute(&mut *c)
+            .await?;
+        Ok(())
+    }
+
+    /// Rewrites the tables whose rows were sealed anew, so the old row versions (plaintext,
+    /// or under the old key) leave the table files instead of waiting for space reuse.
+    /// (Run before serving: VACUUM FULL locks each table while it runs.)
+    async fn compact(write: &PgPool) -> anyhow::Result<()> {
+        sqlx::raw_sql("VACUUM FULL users, media, messages, events, encryption")
+            .execute(write)
+            .await
+            .context("VACUUM FULL after re-encrypting")?;
+        Ok(())
+    }
+
+    fn rows_affected(result: &PgQueryResult) -> u64 {
+        result.rows_affected()
+    }
+
+    // No `send_batch_fast`: PostgreSQL prepares one statement per query, so batches take the
+    // general path (one combined check per send).
 }
 
-impl SqlStore {
+impl PostgresStore {
     /// Connects, and runs the embedded migrations (sqlx serializes concurrent migrators with
     /// an advisory lock, so several nodes may start at once).
-    pub async fn open(url: &str, hub: Arc<Hub>, keys: Arc<Keyring>) -> anyhow::Result<SqlStore> {
+    pub async fn open(
+        url: &str,
+        events: Arc<dyn EventSink>,
+        presence: Arc<dyn Presence>,
+        keys: Arc<Keyring>,
+    ) -> anyhow::Result<PostgresStore> {
         let opts = PgConnectOptions::from_str(url).context("invalid postgres database URL")?;
         let pool = PgPoolOptions::new()
             .max_connections(16)
@@ -61,45 +88,6 @@ impl SqlStore {
             .run(&pool)
             .await
             .context("database migration failed")?;
-        Ok(SqlStore {
-            read: pool.clone(),
-            write: pool,
-            hub,
-            keys,
-            gate: Default::default(),
-        })
-    }
-
-    const BACKEND: &'static str = "postgres";
-
-    /// Batches commit through the async pool (PostgreSQL has no per-query thread hop).
-    fn blocking_committer_impl(&self) -> Option<super::BlockingCommitter> {
-        None
-    }
-
-    /// PostgreSQL prepares one statement per query: batches write message by message.
-    const MULTI_STATEMENT: bool = false;
-
-    async fn lock_writes(c: &mut Conn) -> Result<()> {
-        sqlx::query("SELECT pg_advisory_xact_lock($1)")
-            .bind(WRITE_LOCK)
-            .execute(&mut *c)
-            .await?;
-        Ok(())
-    }
-
-    /// Rewrites the tables whose rows were sealed anew, so the old row versions (plaintext,
-    /// or under the old key) leave the table files instead of waiting for space reuse.
-    /// (Run before serving: VACUUM FULL locks each table while it runs.)
-    async fn compact(&self) -> anyhow::Result<()> {
-        sqlx::raw_sql("VACUUM FULL users, media, messages, events, encryption")
-            .execute(&self.write)
-            .await
-            .context("VACUUM FULL after re-encrypting")?;
-        Ok(())
+        Ok(SqlStore::new(pool.clone(), pool, events, presence, keys))
     }
 }
-
-include!("sql.rs");
-include!("seed.rs");
-include!("sql_encryption.rs");

@@ -1,4 +1,7 @@
-//! The embedded SQLite backend of [`Store`].
+//! The embedded SQLite backend: opening the database (pragmas, pools, migrations), the WAL
+//! checkpointer, and what SQLite does its own way ([`Backend`] for [`SqliteBackend`]). The
+//! queries are the shared ones of [`super::sql`]; messages are committed by a thread of
+//! their own, [`super::sqlite_writer`].
 //!
 //! Durability: WAL journal with `synchronous = FULL`. In WAL mode FULL syncs the WAL on every
 //! commit, so a transaction that returned from COMMIT is on disk and survives `kill -9` (and
@@ -6,50 +9,94 @@
 //! power loss. The cost of that fsync is paid once per *batch* of messages, not per message:
 //! see [`crate::messages::Batcher`] (group commit).
 //!
-//! Concurrency: all writes go through one connection (`write`, a pool of size 1). SQLite
-//! allows a single writer anyway; owning it explicitly means no `SQLITE_BUSY` between our own
-//! writers, and durable events are published to the hub *before* that connection is given
-//! back, so live delivery happens in stream order. Reads use a separate pool and never block
+//! Concurrency: SQLite allows one writer at a time. Messages are written by the message
+//! writer's connection, everything else by one sqlx connection (`write`, a pool of size 1);
+//! both hold the node's write gate for their whole transaction, so they never meet a
+//! `SQLITE_BUSY` from each other. Durable events are published (to the hub) while the node's write gate is still
+//! held, so live delivery happens in stream order. Reads use a separate pool and never block
 //! the writer (WAL).
 
-use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use async_trait::async_trait;
-use chatnode_protocol::{self as p, ErrorCode, ServerFrame};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Connection, FromRow, SqlitePool};
+use sqlx::SqlitePool;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePoolOptions,
+    SqliteQueryResult, SqliteSynchronous,
+};
 
-use super::*;
-use crate::crypto::{Keyring, column};
-use crate::error::Error;
-use crate::hub::{Durable, Hub};
-use crate::time::{new_id, now_ms, rfc3339};
+use super::sql::{Backend, SqlStore};
+use super::sqlite_writer::{SqliteWriter, WriterParts};
+use super::{BlockingCommitter, EventSink, NewMessage, Presence};
+use crate::crypto::Keyring;
+use crate::error::Result;
 
-/// The SQLite instantiation of the shared SQL backend (`sql.rs`).
-pub type SqliteStore = SqlStore;
+/// The SQLite side of [`SqlStore`].
+pub struct SqliteBackend;
 
-type Conn = sqlx::SqliteConnection;
+/// The store over an embedded SQLite database.
+pub type SqliteStore = SqlStore<SqliteBackend>;
 
-pub struct SqlStore {
-    read: SqlitePool,
-    write: SqlitePool,
-    hub: Arc<Hub>,
-    /// Seals and opens the encrypted columns (see `crate::crypto`).
-    keys: Arc<Keyring>,
-    /// Held across a write transaction and the publishing of its events (shared with the
-    /// message writer thread, see `sqlite_writer`).
-    gate: Arc<tokio::sync::Mutex<()>>,
-    /// The database file, for the message writer's own connection.
-    path: std::path::PathBuf,
+impl Backend for SqliteBackend {
+    type Db = sqlx::Sqlite;
+
+    const NAME: &'static str = "sqlite";
+
+    /// The single write connection already serializes writers: nothing to do.
+    async fn lock_writes(_c: &mut SqliteConnection) -> Result<()> {
+        Ok(())
+    }
+
+    /// Removes the bytes of rewritten rows from the file: a VACUUM rebuilds the database
+    /// without its free pages, and the checkpoints leave the WAL empty. (Run before serving.)
+    async fn compact(write: &SqlitePool) -> anyhow::Result<()> {
+        let mut c = write.acquire().await?;
+        for sql in [
+            "PRAGMA wal_checkpoint(TRUNCATE)",
+            "VACUUM",
+            "PRAGMA wal_checkpoint(TRUNCATE)",
+        ] {
+            sqlx::raw_sql(sql)
+                .execute(&mut *c)
+                .await
+                .with_context(|| format!("{sql} after re-encrypting"))?;
+        }
+        Ok(())
+    }
+
+    fn rows_affected(result: &SqliteQueryResult) -> u64 {
+        result.rows_affected()
+    }
+
+    /// Message batches commit on a thread of their own, over a connection of their own
+    /// (see `sqlite_writer`).
+    fn blocking_committer(store: &SqliteStore) -> Option<BlockingCommitter> {
+        let path = store.db_path()?;
+        let parts = WriterParts {
+            keys: store.keys().clone(),
+            sink: store.sink().clone(),
+            gate: store.gate().clone(),
+        };
+        match SqliteWriter::open(path, parts) {
+            Ok(mut w) => Some(Box::new(move |batch: &[NewMessage]| w.commit(batch))),
+            Err(e) => {
+                tracing::error!(error = %format!("{e:#}"), "cannot open the message writer; sends use the shared connection");
+                None
+            }
+        }
+    }
 }
 
-impl SqlStore {
+impl SqliteStore {
     /// Opens (creating if needed) the database at `url` and runs the embedded migrations.
-    pub async fn open(url: &str, hub: Arc<Hub>, keys: Arc<Keyring>) -> anyhow::Result<SqlStore> {
+    pub async fn open(
+        url: &str,
+        events: Arc<dyn EventSink>,
+        presence: Arc<dyn Presence>,
+        keys: Arc<Keyring>,
+    ) -> anyhow::Result<SqliteStore> {
         let opts = SqliteConnectOptions::from_str(url)
             .with_context(|| "invalid sqlite database URL".to_string())?
             .create_if_missing(true)
@@ -64,8 +111,6 @@ impl SqlStore {
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10))
-            // The fast send path prepares one query text per chunk size (see `FAST_CHUNK`).
-            .statement_cache_capacity(400)
             // No checkpoints inside COMMIT: copying WAL pages into the database file would
             // stall the single writer (and every ack behind it). A background connection
             // checkpoints instead (below).
@@ -123,62 +168,7 @@ impl SqlStore {
             .connect_with(opts.clone().read_only(true).pragma("cache_size", "-1024"))
             .await
             .context("cannot open the SQLite database for reading")?;
-        Ok(SqlStore {
-            read,
-            write,
-            hub,
-            keys,
-            gate: Default::default(),
-            path: opts.get_filename().to_owned(),
-        })
-    }
-
-    const BACKEND: &'static str = "sqlite";
-
-    /// Message batches commit on a thread of their own (see `sqlite_writer`).
-    fn blocking_committer_impl(&self) -> Option<super::BlockingCommitter> {
-        let parts = super::sqlite_writer::WriterParts {
-            keys: self.keys.clone(),
-            hub: self.hub.clone(),
-            gate: self.gate.clone(),
-        };
-        match super::sqlite_writer::SqliteWriter::open(&self.path, parts) {
-            Ok(mut w) => Some(Box::new(move |batch: &[NewMessage]| w.commit(batch))),
-            Err(e) => {
-                tracing::error!(error = %format!("{e:#}"), "cannot open the message writer; sends use the shared connection");
-                None
-            }
-        }
-    }
-
-    /// SQLite runs several statements of one query in one call (`$N` numbers the query's
-    /// arguments across all of them), so a message batch costs three round trips to the
-    /// writer thread.
-    const MULTI_STATEMENT: bool = true;
-
-    /// The single write connection already serializes writers: nothing to do.
-    async fn lock_writes(_c: &mut Conn) -> Result<()> {
-        Ok(())
-    }
-
-    /// Removes the bytes of rewritten rows from the file: a VACUUM rebuilds the database
-    /// without its free pages, and the checkpoints leave the WAL empty. (Run before serving.)
-    async fn compact(&self) -> anyhow::Result<()> {
-        let mut c = self.write.acquire().await?;
-        for sql in [
-            "PRAGMA wal_checkpoint(TRUNCATE)",
-            "VACUUM",
-            "PRAGMA wal_checkpoint(TRUNCATE)",
-        ] {
-            sqlx::raw_sql(sql)
-                .execute(&mut *c)
-                .await
-                .with_context(|| format!("{sql} after re-encrypting"))?;
-        }
-        Ok(())
+        Ok(SqlStore::new(read, write, events, presence, keys)
+            .with_db_path(opts.get_filename().to_owned()))
     }
 }
-
-include!("sql.rs");
-include!("seed.rs");
-include!("sql_encryption.rs");

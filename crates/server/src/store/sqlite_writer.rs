@@ -22,16 +22,16 @@ use std::sync::Arc;
 use chatnode_protocol::{self as p, ErrorCode, ServerFrame};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
-use super::{MediaRecord, NewMessage, SendOutcome};
+use super::{EventSink, MediaRecord, NewMessage, SendOutcome};
 use crate::crypto::{Keyring, column};
 use crate::error::{Error, Result};
-use crate::hub::{Durable, EventKind, Hub};
+use crate::events::{Durable, EventKind};
 use crate::time::{new_id, now_ms, rfc3339};
 
 /// What the store's async side shares with the writer.
 pub struct WriterParts {
     pub keys: Arc<Keyring>,
-    pub hub: Arc<Hub>,
+    pub sink: Arc<dyn EventSink>,
     pub gate: Arc<tokio::sync::Mutex<()>>,
 }
 
@@ -155,7 +155,7 @@ impl SqliteWriter {
                 });
                 continue;
             }
-            first_of.insert((&m.sender_id, &m.client_id), i);
+            first_of.insert((m.sender_id.as_str(), m.client_id.as_str()), i);
             let (decision, last_seq) = match decide(&tx, &keys, m, &mut groups) {
                 Ok(d) => d,
                 Err(e @ Error::Internal(_)) => return Err(e),
@@ -174,13 +174,13 @@ impl SqliteWriter {
                 }
                 Decision::Write { members, media } => (members, media),
             };
-            let seq = seqs.entry(&m.conversation_id).or_insert(last_seq);
+            let seq = seqs.entry(m.conversation_id.as_str()).or_insert(last_seq);
             *seq += 1;
             let message = p::Message {
                 id: new_id(),
-                conversation_id: m.conversation_id.clone(),
+                conversation_id: m.conversation_id.to_string(),
                 seq: *seq,
-                sender_id: m.sender_id.clone(),
+                sender_id: m.sender_id.to_string(),
                 client_id: m.client_id.clone(),
                 kind: m.kind,
                 body: m.body.clone(),
@@ -207,7 +207,7 @@ impl SqliteWriter {
         }
         tx.commit().map_err(db)?;
         // Committed and durable: now (and only now) the world may see it.
-        self.parts.hub.publish(events);
+        self.parts.sink.publish(events);
         Ok(results)
     }
 }
@@ -242,20 +242,27 @@ fn decide<'a>(
     ) = tx
         .prepare_cached(CHECK)
         .map_err(db)?
-        .query_row(params![m.conversation_id, m.sender_id, m.client_id], |r| {
-            Ok((
-                r.get(0)?,
-                r.get(1)?,
-                r.get(2)?,
-                r.get(3)?,
-                r.get(4)?,
-                r.get(5)?,
-            ))
-        })
+        .query_row(
+            params![
+                m.conversation_id.as_str(),
+                m.sender_id.as_str(),
+                m.client_id
+            ],
+            |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                ))
+            },
+        )
         .map_err(db)?;
     if let Some(id) = existing {
         let message = load_message(tx, keys, &id)?;
-        if message.conversation_id != m.conversation_id {
+        if message.conversation_id != m.conversation_id.as_str() {
             return Err(Error::conflict(
                 "client_id was already used for another conversation",
             ));
@@ -276,7 +283,7 @@ fn decide<'a>(
                 "you can only message your friends",
             ));
         }
-        let mut list = vec![m.sender_id.clone()];
+        let mut list = vec![m.sender_id.to_string()];
         list.extend(peer);
         list.into()
     } else {
@@ -286,12 +293,12 @@ fn decide<'a>(
                 let list: Arc<[String]> = tx
                     .prepare_cached("SELECT user_id FROM members WHERE conversation_id = ?1")
                     .map_err(db)?
-                    .query_map([&m.conversation_id], |r| r.get::<_, String>(0))
+                    .query_map([m.conversation_id.as_str()], |r| r.get::<_, String>(0))
                     .map_err(db)?
                     .collect::<rusqlite::Result<Vec<String>>>()
                     .map_err(db)?
                     .into();
-                groups.insert(&m.conversation_id, list.clone());
+                groups.insert(m.conversation_id.as_str(), list.clone());
                 list
             }
         }
@@ -300,7 +307,7 @@ fn decide<'a>(
         let found: Option<i64> = tx
             .prepare_cached("SELECT 1 FROM messages WHERE conversation_id = ?1 AND seq = ?2")
             .map_err(db)?
-            .query_row(params![m.conversation_id, r], |r| r.get(0))
+            .query_row(params![m.conversation_id.as_str(), r], |r| r.get(0))
             .optional()
             .map_err(db)?;
         if found.is_none() {
@@ -322,7 +329,7 @@ fn decide<'a>(
         let mut rec = tx
             .prepare_cached(&sql)
             .map_err(db)?
-            .query_row(params![id, m.sender_id], media_row)
+            .query_row(params![id, m.sender_id.as_str()], media_row)
             .optional()
             .map_err(db)?
             .ok_or_else(|| Error::not_found("attachment"))?;

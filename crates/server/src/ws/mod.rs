@@ -40,6 +40,7 @@ use sha1::{Digest, Sha1};
 pub use request::{Refusal, Request, decode, error_frame};
 
 use crate::SharedState;
+use crate::domain::UserId;
 use crate::error::Error;
 use crate::http::AuthUser;
 use crate::hub::{Conn, Outbound};
@@ -296,35 +297,42 @@ async fn connection(state: SharedState, mut socket: Socket) {
     let Some(auth) = Box::pin(authenticate(&state, &mut socket)).await else {
         return;
     };
-    if state.hub.local_connections(&auth.user_id) >= state.limits.ws_per_user {
+    if state.hub.local_connections(auth.user_id.as_str()) >= state.limits.ws_per_user {
         Box::pin(socket.close(close_code::RATE_LIMITED, "too many connections")).await;
         return;
     }
-    let (conn, first) = state
-        .hub
-        .register(&auth.user_id, &auth.session_id, state.config.ws_queue);
+    let (conn, first) = state.hub.register(
+        auth.user_id.as_str(),
+        auth.session_id.as_str(),
+        state.config.ws_queue,
+    );
     drop(auth);
     state.metrics.ws_connections_total.fetch_add(1, Relaxed);
     if first {
-        Box::pin(came_online(&state, &conn.user_id)).await;
+        Box::pin(came_online(&state, &user_of(&conn))).await;
     }
     serve(&state, &mut socket, &conn).await;
     if state.hub.unregister(&conn) {
-        Box::pin(went_offline(&state, &conn.user_id)).await;
+        Box::pin(went_offline(&state, &user_of(&conn))).await;
     }
 }
 
-async fn came_online(state: &SharedState, user_id: &str) {
+/// The user of a registered connection (it registered after its token was verified).
+fn user_of(conn: &Conn) -> UserId {
+    UserId::trusted(conn.user_id.clone())
+}
+
+async fn came_online(state: &SharedState, user_id: &UserId) {
     // Subscribe before `ready`: whatever commits after `ready`'s stream_pos reaches us.
     if let Some(cluster) = &state.cluster {
-        cluster.user_connected(user_id).await;
+        cluster.user_connected(user_id.as_str()).await;
     }
     broadcast_presence(state, user_id, true, None).await;
 }
 
-async fn went_offline(state: &SharedState, user_id: &str) {
+async fn went_offline(state: &SharedState, user_id: &UserId) {
     if let Some(cluster) = &state.cluster {
-        cluster.user_disconnected(user_id);
+        cluster.user_disconnected(user_id.as_str());
     }
     let now = now_ms();
     if let Err(e) = state.store.set_last_seen(user_id, now).await {
@@ -387,7 +395,7 @@ async fn authenticate(state: &SharedState, socket: &mut Socket) -> Option<AuthUs
 
 async fn broadcast_presence(
     state: &SharedState,
-    user_id: &str,
+    user_id: &UserId,
     online: bool,
     last_seen_ms: Option<i64>,
 ) {
@@ -399,14 +407,15 @@ async fn broadcast_presence(
         }
     };
     if let Some(cluster) = &state.cluster {
-        cluster.publish_presence(user_id, online, last_seen_ms, friends.clone());
+        let to = friends.iter().map(UserId::to_string).collect();
+        cluster.publish_presence(user_id.as_str(), online, last_seen_ms, to);
         // Still connected to another node: for the cluster nothing changed.
-        if state.hub.is_remote(user_id) {
+        if state.hub.is_remote(user_id.as_str()) {
             return;
         }
     }
     let frame = ServerFrame::Presence {
-        user_id: user_id.to_owned(),
+        user_id: user_id.to_string(),
         online,
         last_seen_at: last_seen_ms.map(crate::time::rfc3339),
     };
@@ -472,7 +481,7 @@ struct Session {
 /// [`turn`], so the rarely used, large states are not part of every idle connection.
 async fn serve(state: &SharedState, socket: &mut Socket, conn: &Arc<Conn>) {
     let hello = Box::pin(async {
-        let ready = match ready_frame(state, &conn.user_id).await {
+        let ready = match ready_frame(state, &user_of(conn)).await {
             Ok(f) => f,
             Err(e) => {
                 let _ = socket.send(&error_frame(None, &e)).await;
@@ -562,7 +571,7 @@ async fn turn(
             Incoming::Text(text) => {
                 state.metrics.ws_frames_in.fetch_add(1, Relaxed);
                 if bucket.take() {
-                    Item::Request(decode(&conn.user_id, text))
+                    Item::Request(decode(&user_of(conn), text))
                 } else if bucket.strikes > MAX_STRIKES {
                     Item::Flooding
                 } else {
@@ -659,7 +668,7 @@ async fn reply(socket: &mut Socket, frame: &ServerFrame) -> Option<End> {
     }
 }
 
-async fn ready_frame(state: &SharedState, user_id: &str) -> crate::error::Result<ServerFrame> {
+async fn ready_frame(state: &SharedState, user_id: &UserId) -> crate::error::Result<ServerFrame> {
     let me = state.store.me(user_id).await?;
     let stream_pos = state.store.stream_head().await?;
     Ok(ServerFrame::Ready {
@@ -677,7 +686,7 @@ async fn handle(
     request: Request,
     session: &mut Session,
 ) -> Option<End> {
-    let user = &*conn.user_id;
+    let user = &user_of(conn);
     match request {
         Request::Ping => reply(socket, &ServerFrame::Pong).await,
         Request::Send(m) => {
@@ -692,17 +701,17 @@ async fn handle(
             typing,
         } => match state.store.member_ids_if_member(user, &conv).await {
             Ok(Some(members)) => {
-                let others: Vec<&String> = members.iter().filter(|m| *m != user).collect();
+                let others: Vec<&UserId> = members.iter().filter(|m| *m != user).collect();
                 let frame = ServerFrame::Typing {
-                    conversation_id: conv.clone(),
-                    user_id: user.to_owned(),
+                    conversation_id: conv.to_string(),
+                    user_id: user.to_string(),
                     typing,
                 };
                 let text = encode(&frame);
                 if let Some(cluster) = &state.cluster {
                     cluster.publish_ephemeral(
-                        &conv,
-                        others.iter().map(|s| (*s).clone()).collect(),
+                        conv.as_str(),
+                        others.iter().map(|s| s.to_string()).collect(),
                         String::from_utf8_lossy(&text).into_owned(),
                     );
                 }
@@ -727,7 +736,10 @@ async fn handle(
         },
         Request::Sync { since } => sync(state, socket, user, since, &mut session.skip_until).await,
         Request::View { conversation_id } => {
-            state.hub.set_viewing(user, conn.id, conversation_id);
+            let conversation_id = conversation_id.map(|c| c.to_string());
+            state
+                .hub
+                .set_viewing(user.as_str(), conn.id, conversation_id);
             None
         }
     }
@@ -737,7 +749,7 @@ async fn handle(
 async fn sync(
     state: &SharedState,
     socket: &mut Socket,
-    user: &str,
+    user: &UserId,
     since: i64,
     skip_until: &mut i64,
 ) -> Option<End> {

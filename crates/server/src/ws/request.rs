@@ -4,6 +4,7 @@
 
 use chatnode_protocol::{ClientFrame, ServerFrame};
 
+use crate::domain::{ConversationId, UserId};
 use crate::error::Error;
 use crate::store::NewMessage;
 
@@ -28,11 +29,11 @@ pub enum Request {
     Ping,
     Send(NewMessage),
     Typing {
-        conversation_id: String,
+        conversation_id: ConversationId,
         typing: bool,
     },
     Read {
-        conversation_id: String,
+        conversation_id: ConversationId,
         seq: i64,
     },
     Sync {
@@ -40,7 +41,7 @@ pub enum Request {
     },
     /// `None`: nothing in view (also for anything that is not a conversation ID).
     View {
-        conversation_id: Option<String>,
+        conversation_id: Option<ConversationId>,
     },
 }
 
@@ -67,7 +68,7 @@ impl Refusal {
 /// the store and the hub see only what passed, and the `ws_frame` fuzz target runs exactly
 /// this.
 #[doc(hidden)]
-pub fn decode(user_id: &str, text: &str) -> Result<Request, Refusal> {
+pub fn decode(user_id: &UserId, text: &str) -> Result<Request, Refusal> {
     let frame = match serde_json::from_str::<ClientFrame>(text) {
         Ok(f) => f,
         Err(e) => {
@@ -76,7 +77,7 @@ pub fn decode(user_id: &str, text: &str) -> Result<Request, Refusal> {
         }
     };
     let conversation =
-        |id: &str| crate::domain::id(id, "conversation").map_err(|e| Refusal::new(None, e));
+        |id: &str| ConversationId::parse(id, "conversation").map_err(|e| Refusal::new(None, e));
     match frame {
         ClientFrame::Ping => Ok(Request::Ping),
         ClientFrame::Auth { .. } => Err(Refusal::new(
@@ -124,7 +125,7 @@ pub fn decode(user_id: &str, text: &str) -> Result<Request, Refusal> {
         // conversations count; anything else is treated as "nothing in view".
         ClientFrame::View { conversation_id } => Ok(Request::View {
             conversation_id: conversation_id
-                .and_then(|c| crate::domain::id(&c, "conversation").ok()),
+                .and_then(|c| ConversationId::parse(&c, "conversation").ok()),
         }),
     }
 }
@@ -146,7 +147,7 @@ mod tests {
     const CONV: &str = "01890a5d-ac96-774b-bcce-b302099a8057";
 
     fn refused(text: &str) -> (Option<String>, ErrorCode) {
-        match decode("u", text).map_err(|r| r.frame()) {
+        match decode(&UserId::trusted("u"), text).map_err(|r| r.frame()) {
             Err(ServerFrame::Error {
                 client_id, code, ..
             }) => (client_id, code),
@@ -157,14 +158,14 @@ mod tests {
     #[test]
     fn decode_checks_everything_that_needs_no_state() {
         assert!(matches!(
-            decode("u", r#"{"type":"ping"}"#),
+            decode(&UserId::trusted("u"), r#"{"type":"ping"}"#),
             Ok(Request::Ping)
         ));
         let send = format!(
             r#"{{"type":"send","conversation_id":"{}","client_id":"c1","body":"hi"}}"#,
             CONV.to_uppercase()
         );
-        match decode("u", &send) {
+        match decode(&UserId::trusted("u"), &send) {
             Ok(Request::Send(m)) => {
                 assert_eq!(
                     (m.conversation_id.as_str(), m.client_id.as_str()),
@@ -194,7 +195,10 @@ mod tests {
             ErrorCode::NotFound
         );
         assert!(matches!(
-            decode("u", r#"{"type":"view","conversation_id":"not-an-id"}"#),
+            decode(
+                &UserId::trusted("u"),
+                r#"{"type":"view","conversation_id":"not-an-id"}"#
+            ),
             Ok(Request::View {
                 conversation_id: None
             })

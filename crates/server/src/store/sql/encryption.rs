@@ -1,19 +1,40 @@
-// Encryption at rest, the database side (included by both SQL backends after `sql.rs`): the
-// canary that proves a keyring is the database's, and the sweep that brings every sealed
-// column under the current key (first start after an upgrade from plaintext, an interrupted
-// rotation, `chatnode rotate-key`).
-//
-// The sweep goes table by table in primary-key order, `SWEEP_BATCH` rows per transaction,
-// and picks only rows whose value does not start with the current key's header, so a re-run
-// skips what an interrupted run already did. It never drops a key: the caller keeps the old
-// keys in the keyring until `reencrypt` has returned.
+//! Encryption at rest, the database side: the canary that proves a keyring is the database's,
+//! and the sweep that brings every sealed column under the current key (first start after an
+//! upgrade from plaintext, an interrupted rotation, `chatnode rotate-key`). Runs before the
+//! server serves (see `crate::encryption`, which decides the order of things).
+//!
+//! The sweep goes table by table in primary-key order, `SWEEP_BATCH` rows per transaction,
+//! and picks only rows whose value does not start with the current key's header, so a re-run
+//! skips what an interrupted run already did. It never drops a key: the caller keeps the old
+//! keys in the keyring until `reencrypt` has returned.
+
+use anyhow::Context;
+use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Type};
+
+use super::{Backend, Conn, SqlStore};
+use crate::crypto::column;
+use crate::store::ReencryptReport;
 
 /// Rows per sweep transaction: small enough that one transaction stays short, large enough
 /// that the per-commit cost (an fsync on SQLite) is spread.
 const SWEEP_BATCH: i64 = 500;
 
-impl SqlStore {
-    async fn encryption_key_id_impl(&self) -> anyhow::Result<Option<String>> {
+impl<B: Backend> SqlStore<B>
+where
+    for<'c> &'c mut Conn<B>: Executor<'c, Database = B::Db>,
+    <B::Db as Database>::Arguments: IntoArguments<B::Db>,
+    for<'q> &'q str: Encode<'q, B::Db> + Type<B::Db>,
+    for<'q> String: Encode<'q, B::Db> + Decode<'q, B::Db> + Type<B::Db>,
+    for<'q> i64: Encode<'q, B::Db> + Decode<'q, B::Db> + Type<B::Db>,
+    for<'q> bool: Encode<'q, B::Db> + Decode<'q, B::Db> + Type<B::Db>,
+    for<'q> Option<&'q str>: Encode<'q, B::Db>,
+    for<'q> Option<String>: Encode<'q, B::Db>,
+    for<'q> Option<i64>: Encode<'q, B::Db>,
+    for<'q> Option<bool>: Encode<'q, B::Db>,
+    usize: ColumnIndex<<B::Db as Database>::Row>,
+    for<'n> &'n str: ColumnIndex<<B::Db as Database>::Row>,
+{
+    pub(super) async fn stored_key_id(&self) -> anyhow::Result<Option<String>> {
         let canary: Option<String> =
             sqlx::query_scalar("SELECT canary FROM encryption WHERE id = 1")
                 .fetch_optional(&self.write)
@@ -21,7 +42,10 @@ impl SqlStore {
         Ok(canary.and_then(|c| crate::crypto::key_id_of(&c).map(str::to_owned)))
     }
 
-    async fn reencrypt_impl(&self, all: bool) -> anyhow::Result<ReencryptReport> {
+    pub(super) async fn seal_all_under_current_key(
+        &self,
+        all: bool,
+    ) -> anyhow::Result<ReencryptReport> {
         let (canary, state) = {
             let mut c = self.write.acquire().await?;
             // First start of a database with this version: a new one, or an older one whose
@@ -90,18 +114,30 @@ impl SqlStore {
                 "UPDATE messages SET original_body = $2 WHERE id = $1",
             ),
         ] {
-            self.sweep_by_id(table, col, select, update, &header, plaintext_ok, &mut report)
-                .await?;
+            self.sweep_by_id(
+                table,
+                col,
+                select,
+                update,
+                &header,
+                plaintext_ok,
+                &mut report,
+            )
+            .await?;
         }
-        self.sweep_events(&header, plaintext_ok, &mut report).await?;
+        self.sweep_events(&header, plaintext_ok, &mut report)
+            .await?;
         sqlx::query("UPDATE encryption SET canary = $1, state = 'done' WHERE id = 1")
-            .bind(self.keys.encrypt(column::CANARY, crate::crypto::CANARY_TEXT))
+            .bind(
+                self.keys
+                    .encrypt(column::CANARY, crate::crypto::CANARY_TEXT),
+            )
             .execute(&self.write)
             .await?;
         if report.values > 0 {
             // Rewritten rows leave their old bytes (plaintext, or values under the old key)
             // in free pages or dead row versions: compact them away.
-            self.compact().await?;
+            B::compact(&self.write).await?;
         }
         Ok(report)
     }
@@ -131,15 +167,12 @@ impl SqlStore {
     ) -> anyhow::Result<()> {
         let mut after = String::new();
         loop {
-            let _gate = self.gate.lock().await;
-            let mut conn = self.write.acquire().await?;
-            let mut tx = conn.begin().await?;
-            Self::lock_writes(&mut tx).await?;
+            let mut w = self.write_tx().await?;
             let rows: Vec<(String, String)> = sqlx::query_as(select)
                 .bind(&after)
                 .bind(header)
                 .bind(SWEEP_BATCH)
-                .fetch_all(&mut *tx)
+                .fetch_all(w.conn())
                 .await?;
             let Some((last, _)) = rows.last() else {
                 break;
@@ -152,12 +185,12 @@ impl SqlStore {
                 sqlx::query(update)
                     .bind(id)
                     .bind(self.keys.encrypt(col, &plain))
-                    .execute(&mut *tx)
+                    .execute(w.conn())
                     .await?;
                 report.values += 1;
                 report.plaintext += u64::from(was_plain);
             }
-            tx.commit().await?;
+            w.finish(Ok(())).await?;
         }
         Ok(())
     }
@@ -170,17 +203,14 @@ impl SqlStore {
     ) -> anyhow::Result<()> {
         let mut after = 0i64;
         loop {
-            let _gate = self.gate.lock().await;
-            let mut conn = self.write.acquire().await?;
-            let mut tx = conn.begin().await?;
-            Self::lock_writes(&mut tx).await?;
+            let mut w = self.write_tx().await?;
             let rows: Vec<(i64, String)> = sqlx::query_as(
                 "SELECT pos, payload FROM events WHERE pos > $1 AND payload <> '' AND substr(payload, 1, 14) <> $2 ORDER BY pos LIMIT $3",
             )
             .bind(after)
             .bind(header)
             .bind(SWEEP_BATCH)
-            .fetch_all(&mut *tx)
+            .fetch_all(w.conn())
             .await?;
             let Some((last, _)) = rows.last() else {
                 break;
@@ -193,12 +223,12 @@ impl SqlStore {
                 sqlx::query("UPDATE events SET payload = $2 WHERE pos = $1")
                     .bind(pos)
                     .bind(self.keys.encrypt(column::EVENT_PAYLOAD, &plain))
-                    .execute(&mut *tx)
+                    .execute(w.conn())
                     .await?;
                 report.values += 1;
                 report.plaintext += u64::from(was_plain);
             }
-            tx.commit().await?;
+            w.finish(Ok(())).await?;
         }
         Ok(())
     }
@@ -212,10 +242,7 @@ impl SqlStore {
     ) -> anyhow::Result<()> {
         let mut after = String::new();
         loop {
-            let _gate = self.gate.lock().await;
-            let mut conn = self.write.acquire().await?;
-            let mut tx = conn.begin().await?;
-            Self::lock_writes(&mut tx).await?;
+            let mut w = self.write_tx().await?;
             let rows: Vec<(String, Option<String>, Option<String>)> = sqlx::query_as(
                 "SELECT id, email, phone FROM users WHERE id > $1 AND (
                      (email IS NOT NULL AND (substr(email, 1, 14) <> $2 OR email_hash IS NULL))
@@ -225,7 +252,7 @@ impl SqlStore {
             .bind(&after)
             .bind(header)
             .bind(SWEEP_BATCH)
-            .fetch_all(&mut *tx)
+            .fetch_all(w.conn())
             .await?;
             let Some((last, _, _)) = rows.last() else {
                 break;
@@ -257,17 +284,17 @@ impl SqlStore {
                 .bind(phone)
                 .bind(email_hash)
                 .bind(phone_hash)
-                .execute(&mut *tx)
+                .execute(w.conn())
                 .await?;
             }
-            tx.commit().await?;
+            w.finish(Ok(())).await?;
         }
         Ok(())
     }
 }
 
 #[cfg(test)]
-mod encryption_sql_tests {
+mod tests {
     #[test]
     fn the_sweep_queries_compare_the_whole_header() {
         // `substr(col, 1, 14)` in the queries above.

@@ -1,0 +1,338 @@
+//! The durable event stream: writing an event inside a write transaction (`WriteTx::emit`,
+//! with its position from the `events` table) and reading the stream back: a user's events
+//! since a position (`sync`), and a conversation's message events by `seq` (a cluster node
+//! filling a gap in live delivery). Payloads are sealed like message bodies; a message's
+//! event has none and refers to its row (conversation, seq), which a replay shows as the
+//! message was sent (its first body, kept by its first edit), or as deleted.
+//!
+//! Nothing here publishes: an event reaches the sink only through `WriteTx::finish`, after
+//! its transaction committed. Recipients on replay are today's members who had joined before
+//! the event (`joined_pos`), the same rule for `sync` and for the cluster.
+
+use async_trait::async_trait;
+use chatnode_protocol::ServerFrame;
+use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Type};
+
+use std::sync::LazyLock;
+
+use sqlx::FromRow;
+
+use super::messages::{MESSAGE_COLUMNS, MsgRow};
+use super::{Backend, Conn, SqlStore, WriteTx};
+use crate::crypto::column;
+use crate::domain::{ConversationId, UserId};
+use crate::error::{Error, Result};
+use crate::events::{Durable, EventKind};
+use crate::store::{EventLog, StoredEvent};
+use crate::time::now_ms;
+
+/// `{"type":…}` → `{"stream_pos":N,"type":…}` without reparsing.
+pub(super) fn with_pos(payload: &str, pos: i64) -> String {
+    format!("{{\"stream_pos\":{pos},{}", payload.get(1..).unwrap_or("}"))
+}
+
+/// A stored event and, when it refers to a message (empty payload), that message's row.
+#[derive(FromRow)]
+struct EventRow {
+    pos: i64,
+    payload: String,
+    /// The event's own `seq` column (set for message events, also before migration 0007).
+    event_seq: Option<i64>,
+    /// The message's body as sent, if it was edited since (sealed).
+    original_body: Option<String>,
+    #[sqlx(flatten)]
+    message: OptMsgRow,
+}
+
+/// [`MsgRow`]'s columns from a LEFT JOIN: all absent when the event is not a message's.
+#[derive(FromRow)]
+struct OptMsgRow {
+    id: Option<String>,
+    conversation_id: Option<String>,
+    seq: Option<i64>,
+    sender_id: Option<String>,
+    client_id: Option<String>,
+    kind: Option<String>,
+    body: Option<String>,
+    reply_to_seq: Option<i64>,
+    created_at: Option<i64>,
+    edited_at: Option<i64>,
+    deleted: Option<bool>,
+}
+
+impl OptMsgRow {
+    fn into_row(self) -> Option<MsgRow> {
+        Some(MsgRow {
+            id: self.id?,
+            conversation_id: self.conversation_id?,
+            seq: self.seq?,
+            sender_id: self.sender_id?,
+            client_id: self.client_id?,
+            kind: self.kind?,
+            body: self.body?,
+            reply_to_seq: self.reply_to_seq,
+            created_at: self.created_at?,
+            edited_at: self.edited_at,
+            deleted: self.deleted?,
+        })
+    }
+}
+
+impl<B: Backend> WriteTx<'_, B>
+where
+    for<'c> &'c mut Conn<B>: Executor<'c, Database = B::Db>,
+    <B::Db as Database>::Arguments: IntoArguments<B::Db>,
+    for<'q> &'q str: Encode<'q, B::Db> + Type<B::Db>,
+    for<'q> String: Encode<'q, B::Db> + Decode<'q, B::Db> + Type<B::Db>,
+    for<'q> i64: Encode<'q, B::Db> + Decode<'q, B::Db> + Type<B::Db>,
+    for<'q> bool: Encode<'q, B::Db> + Decode<'q, B::Db> + Type<B::Db>,
+    for<'q> Option<&'q str>: Encode<'q, B::Db>,
+    for<'q> Option<String>: Encode<'q, B::Db>,
+    for<'q> Option<i64>: Encode<'q, B::Db>,
+    for<'q> Option<bool>: Encode<'q, B::Db>,
+    usize: ColumnIndex<<B::Db as Database>::Row>,
+    for<'n> &'n str: ColumnIndex<<B::Db as Database>::Row>,
+{
+    /// Writes a durable event for `recipients` (addressed to a conversation or to one user)
+    /// and keeps it for publishing after the commit; returns its stream position.
+    pub(super) async fn emit(
+        &mut self,
+        conversation: Option<&str>,
+        user: Option<&str>,
+        frame: &ServerFrame,
+        recipients: Vec<String>,
+    ) -> Result<i64> {
+        let payload = serde_json::to_string(frame).map_err(|e| Error::Internal(e.into()))?;
+        // Stored too, so a cluster node can fetch a conversation's message events by `seq`.
+        let seq = match frame {
+            ServerFrame::Message { message, .. } => Some(message.seq),
+            _ => None,
+        };
+        // A message's event refers to its row (empty payload, see migration 0007); other
+        // events carry their frame, sealed.
+        let sealed = match seq {
+            Some(_) => String::new(),
+            None => self.seal(column::EVENT_PAYLOAD, &payload),
+        };
+        let pos: i64 = sqlx::query_scalar(
+            "INSERT INTO events (conversation_id, user_id, payload, created_at, seq) VALUES ($1, $2, $3, $4, $5) RETURNING pos",
+        )
+        .bind(conversation)
+        .bind(user)
+        .bind(&sealed)
+        .bind(now_ms())
+        .bind(seq)
+        .fetch_one(self.conn())
+        .await?;
+        let kind = EventKind::of(frame)
+            .ok_or_else(|| Error::Internal(anyhow::anyhow!("{frame:?} is not a durable event")))?;
+        self.push_event(Durable {
+            pos,
+            kind,
+            conversation_id: conversation.map(str::to_owned),
+            user_id: user.map(str::to_owned),
+            seq,
+            recipients: recipients.into(),
+            json: with_pos(&payload, pos).into(),
+        });
+        Ok(pos)
+    }
+
+    /// An event for every current member of a conversation.
+    pub(super) async fn emit_conv(&mut self, conv: &str, frame: &ServerFrame) -> Result<i64> {
+        let members = SqlStore::<B>::member_ids(self.conn(), conv).await?;
+        self.emit(Some(conv), None, frame, members).await
+    }
+
+    /// An event for one user (all their devices).
+    pub(super) async fn emit_user(&mut self, user: &str, frame: &ServerFrame) -> Result<i64> {
+        self.emit(None, Some(user), frame, vec![user.to_owned()])
+            .await
+    }
+}
+
+#[async_trait]
+impl<B: Backend> EventLog for SqlStore<B>
+where
+    for<'c> &'c mut Conn<B>: Executor<'c, Database = B::Db>,
+    <B::Db as Database>::Arguments: IntoArguments<B::Db>,
+    for<'q> &'q str: Encode<'q, B::Db> + Type<B::Db>,
+    for<'q> String: Encode<'q, B::Db> + Decode<'q, B::Db> + Type<B::Db>,
+    for<'q> i64: Encode<'q, B::Db> + Decode<'q, B::Db> + Type<B::Db>,
+    for<'q> bool: Encode<'q, B::Db> + Decode<'q, B::Db> + Type<B::Db>,
+    for<'q> Option<&'q str>: Encode<'q, B::Db>,
+    for<'q> Option<String>: Encode<'q, B::Db>,
+    for<'q> Option<i64>: Encode<'q, B::Db>,
+    for<'q> Option<bool>: Encode<'q, B::Db>,
+    usize: ColumnIndex<<B::Db as Database>::Row>,
+    for<'n> &'n str: ColumnIndex<<B::Db as Database>::Row>,
+{
+    async fn stream_head(&self) -> Result<i64> {
+        Ok(
+            sqlx::query_scalar("SELECT COALESCE(MAX(pos), 0) FROM events")
+                .fetch_one(&self.read)
+                .await?,
+        )
+    }
+
+    async fn events_since(
+        &self,
+        user_id: &UserId,
+        since: i64,
+        limit: i64,
+    ) -> Result<Vec<StoredEvent>> {
+        static SQL: LazyLock<String> = LazyLock::new(|| {
+            format!(
+                "SELECT e.pos, e.payload, e.seq AS event_seq, m.original_body, {MESSAGE_COLUMNS}
+                 FROM events e LEFT JOIN messages m
+                     ON e.payload = '' AND m.conversation_id = e.conversation_id AND m.seq = e.seq
+                 WHERE e.pos > $1 AND (
+                     e.user_id = $2
+                     OR EXISTS (SELECT 1 FROM members x
+                                WHERE x.conversation_id = e.conversation_id AND x.user_id = $2 AND x.joined_pos < e.pos))
+                 ORDER BY e.pos LIMIT $3"
+            )
+        });
+        let mut c = self.read.acquire().await?;
+        let rows: Vec<EventRow> = sqlx::query_as(sqlx::AssertSqlSafe(SQL.as_str()))
+            .bind(since)
+            .bind(user_id.as_str())
+            .bind(limit)
+            .fetch_all(&mut *c)
+            .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            let (pos, json) = self.event_json(&mut c, row).await?;
+            if let Some(json) = json {
+                out.push(StoredEvent { pos, json });
+            }
+        }
+        Ok(out)
+    }
+
+    async fn message_events(
+        &self,
+        conversation_id: &ConversationId,
+        after_seq: i64,
+        before_seq: Option<i64>,
+        limit: i64,
+    ) -> Result<Vec<Durable>> {
+        static SQL: LazyLock<String> = LazyLock::new(|| {
+            format!(
+                "SELECT e.pos, e.payload, e.seq AS event_seq, m.original_body, {MESSAGE_COLUMNS}
+                 FROM events e LEFT JOIN messages m
+                     ON e.payload = '' AND m.conversation_id = e.conversation_id AND m.seq = e.seq
+                 WHERE e.conversation_id = $1 AND e.seq > $2 AND e.seq < $3
+                 ORDER BY e.seq LIMIT $4"
+            )
+        });
+        let conversation_id = conversation_id.as_str();
+        let mut c = self.read.acquire().await?;
+        let rows: Vec<EventRow> = sqlx::query_as(sqlx::AssertSqlSafe(SQL.as_str()))
+            .bind(conversation_id)
+            .bind(after_seq)
+            .bind(before_seq.unwrap_or(i64::MAX))
+            .bind(limit)
+            .fetch_all(&mut *c)
+            .await?;
+        if rows.is_empty() {
+            return Ok(Vec::new());
+        }
+        // Recipients as `sync` sees them: today's members who had joined before the event.
+        let members: Vec<(String, i64)> =
+            sqlx::query_as("SELECT user_id, joined_pos FROM members WHERE conversation_id = $1")
+                .bind(conversation_id)
+                .fetch_all(&mut *c)
+                .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            let seq = row.event_seq.unwrap_or_default();
+            let (pos, json) = self.event_json(&mut c, row).await?;
+            let Some(json) = json else { continue };
+            out.push(Durable {
+                pos,
+                kind: EventKind::Message,
+                conversation_id: Some(conversation_id.to_owned()),
+                user_id: None,
+                seq: Some(seq),
+                recipients: members
+                    .iter()
+                    .filter(|(_, joined)| *joined < pos)
+                    .map(|(u, _)| u.clone())
+                    .collect(),
+                json: json.into(),
+            });
+        }
+        Ok(out)
+    }
+
+    async fn conversation_heads(&self, user_id: &UserId) -> Result<Vec<(ConversationId, i64)>> {
+        let heads: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT c.id, c.last_seq FROM conversations c
+             JOIN members m ON m.conversation_id = c.id WHERE m.user_id = $1",
+        )
+        .bind(user_id.as_str())
+        .fetch_all(&self.read)
+        .await?;
+        Ok(heads
+            .into_iter()
+            .map(|(id, last)| (ConversationId::trusted(id), last))
+            .collect())
+    }
+}
+
+impl<B: Backend> SqlStore<B>
+where
+    for<'c> &'c mut Conn<B>: Executor<'c, Database = B::Db>,
+    <B::Db as Database>::Arguments: IntoArguments<B::Db>,
+    for<'q> &'q str: Encode<'q, B::Db> + Type<B::Db>,
+    for<'q> String: Encode<'q, B::Db> + Decode<'q, B::Db> + Type<B::Db>,
+    for<'q> i64: Encode<'q, B::Db> + Decode<'q, B::Db> + Type<B::Db>,
+    for<'q> bool: Encode<'q, B::Db> + Decode<'q, B::Db> + Type<B::Db>,
+    for<'q> Option<&'q str>: Encode<'q, B::Db>,
+    for<'q> Option<String>: Encode<'q, B::Db>,
+    for<'q> Option<i64>: Encode<'q, B::Db>,
+    for<'q> Option<bool>: Encode<'q, B::Db>,
+    usize: ColumnIndex<<B::Db as Database>::Row>,
+    for<'n> &'n str: ColumnIndex<<B::Db as Database>::Row>,
+{
+    /// A stored event's frame JSON with its position: the sealed payload opened, or, for a
+    /// message's event, the message as it was sent (its edits follow as `message.updated`
+    /// events) or, if it was deleted for everyone since, as deleted: its text is gone.
+    /// `None` for a message event whose row is gone (skipped rather than failing a replay).
+    async fn event_json(&self, c: &mut Conn<B>, row: EventRow) -> Result<(i64, Option<String>)> {
+        if !row.payload.is_empty() {
+            let payload = self.keys.decrypt(column::EVENT_PAYLOAD, &row.payload)?;
+            return Ok((row.pos, Some(with_pos(&payload, row.pos))));
+        }
+        let Some(mut m) = row.message.into_row() else {
+            return Ok((row.pos, None));
+        };
+        if !m.deleted {
+            if let Some(original) = row.original_body {
+                m.body = original;
+            }
+            m.edited_at = None;
+        }
+        let message = self.message_view(c, m).await?;
+        let frame = ServerFrame::Message {
+            message,
+            stream_pos: None,
+        };
+        let payload = serde_json::to_string(&frame).map_err(|e| Error::Internal(e.into()))?;
+        Ok((row.pos, Some(with_pos(&payload, row.pos))))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stream_pos_is_spliced_into_stored_json() {
+        let s = with_pos(r#"{"type":"read","seq":3}"#, 42);
+        let v: serde_json::Value = serde_json::from_str(&s).unwrap();
+        assert_eq!(v["stream_pos"], 42);
+        assert_eq!(v["type"], "read");
+    }
+}

@@ -1,0 +1,714 @@
+//! Messages: the group-commit send (checks and writes of a whole batch in one transaction),
+//! history pages, edits, deletions (for everyone or just me) and read markers.
+//!
+//! `seq` is assigned inside the committing transaction (`next_seq`), so it is never handed
+//! out for a message that does not commit. A backend may commit batches its own way
+//! ([`Backend::blocking_committer`]: SQLite's message writer thread) and must then keep the
+//! same rules and answers as `check_send`/`decide_send` here. Who may send is decided there
+//! only, never by a caller; a rule failure answers its one message and must not write
+//! anything.
+
+use std::collections::HashMap;
+use std::sync::LazyLock;
+
+use async_trait::async_trait;
+use chatnode_protocol::{self as p, ErrorCode, ServerFrame};
+use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, FromRow, IntoArguments, Type};
+
+use super::{Backend, Conn, SendResults, SqlStore, WriteTx};
+use crate::crypto::{Keyring, column};
+use crate::domain::{ConversationId, UserId};
+use crate::error::{Error, Result};
+use crate::store::{
+    BlockingCommitter, HistoryPage, MediaRecord, Messages, NewMessage, SendOutcome,
+};
+use crate::time::{new_id, now_ms, rfc3339};
+
+/// The columns of a [`MsgRow`], for `SELECT {MESSAGE_COLUMNS} FROM messages m …`.
+pub(super) const MESSAGE_COLUMNS: &str = "m.id, m.conversation_id, m.seq, m.sender_id, m.client_id, m.kind, m.body, m.reply_to_seq, m.created_at, m.edited_at, m.deleted";
+
+/// What checking a send found (see `check_send`).
+pub(super) enum SendCheck {
+    /// The `client_id` was used before: this is that message.
+    Existing(p::Message),
+    /// A new message may be written; these are the recipients and attachments.
+    New {
+        members: Vec<String>,
+        media: Vec<MediaRecord>,
+    },
+}
+
+/// The row `check_send`'s query answers for one message: an earlier message with the same
+/// `client_id`, the conversation's kind (if the sender is a member), a direct chat's other
+/// member, whether either blocked the other, whether they are friends.
+pub(super) type SendCheckRow = (Option<String>, Option<String>, Option<String>, bool, bool);
+
+/// A message as stored (body sealed).
+#[derive(FromRow)]
+pub(super) struct MsgRow {
+    pub(super) id: String,
+    pub(super) conversation_id: String,
+    pub(super) seq: i64,
+    pub(super) sender_id: String,
+    pub(super) client_id: String,
+    pub(super) kind: String,
+    pub(super) body: String,
+    pub(super) reply_to_seq: Option<i64>,
+    pub(super) created_at: i64,
+    pub(super) edited_at: Option<i64>,
+    pub(super) deleted: bool,
+}
+
+impl MsgRow {
+    pub(super) fn into_message(self, keys: &Keyring) -> Result<p::Message> {
+        Ok(p::Message {
+            id: self.id,
+            conversation_id: self.conversation_id,
+            seq: self.seq,
+            sender_id: self.sender_id,
+            client_id: self.client_id,
+            kind: p::MessageKind::parse(&self.kind).unwrap_or(p::MessageKind::Text),
+            body: if self.deleted {
+                String::new()
+            } else {
+                keys.decrypt(column::MESSAGE_BODY, &self.body)?
+            },
+            attachments: Vec::new(),
+            reply_to_seq: self.reply_to_seq,
+            created_at: rfc3339(self.created_at),
+            edited_at: self.edited_at.map(rfc3339),
+            deleted: self.deleted,
+        })
+    }
+}
+
+impl<B: Backend> SqlStore<B>
+where
+    for<'c> &'c mut Conn<B>: Executor<'c, Database = B::Db>,
+    <B::Db as Database>::Arguments: IntoArguments<B::Db>,
+    for<'q> &'q str: Encode<'q, B::Db> + Type<B::Db>,
+    for<'q> String: Encode<'q, B::Db> + Decode<'q, B::Db> + Type<B::Db>,
+    for<'q> i64: Encode<'q, B::Db> + Decode<'q, B::Db> + Type<B::Db>,
+    for<'q> bool: Encode<'q, B::Db> + Decode<'q, B::Db> + Type<B::Db>,
+    for<'q> Option<&'q str>: Encode<'q, B::Db>,
+    for<'q> Option<String>: Encode<'q, B::Db>,
+    for<'q> Option<i64>: Encode<'q, B::Db>,
+    for<'q> Option<bool>: Encode<'q, B::Db>,
+    usize: ColumnIndex<<B::Db as Database>::Row>,
+    for<'n> &'n str: ColumnIndex<<B::Db as Database>::Row>,
+{
+    pub(super) async fn message_by_seq(
+        c: &mut Conn<B>,
+        conv: &str,
+        seq: i64,
+    ) -> Result<Option<MsgRow>> {
+        static SQL: LazyLock<String> = LazyLock::new(|| {
+            format!(
+                "SELECT {MESSAGE_COLUMNS} FROM messages m WHERE m.conversation_id = $1 AND m.seq = $2"
+            )
+        });
+        Ok(sqlx::query_as::<_, MsgRow>(SQL.as_str())
+            .bind(conv)
+            .bind(seq)
+            .fetch_optional(&mut *c)
+            .await?)
+    }
+
+    /// Assigns the next `seq` of a conversation. Runs inside the committing transaction, so a
+    /// `seq` is never handed out for a message that does not commit.
+    pub(super) async fn next_seq(c: &mut Conn<B>, conv: &str, now: i64) -> Result<i64> {
+        Ok(sqlx::query_scalar(
+            "UPDATE conversations SET last_seq = last_seq + 1, last_activity_at = $2 WHERE id = $1 RETURNING last_seq",
+        )
+        .bind(conv)
+        .bind(now)
+        .fetch_one(&mut *c)
+        .await?)
+    }
+
+    /// The attachments of a message, in order.
+    pub(super) async fn attachments(
+        &self,
+        c: &mut Conn<B>,
+        message_id: &str,
+    ) -> Result<Vec<p::Media>> {
+        let rows = sqlx::query_as::<_, MediaRecord>(
+            "SELECT md.* FROM message_media mm JOIN media md ON md.id = mm.media_id
+             WHERE mm.message_id = $1 ORDER BY mm.position",
+        )
+        .bind(message_id)
+        .fetch_all(&mut *c)
+        .await?;
+        Ok(self
+            .open_media_all(rows)?
+            .iter()
+            .map(MediaRecord::to_protocol)
+            .collect())
+    }
+
+    /// A stored message as the wire shows it, attachments included.
+    pub(super) async fn message_view(&self, c: &mut Conn<B>, row: MsgRow) -> Result<p::Message> {
+        let has_media = matches!(row.kind.as_str(), "image" | "file" | "video" | "audio");
+        let mut m = row.into_message(&self.keys)?;
+        if has_media && !m.deleted {
+            m.attachments = self.attachments(c, &m.id).await?;
+        }
+        Ok(m)
+    }
+
+    /// Checks that `ids` name uploads of `owner` fit for a message of `kind`.
+    pub(super) async fn usable_attachments(
+        &self,
+        c: &mut Conn<B>,
+        owner: &str,
+        kind: p::MessageKind,
+        ids: &[String],
+    ) -> Result<Vec<MediaRecord>> {
+        let mut out: Vec<MediaRecord> = Vec::with_capacity(ids.len());
+        for id in ids {
+            if out.iter().any(|m| &m.id == id) {
+                return Err(Error::invalid(
+                    "attachment_ids",
+                    "an attachment is listed twice",
+                ));
+            }
+            let rec = sqlx::query_as::<_, MediaRecord>(
+                "SELECT * FROM media WHERE id = $1 AND owner_id = $2",
+            )
+            .bind(id)
+            .bind(owner)
+            .fetch_optional(&mut *c)
+            .await?
+            .ok_or_else(|| Error::not_found("attachment"))?;
+            let rec = self.open_media(rec)?;
+            let fits = match kind {
+                p::MessageKind::Image => rec.kind == "image",
+                p::MessageKind::Video => rec.kind == "video",
+                p::MessageKind::Audio => rec.kind == "audio",
+                _ => true,
+            };
+            if !fits {
+                return Err(Error::invalid(
+                    "attachment_ids",
+                    format!("a {} message cannot carry a {}", kind.as_str(), rec.kind),
+                ));
+            }
+            out.push(rec);
+        }
+        Ok(out)
+    }
+
+    pub(super) async fn insert_message(
+        w: &mut WriteTx<'_, B>,
+        m: &NewMessage,
+    ) -> Result<p::Message> {
+        Self::insert_message_with(w, m, &[], None).await
+    }
+
+    /// Writes a message and its event. `members` are the conversation's members when the
+    /// caller already knows them (the send path does), else they are read here.
+    pub(super) async fn insert_message_with(
+        w: &mut WriteTx<'_, B>,
+        m: &NewMessage,
+        media: &[MediaRecord],
+        members: Option<Vec<String>>,
+    ) -> Result<p::Message> {
+        let now = now_ms();
+        let seq = Self::next_seq(w.conn(), m.conversation_id.as_str(), now).await?;
+        let id = new_id();
+        sqlx::query(
+            "INSERT INTO messages (id, conversation_id, seq, sender_id, client_id, kind, body, reply_to_seq, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(&id)
+        .bind(m.conversation_id.as_str())
+        .bind(seq)
+        .bind(m.sender_id.as_str())
+        .bind(&m.client_id)
+        .bind(m.kind.as_str())
+        .bind(w.seal(column::MESSAGE_BODY, &m.body))
+        .bind(m.reply_to_seq)
+        .bind(now)
+        .execute(w.conn())
+        .await?;
+        for (i, md) in media.iter().enumerate() {
+            sqlx::query("INSERT INTO message_media (message_id, media_id, conversation_id, position) VALUES ($1, $2, $3, $4)")
+                .bind(&id)
+                .bind(&md.id)
+                .bind(m.conversation_id.as_str())
+                .bind(i as i64)
+                .execute(w.conn())
+                .await?;
+            sqlx::query("UPDATE media SET attached_at = COALESCE(attached_at, $2) WHERE id = $1")
+                .bind(&md.id)
+                .bind(now)
+                .execute(w.conn())
+                .await?;
+        }
+        // Whoever writes has read everything up to their own message.
+        sqlx::query("UPDATE members SET last_read_seq = $3 WHERE conversation_id = $1 AND user_id = $2 AND last_read_seq < $3")
+            .bind(m.conversation_id.as_str())
+            .bind(m.sender_id.as_str())
+            .bind(seq)
+            .execute(w.conn())
+            .await?;
+        let message = p::Message {
+            id,
+            conversation_id: m.conversation_id.to_string(),
+            seq,
+            sender_id: m.sender_id.to_string(),
+            client_id: m.client_id.clone(),
+            kind: m.kind,
+            body: m.body.clone(),
+            attachments: media.iter().map(MediaRecord::to_protocol).collect(),
+            reply_to_seq: m.reply_to_seq,
+            created_at: rfc3339(now),
+            edited_at: None,
+            deleted: false,
+        };
+        let frame = ServerFrame::Message {
+            message: message.clone(),
+            stream_pos: None,
+        };
+        let members = match members {
+            Some(list) => list,
+            None => Self::member_ids(w.conn(), m.conversation_id.as_str()).await?,
+        };
+        w.emit(Some(m.conversation_id.as_str()), None, &frame, members)
+            .await?;
+        Ok(message)
+    }
+
+    /// A `system` message in a group's timeline (joins, leaves, kicks, renames, roles).
+    pub(super) async fn system_message(
+        w: &mut WriteTx<'_, B>,
+        conv: &str,
+        actor: &str,
+        body: String,
+    ) -> Result<()> {
+        // Both come from the database (or the caller's own checked IDs).
+        let m = NewMessage {
+            sender_id: UserId::trusted(actor),
+            conversation_id: ConversationId::trusted(conv),
+            client_id: format!("system:{}", new_id()),
+            kind: p::MessageKind::System,
+            body,
+            attachment_ids: Vec::new(),
+            reply_to_seq: None,
+        };
+        Self::insert_message(w, &m).await.map(|_| ())
+    }
+
+    /// Checks a send without writing anything: an earlier message with the same `client_id`
+    /// (idempotency comes first: a retry gets its original message even if the sender has
+    /// since lost the right to post), membership, and for direct chats blocks and friendship.
+    /// One query answers all of it, so the group-commit writer spends one round trip here.
+    pub(super) async fn check_send(
+        &self,
+        c: &mut Conn<B>,
+        m: &NewMessage,
+        group_members: &mut HashMap<String, Vec<String>>,
+    ) -> Result<SendCheck> {
+        let row: SendCheckRow = sqlx::query_as(
+            "WITH p AS (SELECT user_id AS id FROM members WHERE conversation_id = $1 AND user_id <> $2 LIMIT 1)
+             SELECT (SELECT id FROM messages WHERE sender_id = $2 AND client_id = $3),
+                    (SELECT c.kind FROM conversations c JOIN members m ON m.conversation_id = c.id
+                      WHERE c.id = $1 AND m.user_id = $2),
+                    (SELECT id FROM p),
+                    EXISTS (SELECT 1 FROM blocks b JOIN p
+                             ON (b.blocker_id = $2 AND b.blocked_id = p.id) OR (b.blocker_id = p.id AND b.blocked_id = $2)),
+                    EXISTS (SELECT 1 FROM friendships f JOIN p ON f.user_id = $2 AND f.friend_id = p.id)",
+        )
+        .bind(m.conversation_id.as_str())
+        .bind(m.sender_id.as_str())
+        .bind(&m.client_id)
+        .fetch_one(&mut *c)
+        .await?;
+        self.decide_send(c, m, row, group_members).await
+    }
+
+    /// What `check_send`'s query row means for a send; shared by the general path and the
+    /// SQLite fast path (`send_chunk`). Rule failures are `Err`s that wrote nothing.
+    pub(super) async fn decide_send(
+        &self,
+        c: &mut Conn<B>,
+        m: &NewMessage,
+        (existing, kind, peer, blocked, friends): SendCheckRow,
+        group_members: &mut HashMap<String, Vec<String>>,
+    ) -> Result<SendCheck> {
+        if let Some(id) = existing {
+            static SQL: LazyLock<String> = LazyLock::new(|| {
+                format!("SELECT {MESSAGE_COLUMNS} FROM messages m WHERE m.id = $1")
+            });
+            let row = sqlx::query_as::<_, MsgRow>(SQL.as_str())
+                .bind(&id)
+                .fetch_one(&mut *c)
+                .await?;
+            if row.conversation_id != m.conversation_id.as_str() {
+                return Err(Error::conflict(
+                    "client_id was already used for another conversation",
+                ));
+            }
+            return Ok(SendCheck::Existing(self.message_view(c, row).await?));
+        }
+        let kind = kind.ok_or_else(|| Error::not_found("conversation"))?;
+        let members = if kind == "direct" {
+            if peer.is_some() && blocked {
+                return Err(Error::new(
+                    ErrorCode::Blocked,
+                    "you cannot message this person",
+                ));
+            }
+            if peer.is_some() && !friends {
+                return Err(Error::new(
+                    ErrorCode::NotFriends,
+                    "you can only message your friends",
+                ));
+            }
+            let mut list = vec![m.sender_id.to_string()];
+            list.extend(peer);
+            list
+        } else {
+            match group_members.get(m.conversation_id.as_str()) {
+                Some(list) => list.clone(),
+                None => {
+                    let list = Self::member_ids(c, m.conversation_id.as_str()).await?;
+                    group_members.insert(m.conversation_id.to_string(), list.clone());
+                    list
+                }
+            }
+        };
+        if let Some(r) = m.reply_to_seq
+            && Self::message_by_seq(c, m.conversation_id.as_str(), r)
+                .await?
+                .is_none()
+        {
+            return Err(Error::invalid(
+                "reply_to_seq",
+                "reply_to_seq names no message of this conversation",
+            ));
+        }
+        let media = self
+            .usable_attachments(c, m.sender_id.as_str(), m.kind, &m.attachment_ids)
+            .await?;
+        Ok(SendCheck::New { members, media })
+    }
+
+    /// One group-commit transaction. Rule failures answer just their message (they wrote
+    /// nothing); a failing *write* returns `Err` after rolling everything back, and the
+    /// caller retries the messages one transaction each.
+    pub(super) async fn send_batch_once(&self, batch: &[NewMessage]) -> Result<SendResults> {
+        let mut w = self.write_tx().await?;
+        let mut results = Vec::with_capacity(batch.len());
+        // A batch holds only messages, so a group's member list cannot change within it.
+        let mut group_members = HashMap::new();
+        for m in batch {
+            match self.check_send(w.conn(), m, &mut group_members).await {
+                Ok(SendCheck::Existing(message)) => results.push(Ok(SendOutcome {
+                    message,
+                    created: false,
+                })),
+                Ok(SendCheck::New { members, media }) => {
+                    let message =
+                        Self::insert_message_with(&mut w, m, &media, Some(members)).await?;
+                    results.push(Ok(SendOutcome {
+                        message,
+                        created: true,
+                    }));
+                }
+                Err(e @ Error::Internal(_)) => return Err(e),
+                Err(e) => results.push(Err(e)),
+            }
+        }
+        w.finish(Ok(results)).await
+    }
+}
+
+#[async_trait]
+impl<B: Backend> Messages for SqlStore<B>
+where
+    for<'c> &'c mut Conn<B>: Executor<'c, Database = B::Db>,
+    <B::Db as Database>::Arguments: IntoArguments<B::Db>,
+    for<'q> &'q str: Encode<'q, B::Db> + Type<B::Db>,
+    for<'q> String: Encode<'q, B::Db> + Decode<'q, B::Db> + Type<B::Db>,
+    for<'q> i64: Encode<'q, B::Db> + Decode<'q, B::Db> + Type<B::Db>,
+    for<'q> bool: Encode<'q, B::Db> + Decode<'q, B::Db> + Type<B::Db>,
+    for<'q> Option<&'q str>: Encode<'q, B::Db>,
+    for<'q> Option<String>: Encode<'q, B::Db>,
+    for<'q> Option<i64>: Encode<'q, B::Db>,
+    for<'q> Option<bool>: Encode<'q, B::Db>,
+    usize: ColumnIndex<<B::Db as Database>::Row>,
+    for<'n> &'n str: ColumnIndex<<B::Db as Database>::Row>,
+{
+    fn blocking_committer(&self) -> Option<BlockingCommitter> {
+        B::blocking_committer(self)
+    }
+
+    async fn send_messages(&self, batch: Vec<NewMessage>) -> Vec<Result<SendOutcome>> {
+        let public = |e: Error| {
+            if let Error::Internal(inner) = &e {
+                tracing::error!(error = %format!("{inner:#}"), "message send failed");
+            }
+            let (code, msg) = e.public();
+            Error::new(code, msg)
+        };
+        match self.send_batch_once(&batch).await {
+            Ok(results) => results,
+            Err(e) if batch.len() == 1 => vec![Err(public(e))],
+            // One message broke the shared transaction: give each its own, so the others
+            // still commit and only the culprit gets the error.
+            Err(_) => {
+                let mut out = Vec::with_capacity(batch.len());
+                for m in batch {
+                    out.push(match self.send_batch_once(std::slice::from_ref(&m)).await {
+                        Ok(mut r) => r.pop().unwrap_or_else(|| Err(Error::not_found("message"))),
+                        Err(e) => Err(public(e)),
+                    });
+                }
+                out
+            }
+        }
+    }
+
+    async fn messages(
+        &self,
+        user_id: &UserId,
+        conversation_id: &ConversationId,
+        page: HistoryPage,
+        limit: i64,
+    ) -> Result<(Vec<p::Message>, Option<i64>)> {
+        let user_id = user_id.as_str();
+        let conversation_id = conversation_id.as_str();
+        let mut c = self.read.acquire().await?;
+        if Self::role_of(&mut c, conversation_id, user_id)
+            .await?
+            .is_none()
+        {
+            return Err(Error::not_found("conversation"));
+        }
+        static NEWEST_FIRST: LazyLock<String> = LazyLock::new(|| {
+            format!(
+                "SELECT {MESSAGE_COLUMNS} FROM messages m WHERE m.conversation_id = $1 AND m.seq < $3
+                 AND NOT EXISTS (SELECT 1 FROM hidden_messages h WHERE h.user_id = $2 AND h.message_id = m.id)
+                 ORDER BY m.seq DESC LIMIT $4"
+            )
+        });
+        static OLDEST_FIRST: LazyLock<String> = LazyLock::new(|| {
+            format!(
+                "SELECT {MESSAGE_COLUMNS} FROM messages m WHERE m.conversation_id = $1 AND m.seq > $3
+                 AND NOT EXISTS (SELECT 1 FROM hidden_messages h WHERE h.user_id = $2 AND h.message_id = m.id)
+                 ORDER BY m.seq ASC LIMIT $4"
+            )
+        });
+        let q = match page {
+            // The newest page is "before" a seq larger than any.
+            HistoryPage::Latest | HistoryPage::Before(_) => {
+                sqlx::query_as::<_, MsgRow>(NEWEST_FIRST.as_str())
+                    .bind(conversation_id)
+                    .bind(user_id)
+                    .bind(match page {
+                        HistoryPage::Before(s) => s,
+                        _ => i64::MAX,
+                    })
+            }
+            HistoryPage::After(s) => sqlx::query_as::<_, MsgRow>(OLDEST_FIRST.as_str())
+                .bind(conversation_id)
+                .bind(user_id)
+                .bind(s),
+        };
+        let mut rows = q.bind(limit + 1).fetch_all(&mut *c).await?;
+        let more = rows.len() as i64 > limit;
+        rows.truncate(limit as usize);
+        let next = if more {
+            rows.last().map(|r| r.seq)
+        } else {
+            None
+        };
+        let mut messages = Vec::with_capacity(rows.len());
+        for row in rows {
+            messages.push(self.message_view(&mut c, row).await?);
+        }
+        Ok((messages, next))
+    }
+
+    async fn edit_message(
+        &self,
+        user_id: &UserId,
+        conversation_id: &ConversationId,
+        seq: i64,
+        body: String,
+    ) -> Result<p::Message> {
+        let user_id = user_id.as_str();
+        let conversation_id = conversation_id.as_str();
+        let mut w = self.write_tx().await?;
+        let out: Result<_> = async {
+            if Self::role_of(w.conn(), conversation_id, user_id)
+                .await?
+                .is_none()
+            {
+                return Err(Error::not_found("conversation"));
+            }
+            let row = Self::message_by_seq(w.conn(), conversation_id, seq)
+                .await?
+                .ok_or_else(|| Error::not_found("message"))?;
+            if row.sender_id != user_id || row.kind == "system" {
+                return Err(Error::forbidden("only the author can edit a message"));
+            }
+            if row.deleted {
+                return Err(Error::conflict("a deleted message cannot be edited"));
+            }
+            // The first edit keeps what was sent (sealed as it is), for replays of the
+            // message's event (see `events.rs`).
+            sqlx::query("UPDATE messages SET original_body = COALESCE(original_body, body), body = $3, edited_at = $4 WHERE conversation_id = $1 AND seq = $2")
+                .bind(conversation_id)
+                .bind(seq)
+                .bind(w.seal(column::MESSAGE_BODY, &body))
+                .bind(now_ms())
+                .execute(w.conn())
+                .await?;
+            let row = Self::message_by_seq(w.conn(), conversation_id, seq)
+                .await?
+                .ok_or_else(|| Error::not_found("message"))?;
+            let message = self.message_view(w.conn(), row).await?;
+            w.emit_conv(conversation_id,
+                &ServerFrame::MessageUpdated {
+                    message: message.clone(),
+                    stream_pos: None,
+                },
+            )
+            .await?;
+            Ok(message)
+        }
+        .await;
+        w.finish(out).await
+    }
+
+    async fn delete_message(
+        &self,
+        user_id: &UserId,
+        conversation_id: &ConversationId,
+        seq: i64,
+        for_everyone: bool,
+    ) -> Result<()> {
+        let user_id = user_id.as_str();
+        let conversation_id = conversation_id.as_str();
+        let mut w = self.write_tx().await?;
+        let out: Result<_> = async {
+            let role = Self::role_of(w.conn(), conversation_id, user_id)
+                .await?
+                .ok_or_else(|| Error::not_found("conversation"))?;
+            let row = Self::message_by_seq(w.conn(), conversation_id, seq)
+                .await?
+                .ok_or_else(|| Error::not_found("message"))?;
+            if for_everyone {
+                let kind: String =
+                    sqlx::query_scalar("SELECT kind FROM conversations WHERE id = $1")
+                        .bind(conversation_id)
+                        .fetch_one(w.conn())
+                        .await?;
+                let moderator = kind == "group" && role >= p::Role::Admin;
+                if row.sender_id != user_id && !moderator {
+                    return Err(Error::forbidden(
+                        "only the author or a group admin can delete this for everyone",
+                    ));
+                }
+                if !row.deleted {
+                    // The row stays, keeping its seq; the content is erased for good.
+                    sqlx::query("UPDATE messages SET deleted = TRUE, body = $3, original_body = NULL WHERE conversation_id = $1 AND seq = $2")
+                        .bind(conversation_id)
+                        .bind(seq)
+                        // Sealed like any body: every stored body is ciphertext, even an empty one.
+                        .bind(w.seal(column::MESSAGE_BODY, ""))
+                        .execute(w.conn())
+                        .await?;
+                    let frame = ServerFrame::MessageDeleted {
+                        conversation_id: conversation_id.to_owned(),
+                        seq,
+                        scope: Some(p::DeleteScope::Everyone),
+                        stream_pos: None,
+                    };
+                    w.emit_conv(conversation_id, &frame).await?;
+                }
+            } else {
+                let r = sqlx::query("INSERT INTO hidden_messages (user_id, message_id) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+                    .bind(user_id)
+                    .bind(&row.id)
+                    .execute(w.conn())
+                    .await?;
+                if B::rows_affected(&r) > 0 {
+                    let frame = ServerFrame::MessageDeleted {
+                        conversation_id: conversation_id.to_owned(),
+                        seq,
+                        scope: Some(p::DeleteScope::Me),
+                        stream_pos: None,
+                    };
+                    w.emit_user(user_id, &frame).await?;
+                }
+            }
+            Ok(())
+        }
+        .await;
+        w.finish(out).await
+    }
+
+    async fn mark_read(
+        &self,
+        user_id: &UserId,
+        conversation_id: &ConversationId,
+        seq: i64,
+    ) -> Result<p::ReadMarker> {
+        let user_id = user_id.as_str();
+        let conversation_id = conversation_id.as_str();
+        if seq < 0 {
+            return Err(Error::invalid("seq", "seq must not be negative"));
+        }
+        let mut w = self.write_tx().await?;
+        let out: Result<_> = async {
+            let row: Option<(i64, i64)> = sqlx::query_as(
+                "SELECT m.last_read_seq, c.last_seq FROM members m JOIN conversations c ON c.id = m.conversation_id
+                 WHERE m.conversation_id = $1 AND m.user_id = $2",
+            )
+            .bind(conversation_id)
+            .bind(user_id)
+            .fetch_optional(w.conn())
+            .await?;
+            let (current, last_seq) = row.ok_or_else(|| Error::not_found("conversation"))?;
+            // Markers only move forward, and never past the last message.
+            let target = seq.min(last_seq);
+            let marker = if target > current {
+                sqlx::query("UPDATE members SET last_read_seq = $3 WHERE conversation_id = $1 AND user_id = $2")
+                    .bind(conversation_id)
+                    .bind(user_id)
+                    .bind(target)
+                    .execute(w.conn())
+                    .await?;
+                let frame = ServerFrame::Read {
+                    conversation_id: conversation_id.to_owned(),
+                    user_id: user_id.to_owned(),
+                    seq: target,
+                    stream_pos: None,
+                };
+                w.emit_conv(conversation_id, &frame).await?;
+                target
+            } else {
+                current
+            };
+            let unread: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM messages WHERE conversation_id = $1 AND seq > $2 AND sender_id <> $3
+                 AND NOT deleted AND kind <> 'system'",
+            )
+            .bind(conversation_id)
+            .bind(marker)
+            .bind(user_id)
+            .fetch_one(w.conn())
+            .await?;
+            Ok(p::ReadMarker {
+                conversation_id: conversation_id.to_owned(),
+                last_read_seq: marker,
+                unread_count: unread,
+            })
+        }
+        .await;
+        w.finish(out).await
+    }
+}

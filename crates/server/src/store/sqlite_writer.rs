@@ -366,9 +366,18 @@ fn write(
     media: &[MediaRecord],
     now: i64,
 ) -> Result<(i64, String)> {
+    // The event refers to the message row (empty payload; see migration 0007), and the row
+    // keeps the event's position (migration 0008): the event first.
+    let pos: i64 = tx
+        .prepare_cached(
+            "INSERT INTO events (conversation_id, user_id, payload, created_at, seq) VALUES (?1, NULL, '', ?2, ?3) RETURNING pos",
+        )
+        .map_err(db)?
+        .query_row(params![m.conversation_id, now, m.seq], |r| r.get(0))
+        .map_err(db)?;
     tx.prepare_cached(
-        "INSERT INTO messages (id, conversation_id, seq, sender_id, client_id, kind, body, reply_to_seq, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        "INSERT INTO messages (id, conversation_id, seq, sender_id, client_id, kind, body, reply_to_seq, created_at, pos)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
     )
     .map_err(db)?
     .execute(params![
@@ -380,7 +389,8 @@ fn write(
         m.kind.as_str(),
         keys.encrypt(column::MESSAGE_BODY, &m.body),
         m.reply_to_seq,
-        now
+        now,
+        pos
     ])
     .map_err(db)?;
     for (i, md) in media.iter().enumerate() {
@@ -408,14 +418,6 @@ fn write(
     .map_err(db)?
     .execute(params![m.conversation_id, m.seq, now])
     .map_err(db)?;
-    // The event refers to the message row (empty payload; see migration 0007).
-    let pos: i64 = tx
-        .prepare_cached(
-            "INSERT INTO events (conversation_id, user_id, payload, created_at, seq) VALUES (?1, NULL, '', ?2, ?3) RETURNING pos",
-        )
-        .map_err(db)?
-        .query_row(params![m.conversation_id, now, m.seq], |r| r.get(0))
-        .map_err(db)?;
     let frame = ServerFrame::Message {
         message: m.clone(),
         stream_pos: None,

@@ -217,13 +217,14 @@ where
         before_seq: Option<i64>,
         limit: i64,
     ) -> Result<Vec<Durable>> {
+        // The messages' own (conversation_id, seq) index; each row knows its event's
+        // position (migration 0008).
         static SQL: LazyLock<String> = LazyLock::new(|| {
             format!(
-                "SELECT e.pos, e.payload, e.seq AS event_seq, m.original_body, {MESSAGE_COLUMNS}
-                 FROM events e LEFT JOIN messages m
-                     ON e.payload = '' AND m.conversation_id = e.conversation_id AND m.seq = e.seq
-                 WHERE e.conversation_id = $1 AND e.seq > $2 AND e.seq < $3
-                 ORDER BY e.seq LIMIT $4"
+                "SELECT m.pos AS pos, '' AS payload, m.seq AS event_seq, m.original_body, {MESSAGE_COLUMNS}
+                 FROM messages m
+                 WHERE m.conversation_id = $1 AND m.seq > $2 AND m.seq < $3 AND m.pos IS NOT NULL
+                 ORDER BY m.seq LIMIT $4"
             )
         });
         let conversation_id = conversation_id.as_str();

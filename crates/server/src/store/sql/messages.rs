@@ -215,45 +215,8 @@ where
     ) -> Result<p::Message> {
         let now = now_ms();
         let seq = Self::next_seq(w.conn(), m.conversation_id.as_str(), now).await?;
-        let id = new_id();
-        sqlx::query(
-            "INSERT INTO messages (id, conversation_id, seq, sender_id, client_id, kind, body, reply_to_seq, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-        )
-        .bind(&id)
-        .bind(m.conversation_id.as_str())
-        .bind(seq)
-        .bind(m.sender_id.as_str())
-        .bind(&m.client_id)
-        .bind(m.kind.as_str())
-        .bind(w.seal(column::MESSAGE_BODY, &m.body))
-        .bind(m.reply_to_seq)
-        .bind(now)
-        .execute(w.conn())
-        .await?;
-        for (i, md) in media.iter().enumerate() {
-            sqlx::query("INSERT INTO message_media (message_id, media_id, conversation_id, position) VALUES ($1, $2, $3, $4)")
-                .bind(&id)
-                .bind(&md.id)
-                .bind(m.conversation_id.as_str())
-                .bind(i as i64)
-                .execute(w.conn())
-                .await?;
-            sqlx::query("UPDATE media SET attached_at = COALESCE(attached_at, $2) WHERE id = $1")
-                .bind(&md.id)
-                .bind(now)
-                .execute(w.conn())
-                .await?;
-        }
-        // Whoever writes has read everything up to their own message.
-        sqlx::query("UPDATE members SET last_read_seq = $3 WHERE conversation_id = $1 AND user_id = $2 AND last_read_seq < $3")
-            .bind(m.conversation_id.as_str())
-            .bind(m.sender_id.as_str())
-            .bind(seq)
-            .execute(w.conn())
-            .await?;
         let message = p::Message {
-            id,
+            id: new_id(),
             conversation_id: m.conversation_id.to_string(),
             seq,
             sender_id: m.sender_id.to_string(),
@@ -274,7 +237,46 @@ where
             Some(list) => list,
             None => Self::member_ids(w.conn(), m.conversation_id.as_str()).await?,
         };
-        w.emit(Some(m.conversation_id.as_str()), None, &frame, members)
+        // The event first: the message row keeps its position (see migration 0008).
+        let pos = w
+            .emit(Some(m.conversation_id.as_str()), None, &frame, members)
+            .await?;
+        sqlx::query(
+            "INSERT INTO messages (id, conversation_id, seq, sender_id, client_id, kind, body, reply_to_seq, created_at, pos)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        )
+        .bind(&message.id)
+        .bind(m.conversation_id.as_str())
+        .bind(seq)
+        .bind(m.sender_id.as_str())
+        .bind(&m.client_id)
+        .bind(m.kind.as_str())
+        .bind(w.seal(column::MESSAGE_BODY, &m.body))
+        .bind(m.reply_to_seq)
+        .bind(now)
+        .bind(pos)
+        .execute(w.conn())
+        .await?;
+        for (i, md) in media.iter().enumerate() {
+            sqlx::query("INSERT INTO message_media (message_id, media_id, conversation_id, position) VALUES ($1, $2, $3, $4)")
+                .bind(&message.id)
+                .bind(&md.id)
+                .bind(m.conversation_id.as_str())
+                .bind(i as i64)
+                .execute(w.conn())
+                .await?;
+            sqlx::query("UPDATE media SET attached_at = COALESCE(attached_at, $2) WHERE id = $1")
+                .bind(&md.id)
+                .bind(now)
+                .execute(w.conn())
+                .await?;
+        }
+        // Whoever writes has read everything up to their own message.
+        sqlx::query("UPDATE members SET last_read_seq = $3 WHERE conversation_id = $1 AND user_id = $2 AND last_read_seq < $3")
+            .bind(m.conversation_id.as_str())
+            .bind(m.sender_id.as_str())
+            .bind(seq)
+            .execute(w.conn())
             .await?;
         Ok(message)
     }

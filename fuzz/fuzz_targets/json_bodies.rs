@@ -13,11 +13,11 @@ use std::sync::LazyLock;
 use axum::body::Body;
 use axum::extract::{FromRequest, Request};
 use chatnode_protocol::{self as p, ErrorCode};
-use chatnode_server::auth::hash_refresh_token;
-use chatnode_server::domain::{self, Email, MediaId, Password, Phone, UserId, Username};
-use chatnode_server::error::{Error, Result};
-use chatnode_server::http::messages::new_message;
-use chatnode_server::http::{ApiJson, OptionalJson};
+use chatnode_server::fuzzing::hash_refresh_token;
+use chatnode_server::fuzzing::domain::{self, Email, MediaId, Password, Phone, UserId, Username};
+use chatnode_server::fuzzing::{Error, Result};
+use chatnode_server::fuzzing::new_message;
+use chatnode_server::fuzzing::{ApiJson, OptionalJson};
 use libfuzzer_sys::fuzz_target;
 use serde::de::DeserializeOwned;
 
@@ -213,7 +213,7 @@ fuzz_target!(|data: &[u8]| {
     let _ = json::<p::ReadRequest>(data);
     if let Some(r) = json::<p::PushSubscriptionRequest>(data) {
         let _ =
-            chatnode_server::push::validate_subscription(&r.endpoint, &r.keys.p256dh, &r.keys.auth);
+            chatnode_server::fuzzing::validate_subscription(&r.endpoint, &r.keys.p256dh, &r.keys.auth);
     }
     let _ = json::<p::PushUnsubscribeRequest>(data);
     let _ = optional_json::<p::MuteRequest>(data);

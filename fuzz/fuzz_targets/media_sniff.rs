@@ -10,9 +10,9 @@
 
 use std::io::Cursor;
 
-use chatnode_server::media::clean_name;
-use chatnode_server::media::image::{ImageError, process_from};
-use chatnode_server::media::sniff::{HEAD, Kind, sniff};
+use chatnode_server::fuzzing::media::clean_name;
+use chatnode_server::fuzzing::media::{ImageError, process_from};
+use chatnode_server::fuzzing::media::{HEAD, Kind, sniff};
 use libfuzzer_sys::fuzz_target;
 
 const MAX_PIXELS: u64 = 1_000_000;

@@ -13,7 +13,7 @@ use std::sync::LazyLock;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use chatnode_server::auth::Auth;
+use chatnode_server::fuzzing::Auth;
 use jsonwebtoken::{Algorithm, EncodingKey};
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;

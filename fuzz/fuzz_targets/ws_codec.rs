@@ -8,7 +8,7 @@
 //! is not fed again (the gateway closes the socket), as here.
 #![no_main]
 
-use chatnode_server::ws::codec::{Decoder, Incoming};
+use chatnode_server::fuzzing::ws::{Decoder, Incoming};
 use libfuzzer_sys::fuzz_target;
 
 const MAX: usize = 4096;

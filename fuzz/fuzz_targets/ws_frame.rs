@@ -11,9 +11,9 @@ use std::sync::LazyLock;
 use chatnode_protocol::{
     ClientFrame, ErrorCode, MAX_MESSAGE_BODY, MAX_WS_FRAME, MessageKind, ServerFrame,
 };
-use chatnode_server::auth::Auth;
-use chatnode_server::domain::UserId;
-use chatnode_server::ws::{Request, decode};
+use chatnode_server::fuzzing::Auth;
+use chatnode_server::fuzzing::domain::UserId;
+use chatnode_server::fuzzing::ws::{Request, decode};
 use libfuzzer_sys::fuzz_target;
 
 const USER: &str = "01890a5d-ac96-774b-bcce-b302099a8057";

@@ -19,7 +19,9 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
 
+use crate::domain::{SessionId, UserId};
 use crate::error::{Error, Result};
+use crate::store::Accounts;
 
 const ISSUER: &str = "chatnode";
 const AUDIENCE: &str = "chatnode";
@@ -35,6 +37,29 @@ struct Claims {
     aud: String,
     iat: i64,
     exp: i64,
+}
+
+/// The caller of a request or a WebSocket: a valid access token of a live login session
+/// (see [`authenticate`]). HTTP handlers take it as an extractor (`http`).
+#[derive(Debug, Clone)]
+pub struct AuthUser {
+    pub user_id: UserId,
+    pub session_id: SessionId,
+}
+
+/// Verifies an access token and that its login session was not revoked since it was issued.
+pub async fn authenticate(auth: &Auth, sessions: &dyn Accounts, token: &str) -> Result<AuthUser> {
+    let id = auth.verify_access(token)?;
+    // The token's signature vouches for the IDs in it.
+    let user_id = UserId::trusted(id.user_id);
+    let session_id = SessionId::trusted(id.session_id);
+    if !sessions.session_active(&session_id, &user_id).await? {
+        return Err(Error::unauthenticated());
+    }
+    Ok(AuthUser {
+        user_id,
+        session_id,
+    })
 }
 
 /// Who a valid access token speaks for.
@@ -195,13 +220,6 @@ pub fn random_token() -> String {
     URL_SAFE_NO_PAD.encode(bytes)
 }
 
-/// A short random code (for invite links): 10 bytes, base64url (14 chars).
-pub fn random_code() -> String {
-    let mut bytes = [0u8; 10];
-    rand::rng().fill_bytes(&mut bytes);
-    URL_SAFE_NO_PAD.encode(bytes)
-}
-
 /// Refresh tokens are stored only as their SHA-256: a leaked database cannot be replayed.
 /// (They are 256-bit random values, so a fast hash is enough; no salt or KDF is needed.)
 pub fn hash_refresh_token(token: &str) -> String {
@@ -225,29 +243,11 @@ fn load_or_create_secret(path: &Path) -> anyhow::Result<Vec<u8>> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let mut bytes = vec![0u8; 64];
             rand::rng().fill_bytes(&mut bytes);
-            write_private(path, URL_SAFE_NO_PAD.encode(&bytes).as_bytes())?;
+            crate::secrets::write_private(path, URL_SAFE_NO_PAD.encode(&bytes).as_bytes())?;
             Ok(bytes)
         }
         Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
     }
-}
-
-/// Writes a file readable only by its owner (0600 on Unix), failing if it already exists.
-pub(crate) fn write_private(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
-    use std::io::Write;
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(0o600);
-    }
-    let mut f = opts
-        .open(path)
-        .with_context(|| format!("cannot create {}", path.display()))?;
-    f.write_all(contents)?;
-    f.sync_all()?;
-    Ok(())
 }
 
 #[cfg(test)]

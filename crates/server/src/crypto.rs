@@ -379,7 +379,7 @@ pub fn read_key_file(path: &Path) -> anyhow::Result<Option<Keyring>> {
 
 /// Writes a new key file (mode 0600); fails if one exists.
 pub fn create_key_file(path: &Path, keys: &Keyring) -> anyhow::Result<()> {
-    crate::auth::write_private(path, keys.to_file_text().as_bytes())
+    crate::secrets::write_private(path, keys.to_file_text().as_bytes())
 }
 
 /// Replaces a key file atomically: a 0600 temporary file, synced, renamed over the old one,
@@ -391,7 +391,7 @@ pub fn replace_key_file(path: &Path, keys: &Keyring) -> anyhow::Result<()> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(e).with_context(|| format!("cannot remove {}", tmp.display())),
     }
-    crate::auth::write_private(&tmp, keys.to_file_text().as_bytes())?;
+    crate::secrets::write_private(&tmp, keys.to_file_text().as_bytes())?;
     std::fs::rename(&tmp, path).with_context(|| format!("cannot replace {}", path.display()))?;
     #[cfg(unix)]
     if let Some(dir) = path.parent() {

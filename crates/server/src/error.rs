@@ -7,7 +7,7 @@
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use chatnode_protocol::{ApiError, ErrorBody, ErrorCode};
+use chatnode_protocol::{ApiError, ErrorBody, ErrorCode, ServerFrame};
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -122,5 +122,18 @@ impl IntoResponse for Error {
             resp.headers_mut().insert(header::RETRY_AFTER, v);
         }
         resp
+    }
+}
+
+/// The WebSocket `error` frame that answers a request, with the client's `client_id` when it had one.
+pub fn error_frame(client_id: Option<String>, e: &Error) -> ServerFrame {
+    if let Error::Internal(inner) = e {
+        tracing::error!(error = %format!("{inner:#}"), "request failed");
+    }
+    let (code, message) = e.public();
+    ServerFrame::Error {
+        client_id,
+        code,
+        message,
     }
 }

@@ -31,7 +31,7 @@ use futures_util::task::AtomicWaker;
 use smallvec::SmallVec;
 use tokio::sync::mpsc;
 
-use chatnode_protocol::close_code;
+use chatnode_protocol::{ServerFrame, close_code};
 
 use crate::events::{Durable, EventKind};
 use crate::store::{EventSink, Presence};
@@ -528,6 +528,13 @@ impl Presence for Hub {
     fn is_online(&self, user_id: &str) -> bool {
         Hub::is_online(self, user_id)
     }
+}
+
+/// A frame as the JSON text every socket gets (serialized once, shared by all recipients).
+pub fn encode(frame: &ServerFrame) -> Bytes {
+    Bytes::from(serde_json::to_vec(frame).unwrap_or_else(|_| {
+        br#"{"type":"error","code":"internal","message":"encoding failed"}"#.to_vec()
+    }))
 }
 
 #[cfg(test)]

@@ -2,29 +2,33 @@
 //! [`Server::run`] serves HTTP + WebSocket on a listener the caller bound, until the shutdown
 //! future resolves. Tests bind port 0 and read the real port back.
 
-pub mod auth;
-pub mod bench_seed;
+pub(crate) mod auth;
+pub(crate) mod bench_seed;
 pub mod cli;
-pub mod cluster;
-pub mod config;
-pub mod crypto;
-pub mod domain;
-pub mod encryption;
-pub mod error;
-pub mod events;
-pub mod http;
-pub mod hub;
-pub mod limits;
-pub mod media;
-pub mod messages;
-pub mod metrics;
-pub mod push;
-pub mod serve;
-pub mod store;
-pub mod tasks;
-pub mod time;
-pub mod web;
-pub mod ws;
+pub(crate) mod cluster;
+pub(crate) mod config;
+pub(crate) mod crypto;
+pub(crate) mod domain;
+pub(crate) mod encryption;
+pub(crate) mod error;
+pub(crate) mod events;
+pub mod fuzzing;
+pub(crate) mod http;
+pub(crate) mod hub;
+pub(crate) mod limits;
+pub(crate) mod media;
+pub(crate) mod messages;
+pub(crate) mod metrics;
+pub(crate) mod push;
+pub(crate) mod secrets;
+pub(crate) mod serve;
+pub(crate) mod store;
+pub(crate) mod tasks;
+pub(crate) mod time;
+pub(crate) mod web;
+pub(crate) mod ws;
+
+pub use crate::config::Config;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -37,7 +41,6 @@ use tokio::sync::watch;
 
 use crate::auth::Auth;
 use crate::cluster::Cluster;
-use crate::config::Config;
 use crate::domain::SessionId;
 use crate::hub::Hub;
 use crate::messages::Batcher;
@@ -149,7 +152,7 @@ impl Server {
             None => None,
         };
         let metrics = Arc::new(Metrics::default());
-        let batcher = Batcher::spawn(store.clone(), metrics.clone(), 256);
+        let batcher = Batcher::spawn(store.clone(), metrics.clone(), 256, &tasks);
         let blobs = Arc::new(
             media::LocalBlobs::new(&config.data_dir)
                 .context("cannot create the media directory")?,

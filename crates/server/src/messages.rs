@@ -1,4 +1,5 @@
-//! Group commit for messages.
+//! The send path's domain side: [`new_message`] validates a send (the same rules for REST
+//! and WebSocket), and the [`Batcher`] commits sends as groups.
 //!
 //! Every send (WebSocket or REST) goes through one [`Batcher`] task. While one batch commits
 //! (one transaction, one fsync), new sends queue up; the next batch takes all that are
@@ -19,13 +20,15 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use chatnode_protocol::{ErrorCode, ServerFrame};
+use chatnode_protocol::{self as p, ErrorCode, ServerFrame};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::domain::{self, ConversationId, UserId};
 use crate::error::{Error, Result};
 use crate::hub::{Conn, Outbound};
 use crate::metrics::Metrics;
 use crate::store::{BlockingCommitter, NewMessage, SendOutcome, Store};
+use crate::tasks::Tasks;
 
 /// Where a send's answer goes.
 enum Reply {
@@ -59,7 +62,14 @@ fn unavailable() -> Error {
 }
 
 impl Batcher {
-    pub fn spawn(store: Arc<dyn Store>, metrics: Arc<Metrics>, max_batch: usize) -> Batcher {
+    /// Starts the batcher: on SQLite the writer thread (it ends when drained, or when every
+    /// sender is gone), otherwise a background task of `tasks`.
+    pub fn spawn(
+        store: Arc<dyn Store>,
+        metrics: Arc<Metrics>,
+        max_batch: usize,
+        tasks: &Tasks,
+    ) -> Batcher {
         // The queue bound is backpressure: when the disk cannot keep up, senders wait here
         // instead of growing memory.
         let (tx, rx) = mpsc::channel::<Input>(max_batch * 4);
@@ -73,7 +83,7 @@ impl Batcher {
                 }
             }
             None => {
-                tokio::spawn(commit_task(rx, store, metrics, max_batch));
+                tasks.background(commit_task(rx, store, metrics, max_batch));
             }
         }
         Batcher {
@@ -221,10 +231,71 @@ fn answer(reply: Reply, client_id: String, result: Result<SendOutcome>) {
                     client_id,
                     message: outcome.message,
                 },
-                Err(e) => crate::ws::error_frame(Some(client_id), &e),
+                Err(e) => crate::error::error_frame(Some(client_id), &e),
             };
             // A full queue closes the connection as too slow (the client resumes with sync).
-            conn.push(Outbound::ephemeral(crate::ws::encode(&frame)));
+            conn.push(Outbound::ephemeral(crate::hub::encode(&frame)));
         }
     }
+}
+
+/// Validates a send (shared by REST and WebSocket) into a [`NewMessage`].
+pub fn new_message(
+    sender: &UserId,
+    conversation_id: &str,
+    client_id: &str,
+    body: &str,
+    kind: Option<p::MessageKind>,
+    attachment_ids: Option<&[String]>,
+    reply_to_seq: Option<i64>,
+) -> Result<NewMessage> {
+    let conversation_id = ConversationId::parse(conversation_id, "conversation")?;
+    let client_id = domain::client_id(client_id)?;
+    let kind = kind.unwrap_or(p::MessageKind::Text);
+    let attachment_ids = attachment_ids.unwrap_or_default().to_vec();
+    match kind {
+        p::MessageKind::System => {
+            return Err(Error::invalid(
+                "kind",
+                "clients cannot send system messages",
+            ));
+        }
+        p::MessageKind::Text if !attachment_ids.is_empty() => {
+            return Err(Error::invalid(
+                "attachment_ids",
+                "text messages carry no attachments",
+            ));
+        }
+        p::MessageKind::Image
+        | p::MessageKind::File
+        | p::MessageKind::Video
+        | p::MessageKind::Audio
+            if attachment_ids.is_empty() =>
+        {
+            return Err(Error::invalid(
+                "attachment_ids",
+                "this kind of message needs attachments",
+            ));
+        }
+        _ => {}
+    }
+    if attachment_ids.len() > 10 {
+        return Err(Error::invalid("attachment_ids", "at most 10 attachments"));
+    }
+    let body = domain::message_body(body, kind != p::MessageKind::Text)?;
+    if matches!(reply_to_seq, Some(s) if s < 1) {
+        return Err(Error::invalid(
+            "reply_to_seq",
+            "reply_to_seq must be at least 1",
+        ));
+    }
+    Ok(NewMessage {
+        sender_id: sender.clone(),
+        conversation_id,
+        client_id,
+        kind,
+        body,
+        attachment_ids,
+        reply_to_seq,
+    })
 }

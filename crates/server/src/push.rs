@@ -126,7 +126,7 @@ fn load_or_create_key(path: &Path) -> anyhow::Result<ES256KeyPair> {
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let kp = ES256KeyPair::generate();
-            crate::auth::write_private(path, URL_SAFE_NO_PAD.encode(kp.to_bytes()).as_bytes())?;
+            crate::secrets::write_private(path, URL_SAFE_NO_PAD.encode(kp.to_bytes()).as_bytes())?;
             Ok(kp)
         }
         Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),

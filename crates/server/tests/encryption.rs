@@ -17,7 +17,7 @@ use chatnode_client::protocol::{
     ErrorCode, MessageKind, RegisterRequest, SendMessageRequest, ServerFrame,
 };
 use chatnode_client::{Client, Method};
-use chatnode_server::crypto::{Keyring, column};
+use chatnode_server::fuzzing::{Keyring, column};
 use common::*;
 
 /// Strings no test writes anywhere except in the encrypted fields.

@@ -197,7 +197,7 @@ async fn viewer(state: &SharedState, headers: &HeaderMap) -> Option<UserId> {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
     {
-        return super::authenticate(state, token.trim())
+        return super::authenticate(&state.auth, &*state.store, token.trim())
             .await
             .ok()
             .map(|a| a.user_id);

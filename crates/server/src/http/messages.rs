@@ -10,9 +10,10 @@ use serde::Deserialize;
 
 use super::{ApiJson, ApiQuery, AuthUser, no_content};
 use crate::SharedState;
-use crate::domain::{self, ConversationId, UserId};
+use crate::domain::{self, ConversationId};
 use crate::error::{Error, Result};
-use crate::store::{HistoryPage, NewMessage};
+use crate::messages::new_message;
+use crate::store::HistoryPage;
 
 pub fn router() -> Router<SharedState> {
     Router::new()
@@ -59,67 +60,6 @@ pub(crate) async fn history(
         messages,
         next_cursor,
     }))
-}
-
-/// Validates a send (shared by REST and WebSocket) into a [`NewMessage`].
-pub fn new_message(
-    sender: &UserId,
-    conversation_id: &str,
-    client_id: &str,
-    body: &str,
-    kind: Option<p::MessageKind>,
-    attachment_ids: Option<&[String]>,
-    reply_to_seq: Option<i64>,
-) -> Result<NewMessage> {
-    let conversation_id = ConversationId::parse(conversation_id, "conversation")?;
-    let client_id = domain::client_id(client_id)?;
-    let kind = kind.unwrap_or(p::MessageKind::Text);
-    let attachment_ids = attachment_ids.unwrap_or_default().to_vec();
-    match kind {
-        p::MessageKind::System => {
-            return Err(Error::invalid(
-                "kind",
-                "clients cannot send system messages",
-            ));
-        }
-        p::MessageKind::Text if !attachment_ids.is_empty() => {
-            return Err(Error::invalid(
-                "attachment_ids",
-                "text messages carry no attachments",
-            ));
-        }
-        p::MessageKind::Image
-        | p::MessageKind::File
-        | p::MessageKind::Video
-        | p::MessageKind::Audio
-            if attachment_ids.is_empty() =>
-        {
-            return Err(Error::invalid(
-                "attachment_ids",
-                "this kind of message needs attachments",
-            ));
-        }
-        _ => {}
-    }
-    if attachment_ids.len() > 10 {
-        return Err(Error::invalid("attachment_ids", "at most 10 attachments"));
-    }
-    let body = domain::message_body(body, kind != p::MessageKind::Text)?;
-    if matches!(reply_to_seq, Some(s) if s < 1) {
-        return Err(Error::invalid(
-            "reply_to_seq",
-            "reply_to_seq must be at least 1",
-        ));
-    }
-    Ok(NewMessage {
-        sender_id: sender.clone(),
-        conversation_id,
-        client_id,
-        kind,
-        body,
-        attachment_ids,
-        reply_to_seq,
-    })
 }
 
 #[utoipa::path(post, path = "/api/v1/conversations/{id}/messages", tag = "messages", request_body = p::SendMessageRequest, params(("id" = String, Path)), responses((status = 201, description = "Committed", body = p::Message), (status = 200, description = "This client_id was used before: the original message", body = p::Message), (status = "4XX", description = "Error (see ErrorBody.code)", body = chatnode_protocol::ErrorBody)), security(("bearer" = [])))]

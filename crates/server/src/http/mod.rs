@@ -20,7 +20,8 @@ use serde::de::DeserializeOwned;
 use tower_http::set_header::SetResponseHeaderLayer;
 
 use crate::SharedState;
-use crate::domain::{SessionId, UserId};
+pub use crate::auth::AuthUser;
+use crate::auth::authenticate;
 use crate::error::{Error, Result};
 
 pub(crate) mod account;
@@ -238,13 +239,6 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
     }
 }
 
-/// The caller, from a valid access token of a live login session.
-#[derive(Debug, Clone)]
-pub struct AuthUser {
-    pub user_id: UserId,
-    pub session_id: SessionId,
-}
-
 impl FromRequestParts<SharedState> for AuthUser {
     type Rejection = Error;
 
@@ -260,23 +254,8 @@ impl FromRequestParts<SharedState> for AuthUser {
             .map(str::trim)
             .filter(|t| !t.is_empty())
             .ok_or_else(Error::unauthenticated)?;
-        authenticate(state, token).await
+        authenticate(&state.auth, &*state.store, token).await
     }
-}
-
-/// Verifies an access token and that its login session was not revoked since it was issued.
-pub async fn authenticate(state: &SharedState, token: &str) -> Result<AuthUser> {
-    let id = state.auth.verify_access(token)?;
-    // The token's signature vouches for the IDs in it.
-    let user_id = UserId::trusted(id.user_id);
-    let session_id = SessionId::trusted(id.session_id);
-    if !state.store.session_active(&session_id, &user_id).await? {
-        return Err(Error::unauthenticated());
-    }
-    Ok(AuthUser {
-        user_id,
-        session_id,
-    })
 }
 
 /// `Created` with a JSON body.

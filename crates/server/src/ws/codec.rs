@@ -21,9 +21,7 @@ use std::fmt;
 
 /// Close codes this layer decides on (the gateway adds the contract's own).
 pub mod close {
-    pub const NORMAL: u16 = 1000;
     pub const PROTOCOL_ERROR: u16 = 1002;
-    pub const UNSUPPORTED_DATA: u16 = 1003;
     pub const INVALID_PAYLOAD: u16 = 1007;
 }
 
@@ -388,8 +386,9 @@ pub fn close_frame(code: u16, reason: &str) -> Vec<u8> {
     out
 }
 
-/// A client frame as a browser would send it (masked); for tests and the fuzz target's seeds.
-pub fn client_frame(fin: bool, opcode: u8, payload: &[u8], mask: [u8; 4]) -> Vec<u8> {
+/// A client frame as a browser would send it (masked), for the tests.
+#[cfg(test)]
+fn client_frame(fin: bool, opcode: u8, payload: &[u8], mask: [u8; 4]) -> Vec<u8> {
     let mut out = vec![(if fin { 0x80 } else { 0 }) | opcode];
     let len = payload.len();
     if len < 126 {

@@ -37,13 +37,13 @@ use bytes::Bytes;
 use chatnode_protocol::{self as p, ClientFrame, ErrorCode, ServerFrame, close_code};
 use sha1::{Digest, Sha1};
 
-pub use request::{Refusal, Request, decode, error_frame};
+pub use request::{Refusal, Request, decode};
 
 use crate::SharedState;
+use crate::auth::AuthUser;
 use crate::domain::UserId;
-use crate::error::Error;
-use crate::http::AuthUser;
-use crate::hub::{Conn, Outbound};
+use crate::error::{Error, error_frame};
+use crate::hub::{Conn, Outbound, encode};
 use crate::time::now_ms;
 use codec::{Decoder, Incoming};
 use transport::{Frame, Transport};
@@ -142,12 +142,6 @@ pub async fn upgrade(State(state): State<SharedState>, mut req: HttpRequest) -> 
         h.insert(header::SEC_WEBSOCKET_ACCEPT, v);
     }
     resp
-}
-
-pub fn encode(frame: &ServerFrame) -> Bytes {
-    Bytes::from(serde_json::to_vec(frame).unwrap_or_else(|_| {
-        br#"{"type":"error","code":"internal","message":"encoding failed"}"#.to_vec()
-    }))
 }
 
 /// The socket and what is needed to parse what comes from it. Holds no buffer while idle.
@@ -375,7 +369,7 @@ async fn authenticate(state: &SharedState, socket: &mut Socket) -> Option<AuthUs
             return None;
         }
     };
-    match crate::http::authenticate(state, &token).await {
+    match crate::auth::authenticate(&state.auth, &*state.store, &token).await {
         Ok(a) => Some(a),
         Err(_) => {
             let _ = socket

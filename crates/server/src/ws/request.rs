@@ -5,21 +5,8 @@
 use chatnode_protocol::{ClientFrame, ServerFrame};
 
 use crate::domain::{ConversationId, UserId};
-use crate::error::Error;
+use crate::error::{Error, error_frame};
 use crate::store::NewMessage;
-
-/// The `error` frame that answers a request, with the client's `client_id` when it had one.
-pub fn error_frame(client_id: Option<String>, e: &Error) -> ServerFrame {
-    if let Error::Internal(inner) = e {
-        tracing::error!(error = %format!("{inner:#}"), "websocket request failed");
-    }
-    let (code, message) = e.public();
-    ServerFrame::Error {
-        client_id,
-        code,
-        message,
-    }
-}
 
 /// A client frame that passed every check that needs no state: its JSON shape, IDs
 /// (normalized), the message rules.
@@ -91,7 +78,7 @@ pub fn decode(user_id: &UserId, text: &str) -> Result<Request, Refusal> {
             kind,
             attachment_ids,
             reply_to_seq,
-        } => crate::http::messages::new_message(
+        } => crate::messages::new_message(
             user_id,
             &conversation_id,
             &client_id,

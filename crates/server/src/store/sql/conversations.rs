@@ -652,7 +652,7 @@ where
                     "only admins and the owner can create invites",
                 ));
             }
-            let code = crate::auth::random_code();
+            let code = crate::secrets::random_code();
             let now = now_ms();
             let expires = now + ttl_secs * 1000;
             sqlx::query("INSERT INTO invites (code, conversation_id, created_by, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)")

@@ -187,7 +187,10 @@ where
                 // Placeholders only: every value is bound.
                 let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
                 for &(c, seq, _, _) in &rows {
-                    q = q.bind(conversations[c].id.as_str()).bind(at(c, seq)).bind(seq);
+                    q = q
+                        .bind(conversations[c].id.as_str())
+                        .bind(at(c, seq))
+                        .bind(seq);
                 }
                 let mut positions: HashMap<(String, i64), i64> = HashMap::new();
                 for r in q.fetch_all(w.conn()).await? {

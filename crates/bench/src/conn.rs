@@ -33,10 +33,11 @@ pub enum Proto {
     EngineIo,
 }
 
-/// Opens sockets to one server, spreading them over source addresses 127.0.0.1..=127.0.0.N
-/// so that the ~28k ephemeral ports of one address are not the limit.
+/// Opens sockets to a server (user `i` goes to node `i % nodes` of a cluster), spreading them
+/// over source addresses 127.0.0.1..=127.0.0.N so that the ~28k ephemeral ports of one
+/// address are not the limit.
 pub struct Dialer {
-    pub addr: SocketAddr,
+    pub addrs: Vec<SocketAddr>,
     pub proto: Proto,
     /// Whether the server implements `sync` (only ChatNode does).
     pub supports_sync: bool,
@@ -45,14 +46,19 @@ pub struct Dialer {
 }
 
 impl Dialer {
-    pub fn new(addr: SocketAddr, proto: Proto, supports_sync: bool, sources: u8) -> Dialer {
+    pub fn new(addrs: Vec<SocketAddr>, proto: Proto, supports_sync: bool, sources: u8) -> Dialer {
         Dialer {
-            addr,
+            addrs,
             proto,
             supports_sync,
             sources: sources.max(1),
             next: AtomicUsize::new(0),
         }
+    }
+
+    /// How many source addresses it spreads sockets over.
+    pub fn sources(&self) -> u8 {
+        self.sources
     }
 
     fn path(&self) -> &'static str {
@@ -62,14 +68,16 @@ impl Dialer {
         }
     }
 
-    pub async fn dial(&self) -> anyhow::Result<Ws> {
+    /// Opens a WebSocket for user `user` (which picks the node).
+    pub async fn dial(&self, user: usize) -> anyhow::Result<Ws> {
+        let addr = self.addrs[user % self.addrs.len()];
         let n = self.next.fetch_add(1, Ordering::Relaxed) % self.sources as usize;
         let src = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1 + n as u8));
         let socket = TcpSocket::new_v4()?;
         socket.bind(SocketAddr::new(src, 0)).context("bind")?;
-        let stream = socket.connect(self.addr).await.context("connect")?;
+        let stream = socket.connect(addr).await.context("connect")?;
         stream.set_nodelay(true)?;
-        let url = format!("ws://{}{}", self.addr, self.path());
+        let url = format!("ws://{addr}{}", self.path());
         // Small buffers: the generator holds as many sockets as the server.
         let config = WebSocketConfig::default()
             .read_buffer_size(4096)
@@ -81,9 +89,10 @@ impl Dialer {
         Ok(ws)
     }
 
-    /// Dials and authenticates; returns the socket and the stream position from `ready`.
-    pub async fn connect(&self, token: &str) -> anyhow::Result<(Ws, i64)> {
-        let mut ws = self.dial().await?;
+    /// Dials and authenticates user `user`; returns the socket and the stream position from
+    /// `ready`.
+    pub async fn connect(&self, user: usize, token: &str) -> anyhow::Result<(Ws, i64)> {
+        let mut ws = self.dial(user).await?;
         let pos = login(&mut ws, self.proto, token).await?;
         Ok((ws, pos))
     }

@@ -2,12 +2,14 @@
 //! `bench/peers/`, speaking each server's real protocol over real sockets. Every scenario
 //! starts a fresh server process (so its memory and CPU can be read from `/proc`), creates
 //! its users in bulk, runs, prints a table and optionally writes JSON. See
-//! `docs/benchmarks.md` for the commands and the figures.
+//! `docs/benchmarks.md` and `docs/bench-scale.md` for the commands and the figures.
 
 mod conn;
 mod report;
+mod scale;
 mod scenario;
 mod target;
+mod worker;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -46,6 +48,18 @@ struct Cli {
     /// Exit non-zero when any step lost a message or a connection
     #[arg(long)]
     strict: bool,
+    /// Run ChatNode on PostgreSQL (postgres://…/db): each run gets a fresh schema, dropped after
+    #[arg(long, global = true)]
+    database_url: Option<String>,
+    /// ChatNode processes sharing the database and a private NATS (needs --database-url)
+    #[arg(long, global = true, default_value_t = 1)]
+    nodes: usize,
+    /// Hold the sockets in this many worker processes (idle and reconnect; 0 = this process)
+    #[arg(long, global = true, default_value_t = 0)]
+    workers: usize,
+    /// The nats-server binary, for --nodes
+    #[arg(long, default_value = "/usr/sbin/nats-server")]
+    nats_server: PathBuf,
     #[command(subcommand)]
     scenario: Scenario,
 }
@@ -62,6 +76,13 @@ enum Scenario {
         /// Seconds to hold before measuring
         #[arg(long, default_value_t = 5)]
         hold: u64,
+        /// Measure at each of these counts, fit a line, then close all and measure again
+        /// (sockets held by worker processes; --connections is then the last checkpoint)
+        #[arg(long, value_delimiter = ',')]
+        checkpoints: Vec<usize>,
+        /// Seconds after closing every socket before measuring the memory given back
+        #[arg(long, default_value_t = 5)]
+        settle: u64,
     },
     /// One-to-one messages at a ladder of rates (messages per second)
     OneToOne {
@@ -78,6 +99,9 @@ enum Scenario {
         /// Stop climbing once a step's p99 passes this
         #[arg(long, default_value_t = 2000.0)]
         stop_p99_ms: f64,
+        /// Messages `chatnode bench-seed` stores in the conversations before the run
+        #[arg(long, default_value_t = 0)]
+        history: u64,
     },
     /// Group messages at a ladder of rates (messages per second; deliveries = rate × (size − 1))
     Fanout {
@@ -112,6 +136,9 @@ enum Scenario {
     },
     /// A few seconds of every scenario, failing on any loss (run by CI)
     Smoke,
+    /// (internal) Hold sockets for a parent generator; see worker.rs
+    #[command(hide = true)]
+    Worker,
 }
 
 fn parse_env(s: &str) -> Result<(String, String), String> {
@@ -132,7 +159,12 @@ fn main() -> ExitCode {
         .enable_all()
         .build()
         .expect("tokio runtime");
-    match rt.block_on(run(cli)) {
+    let result = if matches!(cli.scenario, Scenario::Worker) {
+        rt.block_on(worker::run()).map(|()| true)
+    } else {
+        rt.block_on(run(cli))
+    };
+    match result {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
         Err(e) => {
@@ -143,10 +175,14 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<bool> {
-    let opts = Options {
+    let base_opts = Options {
         server_bin: cli.server_bin.clone(),
         peers_dir: cli.peers_dir.clone(),
         server_env: cli.server_env.clone(),
+        database_url: cli.database_url.clone(),
+        nodes: cli.nodes.max(1),
+        nats_bin: cli.nats_server.clone(),
+        history: 0,
     };
     let plan: Vec<Scenario> = match &cli.scenario {
         Scenario::Smoke => vec![
@@ -154,12 +190,15 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
                 connections: 300,
                 ramp: 2000,
                 hold: 1,
+                checkpoints: Vec::new(),
+                settle: 0,
             },
             Scenario::OneToOne {
                 pairs: 50,
                 rates: vec![500],
                 step_secs: 2,
                 stop_p99_ms: f64::MAX,
+                history: 0,
             },
             Scenario::Fanout {
                 group_size: 10,
@@ -184,14 +223,45 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
             let name = scenario_name(sc);
             println!("-- {} / {name}", kind.name());
             let spec = spec_for(sc);
+            let opts = Options {
+                history: match sc {
+                    Scenario::OneToOne { history, .. } => *history,
+                    _ => 0,
+                },
+                ..base_opts.clone()
+            };
             let (target, fixture) = Target::start(kind, &opts, &spec).await?;
             let dialer = Arc::new(Dialer::new(
-                target.addr,
+                target.addrs.clone(),
                 kind.proto(),
                 kind == Kind::Chatnode,
                 cli.sources,
             ));
             let new_rows = match sc.clone() {
+                Scenario::Idle {
+                    connections,
+                    ramp,
+                    hold,
+                    checkpoints,
+                    settle,
+                } if cli.workers > 0 || !checkpoints.is_empty() => {
+                    let checkpoints = if checkpoints.is_empty() {
+                        vec![connections]
+                    } else {
+                        checkpoints
+                    };
+                    scale::idle(
+                        &target,
+                        &fixture,
+                        &dialer,
+                        cli.workers.max(1),
+                        &checkpoints,
+                        ramp,
+                        hold,
+                        settle,
+                    )
+                    .await?
+                }
                 Scenario::Idle { ramp, hold, .. } => {
                     vec![scenario::idle(&target, &fixture, &dialer, ramp, hold).await]
                 }
@@ -231,13 +301,16 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
                     )
                     .await
                 }
+                Scenario::Reconnect { .. } if cli.workers > 0 => {
+                    vec![scale::reconnect(&target, &fixture, &dialer, cli.workers).await?]
+                }
                 Scenario::Reconnect { .. } => {
                     vec![scenario::reconnect(&target, &fixture, &dialer).await]
                 }
                 Scenario::Slow { rate, secs, .. } => {
                     vec![scenario::slow(&target, &fixture, &dialer, rate, secs).await]
                 }
-                Scenario::Smoke => unreachable!("expanded above"),
+                Scenario::Smoke | Scenario::Worker => unreachable!("handled above"),
             };
             // Anything else running on the machine shares its 2 cores: record how busy it was.
             let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
@@ -249,9 +322,18 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
             let mut new_rows = new_rows;
             for r in &mut new_rows {
                 r.num("loadavg_1m_after", load1);
+                r.num("seed_s", target.seed_secs);
+                if kind == Kind::Chatnode && opts.database_url.is_some() {
+                    r.text("db", "postgres".into())
+                        .int("nodes", target.addrs.len() as u64);
+                }
+                if opts.history > 0 {
+                    r.int("history", opts.history);
+                }
             }
             for r in &new_rows {
-                if !matches!(sc, Scenario::OneToOne { .. } | Scenario::Fanout { .. }) {
+                let scaled = r.scenario.starts_with("idle-scale");
+                if !scaled && !matches!(sc, Scenario::OneToOne { .. } | Scenario::Fanout { .. }) {
                     println!("{}", r.one_line());
                 }
             }
@@ -281,18 +363,23 @@ fn scenario_name(sc: &Scenario) -> &'static str {
         Scenario::Reconnect { .. } => "reconnect",
         Scenario::Slow { .. } => "slow",
         Scenario::Smoke => "smoke",
+        Scenario::Worker => "worker",
     }
 }
 
 fn spec_for(sc: &Scenario) -> Spec {
     match sc {
-        Scenario::Idle { connections, .. } => scenario::users_spec(*connections),
+        Scenario::Idle {
+            connections,
+            checkpoints,
+            ..
+        } => scenario::users_spec(checkpoints.iter().copied().max().unwrap_or(*connections)),
         Scenario::OneToOne { pairs, .. } => scenario::pairs_spec(*pairs),
         Scenario::Fanout {
             group_size, groups, ..
         } => scenario::groups_spec(*group_size, *groups),
         Scenario::Reconnect { clients } => scenario::users_spec(*clients),
         Scenario::Slow { slow_clients, .. } => scenario::slow_spec(*slow_clients),
-        Scenario::Smoke => Spec::default(),
+        Scenario::Smoke | Scenario::Worker => Spec::default(),
     }
 }

@@ -26,26 +26,27 @@ pub struct Fleet {
     pub proto: Proto,
 }
 
-/// Connects `tokens` (at most `per_sec` new sockets a second, if given; 512 handshakes in
-/// flight at most) and returns the connected sockets in order, `None` for failures.
+/// Connects `users` (index, token) (at most `per_sec` new sockets a second, if given; 512
+/// handshakes in flight at most) and returns the connected sockets in order, `None` for
+/// failures.
 pub async fn connect_raw(
     dialer: &Arc<Dialer>,
-    tokens: &[String],
+    users: &[(usize, String)],
     per_sec: Option<u32>,
 ) -> Vec<Option<(Ws, i64)>> {
     let gate = Arc::new(tokio::sync::Semaphore::new(512));
     let start = Instant::now();
-    let mut tasks = Vec::with_capacity(tokens.len());
-    for (i, token) in tokens.iter().enumerate() {
+    let mut tasks = Vec::with_capacity(users.len());
+    for (i, (user, token)) in users.iter().enumerate() {
         if let Some(rate) = per_sec {
             let at = start + Duration::from_secs_f64(i as f64 / rate.max(1) as f64);
             tokio::time::sleep_until(at.into()).await;
         }
         let permit = gate.clone().acquire_owned().await.expect("semaphore open");
         let dialer = dialer.clone();
-        let token = token.clone();
+        let (user, token) = (*user, token.clone());
         tasks.push(tokio::spawn(async move {
-            let r = dialer.connect(&token).await;
+            let r = dialer.connect(user, &token).await;
             drop(permit);
             r
         }));
@@ -67,9 +68,14 @@ pub async fn connect_raw(
     out
 }
 
+/// Users numbered from 0.
+pub fn numbered(tokens: &[String]) -> Vec<(usize, String)> {
+    tokens.iter().cloned().enumerate().collect()
+}
+
 pub async fn open_fleet(dialer: &Arc<Dialer>, tokens: &[String], per_sec: Option<u32>) -> Fleet {
     let shared = Arc::new(Shared::new());
-    let socks = connect_raw(dialer, tokens, per_sec).await;
+    let socks = connect_raw(dialer, &numbered(tokens), per_sec).await;
     let mut fleet = Fleet {
         txs: Vec::with_capacity(socks.len()),
         positions: Vec::with_capacity(socks.len()),
@@ -94,22 +100,22 @@ pub async fn open_fleet(dialer: &Arc<Dialer>, tokens: &[String], per_sec: Option
     fleet
 }
 
-/// Samples a process's resident memory every 100 ms; `stop` returns the peak.
+/// Samples the summed resident memory of processes every 100 ms; `stop` returns the peak.
 struct PeakRss {
     stop: tokio::sync::oneshot::Sender<()>,
     task: tokio::task::JoinHandle<(u64, Vec<u64>)>,
 }
 
 impl PeakRss {
-    fn start(pid: u32) -> PeakRss {
+    fn start(pids: Vec<u32>) -> PeakRss {
         let (stop, mut rx) = tokio::sync::oneshot::channel();
-        let path = format!("/proc/{pid}/status");
+        let paths: Vec<String> = pids.iter().map(|p| format!("/proc/{p}/status")).collect();
         let task = tokio::spawn(async move {
             let mut peak = 0;
             let mut series = Vec::new();
             let mut n = 0u64;
             loop {
-                let v = crate::target::proc_rss(&path);
+                let v: u64 = paths.iter().map(|p| crate::target::proc_rss(p)).sum();
                 peak = peak.max(v);
                 if n.is_multiple_of(10) {
                     series.push(v);
@@ -184,9 +190,10 @@ async fn step(
         sh.errors.load(Ordering::Relaxed),
     );
     let cpu0 = target.cpu_secs();
+    let nats0 = target.nats_cpu_secs();
     let bcpu0 = bench_cpu();
     let batches0 = target.metric("chatnode_message_batches_total").await;
-    let rss = PeakRss::start(target.pid());
+    let rss = PeakRss::start(target.pids());
     let start = Instant::now();
     let sent = drive(fleet, slots, rate, dur, tag).await;
     let expected = sent * recipients;
@@ -206,6 +213,7 @@ async fn step(
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
     let cpu = target.cpu_secs() - cpu0;
+    let nats_cpu = target.nats_cpu_secs().zip(nats0).map(|(b, a)| b - a);
     let bcpu = bench_cpu() - bcpu0;
     let batches = target.metric("chatnode_message_batches_total").await - batches0;
     let (peak, _) = rss.finish().await;
@@ -240,6 +248,10 @@ async fn step(
         )
         .num("server_rss_mib", peak as f64 / MIB)
         .num("bench_cores", bcpu / secs);
+    if let Some(nats) = nats_cpu {
+        // The cluster's nats-server, not included in server_cpu_s.
+        row.num("nats_cpu_s", nats);
+    }
     if batches > 0.0 {
         // Group commit: messages per transaction (ChatNode only).
         row.num("msgs_per_commit", acked as f64 / batches);
@@ -272,7 +284,7 @@ pub async fn idle(
     hold: u64,
 ) -> Row {
     // One request first, so lazily built server state is not counted per connection.
-    let warm = dialer.connect(&fx.users[0].token).await;
+    let warm = dialer.connect(0, &fx.users[0].token).await;
     drop(warm);
     tokio::time::sleep(Duration::from_millis(500)).await;
     let rss0 = target.rss();
@@ -413,71 +425,107 @@ pub async fn reconnect(target: &Target, fx: &Fixture, dialer: &Arc<Dialer>) -> R
     for tx in &fleet.txs {
         let _ = tx.send(Cmd::Drop);
     }
-    let positions = fleet.positions.clone();
+    let users: Vec<(usize, String, i64)> = fx
+        .users
+        .iter()
+        .zip(&fleet.positions)
+        .enumerate()
+        .map(|(i, (u, &pos))| (i, u.token.clone(), pos))
+        .collect();
     drop(fleet);
-    // The storm: everyone at once, no pacing.
     let start = Instant::now();
-    let mut tasks = Vec::with_capacity(n);
-    for (u, pos) in fx.users.iter().zip(positions) {
+    let (report, back) = storm(dialer, users).await;
+    let total = start.elapsed().as_secs_f64();
+    storm_row(&mut row, n, &[report], total, dialer.supports_sync);
+    drop(back);
+    row
+}
+
+/// What one storm (in this process or a worker) measured.
+#[derive(serde::Serialize, serde::Deserialize, Default)]
+pub struct StormReport {
+    /// Each resumed client's time from the storm's start to `synced` (or `ready`), in µs.
+    pub lat_us: Vec<u64>,
+    pub failed: u64,
+    pub retried: u64,
+    pub first_error: Option<String>,
+}
+
+/// The storm: every user (index, token, stream position) reconnects at once, no pacing, and
+/// resumes (up to 5 attempts); returns the measurements and the new sockets.
+pub async fn storm(
+    dialer: &Arc<Dialer>,
+    users: Vec<(usize, String, i64)>,
+) -> (StormReport, Vec<(usize, Ws)>) {
+    let mut tasks = Vec::with_capacity(users.len());
+    for (i, token, pos) in users {
         let dialer = dialer.clone();
-        let token = u.token.clone();
         tasks.push(tokio::spawn(async move {
             let t0 = Instant::now();
             let mut attempts = 0;
             loop {
                 attempts += 1;
-                match resume(&dialer, &token, pos).await {
-                    Ok(ws) => return Ok((t0.elapsed(), attempts, ws)),
+                match resume(&dialer, i, &token, pos).await {
+                    Ok(ws) => return Ok((t0.elapsed(), attempts, i, ws)),
                     Err(e) if attempts >= 5 => return Err(e),
                     Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
                 }
             }
         }));
     }
-    let mut hist =
-        hdrhistogram::Histogram::<u64>::new_with_bounds(1, 600_000_000, 3).expect("bounds");
-    let mut failed = 0;
-    let mut retried = 0;
-    let mut first_error = None;
-    let mut keep = Vec::with_capacity(n);
+    let mut report = StormReport::default();
+    let mut back = Vec::with_capacity(tasks.len());
     for t in tasks {
         match t.await.expect("resume task") {
-            Ok((d, attempts, ws)) => {
-                let _ = hist.record(d.as_micros().max(1) as u64);
+            Ok((d, attempts, i, ws)) => {
+                report.lat_us.push(d.as_micros().max(1) as u64);
                 if attempts > 1 {
-                    retried += 1;
+                    report.retried += 1;
                 }
-                keep.push(ws);
+                back.push((i, ws));
             }
             Err(e) => {
-                failed += 1;
-                first_error.get_or_insert(e);
+                report.failed += 1;
+                report.first_error.get_or_insert(format!("{e:#}"));
             }
         }
     }
-    let total = start.elapsed().as_secs_f64();
-    if let Some(e) = first_error {
-        eprintln!("  first resume error: {e:#}");
+    (report, back)
+}
+
+/// Fills a reconnect row from the storms' reports (one per worker); `total_s` is the time
+/// until the last client was back.
+pub fn storm_row(row: &mut Row, n: usize, reports: &[StormReport], total_s: f64, sync: bool) {
+    let mut hist =
+        hdrhistogram::Histogram::<u64>::new_with_bounds(1, 600_000_000, 3).expect("bounds");
+    let (mut failed, mut retried) = (0, 0);
+    for r in reports {
+        for &v in &r.lat_us {
+            let _ = hist.record(v.min(600_000_000));
+        }
+        failed += r.failed;
+        retried += r.retried;
+        if let Some(e) = &r.first_error {
+            eprintln!("  first resume error: {e}");
+        }
     }
     row.int("clients", n as u64)
-        .int("resumed", (n - failed) as u64)
-        .int("failed", failed as u64)
+        .int("resumed", n as u64 - failed)
+        .int("failed", failed)
         .int("needed_retry", retried)
-        .num("all_resumed_s", total)
+        .num("all_resumed_s", total_s)
         .num("p50_ms", hist.value_at_quantile(0.5) as f64 / 1000.0)
         .num("p99_ms", hist.value_at_quantile(0.99) as f64 / 1000.0)
         .num("max_ms", hist.max() as f64 / 1000.0)
-        .int("with_sync", dialer.supports_sync as u64);
+        .int("with_sync", sync as u64);
     if failed > 0 {
         row.problem(format!("{failed} clients could not resume"));
     }
-    drop(keep);
-    row
 }
 
-async fn resume(dialer: &Dialer, token: &str, pos: i64) -> anyhow::Result<Ws> {
+async fn resume(dialer: &Dialer, user: usize, token: &str, pos: i64) -> anyhow::Result<Ws> {
     use futures_util::SinkExt;
-    let (mut ws, _) = dialer.connect(token).await?;
+    let (mut ws, _) = dialer.connect(user, token).await?;
     if dialer.supports_sync {
         ws.send(Message::text(conn::sync_frame(pos))).await?;
         loop {
@@ -508,7 +556,7 @@ pub async fn slow(
     let all = tokens(fx);
     // Users 0 (sender) and 1 (healthy reader) are driven normally.
     let fleet = open_fleet(dialer, &all[..2], None).await;
-    let slow_socks = connect_raw(dialer, &all[2..], None).await;
+    let slow_socks = connect_raw(dialer, &numbered(&all)[2..], None).await;
     let slow_n = slow_socks.iter().filter(|s| s.is_some()).count();
     let mut row = Row::new(target.kind.name(), "slow");
     if fleet.failed > 0 || slow_n < all.len() - 2 {
@@ -516,7 +564,7 @@ pub async fn slow(
         return row;
     }
     let rss0 = target.rss();
-    let rss = PeakRss::start(target.pid());
+    let rss = PeakRss::start(target.pids());
     let slots = vec![(0usize, conv)];
     let sh = fleet.shared.clone();
     let start = Instant::now();

@@ -2,12 +2,18 @@
 //! and the Node.js peers in `bench/peers/` (seeded over their `POST /bench/seed`). Each run
 //! gets a fresh process and data directory; the generator reads the process's CPU time and
 //! resident memory from `/proc`.
+//!
+//! ChatNode can run on SQLite (its data directory) or PostgreSQL (`--database-url`: each run
+//! gets a fresh schema, selected with `search_path`, that both `bench-seed` and `serve` use and
+//! that is dropped afterwards), and as a cluster (`--nodes N`, PostgreSQL only): a private
+//! `nats-server` on a free port and N `serve` processes on the same schema and NATS, sharing
+//! the first node's JWT secret and encryption key, as `crates/server/tests/cluster.rs` does.
 
 use std::io::{BufRead, BufReader, Write};
-use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
@@ -67,18 +73,104 @@ pub struct Fixture {
     pub conversations: Vec<SeedConversation>,
 }
 
+#[derive(Clone)]
 pub struct Options {
     pub server_bin: PathBuf,
     pub peers_dir: PathBuf,
     /// Extra `CHATNODE_*` settings for the server (`KEY=VALUE`).
     pub server_env: Vec<(String, String)>,
+    /// A PostgreSQL base URL (`postgres://…/db`); SQLite in the data directory when `None`.
+    pub database_url: Option<String>,
+    /// ChatNode processes (more than one needs `database_url`).
+    pub nodes: usize,
+    /// The nats-server binary, for clusters.
+    pub nats_bin: PathBuf,
+    /// Messages `bench-seed` writes into the conversations before the run.
+    pub history: u64,
 }
 
 pub struct Target {
     pub kind: Kind,
-    pub addr: SocketAddr,
-    child: Child,
-    _dir: tempfile::TempDir,
+    /// Where to connect: one address per server process.
+    pub addrs: Vec<SocketAddr>,
+    /// Wall seconds `bench-seed` took (ChatNode) or the peer's seed request.
+    pub seed_secs: f64,
+    children: Vec<Child>,
+    nats: Option<Child>,
+    /// Dropped after the processes (field order): the schema outlives its users.
+    _schema: Option<PgSchema>,
+    _dirs: Vec<tempfile::TempDir>,
+}
+
+/// A fresh PostgreSQL schema, dropped (with everything in it) on drop.
+struct PgSchema {
+    base: String,
+    name: String,
+}
+
+impl PgSchema {
+    fn create(base: &str) -> anyhow::Result<PgSchema> {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        let name = format!("bench_{}_{nanos}", std::process::id());
+        psql(base, &format!("CREATE SCHEMA {name}"))?;
+        Ok(PgSchema {
+            base: base.to_owned(),
+            name,
+        })
+    }
+
+    /// The database URL that puts every connection in this schema.
+    fn url(&self) -> String {
+        let sep = if self.base.contains('?') { '&' } else { '?' };
+        format!("{}{sep}options=-c%20search_path%3D{}", self.base, self.name)
+    }
+}
+
+impl Drop for PgSchema {
+    fn drop(&mut self) {
+        if let Err(e) = psql(&self.base, &format!("DROP SCHEMA {} CASCADE", self.name)) {
+            eprintln!("chatnode-bench: cannot drop schema {}: {e:#}", self.name);
+        }
+    }
+}
+
+fn psql(base: &str, sql: &str) -> anyhow::Result<()> {
+    let out = Command::new("psql")
+        .args([base, "-qAtc", sql])
+        .output()
+        .context("cannot run psql")?;
+    if !out.status.success() {
+        bail!(
+            "psql {sql}: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
+/// A private nats-server on a free loopback port (no JetStream: the cluster uses core NATS).
+fn start_nats(bin: &Path) -> anyhow::Result<(Child, String)> {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let mut child = Command::new(bin)
+        .args(["-a", "127.0.0.1", "-p", &port.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .with_context(|| format!("cannot run {}", bin.display()))?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if Instant::now() > deadline || child.try_wait()?.is_some() {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!("nats-server did not start on port {port}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok((child, format!("nats://127.0.0.1:{port}")))
 }
 
 impl Target {
@@ -92,42 +184,59 @@ impl Target {
             .tempdir()?;
         match kind {
             Kind::Chatnode => {
-                let fixture = seed_chatnode(opts, dir.path(), spec)?;
-                let mut cmd = Command::new(&opts.server_bin);
-                cmd.args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json"])
-                    .arg("--data-dir")
-                    .arg(dir.path())
-                    // The generator's senders are far faster than people: lift the
-                    // per-connection frame rate limit so it measures the server, not the limit.
-                    .env("CHATNODE_WS_RATE", "1000000")
-                    .env("CHATNODE_WS_BURST", "1000000")
-                    .env("CHATNODE_LOG", "info,tower_http=warn,sqlx=warn");
-                for (k, v) in &opts.server_env {
-                    cmd.env(k, v);
+                if opts.nodes > 1 && opts.database_url.is_none() {
+                    bail!("--nodes needs --database-url (the nodes share a PostgreSQL database)");
                 }
-                let mut child = cmd
-                    .stdin(Stdio::null())
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::piped())
-                    .spawn()
-                    .with_context(|| format!("cannot run {}", opts.server_bin.display()))?;
-                let stderr = child.stderr.take().expect("piped stderr");
-                let addr = wait_line(stderr, |line| {
-                    let v: serde_json::Value = serde_json::from_str(line).ok()?;
-                    (v["fields"]["message"] == "chatnode listening")
-                        .then(|| v["fields"]["addr"].as_str()?.parse().ok())
-                        .flatten()
-                })
-                .context("chatnode did not start")?;
-                Ok((
-                    Target {
-                        kind,
-                        addr,
-                        child,
-                        _dir: dir,
-                    },
-                    fixture,
-                ))
+                let schema = match &opts.database_url {
+                    Some(base) => Some(PgSchema::create(base)?),
+                    None => None,
+                };
+                let db_url = schema.as_ref().map(PgSchema::url);
+                let seeded = Instant::now();
+                let fixture = seed_chatnode(opts, dir.path(), db_url.as_deref(), spec)?;
+                let seed_secs = seeded.elapsed().as_secs_f64();
+                let mut target = Target {
+                    kind,
+                    addrs: Vec::new(),
+                    seed_secs,
+                    children: Vec::new(),
+                    nats: None,
+                    _schema: schema,
+                    _dirs: Vec::new(),
+                };
+                let nats_url = if opts.nodes > 1 {
+                    let (child, url) = start_nats(&opts.nats_bin)?;
+                    target.nats = Some(child);
+                    Some(url)
+                } else {
+                    None
+                };
+                let first = dir.path().to_owned();
+                target._dirs.push(dir);
+                for n in 0..opts.nodes.max(1) {
+                    let node_dir = if n == 0 {
+                        first.clone()
+                    } else {
+                        // Every node signs and checks tokens, and reads the data, with the
+                        // same keys.
+                        let d = tempfile::Builder::new()
+                            .prefix("chatnode-bench")
+                            .tempdir()?;
+                        for file in ["jwt_secret", "encryption_key"] {
+                            std::fs::copy(first.join(file), d.path().join(file))
+                                .with_context(|| format!("copying {file} to node {n}"))?;
+                        }
+                        let p = d.path().to_owned();
+                        target._dirs.push(d);
+                        p
+                    };
+                    let (child, addr) =
+                        spawn_chatnode(opts, &node_dir, db_url.as_deref(), nats_url.as_deref())
+                            .with_context(|| format!("chatnode node {n} did not start"))?;
+                    target.children.push(child);
+                    target.addrs.push(addr);
+                }
+                Ok((target, fixture))
             }
             Kind::WsExpress | Kind::Socketio => {
                 let script = opts.peers_dir.join(kind.name()).join("server.js");
@@ -153,6 +262,7 @@ impl Target {
                 })
                 .with_context(|| format!("{} did not start", kind.name()))?;
                 let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+                let seeded = Instant::now();
                 let fixture = reqwest::Client::new()
                     .post(format!("http://{addr}/bench/seed"))
                     .json(spec)
@@ -166,9 +276,12 @@ impl Target {
                 Ok((
                     Target {
                         kind,
-                        addr,
-                        child,
-                        _dir: dir,
+                        addrs: vec![addr],
+                        seed_secs: seeded.elapsed().as_secs_f64(),
+                        children: vec![child],
+                        nats: None,
+                        _schema: None,
+                        _dirs: vec![dir],
                     },
                     fixture,
                 ))
@@ -176,50 +289,136 @@ impl Target {
         }
     }
 
-    pub fn pid(&self) -> u32 {
-        self.child.id()
+    /// The server processes (one, or one per cluster node).
+    pub fn pids(&self) -> Vec<u32> {
+        self.children.iter().map(Child::id).collect()
     }
 
-    /// User + system CPU seconds the server has used so far.
+    /// User + system CPU seconds the server processes have used so far (NATS not included).
     pub fn cpu_secs(&self) -> f64 {
-        proc_cpu_secs(&format!("/proc/{}/stat", self.pid()))
+        self.pids()
+            .iter()
+            .map(|p| proc_cpu_secs(&format!("/proc/{p}/stat")))
+            .sum()
     }
 
-    /// Resident memory, in bytes.
+    /// CPU seconds of the cluster's nats-server so far (`None` without one).
+    pub fn nats_cpu_secs(&self) -> Option<f64> {
+        let nats = self.nats.as_ref()?;
+        Some(proc_cpu_secs(&format!("/proc/{}/stat", nats.id())))
+    }
+
+    /// Resident memory of each server process, in bytes.
+    pub fn node_rss(&self) -> Vec<u64> {
+        self.pids()
+            .iter()
+            .map(|p| proc_rss(&format!("/proc/{p}/status")))
+            .collect()
+    }
+
+    /// Resident memory summed over the server processes, in bytes.
     pub fn rss(&self) -> u64 {
-        proc_rss(&format!("/proc/{}/status", self.pid()))
+        self.node_rss().iter().sum()
     }
 
-    /// A counter from ChatNode's `/metrics` (0 for the peers).
+    /// A counter from ChatNode's `/metrics`, summed over the nodes (0 for the peers).
     pub async fn metric(&self, name: &str) -> f64 {
         if self.kind != Kind::Chatnode {
             return 0.0;
         }
-        let Ok(resp) = reqwest::get(format!("http://{}/metrics", self.addr)).await else {
-            return 0.0;
-        };
-        let text = resp.text().await.unwrap_or_default();
-        text.lines()
-            .find_map(|l| {
-                let rest = l.strip_prefix(name)?;
-                rest.trim().split(' ').next()?.parse().ok()
-            })
-            .unwrap_or(0.0)
+        let mut sum = 0.0;
+        for addr in &self.addrs {
+            let Ok(resp) = reqwest::get(format!("http://{addr}/metrics")).await else {
+                continue;
+            };
+            let text = resp.text().await.unwrap_or_default();
+            sum += text
+                .lines()
+                .find_map(|l| {
+                    let rest = l.strip_prefix(name)?;
+                    rest.trim().split(' ').next()?.parse().ok()
+                })
+                .unwrap_or(0.0);
+        }
+        sum
     }
 }
 
 impl Drop for Target {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        for child in self.children.iter_mut().chain(self.nats.as_mut()) {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
 
-fn seed_chatnode(opts: &Options, dir: &std::path::Path, spec: &Spec) -> anyhow::Result<Fixture> {
-    let mut child = Command::new(&opts.server_bin)
-        .arg("bench-seed")
+/// Starts one `chatnode serve` on `dir` and waits for its address.
+fn spawn_chatnode(
+    opts: &Options,
+    dir: &Path,
+    db_url: Option<&str>,
+    nats_url: Option<&str>,
+) -> anyhow::Result<(Child, SocketAddr)> {
+    let mut cmd = Command::new(&opts.server_bin);
+    cmd.args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json"])
         .arg("--data-dir")
         .arg(dir)
+        // The generator's senders are far faster than people: lift the
+        // per-connection frame rate limit so it measures the server, not the limit.
+        .env("CHATNODE_WS_RATE", "1000000")
+        .env("CHATNODE_WS_BURST", "1000000")
+        .env("CHATNODE_LOG", "info,tower_http=warn,sqlx=warn");
+    if let Some(url) = db_url {
+        cmd.args(["--database-url", url]);
+    }
+    if let Some(url) = nats_url {
+        cmd.args(["--nats-url", url]);
+    }
+    for (k, v) in &opts.server_env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("cannot run {}", opts.server_bin.display()))?;
+    let stderr = child.stderr.take().expect("piped stderr");
+    match wait_line(stderr, |line| {
+        let v: serde_json::Value = serde_json::from_str(line).ok()?;
+        (v["fields"]["message"] == "chatnode listening")
+            .then(|| v["fields"]["addr"].as_str()?.parse().ok())
+            .flatten()
+    }) {
+        Ok(addr) => Ok((child, addr)),
+        Err(e) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            Err(e)
+        }
+    }
+}
+
+/// Runs `chatnode bench-seed` on the data directory and database the (first) node will use.
+fn seed_chatnode(
+    opts: &Options,
+    dir: &Path,
+    db_url: Option<&str>,
+    spec: &Spec,
+) -> anyhow::Result<Fixture> {
+    let mut cmd = Command::new(&opts.server_bin);
+    cmd.arg("bench-seed").arg("--data-dir").arg(dir);
+    if let Some(url) = db_url {
+        cmd.args(["--database-url", url]);
+    }
+    if opts.history > 0 {
+        cmd.args(["--history", &opts.history.to_string()]);
+    }
+    for (k, v) in &opts.server_env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())

@@ -45,6 +45,10 @@ pub struct BenchSeedArgs {
     /// Usernames are PREFIX0, PREFIX1, …
     #[arg(long, default_value = "bench")]
     pub prefix: String,
+    /// Also store this many messages, spread over the conversations (sealed and with their
+    /// events, as sent ones are)
+    #[arg(long, default_value_t = 0)]
+    pub history: u64,
 }
 
 #[derive(Debug, Default, Clone, Args, Deserialize)]

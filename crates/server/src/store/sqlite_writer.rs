@@ -26,7 +26,7 @@ use super::{EventSink, MediaRecord, NewMessage, SendOutcome};
 use crate::crypto::{Keyring, column};
 use crate::error::{Error, Result};
 use crate::events::{Durable, EventKind};
-use crate::time::{new_id, now_ms, rfc3339};
+use crate::time::{now_ms, rfc3339};
 
 /// What the store's async side shares with the writer.
 pub struct WriterParts {
@@ -176,20 +176,7 @@ impl SqliteWriter {
             };
             let seq = seqs.entry(m.conversation_id.as_str()).or_insert(last_seq);
             *seq += 1;
-            let message = p::Message {
-                id: new_id(),
-                conversation_id: m.conversation_id.to_string(),
-                seq: *seq,
-                sender_id: m.sender_id.to_string(),
-                client_id: m.client_id.clone(),
-                kind: m.kind,
-                body: m.body.clone(),
-                attachments: media.iter().map(MediaRecord::to_protocol).collect(),
-                reply_to_seq: m.reply_to_seq,
-                created_at: created_at.clone(),
-                edited_at: None,
-                deleted: false,
-            };
+            let message = m.committed(*seq, &media, created_at.clone());
             let (pos, payload) = write(&tx, &keys, &message, &media, now)?;
             events.push(Durable {
                 pos,

@@ -126,6 +126,26 @@ pub struct NewMessage {
     pub reply_to_seq: Option<i64>,
 }
 
+impl NewMessage {
+    /// The message as committed: a new ID, its `seq`, its attachments and creation time.
+    pub fn committed(&self, seq: i64, media: &[MediaRecord], created_at: String) -> p::Message {
+        p::Message {
+            id: crate::time::new_id(),
+            conversation_id: self.conversation_id.to_string(),
+            seq,
+            sender_id: self.sender_id.to_string(),
+            client_id: self.client_id.clone(),
+            kind: self.kind,
+            body: self.body.clone(),
+            attachments: media.iter().map(MediaRecord::to_protocol).collect(),
+            reply_to_seq: self.reply_to_seq,
+            created_at,
+            edited_at: None,
+            deleted: false,
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct SendOutcome {
     pub message: p::Message,

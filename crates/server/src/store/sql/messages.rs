@@ -215,20 +215,7 @@ where
     ) -> Result<p::Message> {
         let now = now_ms();
         let seq = Self::next_seq(w.conn(), m.conversation_id.as_str(), now).await?;
-        let message = p::Message {
-            id: new_id(),
-            conversation_id: m.conversation_id.to_string(),
-            seq,
-            sender_id: m.sender_id.to_string(),
-            client_id: m.client_id.clone(),
-            kind: m.kind,
-            body: m.body.clone(),
-            attachments: media.iter().map(MediaRecord::to_protocol).collect(),
-            reply_to_seq: m.reply_to_seq,
-            created_at: rfc3339(now),
-            edited_at: None,
-            deleted: false,
-        };
+        let message = m.committed(seq, media, rfc3339(now));
         let frame = ServerFrame::Message {
             message: message.clone(),
             stream_pos: None,

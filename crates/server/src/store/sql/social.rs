@@ -19,6 +19,12 @@ use crate::error::{Error, Result};
 use crate::store::{FriendRequestOutcome, Social};
 use crate::time::{new_id, now_ms, rfc3339};
 
+/// Which side of a friend request may end it.
+enum Party {
+    Sender,
+    Recipient,
+}
+
 impl<B: Backend> SqlStore<B>
 where
     for<'c> &'c mut Conn<B>: Executor<'c, Database = B::Db>,
@@ -90,6 +96,36 @@ where
         w.emit_user(from, &frame).await?;
         w.emit_user(to, &frame).await?;
         Ok(())
+    }
+
+    /// Declines (the recipient) or cancels (the sender) a request: only `who` may end it.
+    async fn end_request(
+        &self,
+        user_id: &UserId,
+        request_id: &FriendRequestId,
+        who: Party,
+    ) -> Result<()> {
+        let user_id = user_id.as_str();
+        let request_id = request_id.as_str();
+        let mut w = self.write_tx().await?;
+        let out: Result<_> = async {
+            let (from, to) = Self::request_parties(w.conn(), request_id, user_id).await?;
+            let refusal = match who {
+                Party::Recipient if to != user_id => {
+                    Some("only the recipient can decline a request; cancel it instead")
+                }
+                Party::Sender if from != user_id => {
+                    Some("only the sender can cancel a request; decline it instead")
+                }
+                _ => None,
+            };
+            if let Some(msg) = refusal {
+                return Err(Error::forbidden(msg));
+            }
+            Self::drop_request(&mut w, request_id, &from, &to).await
+        }
+        .await;
+        w.finish(out).await
     }
 
     /// Turns a request into a friendship; returns the new friend as `to` sees them.
@@ -313,20 +349,8 @@ where
         user_id: &UserId,
         request_id: &FriendRequestId,
     ) -> Result<()> {
-        let user_id = user_id.as_str();
-        let request_id = request_id.as_str();
-        let mut w = self.write_tx().await?;
-        let out: Result<_> = async {
-            let (from, to) = Self::request_parties(w.conn(), request_id, user_id).await?;
-            if to != user_id {
-                return Err(Error::forbidden(
-                    "only the recipient can decline a request; cancel it instead",
-                ));
-            }
-            Self::drop_request(&mut w, request_id, &from, &to).await
-        }
-        .await;
-        w.finish(out).await
+        self.end_request(user_id, request_id, Party::Recipient)
+            .await
     }
 
     async fn cancel_friend_request(
@@ -334,20 +358,7 @@ where
         user_id: &UserId,
         request_id: &FriendRequestId,
     ) -> Result<()> {
-        let user_id = user_id.as_str();
-        let request_id = request_id.as_str();
-        let mut w = self.write_tx().await?;
-        let out: Result<_> = async {
-            let (from, to) = Self::request_parties(w.conn(), request_id, user_id).await?;
-            if from != user_id {
-                return Err(Error::forbidden(
-                    "only the sender can cancel a request; decline it instead",
-                ));
-            }
-            Self::drop_request(&mut w, request_id, &from, &to).await
-        }
-        .await;
-        w.finish(out).await
+        self.end_request(user_id, request_id, Party::Sender).await
     }
 
     async fn friends(&self, user_id: &UserId) -> Result<Vec<p::User>> {

@@ -431,6 +431,9 @@ mod tests {
             created_at: "2026-11-29T00:00:00Z".into(),
             edited_at: None,
             deleted: false,
+            reactions: vec![],
+            mentions: vec![],
+            via_webhook: None,
         }
     }
 
@@ -467,6 +470,7 @@ mod tests {
                 bio: None,
                 online: true,
                 last_seen_at: None,
+                bot: false,
             },
             stream_pos: 42,
         });

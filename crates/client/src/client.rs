@@ -26,6 +26,11 @@ use serde_json::Value;
 
 use crate::error::{ClientError, Result, snippet};
 
+// More endpoints, by area, in `client/`: they use this module's plumbing.
+mod features;
+mod integrations;
+mod operators;
+
 /// Prefix of every REST path of the contract.
 pub const API_PREFIX: &str = "/api/v1";
 /// Paths served outside [`API_PREFIX`].

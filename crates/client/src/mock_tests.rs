@@ -132,6 +132,7 @@ fn user() -> User {
         bio: None,
         online: true,
         last_seen_at: None,
+        bot: false,
     }
 }
 
@@ -149,6 +150,9 @@ fn message(seq: i64, client_id: &str, body: &str) -> Message {
         created_at: "2025-01-01T00:00:00Z".into(),
         edited_at: None,
         deleted: false,
+        reactions: vec![],
+        mentions: vec![],
+        via_webhook: None,
     }
 }
 

@@ -35,7 +35,7 @@ pub const AUTH_TIMEOUT: Duration = Duration::from_secs(15);
 pub const DEFAULT_WAIT: Duration = Duration::from_secs(30);
 
 /// The `type` tags [`ServerFrame`] knows; anything else is an unknown (newer) frame.
-const KNOWN_TYPES: [&str; 19] = [
+const KNOWN_TYPES: [&str; 21] = [
     "ready",
     "ack",
     "error",
@@ -55,6 +55,8 @@ const KNOWN_TYPES: [&str; 19] = [
     "member.added",
     "member.removed",
     "member.updated",
+    "reaction",
+    "notification",
 ];
 
 type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;

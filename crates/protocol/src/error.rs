@@ -42,8 +42,18 @@ pub enum ErrorCode {
     RateLimited,
     /// 500: a fault of the server (never for bad input).
     Internal,
-    /// 503: a dependency is unavailable.
+    /// 503: a dependency is unavailable (also: the server's disk is full).
     Unavailable,
+    /// 400: a reaction that is not one emoji.
+    InvalidEmoji,
+    /// 400: a user may put at most 20 different emoji on one message.
+    TooManyReactions,
+    /// 403: the account is suspended (the message says why and until when).
+    AccountSuspended,
+    /// 403: registration is closed, or needs a valid invite code.
+    RegistrationClosed,
+    /// 413: an upload would pass the account's upload quota (the message has the numbers).
+    QuotaExceeded,
     /// Any code this build does not know: a newer server may send codes added after this
     /// crate was built, and decoding such a body or frame must not fail. Branch on the codes
     /// you know and treat `Unknown` like a generic failure of the request (its `message`
@@ -61,13 +71,13 @@ impl ErrorCode {
     pub fn status(self) -> u16 {
         use ErrorCode::*;
         match self {
-            InvalidRequest => 400,
+            InvalidRequest | InvalidEmoji | TooManyReactions => 400,
             Unauthenticated => 401,
-            Forbidden | NotFriends | Blocked => 403,
+            Forbidden | NotFriends | Blocked | AccountSuspended | RegistrationClosed => 403,
             NotFound => 404,
             MethodNotAllowed => 405,
             Conflict | EmailTaken | PhoneTaken | UsernameTaken => 409,
-            TooLarge => 413,
+            TooLarge | QuotaExceeded => 413,
             UnsupportedMediaType => 415,
             RateLimited => 429,
             Internal | Unknown => 500,
@@ -94,6 +104,11 @@ impl ErrorCode {
             RateLimited => "rate_limited",
             Internal => "internal",
             Unavailable => "unavailable",
+            InvalidEmoji => "invalid_emoji",
+            TooManyReactions => "too_many_reactions",
+            AccountSuspended => "account_suspended",
+            RegistrationClosed => "registration_closed",
+            QuotaExceeded => "quota_exceeded",
             Unknown => "unknown",
         }
     }
@@ -101,7 +116,7 @@ impl ErrorCode {
 
 impl ErrorCode {
     /// Every code the server may send (all but [`ErrorCode::Unknown`]).
-    pub const ALL: [ErrorCode; 16] = {
+    pub const ALL: [ErrorCode; 21] = {
         use ErrorCode::*;
         [
             InvalidRequest,
@@ -120,6 +135,11 @@ impl ErrorCode {
             RateLimited,
             Internal,
             Unavailable,
+            InvalidEmoji,
+            TooManyReactions,
+            AccountSuspended,
+            RegistrationClosed,
+            QuotaExceeded,
         ]
     };
 

@@ -12,8 +12,12 @@ use ts_rs::TS;
 use utoipa::ToSchema;
 
 pub mod error;
+pub mod integrations;
+pub mod operators;
 pub mod typescript;
 pub use error::{ApiError, ErrorBody, ErrorCode};
+pub use integrations::*;
+pub use operators::*;
 
 /// Largest accepted message body, in bytes.
 pub const MAX_MESSAGE_BODY: usize = 16 * 1024;
@@ -47,6 +51,9 @@ pub struct User {
     pub bio: Option<String>,
     pub online: bool,
     pub last_seen_at: Option<String>,
+    /// True for bots (`POST /bots`), false for people.
+    #[serde(default)]
+    pub bot: bool,
 }
 
 /// The signed-in user's own profile (`GET /users/me`): a [`User`] plus contact data.
@@ -60,6 +67,9 @@ pub struct Me {
     /// Whether push notifications may show message text (extension; default true).
     #[serde(default = "yes")]
     pub notification_previews: bool,
+    /// Whether this user administers the server (`/admin/...`).
+    #[serde(default)]
+    pub system_admin: bool,
 }
 
 fn yes() -> bool {
@@ -131,6 +141,14 @@ pub struct Conversation {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[ts(optional)]
     pub muted_until: Option<String>,
+    /// Messages after `last_read_seq` that mention the caller.
+    #[serde(default)]
+    pub unread_mentions: i64,
+    /// While muted: whether mentions still push (extension; false when the mute was set
+    /// with `{"mentions": false}`). Absent when not muted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[ts(optional)]
+    pub mute_mentions: Option<bool>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema, TS)]
@@ -193,6 +211,32 @@ pub struct Message {
     pub created_at: String,
     pub edited_at: Option<String>,
     pub deleted: bool,
+    /// Reactions, ordered by the first time each emoji was used. In events sent to many
+    /// (`message`, `message.updated`) `me` is false; REST answers compute it for the caller.
+    #[serde(default)]
+    pub reactions: Vec<Reaction>,
+    /// IDs of the users this message mentions (`@username`, `@all`).
+    #[serde(default)]
+    pub mentions: Vec<String>,
+    /// Set when the message was posted through an incoming webhook.
+    #[serde(default)]
+    pub via_webhook: Option<WebhookRef>,
+}
+
+/// One emoji's reactions on a message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema, TS)]
+pub struct Reaction {
+    pub emoji: String,
+    pub count: i64,
+    /// Whether the caller is among those who reacted with it.
+    pub me: bool,
+}
+
+/// The webhook a message came through.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema, TS)]
+pub struct WebhookRef {
+    pub id: String,
+    pub name: String,
 }
 
 /// Whom a deleted message disappears for: the `for` query parameter of
@@ -269,6 +313,10 @@ pub struct RegisterRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[ts(optional)]
     pub display_name: Option<String>,
+    /// Needed when registration is by invite (`GET /auth/registration` says `invite`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[ts(optional)]
+    pub invite_code: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema, TS)]
@@ -504,6 +552,27 @@ pub struct MessageList {
     pub next_cursor: Option<i64>,
 }
 
+/// Who reacted with one emoji (`GET /conversations/{id}/messages/{seq}/reactions`,
+/// extension).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema, TS)]
+pub struct ReactionUsers {
+    pub emoji: String,
+    pub users: Vec<User>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, TS)]
+pub struct ReactionUsersList {
+    pub reactions: Vec<ReactionUsers>,
+}
+
+/// `GET /search/messages`: matches, newest first.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, TS)]
+pub struct SearchResults {
+    pub messages: Vec<Message>,
+    /// Pass as `before` for the next page; null at the end.
+    pub next_cursor: Option<String>,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema, TS)]
 pub struct ReadMarker {
     pub conversation_id: String,
@@ -562,12 +631,19 @@ pub struct MuteRequest {
     // The contract documents `null` here too (same meaning as absent).
     #[ts(optional = nullable)]
     pub until: Option<String>,
+    /// `false`: mentions are muted too. Absent or `true`: a mention still pushes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[ts(optional)]
+    pub mentions: Option<bool>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema, TS)]
 pub struct MuteState {
     pub conversation_id: String,
     pub muted_until: Option<String>,
+    /// Whether mentions still push while muted (true when not muted).
+    #[serde(default = "yes")]
+    pub mentions: bool,
 }
 
 /// The JSON inside a push notification (after decryption), for service workers.
@@ -776,6 +852,30 @@ pub enum ServerFrame {
         #[ts(optional)]
         stream_pos: Option<i64>,
     },
+    /// Someone added (`added: true`) or took back a reaction; to the conversation's members.
+    #[serde(rename = "reaction")]
+    Reaction {
+        conversation_id: String,
+        seq: i64,
+        user_id: String,
+        emoji: String,
+        added: bool,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[ts(optional)]
+        stream_pos: Option<i64>,
+    },
+    /// A service notification (`POST /notify`), to every device of its user.
+    #[serde(rename = "notification")]
+    Notification {
+        id: String,
+        title: String,
+        body: String,
+        url: Option<String>,
+        created_at: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[ts(optional)]
+        stream_pos: Option<i64>,
+    },
 }
 
 impl ServerFrame {
@@ -794,7 +894,9 @@ impl ServerFrame {
             | ConversationUpdated { stream_pos, .. }
             | MemberAdded { stream_pos, .. }
             | MemberRemoved { stream_pos, .. }
-            | MemberUpdated { stream_pos, .. } => *stream_pos,
+            | MemberUpdated { stream_pos, .. }
+            | Reaction { stream_pos, .. }
+            | Notification { stream_pos, .. } => *stream_pos,
             _ => None,
         }
     }
@@ -814,7 +916,9 @@ impl ServerFrame {
             | ConversationUpdated { stream_pos, .. }
             | MemberAdded { stream_pos, .. }
             | MemberRemoved { stream_pos, .. }
-            | MemberUpdated { stream_pos, .. } => *stream_pos = Some(pos),
+            | MemberUpdated { stream_pos, .. }
+            | Reaction { stream_pos, .. }
+            | Notification { stream_pos, .. } => *stream_pos = Some(pos),
             _ => {}
         }
     }
@@ -842,6 +946,8 @@ impl ServerFrame {
             MemberAdded { .. } => "member.added",
             MemberRemoved { .. } => "member.removed",
             MemberUpdated { .. } => "member.updated",
+            Reaction { .. } => "reaction",
+            Notification { .. } => "notification",
         }
     }
 }

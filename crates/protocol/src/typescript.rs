@@ -115,6 +115,38 @@ pub fn render() -> String {
         PushPayload,
         MuteRequest,
         MuteState,
+        // Reactions and search
+        ReactionUsersList,
+        SearchResults,
+        // Operators
+        CreatedId,
+        AdminUserList,
+        SuspendRequest,
+        ReportRequest,
+        ReportList,
+        ResolveReportRequest,
+        AuditList,
+        Stats,
+        RegistrationInfo,
+        CreateRegistrationInviteRequest,
+        RegistrationInvite,
+        RegistrationInviteList,
+        UploadUsage,
+        // Integrations
+        CreateBotRequest,
+        BotCreated,
+        BotList,
+        BotToken,
+        CreateWebhookRequest,
+        WebhookCreated,
+        WebhookList,
+        HookPost,
+        HookAccepted,
+        NotifyRequest,
+        NotificationList,
+        NotificationsReadRequest,
+        ProviderList,
+        OidcExchangeRequest,
     );
 
     let mut out = String::new();

@@ -81,6 +81,8 @@ struct Key {
     aead: XChaCha20Poly1305,
     /// Keyed once; cloned per hash so the key schedule is not redone.
     lookup: HmacSha256,
+    /// The search index's terms (`search_term`), keyed apart from equality lookups.
+    search: HmacSha256,
 }
 
 impl Key {
@@ -93,6 +95,7 @@ impl Key {
         };
         let enc = derive(b"cipher");
         let look = derive(b"lookup");
+        let find = derive(b"search terms");
         let idb = derive(b"key id");
         let mut id = [0u8; ID_LEN];
         const HEX: &[u8; 16] = b"0123456789abcdef";
@@ -105,6 +108,7 @@ impl Key {
             raw,
             aead: XChaCha20Poly1305::new(&enc.into()),
             lookup: HmacSha256::new_from_slice(&look).expect("HMAC takes any key length"),
+            search: HmacSha256::new_from_slice(&find).expect("HMAC takes any key length"),
         }
     }
 
@@ -295,6 +299,19 @@ impl Keyring {
         m.update(&[0]);
         m.update(value.as_bytes());
         URL_SAFE_NO_PAD.encode(m.finalize().into_bytes())
+    }
+
+    /// The search index's term for a word prefix in one conversation (current key): 64 bits
+    /// of a keyed hash, so neither the prefix nor which conversations share it shows.
+    pub fn search_term(&self, conversation_id: &str, prefix: &str) -> i64 {
+        let mut m = self.keys[0].search.clone();
+        m.update(conversation_id.as_bytes());
+        m.update(&[0]);
+        m.update(prefix.as_bytes());
+        let digest = m.finalize().into_bytes();
+        let mut first = [0u8; 8];
+        first.copy_from_slice(&digest[..8]);
+        i64::from_le_bytes(first)
     }
 
     /// Whether `stored` is sealed by the current key (judged by its header only).

@@ -371,3 +371,59 @@ mod tests {
         assert!(message_body(&"x".repeat(16 * 1024 + 1), false).is_err());
     }
 }
+
+/// Largest reaction emoji, in bytes (UTF-8).
+pub const MAX_EMOJI_BYTES: usize = 32;
+
+/// A reaction: exactly one emoji, i.e. one grapheme cluster of at most [`MAX_EMOJI_BYTES`]
+/// bytes whose first character is an emoji (😀, 🇫🇷, ❤, ❤️), a keycap (1️⃣) included. Plain
+/// text ("a", "1", "ok") and several emoji at once are refused with `invalid_emoji`.
+pub fn emoji(s: &str) -> Result<String> {
+    use unicode_properties::{EmojiStatus, UnicodeEmoji};
+    use unicode_segmentation::UnicodeSegmentation;
+    let bad = || {
+        Error::new(
+            chatnode_protocol::ErrorCode::InvalidEmoji,
+            "a reaction is one emoji",
+        )
+    };
+    if s.is_empty() || s.len() > MAX_EMOJI_BYTES || s.graphemes(true).count() != 1 {
+        return Err(bad());
+    }
+    let first = s.chars().next().ok_or_else(bad)?;
+    let presentation = matches!(
+        first.emoji_status(),
+        EmojiStatus::EmojiPresentation
+            | EmojiStatus::EmojiPresentationAndModifierBase
+            | EmojiStatus::EmojiPresentationAndEmojiComponent
+            | EmojiStatus::EmojiPresentationAndModifierAndEmojiComponent
+    );
+    let made_emoji = first.is_emoji_char()
+        && s.chars()
+            .any(|c| c == '\u{FE0F}' || c == '\u{20E3}' || c == '\u{200D}');
+    // An emoji character shown as text by default (❤, ☺) is still one emoji; ASCII digits,
+    // `#` and `*` are emoji only as keycaps.
+    let plain_emoji = first.is_emoji_char() && !first.is_ascii();
+    if presentation || made_emoji || plain_emoji {
+        Ok(s.to_owned())
+    } else {
+        Err(bad())
+    }
+}
+
+#[cfg(test)]
+mod emoji_tests {
+    use super::emoji;
+
+    #[test]
+    fn one_emoji_only() {
+        for ok in ["👍", "👍🏽", "❤️", "❤", "🇫🇷", "1️⃣", "👩‍👩‍👧", "🏳️‍🌈", "😀"]
+        {
+            assert!(emoji(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "a", "1", "ok", "👍👍", "é", "#", " 👍", "👍 "] {
+            assert!(emoji(bad).is_err(), "{bad:?}");
+        }
+        assert!(emoji(&"👍".repeat(9)).is_err());
+    }
+}

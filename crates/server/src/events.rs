@@ -25,6 +25,8 @@ pub enum EventKind {
     FriendRequestRemoved,
     FriendAdded,
     FriendRemoved,
+    Reaction,
+    Notification,
 }
 
 impl EventKind {
@@ -44,6 +46,8 @@ impl EventKind {
             F::FriendRequestRemoved { .. } => EventKind::FriendRequestRemoved,
             F::FriendAdded { .. } => EventKind::FriendAdded,
             F::FriendRemoved { .. } => EventKind::FriendRemoved,
+            F::Reaction { .. } => EventKind::Reaction,
+            F::Notification { .. } => EventKind::Notification,
             _ => return None,
         })
     }
@@ -62,6 +66,8 @@ impl EventKind {
             EventKind::FriendRequestRemoved => "friend.request.removed",
             EventKind::FriendAdded => "friend.added",
             EventKind::FriendRemoved => "friend.removed",
+            EventKind::Reaction => "reaction",
+            EventKind::Notification => "notification",
         }
     }
 
@@ -79,6 +85,8 @@ impl EventKind {
             EventKind::FriendRequestRemoved,
             EventKind::FriendAdded,
             EventKind::FriendRemoved,
+            EventKind::Reaction,
+            EventKind::Notification,
         ]
         .into_iter()
         .find(|k| k.as_str() == s)

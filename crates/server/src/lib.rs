@@ -20,6 +20,7 @@ pub(crate) mod media;
 pub(crate) mod messages;
 pub(crate) mod metrics;
 pub(crate) mod push;
+pub(crate) mod search;
 pub(crate) mod secrets;
 pub(crate) mod serve;
 pub(crate) mod store;
@@ -142,6 +143,27 @@ impl Server {
         }
         let store: Arc<dyn Store> =
             encryption::open_store(&config, hub.clone(), hub.clone()).await?;
+        // The search index under the current key before any send; older messages are indexed
+        // in the background, newest first.
+        store
+            .prepare_search()
+            .await
+            .context("cannot prepare the search index")?;
+        {
+            let store = store.clone();
+            tasks.background(async move {
+                loop {
+                    match store.backfill_search(500).await {
+                        Ok(true) => tokio::task::yield_now().await,
+                        Ok(false) => break,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "search backfill failed; retrying");
+                            tokio::time::sleep(Duration::from_secs(5)).await;
+                        }
+                    }
+                }
+            });
+        }
         let auth = Arc::new(Auth::load_or_create(
             &config.data_dir,
             config.access_ttl,

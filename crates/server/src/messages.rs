@@ -297,5 +297,6 @@ pub fn new_message(
         body,
         attachment_ids,
         reply_to_seq,
+        via_webhook: None,
     })
 }

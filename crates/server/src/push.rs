@@ -237,7 +237,9 @@ impl Notifier {
         }
         let now = crate::time::now_ms();
         for r in ctx.recipients {
-            let muted = r.muted_until.is_some_and(|t| t > now);
+            // A mention passes a mute, unless the mute was set to silence mentions too.
+            let mentioned = ctx.mentions.contains(&r.user_id);
+            let muted = r.muted_until.is_some_and(|t| t > now) && (r.mute_mentions || !mentioned);
             if muted || r.last_read_seq >= seq || self.hub.is_viewing(&r.user_id, conv) {
                 continue;
             }

@@ -131,7 +131,8 @@ async fn unknown_and_malformed_ids_are_not_found() {
                 .replace("{id}", id)
                 .replace("{user_id}", id)
                 .replace("{seq}", "1")
-                .replace("{code}", id);
+                .replace("{code}", id)
+                .replace("{emoji}", "%F0%9F%91%8D");
             for (method, _) in ops.as_object().unwrap() {
                 let m: Method = method.to_uppercase().parse().unwrap();
                 let body = match path.as_str() {

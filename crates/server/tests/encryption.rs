@@ -141,6 +141,7 @@ async fn story(server: &TestServer, s: &Secrets) -> (Client, Client, String, i64
             username: unique("encann"),
             password: PASSWORD.into(),
             display_name: Some("Ann".into()),
+            invite_code: None,
         })
         .await
         .expect("register")
@@ -243,6 +244,7 @@ async fn secrets_never_reach_the_database_yet_everything_works() {
                 username: unique("dup"),
                 password: PASSWORD.into(),
                 display_name: None,
+                invite_code: None,
             })
             .await
             .unwrap_err();

@@ -1,9 +1,10 @@
-//! Message history, send (REST twin of the WebSocket `send`), edit, delete and read markers.
+//! Message history, send (REST twin of the WebSocket `send`), edit, delete, read markers,
+//! reactions and search.
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, patch, post};
+use axum::routing::{get, patch, post, put};
 use axum::{Json, Router};
 use chatnode_protocol as p;
 use serde::Deserialize;
@@ -23,6 +24,15 @@ pub fn router() -> Router<SharedState> {
             patch(edit).delete(delete),
         )
         .route("/conversations/{id}/read", post(read))
+        .route(
+            "/conversations/{id}/messages/{seq}/reactions/{emoji}",
+            put(react).delete(unreact),
+        )
+        .route(
+            "/conversations/{id}/messages/{seq}/reactions",
+            get(reactors),
+        )
+        .route("/search/messages", get(search))
 }
 
 #[derive(Deserialize)]
@@ -148,4 +158,112 @@ pub(crate) async fn read(
     Ok(Json(
         state.store.mark_read(&auth.user_id, &id, req.seq).await?,
     ))
+}
+
+#[utoipa::path(put, path = "/api/v1/conversations/{id}/messages/{seq}/reactions/{emoji}", tag = "messages",
+    params(("id" = String, Path), ("seq" = i64, Path), ("emoji" = String, Path, description = "one emoji, percent-encoded")),
+    responses((status = 204, description = "The caller reacts with this emoji (idempotent)"), (status = "4XX", description = "Error (see ErrorBody.code)", body = chatnode_protocol::ErrorBody)),
+    security(("bearer" = [])))]
+pub(crate) async fn react(
+    State(state): State<SharedState>,
+    auth: AuthUser,
+    Path((id, seq, emoji)): Path<(String, String, String)>,
+) -> Result<Response> {
+    set_reaction(&state, &auth, &id, &seq, &emoji, true).await
+}
+
+#[utoipa::path(delete, path = "/api/v1/conversations/{id}/messages/{seq}/reactions/{emoji}", tag = "messages",
+    params(("id" = String, Path), ("seq" = i64, Path), ("emoji" = String, Path, description = "one emoji, percent-encoded")),
+    responses((status = 204, description = "The caller no longer reacts with this emoji (idempotent)"), (status = "4XX", description = "Error (see ErrorBody.code)", body = chatnode_protocol::ErrorBody)),
+    security(("bearer" = [])))]
+pub(crate) async fn unreact(
+    State(state): State<SharedState>,
+    auth: AuthUser,
+    Path((id, seq, emoji)): Path<(String, String, String)>,
+) -> Result<Response> {
+    set_reaction(&state, &auth, &id, &seq, &emoji, false).await
+}
+
+async fn set_reaction(
+    state: &SharedState,
+    auth: &AuthUser,
+    id: &str,
+    seq: &str,
+    emoji: &str,
+    on: bool,
+) -> Result<Response> {
+    let id = ConversationId::parse(id, "conversation")?;
+    let seq = parse_seq(seq)?;
+    let emoji = domain::emoji(emoji)?;
+    state
+        .store
+        .set_reaction(&auth.user_id, &id, seq, &emoji, on)
+        .await?;
+    Ok(no_content())
+}
+
+#[utoipa::path(get, path = "/api/v1/conversations/{id}/messages/{seq}/reactions", tag = "messages",
+    params(("id" = String, Path), ("seq" = i64, Path)),
+    responses((status = 200, description = "Who reacted with what (extension)", body = p::ReactionUsersList), (status = "4XX", description = "Error (see ErrorBody.code)", body = chatnode_protocol::ErrorBody)),
+    security(("bearer" = [])))]
+pub(crate) async fn reactors(
+    State(state): State<SharedState>,
+    auth: AuthUser,
+    Path((id, seq)): Path<(String, String)>,
+) -> Result<Json<p::ReactionUsersList>> {
+    let id = ConversationId::parse(&id, "conversation")?;
+    let seq = parse_seq(&seq)?;
+    let reactions = state
+        .store
+        .reactors(&auth.user_id, &id, seq)
+        .await?
+        .into_iter()
+        .map(|(emoji, users)| p::ReactionUsers { emoji, users })
+        .collect();
+    Ok(Json(p::ReactionUsersList { reactions }))
+}
+
+#[derive(Deserialize)]
+pub(crate) struct SearchQuery {
+    q: Option<String>,
+    conversation_id: Option<String>,
+    limit: Option<u32>,
+    before: Option<String>,
+}
+
+#[utoipa::path(get, path = "/api/v1/search/messages", tag = "messages",
+    params(("q" = String, Query, description = "words; each matches a whole word or a word's start, case- and accent-insensitive"),
+           ("conversation_id" = Option<String>, Query), ("limit" = Option<u32>, Query), ("before" = Option<String>, Query, description = "a next_cursor")),
+    responses((status = 200, description = "Matching messages the caller can read, newest first", body = p::SearchResults), (status = "4XX", description = "Error (see ErrorBody.code)", body = chatnode_protocol::ErrorBody)),
+    security(("bearer" = [])))]
+pub(crate) async fn search(
+    State(state): State<SharedState>,
+    auth: AuthUser,
+    ApiQuery(q): ApiQuery<SearchQuery>,
+) -> Result<Json<p::SearchResults>> {
+    let query = crate::search::Query::parse(q.q.as_deref().unwrap_or(""))?;
+    let limit = domain::limit(q.limit)?;
+    let conversation = q
+        .conversation_id
+        .as_deref()
+        .filter(|c| !c.is_empty())
+        .map(|c| ConversationId::parse(c, "conversation"))
+        .transpose()?;
+    let before = match q.before.as_deref().filter(|b| !b.is_empty()) {
+        None => None,
+        Some(b) => Some(
+            b.parse::<i64>()
+                .ok()
+                .filter(|n| *n > 0)
+                .ok_or_else(|| Error::invalid("before", "before must be a next_cursor"))?,
+        ),
+    };
+    let (messages, next) = state
+        .store
+        .search_messages(&auth.user_id, &query, conversation.as_ref(), before, limit)
+        .await?;
+    Ok(Json(p::SearchResults {
+        messages,
+        next_cursor: next.map(|n| n.to_string()),
+    }))
 }

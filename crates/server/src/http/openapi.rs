@@ -57,7 +57,11 @@ use utoipa::OpenApi;
         super::messages::send,
         super::messages::edit,
         super::messages::delete,
-        super::messages::read
+        super::messages::read,
+        super::messages::react,
+        super::messages::unreact,
+        super::messages::reactors,
+        super::messages::search
     ),
     modifiers(&BearerAuth),
     info(

@@ -120,7 +120,12 @@ pub(crate) async fn mute(
     Ok(Json(
         state
             .store
-            .set_mute(&auth.user_id, &id, Some(until))
+            .set_mute(
+                &auth.user_id,
+                &id,
+                Some(until),
+                req.mentions.unwrap_or(true),
+            )
             .await?,
     ))
 }
@@ -135,6 +140,6 @@ pub(crate) async fn unmute(
     Path(id): Path<String>,
 ) -> Result<Response> {
     let id = ConversationId::parse(&id, "conversation")?;
-    state.store.set_mute(&auth.user_id, &id, None).await?;
+    state.store.set_mute(&auth.user_id, &id, None, true).await?;
     Ok(no_content())
 }

@@ -25,6 +25,7 @@ use crate::error::Result;
 use crate::events::Durable;
 
 pub mod postgres;
+pub mod send_rules;
 pub mod sql;
 pub mod sqlite;
 pub mod sqlite_writer;
@@ -73,6 +74,8 @@ pub trait Store:
     + Social
     + Conversations
     + Messages
+    + Reactions
+    + Search
     + MediaStore
     + PushStore
     + EventLog
@@ -86,6 +89,8 @@ impl<T> Store for T where
         + Social
         + Conversations
         + Messages
+        + Reactions
+        + Search
         + MediaStore
         + PushStore
         + EventLog
@@ -293,6 +298,51 @@ pub trait Messages: Send + Sync {
     ) -> Result<p::ReadMarker>;
 }
 
+/// Reactions on messages.
+#[async_trait]
+pub trait Reactions: Send + Sync {
+    /// Puts (`on`) or takes back a reaction; no change, no event. 404 for non-members and
+    /// unknown messages, 400 on deleted and system messages, 400 `too_many_reactions` past
+    /// the limit.
+    async fn set_reaction(
+        &self,
+        user_id: &UserId,
+        conversation_id: &ConversationId,
+        seq: i64,
+        emoji: &str,
+        on: bool,
+    ) -> Result<()>;
+    /// Who reacted with what on a message, emoji in the order they were first used.
+    async fn reactors(
+        &self,
+        user_id: &UserId,
+        conversation_id: &ConversationId,
+        seq: i64,
+    ) -> Result<Vec<(String, Vec<p::User>)>>;
+}
+
+/// Message search (see `crate::search` and `sql/search.rs`).
+#[async_trait]
+pub trait Search: Send + Sync {
+    /// Messages the user can read (in one conversation of theirs, or in all) matching the
+    /// query, newest first, below the stream position `before`; and the `before` of the next
+    /// page.
+    async fn search_messages(
+        &self,
+        user_id: &UserId,
+        query: &crate::search::Query,
+        conversation: Option<&ConversationId>,
+        before: Option<i64>,
+        limit: i64,
+    ) -> Result<(Vec<p::Message>, Option<i64>)>;
+    /// Makes sure the index is under the current key (at the first start with search, or
+    /// after a key rotation, it is emptied and a backfill starts). Before taking sends.
+    async fn prepare_search(&self) -> Result<()>;
+    /// Indexes up to `batch` messages from before the index (or its key) existed, newest
+    /// first; answers whether any are left.
+    async fn backfill_search(&self, batch: i64) -> Result<bool>;
+}
+
 /// The records of uploads (the bytes are the media service's, see [`crate::media`]).
 #[async_trait]
 pub trait MediaStore: Send + Sync {
@@ -333,12 +383,14 @@ pub trait PushStore: Send + Sync {
     /// The push service said the endpoint is gone (404/410).
     async fn drop_push_endpoint(&self, endpoint: &str) -> Result<()>;
     async fn any_push_subscriptions(&self) -> Result<bool>;
-    /// `until`: `Some(ms)` mutes until then, `None` unmutes.
+    /// `until`: `Some(ms)` mutes until then, `None` unmutes. `mentions`: whether a mention
+    /// still pushes while muted.
     async fn set_mute(
         &self,
         user_id: &UserId,
         conversation_id: &ConversationId,
         until: Option<i64>,
+        mentions: bool,
     ) -> Result<p::MuteState>;
     async fn push_context(
         &self,

@@ -19,13 +19,16 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use chatnode_protocol::{self as p, ErrorCode, ServerFrame};
+use chatnode_protocol::{self as p, ServerFrame};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
+use super::send_rules::{self, Accepted, SendFacts, mentions_column, parse_mentions};
+use super::sql::{MEMBER_BY_NAME_SQL, SEND_CHECK_SQL, SendCheckRow, conversation_facts};
 use super::{EventSink, MediaRecord, NewMessage, SendOutcome};
 use crate::crypto::{Keyring, column};
 use crate::error::{Error, Result};
 use crate::events::{Durable, EventKind};
+use crate::search::index_prefixes;
 use crate::time::{now_ms, rfc3339};
 
 /// What the store's async side shares with the writer.
@@ -44,17 +47,24 @@ fn db(e: rusqlite::Error) -> Error {
     Error::Internal(e.into())
 }
 
-const CHECK: &str = "WITH p AS (SELECT user_id AS id FROM members WHERE conversation_id = ?1 AND user_id <> ?2 LIMIT 1)
-     SELECT (SELECT id FROM messages WHERE sender_id = ?2 AND client_id = ?3),
-            (SELECT c.kind FROM conversations c JOIN members m ON m.conversation_id = c.id
-              WHERE c.id = ?1 AND m.user_id = ?2),
-            (SELECT id FROM p),
-            EXISTS (SELECT 1 FROM blocks b JOIN p
-                     ON (b.blocker_id = ?2 AND b.blocked_id = p.id) OR (b.blocker_id = p.id AND b.blocked_id = ?2)),
-            EXISTS (SELECT 1 FROM friendships f JOIN p ON f.user_id = ?2 AND f.friend_id = p.id),
-            (SELECT last_seq FROM conversations WHERE id = ?1)";
+/// The general path's check query (`sql/messages.rs`), in rusqlite's placeholders.
+fn check_sql() -> &'static str {
+    static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| numbered(SEND_CHECK_SQL));
+    SQL.as_str()
+}
 
-const MSG_COLS: &str = "id, conversation_id, seq, sender_id, client_id, kind, body, reply_to_seq, created_at, edited_at, deleted";
+fn member_by_name_sql() -> &'static str {
+    static SQL: std::sync::LazyLock<String> =
+        std::sync::LazyLock::new(|| numbered(MEMBER_BY_NAME_SQL));
+    SQL.as_str()
+}
+
+/// `$N` → `?N` (the general path's SQL for rusqlite).
+fn numbered(sql: &str) -> String {
+    sql.replace('$', "?")
+}
+
+const MSG_COLS: &str = "id, conversation_id, seq, sender_id, client_id, kind, body, reply_to_seq, created_at, edited_at, deleted, mentions, webhook_id, webhook_name";
 
 const MEDIA_COLS: &str = "id, owner_id, kind, mime, size, name, storage_key, sha256, width, height, thumb_key, thumb_size, thumb_mime, thumb_sha256, avatar, attached_at, created_at, duration_ms";
 
@@ -84,11 +94,8 @@ fn media_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<MediaRecord> {
 /// What checking one send found.
 enum Decision {
     /// The `client_id` was used before: this is the original message.
-    Existing(p::Message),
-    Write {
-        members: Arc<[String]>,
-        media: Vec<MediaRecord>,
-    },
+    Existing(Box<p::Message>),
+    Write(Accepted),
 }
 
 impl SqliteWriter {
@@ -164,19 +171,23 @@ impl SqliteWriter {
                     continue;
                 }
             };
-            let (members, media) = match decision {
+            let Accepted {
+                members,
+                media,
+                mentions,
+            } = match decision {
                 Decision::Existing(message) => {
                     results.push(Ok(SendOutcome {
-                        message,
+                        message: *message,
                         created: false,
                     }));
                     continue;
                 }
-                Decision::Write { members, media } => (members, media),
+                Decision::Write(accepted) => accepted,
             };
             let seq = seqs.entry(m.conversation_id.as_str()).or_insert(last_seq);
             *seq += 1;
-            let message = m.committed(*seq, &media, created_at.clone());
+            let message = m.committed(*seq, &media, mentions, created_at.clone());
             let (pos, payload) = write(&tx, &keys, &message, &media, now)?;
             events.push(Durable {
                 pos,
@@ -208,134 +219,104 @@ fn public(e: Error) -> Error {
     Error::new(code, msg)
 }
 
-/// The same rules as the general path's `check_send`/`decide_send`: idempotency first (a
-/// retry gets its original message even if the sender lost the right to post since), then
-/// membership, and for direct chats blocks and friendship; a reply must name a message of
-/// the conversation; attachments must be the sender's uploads of the right kind. Returns the
-/// decision and the conversation's `last_seq` before this batch.
+/// Gathers the facts of one send with this connection's queries and leaves the decision to
+/// `send_rules::decide` (the same rules as the general path's `check_send`): the `client_id`
+/// first (a retry gets its original message even if the sender lost the right to post since),
+/// then membership, blocks, friendship, the reply, the attachments and the mentions. Returns
+/// the decision and the conversation's `last_seq` before this batch.
 fn decide<'a>(
     tx: &rusqlite::Transaction<'_>,
     keys: &Keyring,
     m: &'a NewMessage,
     groups: &mut HashMap<&'a str, Arc<[String]>>,
 ) -> Result<(Decision, i64)> {
-    let (existing, kind, peer, blocked, friends, last_seq): (
-        Option<String>,
-        Option<String>,
-        Option<String>,
-        bool,
-        bool,
-        Option<i64>,
-    ) = tx
-        .prepare_cached(CHECK)
+    let conv = m.conversation_id.as_str();
+    let row: SendCheckRow = tx
+        .prepare_cached(check_sql())
         .map_err(db)?
-        .query_row(
-            params![
-                m.conversation_id.as_str(),
-                m.sender_id.as_str(),
-                m.client_id
-            ],
-            |r| {
-                Ok((
-                    r.get(0)?,
-                    r.get(1)?,
-                    r.get(2)?,
-                    r.get(3)?,
-                    r.get(4)?,
-                    r.get(5)?,
-                ))
-            },
-        )
+        .query_row(params![conv, m.sender_id.as_str(), m.client_id], |r| {
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+                r.get(6)?,
+                r.get(7)?,
+            ))
+        })
         .map_err(db)?;
-    if let Some(id) = existing {
-        let message = load_message(tx, keys, &id)?;
-        if message.conversation_id != m.conversation_id.as_str() {
+    if let Some(id) = &row.0 {
+        let message = load_message(tx, keys, id)?;
+        if message.conversation_id != conv {
             return Err(Error::conflict(
                 "client_id was already used for another conversation",
             ));
         }
-        return Ok((Decision::Existing(message), 0));
+        return Ok((Decision::Existing(Box::new(message)), 0));
     }
-    let kind = kind.ok_or_else(|| Error::not_found("conversation"))?;
-    let members: Arc<[String]> = if kind == "direct" {
-        if peer.is_some() && blocked {
-            return Err(Error::new(
-                ErrorCode::Blocked,
-                "you cannot message this person",
-            ));
+    let last_seq = row.7.unwrap_or(0);
+    let conversation = conversation_facts(m.sender_id.as_str(), &row, || {
+        if let Some(list) = groups.get(conv) {
+            return Ok(list.clone());
         }
-        if peer.is_some() && !friends {
-            return Err(Error::new(
-                ErrorCode::NotFriends,
-                "you can only message your friends",
-            ));
+        let list: Arc<[String]> = tx
+            .prepare_cached("SELECT user_id FROM members WHERE conversation_id = ?1")
+            .map_err(db)?
+            .query_map([conv], |r| r.get::<_, String>(0))
+            .map_err(db)?
+            .collect::<rusqlite::Result<Vec<String>>>()
+            .map_err(db)?
+            .into();
+        groups.insert(conv, list.clone());
+        Ok(list)
+    })?;
+    let mut facts = SendFacts {
+        conversation,
+        ..SendFacts::default()
+    };
+    if facts.conversation.is_some() {
+        if let Some(r) = m.reply_to_seq {
+            let found: Option<i64> = tx
+                .prepare_cached("SELECT 1 FROM messages WHERE conversation_id = ?1 AND seq = ?2")
+                .map_err(db)?
+                .query_row(params![conv, r], |r| r.get(0))
+                .optional()
+                .map_err(db)?;
+            facts.reply_found = Some(found.is_some());
         }
-        let mut list = vec![m.sender_id.to_string()];
-        list.extend(peer);
-        list.into()
-    } else {
-        match groups.get(m.conversation_id.as_str()) {
-            Some(list) => list.clone(),
-            None => {
-                let list: Arc<[String]> = tx
-                    .prepare_cached("SELECT user_id FROM members WHERE conversation_id = ?1")
+        for id in &m.attachment_ids {
+            let sql = format!("SELECT {MEDIA_COLS} FROM media WHERE id = ?1 AND owner_id = ?2");
+            let rec = tx
+                .prepare_cached(&sql)
+                .map_err(db)?
+                .query_row(params![id, m.sender_id.as_str()], media_row)
+                .optional()
+                .map_err(db)?;
+            facts.attachments.push(match rec {
+                Some(mut rec) => {
+                    rec.name = keys.decrypt(column::MEDIA_NAME, &rec.name)?;
+                    Some(rec)
+                }
+                None => None,
+            });
+        }
+        if m.body.contains('@') {
+            for name in send_rules::mentioned_names(&m.body) {
+                let id: Option<String> = tx
+                    .prepare_cached(member_by_name_sql())
                     .map_err(db)?
-                    .query_map([m.conversation_id.as_str()], |r| r.get::<_, String>(0))
-                    .map_err(db)?
-                    .collect::<rusqlite::Result<Vec<String>>>()
-                    .map_err(db)?
-                    .into();
-                groups.insert(m.conversation_id.as_str(), list.clone());
-                list
+                    .query_row(params![conv, name], |r| r.get(0))
+                    .optional()
+                    .map_err(db)?;
+                if let Some(id) = id {
+                    facts.named_members.push((name, id));
+                }
             }
         }
-    };
-    if let Some(r) = m.reply_to_seq {
-        let found: Option<i64> = tx
-            .prepare_cached("SELECT 1 FROM messages WHERE conversation_id = ?1 AND seq = ?2")
-            .map_err(db)?
-            .query_row(params![m.conversation_id.as_str(), r], |r| r.get(0))
-            .optional()
-            .map_err(db)?;
-        if found.is_none() {
-            return Err(Error::invalid(
-                "reply_to_seq",
-                "reply_to_seq names no message of this conversation",
-            ));
-        }
     }
-    let mut media: Vec<MediaRecord> = Vec::with_capacity(m.attachment_ids.len());
-    for id in &m.attachment_ids {
-        if media.iter().any(|x| &x.id == id) {
-            return Err(Error::invalid(
-                "attachment_ids",
-                "an attachment is listed twice",
-            ));
-        }
-        let sql = format!("SELECT {MEDIA_COLS} FROM media WHERE id = ?1 AND owner_id = ?2");
-        let mut rec = tx
-            .prepare_cached(&sql)
-            .map_err(db)?
-            .query_row(params![id, m.sender_id.as_str()], media_row)
-            .optional()
-            .map_err(db)?
-            .ok_or_else(|| Error::not_found("attachment"))?;
-        rec.name = keys.decrypt(column::MEDIA_NAME, &rec.name)?;
-        let fits = match m.kind {
-            p::MessageKind::Image => rec.kind == "image",
-            p::MessageKind::Video => rec.kind == "video",
-            p::MessageKind::Audio => rec.kind == "audio",
-            _ => true,
-        };
-        if !fits {
-            return Err(Error::invalid(
-                "attachment_ids",
-                format!("a {} message cannot carry a {}", m.kind.as_str(), rec.kind),
-            ));
-        }
-        media.push(rec);
-    }
-    Ok((Decision::Write { members, media }, last_seq.unwrap_or(0)))
+    Ok((Decision::Write(send_rules::decide(m, facts)?), last_seq))
 }
 
 /// `{"type":…}` → `{"stream_pos":N,"type":…}` without reparsing.
@@ -362,9 +343,13 @@ fn write(
         .map_err(db)?
         .query_row(params![m.conversation_id, now, m.seq], |r| r.get(0))
         .map_err(db)?;
+    let (webhook_id, webhook_name) = match &m.via_webhook {
+        Some(h) => (Some(h.id.as_str()), Some(h.name.as_str())),
+        None => (None, None),
+    };
     tx.prepare_cached(
-        "INSERT INTO messages (id, conversation_id, seq, sender_id, client_id, kind, body, reply_to_seq, created_at, pos)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        "INSERT INTO messages (id, conversation_id, seq, sender_id, client_id, kind, body, reply_to_seq, created_at, pos, mentions, webhook_id, webhook_name)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
     )
     .map_err(db)?
     .execute(params![
@@ -377,9 +362,36 @@ fn write(
         keys.encrypt(column::MESSAGE_BODY, &m.body),
         m.reply_to_seq,
         now,
-        pos
+        pos,
+        mentions_column(&m.mentions),
+        webhook_id,
+        webhook_name
     ])
     .map_err(db)?;
+    for u in &m.mentions {
+        tx.prepare_cached(
+            "INSERT INTO mentions (user_id, conversation_id, seq) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
+        )
+        .map_err(db)?
+        .execute(params![u, m.conversation_id, m.seq])
+        .map_err(db)?;
+    }
+    if m.kind != p::MessageKind::System {
+        let mut terms: Vec<i64> = index_prefixes(&m.body)
+            .iter()
+            .map(|p| keys.search_term(&m.conversation_id, p))
+            .collect();
+        terms.sort_unstable();
+        terms.dedup();
+        let mut insert = tx
+            .prepare_cached(
+                "INSERT INTO search_terms (term, pos, seq) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
+            )
+            .map_err(db)?;
+        for t in terms {
+            insert.execute(params![t, pos, m.seq]).map_err(db)?;
+        }
+    }
     for (i, md) in media.iter().enumerate() {
         tx.prepare_cached(
             "INSERT INTO message_media (message_id, media_id, conversation_id, position) VALUES (?1, ?2, ?3, ?4)",
@@ -423,6 +435,8 @@ fn load_message(tx: &rusqlite::Transaction<'_>, keys: &Keyring, id: &str) -> Res
             let deleted: bool = r.get(10)?;
             let body: String = r.get(6)?;
             let kind: String = r.get(5)?;
+            let mentions: Option<String> = r.get(11)?;
+            let webhook: (Option<String>, Option<String>) = (r.get(12)?, r.get(13)?);
             Ok((
                 p::Message {
                     id: r.get(0)?,
@@ -437,6 +451,16 @@ fn load_message(tx: &rusqlite::Transaction<'_>, keys: &Keyring, id: &str) -> Res
                     created_at: rfc3339(r.get(8)?),
                     edited_at: r.get::<_, Option<i64>>(9)?.map(rfc3339),
                     deleted,
+                    reactions: Vec::new(),
+                    mentions: if deleted {
+                        Vec::new()
+                    } else {
+                        parse_mentions(mentions.as_deref())
+                    },
+                    via_webhook: match webhook {
+                        (Some(id), Some(name)) => Some(p::WebhookRef { id, name }),
+                        _ => None,
+                    },
                 },
                 body,
             ))

@@ -62,6 +62,8 @@ pub struct PushContext {
     pub body: String,
     pub kind: p::MessageKind,
     pub deleted: bool,
+    /// Whom the message mentions (a mention passes a mute; see `PushRecipient`).
+    pub mentions: Vec<String>,
     /// Members other than the sender who have at least one push subscription.
     pub recipients: Vec<PushRecipient>,
 }
@@ -71,6 +73,8 @@ pub struct PushRecipient {
     pub user_id: String,
     pub last_read_seq: i64,
     pub muted_until: Option<i64>,
+    /// Muted with `{"mentions": false}`: mentions do not pass the mute.
+    pub mute_mentions: bool,
     pub previews: bool,
     pub targets: Vec<PushTarget>,
 }
@@ -124,11 +128,20 @@ pub struct NewMessage {
     /// so they are not parsed at the edge.
     pub attachment_ids: Vec<String>,
     pub reply_to_seq: Option<i64>,
+    /// Set when an incoming webhook posts it (the sender is the webhook's creator).
+    pub via_webhook: Option<p::WebhookRef>,
 }
 
 impl NewMessage {
-    /// The message as committed: a new ID, its `seq`, its attachments and creation time.
-    pub fn committed(&self, seq: i64, media: &[MediaRecord], created_at: String) -> p::Message {
+    /// The message as committed: a new ID, its `seq`, its attachments, whom it mentions and
+    /// its creation time. It has no reactions yet.
+    pub fn committed(
+        &self,
+        seq: i64,
+        media: &[MediaRecord],
+        mentions: Vec<String>,
+        created_at: String,
+    ) -> p::Message {
         p::Message {
             id: crate::time::new_id(),
             conversation_id: self.conversation_id.to_string(),
@@ -142,6 +155,9 @@ impl NewMessage {
             created_at,
             edited_at: None,
             deleted: false,
+            reactions: Vec::new(),
+            mentions,
+            via_webhook: self.via_webhook.clone(),
         }
     }
 }

@@ -36,6 +36,7 @@ struct ConvRow {
     role: String,
     last_read_seq: i64,
     muted_until: Option<i64>,
+    mute_mentions: bool,
     member_count: i64,
 }
 
@@ -101,7 +102,7 @@ where
     ) -> Result<p::Conversation> {
         let row = sqlx::query_as::<_, ConvRow>(
             "SELECT c.id, c.kind, c.name, c.description, c.avatar_media_id, c.public, c.created_at, c.last_seq,
-                    m.role, m.last_read_seq, m.muted_until,
+                    m.role, m.last_read_seq, m.muted_until, m.mute_mentions,
                     (SELECT COUNT(*) FROM members x WHERE x.conversation_id = c.id) AS member_count
              FROM conversations c JOIN members m ON m.conversation_id = c.id AND m.user_id = $2
              WHERE c.id = $1",
@@ -143,6 +144,14 @@ where
         .bind(user)
         .fetch_one(&mut *c)
         .await?;
+        let unread_mentions: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM mentions WHERE user_id = $1 AND conversation_id = $2 AND seq > $3",
+        )
+        .bind(user)
+        .bind(&row.id)
+        .bind(row.last_read_seq)
+        .fetch_one(&mut *c)
+        .await?;
         let kind = if row.kind == "direct" {
             p::ConversationKind::Direct
         } else {
@@ -180,6 +189,11 @@ where
             last_seq: row.last_seq,
             peer_last_read_seq,
             muted_until: row.muted_until.filter(|t| *t > now_ms()).map(rfc3339),
+            unread_mentions,
+            mute_mentions: row
+                .muted_until
+                .filter(|t| *t > now_ms())
+                .map(|_| !row.mute_mentions),
         })
     }
 
@@ -466,7 +480,7 @@ where
         let mut c = self.read.acquire().await?;
         let rows = sqlx::query_as::<_, ConvRow>(
             "SELECT c.id, c.kind, c.name, c.description, c.avatar_media_id, c.public, c.created_at, c.last_seq,
-                    m.role, m.last_read_seq, m.muted_until,
+                    m.role, m.last_read_seq, m.muted_until, m.mute_mentions,
                     (SELECT COUNT(*) FROM members x WHERE x.conversation_id = c.id) AS member_count
              FROM members m JOIN conversations c ON c.id = m.conversation_id
              WHERE m.user_id = $1 ORDER BY c.last_activity_at DESC, c.id DESC",

@@ -58,6 +58,9 @@ struct OptMsgRow {
     created_at: Option<i64>,
     edited_at: Option<i64>,
     deleted: Option<bool>,
+    mentions: Option<String>,
+    webhook_id: Option<String>,
+    webhook_name: Option<String>,
 }
 
 impl OptMsgRow {
@@ -74,6 +77,9 @@ impl OptMsgRow {
             created_at: self.created_at?,
             edited_at: self.edited_at,
             deleted: self.deleted?,
+            mentions: self.mentions,
+            webhook_id: self.webhook_id,
+            webhook_name: self.webhook_name,
         })
     }
 }

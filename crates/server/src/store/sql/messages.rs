@@ -3,45 +3,106 @@
 //!
 //! `seq` is assigned inside the committing transaction (`next_seq`), so it is never handed
 //! out for a message that does not commit. A backend may commit batches its own way
-//! ([`Backend::blocking_committer`]: SQLite's message writer thread) and must then keep the
-//! same rules and answers as `check_send`/`decide_send` here. Who may send is decided there
-//! only, never by a caller; a rule failure answers its one message and must not write
-//! anything.
+//! ([`Backend::blocking_committer`]: SQLite's message writer thread); both gather the facts
+//! of a send with their own queries and leave every decision to `store::send_rules`, so the
+//! rules exist once. A rule failure answers its one message and must not write anything.
+//!
+//! Writing a message also writes what is derived from it in the same transaction: the rows
+//! of the users it mentions (`mentions`, for unread counts) and its search terms
+//! (`search.rs`). Reactions live in `reactions.rs`.
 
 use std::collections::HashMap;
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 
 use async_trait::async_trait;
-use chatnode_protocol::{self as p, ErrorCode, ServerFrame};
+use chatnode_protocol::{self as p, ServerFrame};
 use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, FromRow, IntoArguments, Type};
 
 use super::{Backend, Conn, SendResults, SqlStore, WriteTx};
 use crate::crypto::{Keyring, column};
 use crate::domain::{ConversationId, UserId};
 use crate::error::{Error, Result};
+use crate::store::send_rules::{
+    self, Accepted, ConversationFacts, SendFacts, mentions_column, parse_mentions,
+};
 use crate::store::{
     BlockingCommitter, HistoryPage, MediaRecord, Messages, NewMessage, SendOutcome,
 };
 use crate::time::{new_id, now_ms, rfc3339};
 
 /// The columns of a [`MsgRow`], for `SELECT {MESSAGE_COLUMNS} FROM messages m …`.
-pub(super) const MESSAGE_COLUMNS: &str = "m.id, m.conversation_id, m.seq, m.sender_id, m.client_id, m.kind, m.body, m.reply_to_seq, m.created_at, m.edited_at, m.deleted";
+pub(super) const MESSAGE_COLUMNS: &str = "m.id, m.conversation_id, m.seq, m.sender_id, m.client_id, m.kind, m.body, m.reply_to_seq, m.created_at, m.edited_at, m.deleted, m.mentions, m.webhook_id, m.webhook_name";
 
 /// What checking a send found (see `check_send`).
 pub(super) enum SendCheck {
     /// The `client_id` was used before: this is that message.
-    Existing(p::Message),
-    /// A new message may be written; these are the recipients and attachments.
-    New {
-        members: Vec<String>,
-        media: Vec<MediaRecord>,
-    },
+    Existing(Box<p::Message>),
+    /// A new message may be written.
+    New(Accepted),
 }
 
-/// The row `check_send`'s query answers for one message: an earlier message with the same
-/// `client_id`, the conversation's kind (if the sender is a member), a direct chat's other
-/// member, whether either blocked the other, whether they are friends.
-pub(super) type SendCheckRow = (Option<String>, Option<String>, Option<String>, bool, bool);
+/// The query that starts checking a send, one row: an earlier message of the sender's with
+/// the same `client_id`; the conversation's kind and the sender's role (if a member); a
+/// direct chat's other member; whether either blocked the other; whether they are friends;
+/// whether either is a bot. Shared with the SQLite writer (`?N` there).
+pub(crate) const SEND_CHECK_SQL: &str = "WITH p AS (SELECT user_id AS id FROM members WHERE conversation_id = $1 AND user_id <> $2 LIMIT 1)
+     SELECT (SELECT id FROM messages WHERE sender_id = $2 AND client_id = $3),
+            (SELECT c.kind FROM conversations c WHERE c.id = $1),
+            (SELECT m.role FROM members m WHERE m.conversation_id = $1 AND m.user_id = $2),
+            (SELECT id FROM p),
+            EXISTS (SELECT 1 FROM blocks b JOIN p
+                     ON (b.blocker_id = $2 AND b.blocked_id = p.id) OR (b.blocker_id = p.id AND b.blocked_id = $2)),
+            EXISTS (SELECT 1 FROM friendships f JOIN p ON f.user_id = $2 AND f.friend_id = p.id),
+            EXISTS (SELECT 1 FROM users u WHERE u.bot_owner_id IS NOT NULL
+                     AND (u.id = $2 OR u.id IN (SELECT id FROM p))),
+            (SELECT last_seq FROM conversations WHERE id = $1)";
+
+/// The row of [`SEND_CHECK_SQL`].
+pub(crate) type SendCheckRow = (
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    bool,
+    bool,
+    bool,
+    Option<i64>,
+);
+
+/// A member of a conversation by username (a mention): `(conversation, username_key)`.
+pub(crate) const MEMBER_BY_NAME_SQL: &str =
+    "SELECT u.id FROM users u JOIN members m ON m.user_id = u.id
+     WHERE m.conversation_id = $1 AND u.username_key = $2";
+
+/// What a [`SendCheckRow`] says about the sender's membership (None: not a member), given the
+/// group's members when it is a group.
+pub(crate) fn conversation_facts(
+    sender: &str,
+    row: &SendCheckRow,
+    group_members: impl FnOnce() -> Result<Arc<[String]>>,
+) -> Result<Option<ConversationFacts>> {
+    let (_, kind, role, peer, blocked, friends, with_bot, _) = row;
+    let (Some(kind), Some(role)) = (kind, role) else {
+        return Ok(None);
+    };
+    let direct = kind == "direct";
+    let members: Arc<[String]> = if direct {
+        let mut list = vec![sender.to_owned()];
+        list.extend(peer.clone());
+        list.into()
+    } else {
+        group_members()?
+    };
+    Ok(Some(ConversationFacts {
+        direct,
+        sender_role: p::Role::parse(role).unwrap_or(p::Role::Member),
+        peer: if direct { peer.clone() } else { None },
+        blocked: *blocked,
+        friends: *friends,
+        with_bot: *with_bot,
+        members,
+    }))
+}
 
 /// A message as stored (body sealed).
 #[derive(FromRow)]
@@ -57,6 +118,9 @@ pub(super) struct MsgRow {
     pub(super) created_at: i64,
     pub(super) edited_at: Option<i64>,
     pub(super) deleted: bool,
+    pub(super) mentions: Option<String>,
+    pub(super) webhook_id: Option<String>,
+    pub(super) webhook_name: Option<String>,
 }
 
 impl MsgRow {
@@ -78,6 +142,16 @@ impl MsgRow {
             created_at: rfc3339(self.created_at),
             edited_at: self.edited_at.map(rfc3339),
             deleted: self.deleted,
+            reactions: Vec::new(),
+            mentions: if self.deleted {
+                Vec::new()
+            } else {
+                parse_mentions(self.mentions.as_deref())
+            },
+            via_webhook: match (self.webhook_id, self.webhook_name) {
+                (Some(id), Some(name)) => Some(p::WebhookRef { id, name }),
+                _ => None,
+            },
         })
     }
 }
@@ -156,81 +230,131 @@ where
         Ok(m)
     }
 
-    /// Checks that `ids` name uploads of `owner` fit for a message of `kind`.
-    pub(super) async fn usable_attachments(
+    /// The uploads of `owner` that `ids` name, in order (None where there is no such upload
+    /// of theirs); the rules decide what is wrong with them.
+    pub(super) async fn owned_media(
         &self,
         c: &mut Conn<B>,
         owner: &str,
-        kind: p::MessageKind,
         ids: &[String],
-    ) -> Result<Vec<MediaRecord>> {
-        let mut out: Vec<MediaRecord> = Vec::with_capacity(ids.len());
+    ) -> Result<Vec<Option<MediaRecord>>> {
+        let mut out = Vec::with_capacity(ids.len());
         for id in ids {
-            if out.iter().any(|m| &m.id == id) {
-                return Err(Error::invalid(
-                    "attachment_ids",
-                    "an attachment is listed twice",
-                ));
-            }
             let rec = sqlx::query_as::<_, MediaRecord>(
                 "SELECT * FROM media WHERE id = $1 AND owner_id = $2",
             )
             .bind(id)
             .bind(owner)
             .fetch_optional(&mut *c)
-            .await?
-            .ok_or_else(|| Error::not_found("attachment"))?;
-            let rec = self.open_media(rec)?;
-            let fits = match kind {
-                p::MessageKind::Image => rec.kind == "image",
-                p::MessageKind::Video => rec.kind == "video",
-                p::MessageKind::Audio => rec.kind == "audio",
-                _ => true,
-            };
-            if !fits {
-                return Err(Error::invalid(
-                    "attachment_ids",
-                    format!("a {} message cannot carry a {}", kind.as_str(), rec.kind),
-                ));
-            }
-            out.push(rec);
+            .await?;
+            out.push(rec.map(|r| self.open_media(r)).transpose()?);
         }
         Ok(out)
     }
 
+    /// The members of `conv` written as `@name` in `body`: `(username_key, user_id)`.
+    pub(super) async fn named_members(
+        c: &mut Conn<B>,
+        conv: &str,
+        body: &str,
+    ) -> Result<Vec<(String, String)>> {
+        let mut out = Vec::new();
+        if !body.contains('@') {
+            return Ok(out);
+        }
+        for name in send_rules::mentioned_names(body) {
+            let id: Option<String> = sqlx::query_scalar(MEMBER_BY_NAME_SQL)
+                .bind(conv)
+                .bind(&name)
+                .fetch_optional(&mut *c)
+                .await?;
+            if let Some(id) = id {
+                out.push((name, id));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Replaces the rows of the users a message mentions (a new message has none yet).
+    pub(super) async fn write_mentions(
+        c: &mut Conn<B>,
+        conv: &str,
+        seq: i64,
+        old: &[String],
+        new: &[String],
+    ) -> Result<()> {
+        for u in old.iter().filter(|u| !new.contains(u)) {
+            sqlx::query(
+                "DELETE FROM mentions WHERE user_id = $1 AND conversation_id = $2 AND seq = $3",
+            )
+            .bind(u)
+            .bind(conv)
+            .bind(seq)
+            .execute(&mut *c)
+            .await?;
+        }
+        for u in new.iter().filter(|u| !old.contains(u)) {
+            sqlx::query(
+                "INSERT INTO mentions (user_id, conversation_id, seq) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+            )
+            .bind(u)
+            .bind(conv)
+            .bind(seq)
+            .execute(&mut *c)
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Writes a `system` message (it mentions nobody and has no attachments).
     pub(super) async fn insert_message(
         w: &mut WriteTx<'_, B>,
         m: &NewMessage,
     ) -> Result<p::Message> {
-        Self::insert_message_with(w, m, &[], None).await
+        let members = Self::member_ids(w.conn(), m.conversation_id.as_str()).await?;
+        let accepted = Accepted {
+            members: members.into(),
+            media: Vec::new(),
+            mentions: Vec::new(),
+        };
+        Self::insert_message_with(w, m, accepted).await
     }
 
-    /// Writes a message and its event. `members` are the conversation's members when the
-    /// caller already knows them (the send path does), else they are read here.
+    /// Writes a message, its event, its mentions and its search terms.
     pub(super) async fn insert_message_with(
         w: &mut WriteTx<'_, B>,
         m: &NewMessage,
-        media: &[MediaRecord],
-        members: Option<Vec<String>>,
+        accepted: Accepted,
     ) -> Result<p::Message> {
+        let Accepted {
+            members,
+            media,
+            mentions,
+        } = accepted;
+        let media = &media[..];
         let now = now_ms();
         let seq = Self::next_seq(w.conn(), m.conversation_id.as_str(), now).await?;
-        let message = m.committed(seq, media, rfc3339(now));
+        let message = m.committed(seq, media, mentions, rfc3339(now));
         let frame = ServerFrame::Message {
             message: message.clone(),
             stream_pos: None,
         };
-        let members = match members {
-            Some(list) => list,
-            None => Self::member_ids(w.conn(), m.conversation_id.as_str()).await?,
-        };
         // The event first: the message row keeps its position (see migration 0008).
         let pos = w
-            .emit(Some(m.conversation_id.as_str()), None, &frame, members)
+            .emit(
+                Some(m.conversation_id.as_str()),
+                None,
+                &frame,
+                members.to_vec(),
+            )
             .await?;
+        let (webhook_id, webhook_name) = match &m.via_webhook {
+            Some(h) => (Some(h.id.as_str()), Some(h.name.as_str())),
+            None => (None, None),
+        };
         sqlx::query(
-            "INSERT INTO messages (id, conversation_id, seq, sender_id, client_id, kind, body, reply_to_seq, created_at, pos)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+            "INSERT INTO messages (id, conversation_id, seq, sender_id, client_id, kind, body, reply_to_seq, created_at, pos, mentions, webhook_id, webhook_name)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
         )
         .bind(&message.id)
         .bind(m.conversation_id.as_str())
@@ -242,8 +366,23 @@ where
         .bind(m.reply_to_seq)
         .bind(now)
         .bind(pos)
+        .bind(mentions_column(&message.mentions))
+        .bind(webhook_id)
+        .bind(webhook_name)
         .execute(w.conn())
         .await?;
+        Self::write_mentions(
+            w.conn(),
+            m.conversation_id.as_str(),
+            seq,
+            &[],
+            &message.mentions,
+        )
+        .await?;
+        if m.kind != p::MessageKind::System {
+            let terms = w.search_terms(m.conversation_id.as_str(), &m.body);
+            Self::add_search_terms(w.conn(), &terms, pos, seq).await?;
+        }
         for (i, md) in media.iter().enumerate() {
             sqlx::query("INSERT INTO message_media (message_id, media_id, conversation_id, position) VALUES ($1, $2, $3, $4)")
                 .bind(&message.id)
@@ -284,103 +423,120 @@ where
             body,
             attachment_ids: Vec::new(),
             reply_to_seq: None,
+            via_webhook: None,
         };
         Self::insert_message(w, &m).await.map(|_| ())
     }
 
-    /// Checks a send without writing anything: an earlier message with the same `client_id`
-    /// (idempotency comes first: a retry gets its original message even if the sender has
-    /// since lost the right to post), membership, and for direct chats blocks and friendship.
-    /// One query answers all of it, so the group-commit writer spends one round trip here.
+    /// A message's stream position (None for the rare row written before positions were).
+    pub(super) async fn message_pos(c: &mut Conn<B>, conv: &str, seq: i64) -> Result<Option<i64>> {
+        let pos: Option<Option<i64>> =
+            sqlx::query_scalar("SELECT pos FROM messages WHERE conversation_id = $1 AND seq = $2")
+                .bind(conv)
+                .bind(seq)
+                .fetch_optional(&mut *c)
+                .await?;
+        Ok(pos.flatten())
+    }
+
+    /// Deletes a message for everyone (its author, a group's admin, or a system admin
+    /// moderating): the row stays, keeping its seq; its text, mentions, reactions and search
+    /// terms are gone for good; members get a `message.deleted` event. Nothing happens to a
+    /// message deleted already.
+    pub(super) async fn erase_message(&self, w: &mut WriteTx<'_, B>, row: MsgRow) -> Result<()> {
+        if row.deleted {
+            return Ok(());
+        }
+        let conversation_id = row.conversation_id.as_str();
+        let seq = row.seq;
+        if let Some(pos) = Self::message_pos(w.conn(), conversation_id, seq).await? {
+            let body = self.keys.decrypt(column::MESSAGE_BODY, &row.body)?;
+            let terms = w.search_terms(conversation_id, &body);
+            Self::remove_search_terms(w.conn(), &terms, pos).await?;
+        }
+        let mentioned = parse_mentions(row.mentions.as_deref());
+        Self::write_mentions(w.conn(), conversation_id, seq, &mentioned, &[]).await?;
+        sqlx::query("DELETE FROM reactions WHERE conversation_id = $1 AND seq = $2")
+            .bind(conversation_id)
+            .bind(seq)
+            .execute(w.conn())
+            .await?;
+        sqlx::query("UPDATE messages SET deleted = TRUE, body = $3, original_body = NULL, mentions = NULL WHERE conversation_id = $1 AND seq = $2")
+            .bind(conversation_id)
+            .bind(seq)
+            // Sealed like any body: every stored body is ciphertext, even an empty one.
+            .bind(w.seal(column::MESSAGE_BODY, ""))
+            .execute(w.conn())
+            .await?;
+        let frame = ServerFrame::MessageDeleted {
+            conversation_id: conversation_id.to_owned(),
+            seq,
+            scope: Some(p::DeleteScope::Everyone),
+            stream_pos: None,
+        };
+        w.emit_conv(conversation_id, &frame).await?;
+        Ok(())
+    }
+
+    /// Checks a send without writing anything: the `client_id` first (a retry gets its
+    /// original message), then the facts the rules need, then the rules
+    /// (`send_rules::decide`). `group_members` caches a group's member list for a batch.
     pub(super) async fn check_send(
         &self,
         c: &mut Conn<B>,
         m: &NewMessage,
-        group_members: &mut HashMap<String, Vec<String>>,
+        group_members: &mut HashMap<String, Arc<[String]>>,
     ) -> Result<SendCheck> {
-        let row: SendCheckRow = sqlx::query_as(
-            "WITH p AS (SELECT user_id AS id FROM members WHERE conversation_id = $1 AND user_id <> $2 LIMIT 1)
-             SELECT (SELECT id FROM messages WHERE sender_id = $2 AND client_id = $3),
-                    (SELECT c.kind FROM conversations c JOIN members m ON m.conversation_id = c.id
-                      WHERE c.id = $1 AND m.user_id = $2),
-                    (SELECT id FROM p),
-                    EXISTS (SELECT 1 FROM blocks b JOIN p
-                             ON (b.blocker_id = $2 AND b.blocked_id = p.id) OR (b.blocker_id = p.id AND b.blocked_id = $2)),
-                    EXISTS (SELECT 1 FROM friendships f JOIN p ON f.user_id = $2 AND f.friend_id = p.id)",
-        )
-        .bind(m.conversation_id.as_str())
-        .bind(m.sender_id.as_str())
-        .bind(&m.client_id)
-        .fetch_one(&mut *c)
-        .await?;
-        self.decide_send(c, m, row, group_members).await
-    }
-
-    /// What `check_send`'s query row means for a send; shared by the general path and the
-    /// SQLite fast path (`send_chunk`). Rule failures are `Err`s that wrote nothing.
-    pub(super) async fn decide_send(
-        &self,
-        c: &mut Conn<B>,
-        m: &NewMessage,
-        (existing, kind, peer, blocked, friends): SendCheckRow,
-        group_members: &mut HashMap<String, Vec<String>>,
-    ) -> Result<SendCheck> {
-        if let Some(id) = existing {
+        let row: SendCheckRow = sqlx::query_as(SEND_CHECK_SQL)
+            .bind(m.conversation_id.as_str())
+            .bind(m.sender_id.as_str())
+            .bind(&m.client_id)
+            .fetch_one(&mut *c)
+            .await?;
+        if let Some(id) = &row.0 {
             static SQL: LazyLock<String> = LazyLock::new(|| {
                 format!("SELECT {MESSAGE_COLUMNS} FROM messages m WHERE m.id = $1")
             });
-            let row = sqlx::query_as::<_, MsgRow>(SQL.as_str())
-                .bind(&id)
+            let existing = sqlx::query_as::<_, MsgRow>(SQL.as_str())
+                .bind(id)
                 .fetch_one(&mut *c)
                 .await?;
-            if row.conversation_id != m.conversation_id.as_str() {
+            if existing.conversation_id != m.conversation_id.as_str() {
                 return Err(Error::conflict(
                     "client_id was already used for another conversation",
                 ));
             }
-            return Ok(SendCheck::Existing(self.message_view(c, row).await?));
+            return Ok(SendCheck::Existing(Box::new(
+                self.message_view(c, existing).await?,
+            )));
         }
-        let kind = kind.ok_or_else(|| Error::not_found("conversation"))?;
-        let members = if kind == "direct" {
-            if peer.is_some() && blocked {
-                return Err(Error::new(
-                    ErrorCode::Blocked,
-                    "you cannot message this person",
-                ));
+        let conv = m.conversation_id.as_str();
+        let members = match group_members.get(conv) {
+            Some(list) => Some(list.clone()),
+            None if row.1.as_deref() == Some("group") && row.2.is_some() => {
+                let list: Arc<[String]> = Self::member_ids(c, conv).await?.into();
+                group_members.insert(conv.to_owned(), list.clone());
+                Some(list)
             }
-            if peer.is_some() && !friends {
-                return Err(Error::new(
-                    ErrorCode::NotFriends,
-                    "you can only message your friends",
-                ));
-            }
-            let mut list = vec![m.sender_id.to_string()];
-            list.extend(peer);
-            list
-        } else {
-            match group_members.get(m.conversation_id.as_str()) {
-                Some(list) => list.clone(),
-                None => {
-                    let list = Self::member_ids(c, m.conversation_id.as_str()).await?;
-                    group_members.insert(m.conversation_id.to_string(), list.clone());
-                    list
-                }
-            }
+            None => None,
         };
-        if let Some(r) = m.reply_to_seq
-            && Self::message_by_seq(c, m.conversation_id.as_str(), r)
-                .await?
-                .is_none()
-        {
-            return Err(Error::invalid(
-                "reply_to_seq",
-                "reply_to_seq names no message of this conversation",
-            ));
+        let conversation = conversation_facts(m.sender_id.as_str(), &row, || {
+            Ok(members.clone().unwrap_or_else(|| Arc::from(Vec::new())))
+        })?;
+        let mut facts = SendFacts {
+            conversation,
+            ..SendFacts::default()
+        };
+        if facts.conversation.is_some() {
+            if let Some(r) = m.reply_to_seq {
+                facts.reply_found = Some(Self::message_by_seq(c, conv, r).await?.is_some());
+            }
+            facts.attachments = self
+                .owned_media(c, m.sender_id.as_str(), &m.attachment_ids)
+                .await?;
+            facts.named_members = Self::named_members(c, conv, &m.body).await?;
         }
-        let media = self
-            .usable_attachments(c, m.sender_id.as_str(), m.kind, &m.attachment_ids)
-            .await?;
-        Ok(SendCheck::New { members, media })
+        Ok(SendCheck::New(send_rules::decide(m, facts)?))
     }
 
     /// One group-commit transaction. Rule failures answer just their message (they wrote
@@ -394,12 +550,11 @@ where
         for m in batch {
             match self.check_send(w.conn(), m, &mut group_members).await {
                 Ok(SendCheck::Existing(message)) => results.push(Ok(SendOutcome {
-                    message,
+                    message: *message,
                     created: false,
                 })),
-                Ok(SendCheck::New { members, media }) => {
-                    let message =
-                        Self::insert_message_with(&mut w, m, &media, Some(members)).await?;
+                Ok(SendCheck::New(accepted)) => {
+                    let message = Self::insert_message_with(&mut w, m, accepted).await?;
                     results.push(Ok(SendOutcome {
                         message,
                         created: true,
@@ -517,6 +672,7 @@ where
         for row in rows {
             messages.push(self.message_view(&mut c, row).await?);
         }
+        Self::fill_reactions(&mut c, Some(user_id), &mut messages).await?;
         Ok((messages, next))
     }
 
@@ -531,12 +687,9 @@ where
         let conversation_id = conversation_id.as_str();
         let mut w = self.write_tx().await?;
         let out: Result<_> = async {
-            if Self::role_of(w.conn(), conversation_id, user_id)
+            let role = Self::role_of(w.conn(), conversation_id, user_id)
                 .await?
-                .is_none()
-            {
-                return Err(Error::not_found("conversation"));
-            }
+                .ok_or_else(|| Error::not_found("conversation"))?;
             let row = Self::message_by_seq(w.conn(), conversation_id, seq)
                 .await?
                 .ok_or_else(|| Error::not_found("message"))?;
@@ -546,19 +699,48 @@ where
             if row.deleted {
                 return Err(Error::conflict("a deleted message cannot be edited"));
             }
+            // Whom it mentions follows its text.
+            let kind: String = sqlx::query_scalar("SELECT kind FROM conversations WHERE id = $1")
+                .bind(conversation_id)
+                .fetch_one(w.conn())
+                .await?;
+            let members = Self::member_ids(w.conn(), conversation_id).await?;
+            let named = Self::named_members(w.conn(), conversation_id, &body).await?;
+            let old_mentions = parse_mentions(row.mentions.as_deref());
+            let kind_of_message = p::MessageKind::parse(&row.kind).unwrap_or(p::MessageKind::Text);
+            let new_mentions = send_rules::mentions(
+                &body,
+                kind_of_message,
+                kind == "group" && role >= p::Role::Admin,
+                &members,
+                &named,
+            );
+            // Its search terms follow its text too (only the current text matches).
+            let old_body = self.keys.decrypt(column::MESSAGE_BODY, &row.body)?;
+            let pos = Self::message_pos(w.conn(), conversation_id, seq).await?;
+            if let Some(pos) = pos {
+                let old_terms = w.search_terms(conversation_id, &old_body);
+                Self::remove_search_terms(w.conn(), &old_terms, pos).await?;
+                let new_terms = w.search_terms(conversation_id, &body);
+                Self::add_search_terms(w.conn(), &new_terms, pos, seq).await?;
+            }
             // The first edit keeps what was sent (sealed as it is), for replays of the
             // message's event (see `events.rs`).
-            sqlx::query("UPDATE messages SET original_body = COALESCE(original_body, body), body = $3, edited_at = $4 WHERE conversation_id = $1 AND seq = $2")
+            sqlx::query("UPDATE messages SET original_body = COALESCE(original_body, body), body = $3, edited_at = $4, mentions = $5 WHERE conversation_id = $1 AND seq = $2")
                 .bind(conversation_id)
                 .bind(seq)
                 .bind(w.seal(column::MESSAGE_BODY, &body))
                 .bind(now_ms())
+                .bind(mentions_column(&new_mentions))
                 .execute(w.conn())
+                .await?;
+            Self::write_mentions(w.conn(), conversation_id, seq, &old_mentions, &new_mentions)
                 .await?;
             let row = Self::message_by_seq(w.conn(), conversation_id, seq)
                 .await?
                 .ok_or_else(|| Error::not_found("message"))?;
-            let message = self.message_view(w.conn(), row).await?;
+            let mut message = self.message_view(w.conn(), row).await?;
+            Self::fill_reactions(w.conn(), None, std::slice::from_mut(&mut message)).await?;
             w.emit_conv(conversation_id,
                 &ServerFrame::MessageUpdated {
                     message: message.clone(),
@@ -601,23 +783,7 @@ where
                         "only the author or a group admin can delete this for everyone",
                     ));
                 }
-                if !row.deleted {
-                    // The row stays, keeping its seq; the content is erased for good.
-                    sqlx::query("UPDATE messages SET deleted = TRUE, body = $3, original_body = NULL WHERE conversation_id = $1 AND seq = $2")
-                        .bind(conversation_id)
-                        .bind(seq)
-                        // Sealed like any body: every stored body is ciphertext, even an empty one.
-                        .bind(w.seal(column::MESSAGE_BODY, ""))
-                        .execute(w.conn())
-                        .await?;
-                    let frame = ServerFrame::MessageDeleted {
-                        conversation_id: conversation_id.to_owned(),
-                        seq,
-                        scope: Some(p::DeleteScope::Everyone),
-                        stream_pos: None,
-                    };
-                    w.emit_conv(conversation_id, &frame).await?;
-                }
+                self.erase_message(&mut w, row).await?;
             } else {
                 let r = sqlx::query("INSERT INTO hidden_messages (user_id, message_id) VALUES ($1, $2) ON CONFLICT DO NOTHING")
                     .bind(user_id)

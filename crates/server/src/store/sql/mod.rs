@@ -50,9 +50,13 @@ mod events;
 mod media;
 mod messages;
 mod push;
+mod reactions;
+mod search;
 mod seed;
 mod social;
 mod users;
+
+pub(crate) use messages::{MEMBER_BY_NAME_SQL, SEND_CHECK_SQL, SendCheckRow, conversation_facts};
 
 /// A connection of the backend's database (what a pool hands out, and what a transaction
 /// derefs to).

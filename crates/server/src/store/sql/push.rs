@@ -10,6 +10,7 @@ use super::{Backend, Conn, SqlStore};
 use crate::crypto::column;
 use crate::domain::{ConversationId, UserId};
 use crate::error::{Error, Result};
+use crate::store::send_rules::parse_mentions;
 use crate::store::{MAX_PUSH_SUBSCRIPTIONS, PushContext, PushRecipient, PushStore, PushTarget};
 use crate::time::{new_id, now_ms, rfc3339};
 
@@ -138,16 +139,18 @@ where
         user_id: &UserId,
         conversation_id: &ConversationId,
         until: Option<i64>,
+        mentions: bool,
     ) -> Result<p::MuteState> {
         let user_id = user_id.as_str();
         let conversation_id = conversation_id.as_str();
         let mut c = self.write.acquire().await?;
         let r = sqlx::query(
-            "UPDATE members SET muted_until = $3 WHERE conversation_id = $1 AND user_id = $2",
+            "UPDATE members SET muted_until = $3, mute_mentions = $4 WHERE conversation_id = $1 AND user_id = $2",
         )
         .bind(conversation_id)
         .bind(user_id)
         .bind(until)
+        .bind(until.is_some() && !mentions)
         .execute(&mut *c)
         .await?;
         if B::rows_affected(&r) == 0 {
@@ -156,6 +159,7 @@ where
         Ok(p::MuteState {
             conversation_id: conversation_id.to_owned(),
             muted_until: until.map(rfc3339),
+            mentions: until.is_none() || mentions,
         })
     }
 
@@ -175,8 +179,8 @@ where
                 .fetch_one(&mut *c)
                 .await?;
         let sender_name = Self::display_name(&mut c, &msg.sender_id).await?;
-        let rows: Vec<(String, i64, Option<i64>, bool, String, String, String)> = sqlx::query_as(
-            "SELECT m.user_id, m.last_read_seq, m.muted_until, u.notification_previews, s.endpoint, s.p256dh, s.auth
+        let rows: Vec<(String, i64, Option<i64>, bool, bool, String, String, String)> = sqlx::query_as(
+            "SELECT m.user_id, m.last_read_seq, m.muted_until, m.mute_mentions, u.notification_previews, s.endpoint, s.p256dh, s.auth
              FROM members m JOIN users u ON u.id = m.user_id JOIN push_subscriptions s ON s.user_id = m.user_id
              WHERE m.conversation_id = $1 AND m.user_id <> $2
              ORDER BY m.user_id",
@@ -186,7 +190,17 @@ where
         .fetch_all(&mut *c)
         .await?;
         let mut recipients: Vec<PushRecipient> = Vec::new();
-        for (user_id, last_read_seq, muted_until, previews, endpoint, p256dh, auth) in rows {
+        for (
+            user_id,
+            last_read_seq,
+            muted_until,
+            mute_mentions,
+            previews,
+            endpoint,
+            p256dh,
+            auth,
+        ) in rows
+        {
             let target = PushTarget {
                 user_id: user_id.clone(),
                 endpoint,
@@ -199,6 +213,7 @@ where
                     user_id,
                     last_read_seq,
                     muted_until,
+                    mute_mentions,
                     previews,
                     targets: vec![target],
                 }),
@@ -216,6 +231,7 @@ where
             },
             kind: p::MessageKind::parse(&msg.kind).unwrap_or(p::MessageKind::Text),
             deleted: msg.deleted,
+            mentions: parse_mentions(msg.mentions.as_deref()),
             recipients,
         }))
     }

@@ -25,7 +25,7 @@ use crate::store::{
 use crate::time::{new_id, now_ms, rfc3339};
 
 /// The columns of a [`UserRow`], for `SELECT {USER_COLUMNS} FROM users u …`.
-pub(super) const USER_COLUMNS: &str = "u.id, u.username, u.display_name, u.bio, u.avatar_media_id, u.email, u.phone, u.created_at, u.last_seen_at, u.notification_previews";
+pub(super) const USER_COLUMNS: &str = "u.id, u.username, u.display_name, u.bio, u.avatar_media_id, u.email, u.phone, u.created_at, u.last_seen_at, u.notification_previews, u.bot_owner_id, u.system_admin";
 
 /// A user as stored (email and phone sealed).
 #[derive(FromRow)]
@@ -40,6 +40,8 @@ pub(super) struct UserRow {
     created_at: i64,
     last_seen_at: Option<i64>,
     notification_previews: bool,
+    pub(super) bot_owner_id: Option<String>,
+    pub(super) system_admin: bool,
 }
 
 impl<B: Backend> SqlStore<B>
@@ -71,6 +73,7 @@ where
             } else {
                 None
             },
+            bot: r.bot_owner_id.is_some(),
         }
     }
 
@@ -85,6 +88,7 @@ where
                 .decrypt_opt(column::USER_PHONE, r.phone.as_deref())?,
             created_at: rfc3339(r.created_at),
             notification_previews: r.notification_previews,
+            system_admin: r.system_admin,
         })
     }
 

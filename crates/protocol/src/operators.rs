@@ -212,6 +212,9 @@ pub struct RegistrationInvite {
     pub created_at: Option<String>,
     #[serde(default)]
     pub created_by: Option<String>,
+    /// What `DELETE /admin/registration-invites/{id}` takes (extension; on the list only).
+    #[serde(default)]
+    pub id: Option<String>,
 }
 
 /// `GET /admin/registration-invites` (extension): the invites with uses left and not expired.

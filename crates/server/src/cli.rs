@@ -6,14 +6,33 @@ use std::process::ExitCode;
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
-use crate::config::{Cli, Command, Config};
+use crate::config::{AdminAction, Cli, Command, Config, ServeArgs};
+
+/// A command other than `serve` that runs to completion and prints one line.
+enum Task {
+    RotateKey,
+    Admin { username: String, grant: bool },
+    Backup(std::path::PathBuf),
+}
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    let (args, rotate, seed) = match cli.command {
-        Command::Serve(args) => (args, false, None),
-        Command::RotateKey(args) => (args, true, None),
-        Command::BenchSeed(seed) => (seed.serve.clone(), false, Some(seed)),
+    let (args, task, seed): (ServeArgs, Option<Task>, _) = match cli.command {
+        Command::Serve(args) => (args, None, None),
+        Command::RotateKey(args) => (args, Some(Task::RotateKey), None),
+        Command::BenchSeed(seed) => (seed.serve.clone(), None, Some(seed)),
+        Command::Admin { action } => {
+            let (a, grant) = match action {
+                AdminAction::Grant(a) => (a, true),
+                AdminAction::Revoke(a) => (a, false),
+            };
+            let task = Task::Admin {
+                username: a.name,
+                grant,
+            };
+            (a.serve, Some(task), None)
+        }
+        Command::Backup { file, serve } => (serve, Some(Task::Backup(file)), None),
     };
     let config = match Config::resolve(args) {
         Ok(c) => c,
@@ -42,8 +61,17 @@ pub fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    if rotate {
-        return match runtime.block_on(crate::encryption::rotate_key(&config)) {
+    if let Some(task) = task {
+        let done: anyhow::Result<String> = match task {
+            Task::RotateKey => runtime
+                .block_on(crate::encryption::rotate_key(&config))
+                .map(|s| s.to_string()),
+            Task::Admin { username, grant } => {
+                runtime.block_on(crate::commands::set_admin(&config, &username, grant))
+            }
+            Task::Backup(file) => crate::commands::backup(&config, &file),
+        };
+        return match done {
             Ok(summary) => {
                 println!("{summary}");
                 ExitCode::SUCCESS

@@ -103,6 +103,9 @@ enum Wire {
     Heartbeat {
         node: String,
         users: Vec<String>,
+        /// The node's WebSocket connections (for `GET /admin/stats`).
+        #[serde(default)]
+        connections: u64,
     },
     /// These login sessions ended: close their sockets with `code`.
     SessionsEnded {
@@ -149,6 +152,8 @@ pub struct Cluster {
     /// The processor's control input (catch-ups).
     control: mpsc::UnboundedSender<Input>,
     subs: Mutex<Subs>,
+    /// The other nodes heard from: their connections at their last heartbeat, and when.
+    peers: Mutex<HashMap<String, (u64, std::time::Instant)>>,
     connected: Arc<AtomicBool>,
     /// The server's tasks (each subscription forwards on one).
     tasks: crate::tasks::Tasks,
@@ -221,6 +226,7 @@ impl Cluster {
             inbox,
             control: ctl_tx,
             subs: Mutex::new(Subs::default()),
+            peers: Mutex::new(HashMap::new()),
             connected,
             tasks: tasks.clone(),
             dropped_out: AtomicU64::new(0),
@@ -255,6 +261,21 @@ impl Cluster {
     /// Whether the NATS connection is up (readiness).
     pub fn is_connected(&self) -> bool {
         self.connected.load(Ordering::Acquire)
+    }
+
+    fn peers(&self) -> std::sync::MutexGuard<'_, HashMap<String, (u64, std::time::Instant)>> {
+        // Single inserts and reads: a poisoned lock is usable.
+        self.peers.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The other live nodes and their connections at their last heartbeat (at most
+    /// [`HEARTBEAT_EVERY`] old), by node ID.
+    pub fn peer_connections(&self) -> Vec<(String, u64)> {
+        let mut peers = self.peers();
+        peers.retain(|_, (_, at)| at.elapsed() < NODE_TIMEOUT);
+        let mut out: Vec<(String, u64)> = peers.iter().map(|(n, (c, _))| (n.clone(), *c)).collect();
+        out.sort();
+        out
     }
 
     fn subs(&self) -> std::sync::MutexGuard<'_, Subs> {
@@ -514,7 +535,11 @@ impl Cluster {
         loop {
             tokio::select! {
                 _ = beat.tick() => {
-                    let wire = Wire::Heartbeat { node: self.node_id.clone(), users: self.hub.local_users() };
+                    let wire = Wire::Heartbeat {
+                        node: self.node_id.clone(),
+                        users: self.hub.local_users(),
+                        connections: self.hub.connection_count() as u64,
+                    };
                     self.send(PRESENCE_SUBJECT.to_owned(), &wire);
                 }
                 _ = check.tick() => {
@@ -681,7 +706,13 @@ impl Cluster {
                     self.deliver_presence(&user_id, online, last_seen_ms, &recipients);
                 }
             }
-            Wire::Heartbeat { node, users } => {
+            Wire::Heartbeat {
+                node,
+                users,
+                connections,
+            } => {
+                self.peers()
+                    .insert(node.clone(), (connections, std::time::Instant::now()));
                 // Users this node had not told us about (a lost delta) come online; users it
                 // no longer lists went offline. Usually both lists are empty.
                 let before: HashMap<String, bool> = users
@@ -795,6 +826,7 @@ impl Cluster {
         let wire = Wire::Heartbeat {
             node: self.node_id.clone(),
             users: self.hub.local_users(),
+            connections: self.hub.connection_count() as u64,
         };
         self.send(PRESENCE_SUBJECT.to_owned(), &wire);
     }

@@ -33,6 +33,36 @@ pub enum Command {
     /// print their access tokens; reads `{"users":N,"conversations":[[i,j,…],…]}` on stdin.
     /// Run it while the server is stopped (SQLite) or from any machine (PostgreSQL).
     BenchSeed(BenchSeedArgs),
+    /// Grant or revoke the system admin role (`chatnode admin grant USERNAME`); works while
+    /// the server runs on the same data dir or database. Same options as `serve`.
+    Admin {
+        #[command(subcommand)]
+        action: AdminAction,
+    },
+    /// Write a consistent copy of the embedded SQLite database to FILE while the server keeps
+    /// serving (PostgreSQL: use pg_dump, see docs/deployment.md). Same options as `serve`.
+    Backup {
+        /// Where to write the copy (must not exist yet)
+        file: PathBuf,
+        #[command(flatten)]
+        serve: ServeArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AdminAction {
+    /// Make USERNAME a system admin
+    Grant(NamedArgs),
+    /// Take the system admin role from USERNAME
+    Revoke(NamedArgs),
+}
+
+/// A name (a username, a token's name) and the options of `serve`.
+#[derive(Debug, Clone, Args)]
+pub struct NamedArgs {
+    pub name: String,
+    #[command(flatten)]
+    pub serve: ServeArgs,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -159,6 +189,59 @@ pub struct ServeArgs {
     /// [default: DATA_DIR/encryption_key]
     #[arg(long, env = "CHATNODE_ENCRYPTION_KEY_FILE")]
     pub encryption_key_file: Option<PathBuf>,
+    /// Who may register: `open`, `invite` (an invite code made by an admin) or `closed`
+    /// [default: open]
+    #[arg(long, env = "CHATNODE_REGISTRATION")]
+    pub registration: Option<String>,
+    /// Bytes one account may upload in 24 hours; 0 for no limit [default: 1073741824 (1 GiB)]
+    #[arg(long, env = "CHATNODE_UPLOAD_QUOTA_DAILY")]
+    pub upload_quota_daily: Option<u64>,
+    /// Bytes of uploads one account may keep in all; 0 for no limit [default: 10737418240 (10 GiB)]
+    #[arg(long, env = "CHATNODE_UPLOAD_QUOTA_TOTAL")]
+    pub upload_quota_total: Option<u64>,
+    /// Uploads are refused while the data dir's file system has less free space than this:
+    /// bytes, or a percentage of the file system such as `5%` [default: 5%]
+    #[arg(long, env = "CHATNODE_MIN_FREE_DISK")]
+    pub min_free_disk: Option<String>,
+    /// The server's public base URL (e.g. `https://chat.example.com`), for links it hands out
+    /// (webhook URLs, single sign-on redirects) [default: from the request's Host header]
+    #[arg(long, env = "CHATNODE_PUBLIC_URL")]
+    pub public_url: Option<String>,
+}
+
+/// `--min-free-disk`: a number of bytes or a share of the file system.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum FreeSpaceFloor {
+    Bytes(u64),
+    Percent(f64),
+}
+
+impl FreeSpaceFloor {
+    pub fn parse(s: &str) -> anyhow::Result<FreeSpaceFloor> {
+        let s = s.trim();
+        if let Some(p) = s.strip_suffix('%') {
+            let p: f64 = p
+                .trim()
+                .parse()
+                .context("--min-free-disk: not a percentage")?;
+            anyhow::ensure!(
+                (0.0..100.0).contains(&p),
+                "--min-free-disk must be under 100%"
+            );
+            return Ok(FreeSpaceFloor::Percent(p));
+        }
+        Ok(FreeSpaceFloor::Bytes(s.parse().context(
+            "--min-free-disk must be bytes or a percentage such as 5%",
+        )?))
+    }
+
+    /// The floor in bytes on a file system of `total` bytes.
+    pub fn bytes(self, total: u64) -> u64 {
+        match self {
+            FreeSpaceFloor::Bytes(b) => b,
+            FreeSpaceFloor::Percent(p) => (total as f64 * p / 100.0) as u64,
+        }
+    }
 }
 
 /// The environment variable that holds the encryption-at-rest key material itself.
@@ -200,6 +283,13 @@ pub struct Config {
     pub tls: Option<(PathBuf, PathBuf)>,
     /// Where the encryption-at-rest keys come from (the `Debug` form never shows a key).
     pub encryption_key: crate::crypto::KeySource,
+    pub registration: chatnode_protocol::RegistrationMode,
+    /// Upload quotas in bytes (None: no limit).
+    pub upload_quota_daily: Option<u64>,
+    pub upload_quota_total: Option<u64>,
+    pub min_free_disk: FreeSpaceFloor,
+    /// Without a trailing slash.
+    pub public_url: Option<String>,
 }
 
 impl std::fmt::Debug for Config {
@@ -301,6 +391,25 @@ impl Config {
                 (Some(c), Some(k)) => Some((c, k)),
                 (None, None) => None,
                 _ => bail!("--tls-cert and --tls-key go together"),
+            },
+            registration: {
+                let mode = pick!(registration, "open".into());
+                chatnode_protocol::RegistrationMode::parse(&mode).with_context(|| {
+                    format!("--registration must be open, invite or closed, not `{mode}`")
+                })?
+            },
+            upload_quota_daily: Some(pick!(upload_quota_daily, 1 << 30)).filter(|q| *q > 0),
+            upload_quota_total: Some(pick!(upload_quota_total, 10 << 30)).filter(|q| *q > 0),
+            min_free_disk: FreeSpaceFloor::parse(&pick!(min_free_disk, "5%".into()))?,
+            public_url: match args.public_url.clone().or(file.public_url.clone()) {
+                None => None,
+                Some(u) => {
+                    let u = u.trim_end_matches('/').to_owned();
+                    if !(u.starts_with("http://") || u.starts_with("https://")) {
+                        bail!("--public-url must start with http:// or https://");
+                    }
+                    Some(u)
+                }
             },
             data_dir,
         };

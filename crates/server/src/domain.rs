@@ -207,6 +207,8 @@ pub mod kind {
     pub enum Session {}
     pub enum Media {}
     pub enum FriendRequest {}
+    pub enum Report {}
+    pub enum Webhook {}
 }
 
 pub type UserId = Id<kind::User>;
@@ -216,6 +218,8 @@ pub type ConversationId = Id<kind::Conversation>;
 pub type SessionId = Id<kind::Session>;
 pub type MediaId = Id<kind::Media>;
 pub type FriendRequestId = Id<kind::FriendRequest>;
+pub type ReportId = Id<kind::Report>;
+pub type WebhookId = Id<kind::Webhook>;
 
 impl<K> Id<K> {
     /// A client's ID, normalized. Anything that is not a UUID cannot name an object on this

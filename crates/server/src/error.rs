@@ -82,8 +82,39 @@ impl Error {
     }
 }
 
+/// What a client is told while the server's disk is full: nothing was written, nothing acked
+/// is lost, and the server takes writes again by itself once there is room.
+pub fn disk_full() -> Error {
+    Error::Api {
+        code: ErrorCode::Unavailable,
+        message: "the server's disk is full; nothing was saved, try again later".into(),
+        field: None,
+        retry_after: Some(5),
+    }
+}
+
+impl Error {
+    /// A file system error: a full disk (ENOSPC, EDQUOT) is [`disk_full`], anything else
+    /// internal.
+    pub fn io(e: std::io::Error) -> Error {
+        // ENOSPC and EDQUOT on Linux.
+        if matches!(e.raw_os_error(), Some(28) | Some(122)) {
+            tracing::warn!(error = %e, "disk full");
+            return disk_full();
+        }
+        Error::Internal(anyhow::Error::new(e))
+    }
+}
+
 impl From<sqlx::Error> for Error {
     fn from(e: sqlx::Error) -> Self {
+        // SQLITE_FULL (13); PostgreSQL's disk_full (53100).
+        if let sqlx::Error::Database(db) = &e
+            && matches!(db.code().as_deref(), Some("13") | Some("53100"))
+        {
+            tracing::warn!(error = %e, "database write refused: disk full");
+            return disk_full();
+        }
         Error::Internal(anyhow::Error::new(e).context("database"))
     }
 }

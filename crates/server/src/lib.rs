@@ -6,6 +6,7 @@ pub(crate) mod auth;
 pub(crate) mod bench_seed;
 pub mod cli;
 pub(crate) mod cluster;
+pub(crate) mod commands;
 pub(crate) mod config;
 pub(crate) mod crypto;
 pub(crate) mod domain;
@@ -85,6 +86,33 @@ impl AppState {
             let sessions = sessions.iter().map(SessionId::to_string).collect();
             cluster.publish_sessions_ended(sessions, UNAUTHENTICATED);
         }
+    }
+}
+
+impl AppState {
+    /// WebSocket connections per node: this one now, the others as of their last heartbeat.
+    pub fn node_connections(&self) -> Vec<chatnode_protocol::NodeStats> {
+        let (id, mut nodes) = match &self.cluster {
+            Some(c) => (
+                c.node_id().to_owned(),
+                c.peer_connections()
+                    .into_iter()
+                    .map(|(node_id, n)| chatnode_protocol::NodeStats {
+                        node_id,
+                        connections: n as i64,
+                    })
+                    .collect::<Vec<_>>(),
+            ),
+            None => ("local".to_owned(), Vec::new()),
+        };
+        nodes.insert(
+            0,
+            chatnode_protocol::NodeStats {
+                node_id: id,
+                connections: self.hub.connection_count() as i64,
+            },
+        );
+        nodes
     }
 }
 
@@ -218,6 +246,8 @@ impl Server {
                     config.ws_burst,
                     per(1000 / u64::from(config.ws_rate.max(1)).max(1)),
                 ),
+                reports: Limiter::new(20, per(30_000)),
+                webhook_posts: Limiter::new(60, per(1_000)),
                 ws_per_user: config.limit_ws_per_user.max(1),
             }
         };

@@ -100,6 +100,10 @@ pub struct Limits {
     pub friend_requests: Limiter,
     /// REST message sends per user (WebSocket sends are limited per connection).
     pub rest_sends: Limiter,
+    /// Reports per user.
+    pub reports: Limiter,
+    /// Posts per incoming webhook (60 a minute).
+    pub webhook_posts: Limiter,
     /// Concurrent WebSocket connections per user.
     pub ws_per_user: usize,
 }

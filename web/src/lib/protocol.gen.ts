@@ -398,7 +398,11 @@ uses: number, expires_at: string | null,
 /**
  * When and by whom it was made (extensions; on `GET /admin/registration-invites`).
  */
-created_at: string | null, created_by: string | null, };
+created_at: string | null, created_by: string | null, 
+/**
+ * What `DELETE /admin/registration-invites/{id}` takes (extension; on the list only).
+ */
+id: string | null, };
 
 /**
  * `GET /admin/registration-invites` (extension): the invites with uses left and not expired.

@@ -64,6 +64,25 @@ pub async fn register(
             &state.config.trusted_proxies,
         ))
         .map_err(Error::rate_limited)?;
+    // Who may register (`--registration`): closed answers before anything is looked at.
+    let invite_code_hash = match state.config.registration {
+        p::RegistrationMode::Open => None,
+        p::RegistrationMode::Closed => {
+            return Err(Error::new(
+                ErrorCode::RegistrationClosed,
+                "registration is closed on this server",
+            ));
+        }
+        p::RegistrationMode::Invite => match req.invite_code.as_deref().map(str::trim) {
+            Some(code) if !code.is_empty() && code.len() <= 256 => Some(hash_refresh_token(code)),
+            _ => {
+                return Err(Error::new(
+                    ErrorCode::RegistrationClosed,
+                    "registration on this server needs an invite code",
+                ));
+            }
+        },
+    };
     let username = Username::parse(&req.username)?;
     let email = req
         .email
@@ -98,6 +117,7 @@ pub async fn register(
             phone: phone.map(|p| p.as_str().to_owned()),
             display_name,
             password_hash,
+            invite_code_hash,
         })
         .await?;
     // Just created by the store.
@@ -109,6 +129,22 @@ pub async fn register(
         access_token,
         refresh_token,
     }))
+}
+
+/// 403 `account_suspended` (with the reason and until when) while the account is suspended.
+pub(crate) async fn refuse_if_suspended(state: &SharedState, user_id: &UserId) -> Result<()> {
+    if let Some((until, reason)) = state.store.suspension(user_id).await? {
+        let until = if until >= 253_402_300_799_000 {
+            "until further notice".to_owned()
+        } else {
+            format!("until {}", crate::time::rfc3339(until))
+        };
+        return Err(Error::new(
+            ErrorCode::AccountSuspended,
+            format!("this account is suspended {until}: {reason}"),
+        ));
+    }
+    Ok(())
 }
 
 /// Normalizes a login the way it was stored: emails and usernames lower-cased.
@@ -164,6 +200,7 @@ pub async fn login(
             "wrong login or password",
         ));
     };
+    refuse_if_suspended(&state, &creds.user_id).await?;
     let user = state.store.me(&creds.user_id).await?;
     let (access_token, refresh_token) = issue_tokens(&state, &creds.user_id).await?;
     Ok(Json(p::AuthResponse {
@@ -178,6 +215,14 @@ pub async fn refresh(
     State(state): State<SharedState>,
     ApiJson(req): ApiJson<p::RefreshRequest>,
 ) -> Result<Json<p::TokenPair>> {
+    // A suspended account's sessions were revoked; it is told why, not just "invalid".
+    if let Some((_, user_id)) = state
+        .store
+        .refresh_session(&hash_refresh_token(&req.refresh_token))
+        .await?
+    {
+        refuse_if_suspended(&state, &user_id).await?;
+    }
     let new_refresh = random_token();
     let expires = now_ms() + state.config.refresh_ttl_days * 86_400_000;
     let outcome = state

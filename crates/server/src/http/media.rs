@@ -95,6 +95,8 @@ async fn receive_upload(
             "file is larger than any upload limit",
         ));
     }
+    let quota = quota_left(&state, &auth, declared).await?;
+    room_on_disk(&state, declared)?;
     if q.duration_ms
         .is_some_and(|d| !(0..=86_400_000).contains(&d))
     {
@@ -133,6 +135,7 @@ async fn receive_upload(
                 name: name.as_deref(),
                 declared: declared.as_deref(),
                 duration_ms: q.duration_ms,
+                quota: quota.clone(),
             };
             break state
                 .media
@@ -153,6 +156,7 @@ async fn receive_upload(
             name: q.name.as_deref(),
             declared: content_type.as_deref(),
             duration_ms: q.duration_ms,
+            quota,
         };
         state
             .media
@@ -161,6 +165,79 @@ async fn receive_upload(
     };
     let media = state.store.create_media(record).await?;
     Ok(created(media))
+}
+
+/// What is left of the caller's upload quotas (None: no quota), and the words for passing
+/// it; refuses at once when nothing is left or the declared size would not fit.
+async fn quota_left(
+    state: &SharedState,
+    auth: &AuthUser,
+    declared: Option<u64>,
+) -> Result<Option<(u64, String)>> {
+    let (daily, total) = (
+        state.config.upload_quota_daily,
+        state.config.upload_quota_total,
+    );
+    if daily.is_none() && total.is_none() {
+        return Ok(None);
+    }
+    let (today, all) = state
+        .store
+        .upload_usage(&auth.user_id, crate::time::now_ms() - 86_400_000)
+        .await?;
+    let (today, all) = (today.max(0) as u64, all.max(0) as u64);
+    let left_today = daily.map(|q| q.saturating_sub(today));
+    let left_all = total.map(|q| q.saturating_sub(all));
+    let (left, why) = match (left_today, left_all) {
+        (Some(d), Some(t)) if t < d => (t, total_words(all, total)),
+        (Some(d), _) => (d, daily_words(today, daily)),
+        (None, Some(t)) => (t, total_words(all, total)),
+        (None, None) => return Ok(None),
+    };
+    let why = format!("{why}; {} left", crate::media::human_bytes(left));
+    // A multipart body carries some bytes besides the file.
+    if left == 0 || declared.is_some_and(|n| n > left + 64 * 1024) {
+        return Err(Error::new(
+            ErrorCode::QuotaExceeded,
+            format!("upload quota exceeded: {why}"),
+        ));
+    }
+    Ok(Some((left, format!("upload quota exceeded: {why}"))))
+}
+
+fn daily_words(used: u64, quota: Option<u64>) -> String {
+    format!(
+        "{} of {} uploaded in the last 24 hours",
+        crate::media::human_bytes(used),
+        crate::media::human_bytes(quota.unwrap_or(0))
+    )
+}
+
+fn total_words(used: u64, quota: Option<u64>) -> String {
+    format!(
+        "{} of {} stored in all",
+        crate::media::human_bytes(used),
+        crate::media::human_bytes(quota.unwrap_or(0))
+    )
+}
+
+/// Uploads stop while the data dir's file system is under its free-space floor
+/// (`--min-free-disk`), so the database always has room for messages.
+fn room_on_disk(state: &SharedState, declared: Option<u64>) -> Result<()> {
+    let Ok((available, total)) = crate::media::free_space(&state.config.data_dir) else {
+        return Ok(());
+    };
+    let floor = state.config.min_free_disk.bytes(total);
+    if available.saturating_sub(declared.unwrap_or(0)) < floor {
+        tracing::warn!(available, floor, "upload refused: the disk is nearly full");
+        return Err(Error::Api {
+            code: ErrorCode::Unavailable,
+            message: "the server is low on disk space; uploads are paused".into(),
+            field: None,
+            retry_after: Some(60),
+        });
+    }
+    Ok(())
 }
 
 fn multipart_error(e: axum::extract::multipart::MultipartError) -> Error {

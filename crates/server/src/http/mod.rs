@@ -26,6 +26,7 @@ use crate::error::{Error, Result};
 
 pub(crate) mod account;
 pub(crate) mod accounts;
+pub(crate) mod admin;
 pub(crate) mod conversations;
 pub mod media;
 pub mod messages;
@@ -55,6 +56,7 @@ pub fn router(state: SharedState) -> Router {
         .merge(media::router(&state))
         .merge(push::router())
         .merge(account::router())
+        .merge(admin::router())
         .route("/ws", get(crate::ws::upgrade))
         .route("/openapi.json", get(openapi::serve))
         .fallback(api_not_found)

@@ -174,6 +174,7 @@ async fn receive<S>(
     blobs: &dyn BlobStore,
     limits: &MediaLimits,
     declared: Option<&str>,
+    quota: Option<&(u64, String)>,
     mut body: S,
 ) -> Result<(Received, TempGuard)>
 where
@@ -181,9 +182,7 @@ where
 {
     let temp = blobs.temp_path();
     let mut guard = TempGuard(Some(temp.clone()));
-    let mut file = tokio::fs::File::create(&temp)
-        .await
-        .map_err(|e| Error::Internal(e.into()))?;
+    let mut file = tokio::fs::File::create(&temp).await.map_err(Error::io)?;
     let mut hasher = Sha256::new();
     let mut head: Vec<u8> = Vec::with_capacity(sniff::HEAD);
     let mut typed: Option<(String, Kind)> = None;
@@ -207,17 +206,18 @@ where
         if size > limit {
             return Err(too_large(limit));
         }
+        if let Some((left, why)) = quota
+            && size > *left
+        {
+            return Err(Error::new(ErrorCode::QuotaExceeded, why.clone()));
+        }
         hasher.update(&chunk);
-        file.write_all(&chunk)
-            .await
-            .map_err(|e| Error::Internal(e.into()))?;
+        file.write_all(&chunk).await.map_err(Error::io)?;
     }
     if size > limit {
         return Err(too_large(limit));
     }
-    file.sync_all()
-        .await
-        .map_err(|e| Error::Internal(e.into()))?;
+    file.sync_all().await.map_err(Error::io)?;
     let (mime, kind) = typed.ok_or_else(empty_upload)?;
     let received = Received {
         temp: temp.clone(),
@@ -258,7 +258,7 @@ pub fn clean_name(name: Option<&str>, mime: &str) -> String {
 }
 
 /// What the client said about an upload besides its bytes.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct Upload<'a> {
     /// The original file name (metadata only).
     pub name: Option<&'a str>,
@@ -266,6 +266,34 @@ pub struct Upload<'a> {
     pub declared: Option<&'a str>,
     /// The length of a recording, as the client measured it.
     pub duration_ms: Option<i64>,
+    /// What is left of the uploader's quota, and what to say when the upload passes it.
+    pub quota: Option<(u64, String)>,
+}
+
+/// `bytes` for people: "1.5 MiB".
+pub fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["bytes", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = bytes as f64;
+    let mut unit = 0;
+    while v >= 1024.0 && unit < UNITS.len() - 1 {
+        v /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} bytes")
+    } else {
+        format!("{v:.1} {}", UNITS[unit])
+    }
+}
+
+/// `(available, total)` bytes of the file system holding `path` (what an unprivileged
+/// process may use, and its size).
+pub fn free_space(path: &Path) -> io::Result<(u64, u64)> {
+    let s = rustix::fs::statvfs(path)?;
+    Ok((
+        s.f_bavail.saturating_mul(s.f_frsize),
+        s.f_blocks.saturating_mul(s.f_frsize),
+    ))
 }
 
 /// The media service: limits, storage, and the store for records.
@@ -292,8 +320,14 @@ impl Media {
     where
         S: Stream<Item = Result<Bytes>> + Unpin,
     {
-        let (mut r, _guard) =
-            receive(self.blobs.as_ref(), &self.limits, upload.declared, body).await?;
+        let (mut r, _guard) = receive(
+            self.blobs.as_ref(),
+            &self.limits,
+            upload.declared,
+            upload.quota.as_ref(),
+            body,
+        )
+        .await?;
         let id = crate::time::new_id();
         let key = uuid::Uuid::new_v4().simple().to_string();
         let mut rec = MediaRecord {
@@ -343,14 +377,14 @@ impl Media {
                     self.blobs
                         .put_file(&key, &r.temp)
                         .await
-                        .map_err(|e| Error::Internal(e.into()))?;
+                        .map_err(Error::io)?;
                     return Ok(rec);
                 }
             };
             if let Some(cleaned) = out.cleaned {
                 tokio::fs::write(&r.temp, &cleaned)
                     .await
-                    .map_err(|e| Error::Internal(e.into()))?;
+                    .map_err(Error::io)?;
                 r.size = cleaned.len() as u64;
                 r.sha256 = hex(&Sha256::digest(&cleaned));
                 rec.size = r.size as i64;
@@ -360,7 +394,7 @@ impl Media {
             self.blobs
                 .put_bytes(&thumb_key, &out.thumb)
                 .await
-                .map_err(|e| Error::Internal(e.into()))?;
+                .map_err(Error::io)?;
             rec.width = Some(i64::from(out.width));
             rec.height = Some(i64::from(out.height));
             rec.thumb_size = Some(out.thumb.len() as i64);
@@ -371,7 +405,7 @@ impl Media {
         self.blobs
             .put_file(&key, &r.temp)
             .await
-            .map_err(|e| Error::Internal(e.into()))?;
+            .map_err(Error::io)?;
         Ok(rec)
     }
 
@@ -434,10 +468,24 @@ mod tests {
         // A PDF over the file limit: refused while streaming.
         let mut chunks: Vec<Result<Bytes>> = vec![Ok(Bytes::from_static(b"%PDF-1.7\n"))];
         chunks.extend((0..10).map(|_| Ok(Bytes::from(vec![b'x'; 4096]))));
-        let r = receive(&blobs, &limits, None, futures_util::stream::iter(chunks)).await;
+        let r = receive(
+            &blobs,
+            &limits,
+            None,
+            None,
+            futures_util::stream::iter(chunks),
+        )
+        .await;
         assert_eq!(r.err().unwrap().code(), ErrorCode::TooLarge);
         // An empty upload is the only type refusal.
-        let r = receive(&blobs, &limits, None, futures_util::stream::iter(vec![])).await;
+        let r = receive(
+            &blobs,
+            &limits,
+            None,
+            None,
+            futures_util::stream::iter(vec![]),
+        )
+        .await;
         assert_eq!(r.err().unwrap().code(), ErrorCode::UnsupportedMediaType);
         assert_eq!(
             std::fs::read_dir(dir.path().join("media/tmp"))

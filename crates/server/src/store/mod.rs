@@ -36,9 +36,10 @@ mod types;
 pub type BlockingCommitter = Box<dyn FnMut(&[NewMessage]) -> Vec<Result<SendOutcome>> + Send>;
 
 pub use types::{
-    Credentials, FriendRequestOutcome, GroupPatch, HistoryPage, MAX_PUSH_SUBSCRIPTIONS,
-    MediaRecord, NewGroup, NewMessage, NewUser, ProfilePatch, PushContext, PushRecipient,
-    PushTarget, ReencryptReport, RefreshOutcome, SeedConversation, SendOutcome, StoredEvent,
+    AdminTarget, Credentials, FriendRequestOutcome, GroupPatch, HistoryPage,
+    MAX_PUSH_SUBSCRIPTIONS, MediaRecord, NewGroup, NewMessage, NewReport, NewUser, ProfilePatch,
+    PushContext, PushRecipient, PushTarget, ReencryptReport, RefreshOutcome, SeedConversation,
+    SendOutcome, StoreStats, StoredEvent,
 };
 
 /// Where the store hands the durable events of a transaction, once it has committed (the
@@ -76,6 +77,7 @@ pub trait Store:
     + Messages
     + Reactions
     + Search
+    + Moderation
     + MediaStore
     + PushStore
     + EventLog
@@ -91,6 +93,7 @@ impl<T> Store for T where
         + Messages
         + Reactions
         + Search
+        + Moderation
         + MediaStore
         + PushStore
         + EventLog
@@ -341,6 +344,69 @@ pub trait Search: Send + Sync {
     /// Indexes up to `batch` messages from before the index (or its key) existed, newest
     /// first; answers whether any are left.
     async fn backfill_search(&self, batch: i64) -> Result<bool>;
+}
+
+/// Running the server: system admins, suspensions, reports, moderation, the audit log,
+/// statistics, registration invites and upload usage. Every admin action is written to the
+/// audit log in the transaction that does it; `actor` None is the server's command line.
+#[async_trait]
+pub trait Moderation: Send + Sync {
+    async fn is_system_admin(&self, user_id: &UserId) -> Result<bool>;
+    /// Grants or revokes the system admin role; returns the user's ID (404 for no such user).
+    async fn set_system_admin(
+        &self,
+        actor: Option<&UserId>,
+        target: AdminTarget,
+        admin: bool,
+    ) -> Result<UserId>;
+    /// Users whose username or display name starts with `q` (or whose email or phone is
+    /// `q`), everyone for an empty `q`, by username; with uploads since `since_ms`.
+    async fn admin_users(
+        &self,
+        q: &str,
+        limit: i64,
+        offset: i64,
+        since_ms: i64,
+    ) -> Result<Vec<p::AdminUser>>;
+    /// Suspends until `until_ms` (far future: until lifted) and revokes every login session;
+    /// returns them, so their sockets close.
+    async fn suspend(
+        &self,
+        actor: &UserId,
+        target: &UserId,
+        reason: &str,
+        until_ms: i64,
+    ) -> Result<Vec<SessionId>>;
+    async fn unsuspend(&self, actor: &UserId, target: &UserId) -> Result<()>;
+    /// `(until_ms, reason)` while the user is suspended.
+    async fn suspension(&self, user_id: &UserId) -> Result<Option<(i64, String)>>;
+    /// Deletes a message for everyone in any conversation, as a moderator.
+    async fn moderate_delete(
+        &self,
+        actor: &UserId,
+        conversation_id: &ConversationId,
+        seq: i64,
+    ) -> Result<()>;
+    async fn create_report(&self, reporter: &UserId, report: NewReport) -> Result<String>;
+    async fn reports(&self, resolved: bool, limit: i64) -> Result<Vec<p::Report>>;
+    async fn resolve_report(&self, actor: &UserId, id: &str, note: Option<String>) -> Result<()>;
+    /// Newest first, older than the entry `before`.
+    async fn audit_log(&self, before: Option<&str>, limit: i64) -> Result<Vec<p::AuditEntry>>;
+    /// Counts for `GET /admin/stats` (connections come from the hub and the cluster).
+    async fn stats(&self, now_ms: i64) -> Result<StoreStats>;
+    async fn create_registration_invite(
+        &self,
+        actor: &UserId,
+        code_hash: &str,
+        hint: &str,
+        uses: i64,
+        expires_at_ms: Option<i64>,
+    ) -> Result<()>;
+    /// Invites with uses left that have not expired.
+    async fn registration_invites(&self) -> Result<Vec<p::RegistrationInvite>>;
+    async fn revoke_registration_invite(&self, actor: &UserId, id: &str) -> Result<()>;
+    /// Bytes of the user's uploads since `since_ms`, and in all.
+    async fn upload_usage(&self, user_id: &UserId, since_ms: i64) -> Result<(i64, i64)>;
 }
 
 /// The records of uploads (the bytes are the media service's, see [`crate::media`]).

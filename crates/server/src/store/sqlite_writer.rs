@@ -44,6 +44,12 @@ pub struct SqliteWriter {
 }
 
 fn db(e: rusqlite::Error) -> Error {
+    if let rusqlite::Error::SqliteFailure(f, _) = &e
+        && f.code == rusqlite::ErrorCode::DiskFull
+    {
+        tracing::warn!(error = %e, "message batch refused: disk full");
+        return crate::error::disk_full();
+    }
     Error::Internal(e.into())
 }
 

@@ -21,6 +21,43 @@ pub struct NewUser {
     pub phone: Option<String>,
     pub display_name: String,
     pub password_hash: String,
+    /// Registration by invite: the SHA-256 of the code, spent in the same transaction (a
+    /// code with no use left, expired or unknown: `registration_closed`).
+    pub invite_code_hash: Option<String>,
+}
+
+/// Whom `set_system_admin` is about: an ID (the API) or a username (the command line).
+#[derive(Debug, Clone)]
+pub enum AdminTarget {
+    Id(UserId),
+    Username(String),
+}
+
+/// A report of a user or of a message, checked at the edge: exactly one of the two.
+#[derive(Debug, Clone)]
+pub enum NewReport {
+    User {
+        user_id: UserId,
+        reason: String,
+    },
+    Message {
+        conversation_id: ConversationId,
+        seq: i64,
+        reason: String,
+    },
+}
+
+/// What the store counts for `GET /admin/stats`.
+#[derive(Debug, Clone, Default)]
+pub struct StoreStats {
+    pub users: i64,
+    pub users_active_24h: i64,
+    pub messages_24h: i64,
+    pub conversations: i64,
+    pub groups: i64,
+    /// Messages in each of the last 24 hours, oldest first.
+    pub messages_per_hour: Vec<i64>,
+    pub media_bytes: i64,
 }
 
 /// What login needs to check a password.

@@ -665,6 +665,24 @@ async fn reply(socket: &mut Socket, frame: &ServerFrame) -> Option<End> {
 async fn ready_frame(state: &SharedState, user_id: &UserId) -> crate::error::Result<ServerFrame> {
     let me = state.store.me(user_id).await?;
     let stream_pos = state.store.stream_head().await?;
+    // "Active in the last 24 hours" (admin statistics) counts from `last_seen_at`, which is
+    // otherwise written when a user goes offline: note a connection too, at most once an hour
+    // per user, so a reconnect storm writes (almost) nothing.
+    let seen_ms = me.user.last_seen_at.as_deref().and_then(|t| {
+        time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339)
+            .ok()
+            .map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64)
+    });
+    let now = crate::time::now_ms();
+    if seen_ms.is_none_or(|t| now - t > 3_600_000) {
+        let store = state.store.clone();
+        let user = user_id.clone();
+        state.tasks.background(async move {
+            if let Err(e) = store.set_last_seen(&user, now).await {
+                tracing::debug!(error = %e, "could not record last_seen_at");
+            }
+        });
+    }
     Ok(ServerFrame::Ready {
         user: me.user,
         stream_pos,

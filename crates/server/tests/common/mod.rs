@@ -2,6 +2,8 @@
 //! dir, and typed helpers so each test reads like a story.
 #![allow(dead_code)]
 
+pub mod cluster;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -119,13 +121,38 @@ impl TestServer {
 
     /// Starts with extra `serve` options and environment variables.
     pub async fn start_with_env(args: &[&str], envs: &[(&str, &str)]) -> TestServer {
+        TestServer::start_with_files(args, envs, &[]).await
+    }
+
+    /// Starts on a data dir that already holds `files` (`(source, name in the data dir)`),
+    /// e.g. a restored database and its keys. A first entry `(dir, "")` puts the data dir
+    /// under `dir` instead of the system's temp dir.
+    pub async fn start_with_files(
+        args: &[&str],
+        envs: &[(&str, &str)],
+        files: &[(&Path, &str)],
+    ) -> TestServer {
         let envs: Vec<(String, String)> = envs
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        let dir = tempfile::tempdir().expect("temp dir");
+        let dir = match files.first() {
+            // A data dir in another place (a small file system, say).
+            Some((parent, "")) => tempfile::tempdir_in(parent).expect("temp dir"),
+            _ => tempfile::tempdir().expect("temp dir"),
+        };
+        let files: Vec<&(&Path, &str)> = files.iter().filter(|(_, n)| !n.is_empty()).collect();
+        if !files.is_empty() {
+            std::fs::create_dir_all(dir.path().join("data")).expect("data dir");
+            for (from, name) in files {
+                std::fs::copy(from, dir.path().join("data").join(name))
+                    .unwrap_or_else(|e| panic!("copy {}: {e}", from.display()));
+            }
+        }
         let mut extra_args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-        let pg_schema = pg_base().map(|base| {
+        // A test that names its own database keeps it.
+        let own_db = args.contains(&"--database-url");
+        let pg_schema = pg_base().filter(|_| !own_db).map(|base| {
             let schema = format!(
                 "t{}_{}",
                 std::process::id(),

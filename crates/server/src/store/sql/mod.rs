@@ -49,6 +49,7 @@ mod encryption;
 mod events;
 mod media;
 mod messages;
+mod moderation;
 mod push;
 mod reactions;
 mod search;

@@ -53,7 +53,7 @@ where
             });
             let part: Vec<(String, i64, String, i64, i64, i64)> = sqlx::query_as(
                 "SELECT conversation_id, seq, emoji, COUNT(*), MIN(pos),
-                        SUM(CASE WHEN user_id = $4 THEN 1 ELSE 0 END)
+                        CAST(SUM(CASE WHEN user_id = $4 THEN 1 ELSE 0 END) AS BIGINT)
                  FROM reactions WHERE conversation_id = $1 AND seq >= $2 AND seq <= $3
                  GROUP BY conversation_id, seq, emoji",
             )

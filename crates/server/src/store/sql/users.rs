@@ -203,6 +203,23 @@ where
                     Error::new(ErrorCode::UsernameTaken, "this username is taken")
                 });
             }
+            if let Some(code_hash) = &u.invite_code_hash {
+                // One use of the invite, atomically with the account it makes.
+                let spent = sqlx::query(
+                    "UPDATE registration_invites SET uses_left = uses_left - 1
+                     WHERE code_hash = $1 AND uses_left > 0 AND (expires_at IS NULL OR expires_at > $2)",
+                )
+                .bind(code_hash)
+                .bind(now_ms())
+                .execute(w.conn())
+                .await?;
+                if B::rows_affected(&spent) == 0 {
+                    return Err(Error::new(
+                        ErrorCode::RegistrationClosed,
+                        "this invite code is not valid (unknown, used up or expired)",
+                    ));
+                }
+            }
             let id = new_id();
             sqlx::query(
                 "INSERT INTO users (id, username, username_key, email, phone, email_hash, phone_hash,

@@ -1,0 +1,85 @@
+//! The operator's commands besides `serve`: `admin grant|revoke`, `backup` and
+//! `service-token create|revoke`. Each opens the same store `serve` would (same options), so
+//! it works on the server's machine while the server runs: SQLite lets another process write
+//! between the server's transactions (WAL, busy timeout), PostgreSQL any number of clients.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+
+use crate::config::Config;
+use crate::store::{AdminTarget, Offline, Store};
+
+async fn open(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
+    crate::encryption::open_store(config, Arc::new(Offline), Arc::new(Offline)).await
+}
+
+/// `chatnode admin grant|revoke USERNAME`.
+pub async fn set_admin(config: &Config, username: &str, admin: bool) -> anyhow::Result<String> {
+    let store = open(config).await?;
+    let result = store
+        .set_system_admin(None, AdminTarget::Username(username.to_owned()), admin)
+        .await;
+    store.close().await;
+    match result {
+        Ok(_) if admin => Ok(format!("{username} is a system admin")),
+        Ok(_) => Ok(format!("{username} is no longer a system admin")),
+        Err(e) if e.code() == chatnode_protocol::ErrorCode::NotFound => {
+            bail!("no user named {username}")
+        }
+        Err(e) => Err(anyhow::anyhow!("{e}")),
+    }
+}
+
+/// `chatnode backup FILE`: `VACUUM INTO` on a read-only connection of its own. In WAL mode a
+/// reader never blocks the writer, so sends go on while the copy is written; the copy is the
+/// database as of the moment the read transaction began (every message acked before the
+/// backup started is in it), compacted, and checked before this returns.
+pub fn backup(config: &Config, file: &Path) -> anyhow::Result<String> {
+    let Some(db) = config.database_url.strip_prefix("sqlite://") else {
+        bail!(
+            "chatnode backup copies the embedded SQLite database; for PostgreSQL use pg_dump (see docs/deployment.md, \"Backups\")"
+        );
+    };
+    let db = db.split('?').next().unwrap_or(db);
+    if !Path::new(db).exists() {
+        bail!("no database at {db}");
+    }
+    if file.exists() {
+        bail!("{} exists already; name a new file", file.display());
+    }
+    let target = file
+        .to_str()
+        .context("the backup file's name must be valid UTF-8")?;
+    let started = Instant::now();
+    let conn = rusqlite::Connection::open_with_flags(
+        db,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .with_context(|| format!("cannot open {db}"))?;
+    conn.busy_timeout(std::time::Duration::from_secs(30))?;
+    conn.execute("VACUUM INTO ?1", [target])
+        .with_context(|| format!("cannot write the backup to {}", file.display()))?;
+    let copied = started.elapsed();
+    drop(conn);
+    // Check the copy before calling it a backup.
+    let copy = rusqlite::Connection::open_with_flags(
+        file,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    let check: String = copy.query_row("PRAGMA quick_check", [], |r| r.get(0))?;
+    if check != "ok" {
+        bail!("the copy at {} failed its check: {check}", file.display());
+    }
+    let messages: i64 = copy.query_row("SELECT COUNT(*) FROM messages", [], |r| r.get(0))?;
+    let bytes = std::fs::metadata(file)?.len();
+    Ok(format!(
+        "backup: {} ({bytes} bytes, {messages} messages) in {:.2} s; back up the encryption key apart from it",
+        file.display(),
+        copied.as_secs_f64()
+    ))
+}

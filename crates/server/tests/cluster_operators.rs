@@ -1,0 +1,59 @@
+//! Operators' actions across a cluster (three nodes, one PostgreSQL schema, a private NATS):
+//! a suspension closes the user's sockets on every node, and the statistics count every
+//! node's connections. Needs `CHATNODE_TEST_PG` and nats-server; SKIPPED otherwise.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::cluster::*;
+use common::*;
+
+#[tokio::test]
+async fn a_suspension_closes_sockets_on_every_node_and_stats_count_every_node() {
+    let Some(c) = cluster("a_suspension_closes_sockets_on_every_node").await else {
+        return;
+    };
+    let (admin, au) = register(&c.nodes[0], "adm").await;
+    let out = c.nodes[0].run(&["admin", "grant", &au.username], &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (user, uu) = register(&c.nodes[1], "usr").await;
+    // The user is connected to every node.
+    let mut sockets = Vec::new();
+    for node in &c.nodes {
+        sockets.push(on(node, &user).connect_ws().await.unwrap());
+    }
+
+    // Each node's heartbeat (every 3 s) carries its connections.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let s = admin.admin_stats().await.unwrap();
+        if s.nodes.len() == 3 && s.connections == 3 {
+            assert!(s.nodes.iter().all(|n| n.connections == 1), "{s:?}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "stats never saw 3 nodes: {s:?}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+
+    on(&c.nodes[2], &admin)
+        .suspend(&uu.id, "spam", None)
+        .await
+        .unwrap();
+    for (i, ws) in sockets.iter_mut().enumerate() {
+        let closed = ws.wait_close(Duration::from_secs(10)).await.unwrap();
+        assert_eq!(closed.code, Some(4001), "node {i}");
+    }
+    for node in &c.nodes {
+        let err = node
+            .client()
+            .login(&uu.username, PASSWORD)
+            .await
+            .unwrap_err();
+        assert_eq!(err.status(), Some(403));
+    }
+}

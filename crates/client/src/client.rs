@@ -276,6 +276,26 @@ impl Client {
         Ok(resp)
     }
 
+    /// Like [`send`](Self::send), to a full URL (or a path outside `/api/v1`).
+    async fn send_url(
+        &self,
+        method: Method,
+        url: &str,
+        body: Option<Value>,
+        auth: Auth,
+    ) -> Result<RawResponse> {
+        let url = self.url(url, &[])?;
+        let mut rb = self.builder(method, url, auth)?;
+        if let Some(b) = body {
+            rb = rb.json(&b);
+        }
+        let resp = Self::execute(rb).await?;
+        if !(200..300).contains(&resp.status) {
+            return Err(ClientError::from_response(resp.status, &resp.body));
+        }
+        Ok(resp)
+    }
+
     /// [`send`](Self::send) with the access token, decoding the 2xx body as `T`.
     async fn json<T: DeserializeOwned>(
         &self,

@@ -9,6 +9,7 @@
 //! - [`ResilientWs`]: a session that reconnects with bounded exponential [`Backoff`] and
 //!   jitter, refreshes the access token when the server refuses it, resumes with `sync`, and
 //!   delivers frames through a channel with durable events deduplicated by `stream_pos`;
+//! - [`BotSession`]: a bot's connection (its token, the messages sent to it, replies);
 //! - [`ClientError`]: what the server said (HTTP status + contract code, `error` frames, close
 //!   codes) kept apart from transport failures.
 //!
@@ -36,11 +37,13 @@
 //! # Ok(()) }
 //! ```
 
+mod bot;
 mod client;
 mod error;
 mod resilient;
 mod ws;
 
+pub use bot::BotSession;
 pub use chatnode_protocol as protocol;
 pub use client::{API_PREFIX, Client, FriendRequestOutcome, RawResponse};
 pub use error::{ClientError, Result};

@@ -664,6 +664,14 @@ pub enum PushPayload {
     },
     /// The conversation was read on another device: close its notification.
     Clear { conversation_id: String, seq: i64 },
+    /// A service notification (`POST /notify`) for a user with no connection open.
+    Notification {
+        id: String,
+        title: String,
+        body: String,
+        /// Where the app should open (a path or an https URL), if anywhere.
+        url: Option<String>,
+    },
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -47,8 +47,30 @@ pub struct AuthUser {
     pub session_id: SessionId,
 }
 
-/// Verifies an access token and that its login session was not revoked since it was issued.
+/// Bot tokens start with this (then 43 random base64url characters); they never expire.
+pub const BOT_TOKEN_PREFIX: &str = "cnb_";
+/// Service tokens (`POST /notify`) start with this; they authenticate nothing else.
+pub const SERVICE_TOKEN_PREFIX: &str = "cns_";
+
+/// A new opaque token with a prefix that says what it is (bots, services).
+pub fn prefixed_token(prefix: &str) -> String {
+    format!("{prefix}{}", random_token())
+}
+
+/// Verifies an access token and that its login session was not revoked since it was issued;
+/// or a bot token (stored as its SHA-256), which authenticates as its bot in the bot's live
+/// session.
 pub async fn authenticate(auth: &Auth, sessions: &dyn Accounts, token: &str) -> Result<AuthUser> {
+    if token.starts_with(BOT_TOKEN_PREFIX) {
+        let (user_id, session_id) = sessions
+            .bot_session(&hash_refresh_token(token))
+            .await?
+            .ok_or_else(Error::unauthenticated)?;
+        return Ok(AuthUser {
+            user_id,
+            session_id,
+        });
+    }
     let id = auth.verify_access(token)?;
     // The token's signature vouches for the IDs in it.
     let user_id = UserId::trusted(id.user_id);

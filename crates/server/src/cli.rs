@@ -6,13 +6,14 @@ use std::process::ExitCode;
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
-use crate::config::{AdminAction, Cli, Command, Config, ServeArgs};
+use crate::config::{AdminAction, Cli, Command, Config, ServeArgs, ServiceTokenAction};
 
 /// A command other than `serve` that runs to completion and prints one line.
 enum Task {
     RotateKey,
     Admin { username: String, grant: bool },
     Backup(std::path::PathBuf),
+    ServiceToken { name: String, create: bool },
 }
 
 pub fn main() -> ExitCode {
@@ -33,6 +34,17 @@ pub fn main() -> ExitCode {
             (a.serve, Some(task), None)
         }
         Command::Backup { file, serve } => (serve, Some(Task::Backup(file)), None),
+        Command::ServiceToken { action } => {
+            let (a, create) = match action {
+                ServiceTokenAction::Create(a) => (a, true),
+                ServiceTokenAction::Revoke(a) => (a, false),
+            };
+            let task = Task::ServiceToken {
+                name: a.name,
+                create,
+            };
+            (a.serve, Some(task), None)
+        }
     };
     let config = match Config::resolve(args) {
         Ok(c) => c,
@@ -70,6 +82,9 @@ pub fn main() -> ExitCode {
                 runtime.block_on(crate::commands::set_admin(&config, &username, grant))
             }
             Task::Backup(file) => crate::commands::backup(&config, &file),
+            Task::ServiceToken { name, create } => {
+                runtime.block_on(crate::commands::service_token(&config, &name, create))
+            }
         };
         return match done {
             Ok(summary) => {

@@ -83,3 +83,35 @@ pub fn backup(config: &Config, file: &Path) -> anyhow::Result<String> {
         copied.as_secs_f64()
     ))
 }
+
+/// `chatnode service-token create|revoke NAME`. `create` answers the token alone (it is
+/// shown only this once; the database keeps its SHA-256).
+pub async fn service_token(config: &Config, name: &str, create: bool) -> anyhow::Result<String> {
+    let ok_name = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+    if !ok_name {
+        bail!("a service token's name is 1-64 letters, digits, '_', '-' or '.'");
+    }
+    let store = open(config).await?;
+    let result = if create {
+        let token = crate::auth::prefixed_token(crate::auth::SERVICE_TOKEN_PREFIX);
+        store
+            .create_service_token(name, &crate::auth::hash_refresh_token(&token))
+            .await
+            .map(|()| token)
+    } else {
+        match store.revoke_service_token(name).await {
+            Ok(true) => Ok(format!("service token {name} revoked")),
+            Ok(false) => {
+                store.close().await;
+                bail!("no service token named {name}");
+            }
+            Err(e) => Err(e),
+        }
+    };
+    store.close().await;
+    result.map_err(|e| anyhow::anyhow!("{e}"))
+}

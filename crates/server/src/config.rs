@@ -47,6 +47,20 @@ pub enum Command {
         #[command(flatten)]
         serve: ServeArgs,
     },
+    /// Make (`create NAME`: prints the token, once, alone on standard output) or revoke
+    /// (`revoke NAME`) a service token for `POST /api/v1/notify`. Same options as `serve`.
+    ServiceToken {
+        #[command(subcommand)]
+        action: ServiceTokenAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ServiceTokenAction {
+    /// Make a token named NAME and print it (once)
+    Create(NamedArgs),
+    /// Revoke the token named NAME
+    Revoke(NamedArgs),
 }
 
 #[derive(Debug, Subcommand)]

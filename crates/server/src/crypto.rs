@@ -52,6 +52,8 @@ pub mod column {
     pub const MEDIA_NAME: &str = "media.name";
     pub const USER_EMAIL: &str = "users.email";
     pub const USER_PHONE: &str = "users.phone";
+    /// A service notification's title and body.
+    pub const NOTIFICATION_TEXT: &str = "notifications.text";
     /// A known value stored with the data: opening it proves the key is the database's.
     pub const CANARY: &str = "encryption.canary";
 }

@@ -440,10 +440,12 @@ impl Hub {
     /// if push falls behind, notifications are dropped, never chat delivery.
     pub fn publish(&self, events: Vec<Durable>) {
         if let Some(n) = self.notifier.get() {
-            for e in events
-                .iter()
-                .filter(|e| matches!(e.kind, EventKind::Message | EventKind::Read))
-            {
+            for e in events.iter().filter(|e| {
+                matches!(
+                    e.kind,
+                    EventKind::Message | EventKind::Read | EventKind::Notification
+                )
+            }) {
                 let _ = n.try_send(e.clone());
             }
         }

@@ -207,6 +207,14 @@ impl Notifier {
             {
                 continue;
             }
+            if e.kind == EventKind::Notification {
+                if let Some(user) = e.user_id.as_deref()
+                    && let Err(err) = self.on_notification(user, &e.json).await
+                {
+                    tracing::warn!(error = %err, "push: cannot push a service notification");
+                }
+                continue;
+            }
             let Some(conv) = e.conversation_id.clone() else {
                 continue;
             };
@@ -280,6 +288,47 @@ impl Notifier {
                 });
             }
             let _ = &ctx.sender_id;
+        }
+        Ok(())
+    }
+
+    /// A service notification reaches a user's devices as a push when none of them is
+    /// connected (one that is shows it itself, from the `notification` event).
+    async fn on_notification(&self, user: &str, json: &[u8]) -> crate::error::Result<()> {
+        #[derive(serde::Deserialize)]
+        struct Note {
+            id: String,
+            title: String,
+            body: String,
+            url: Option<String>,
+        }
+        let Ok(n) = serde_json::from_slice::<Note>(json) else {
+            return Ok(());
+        };
+        if self.hub.is_online(user) {
+            return Ok(());
+        }
+        let topic: String = format!("n{}", n.id.replace('-', ""))
+            .chars()
+            .take(32)
+            .collect();
+        let payload = serde_json::to_vec(&PushPayload::Notification {
+            id: n.id,
+            title: n.title,
+            body: n.body,
+            url: n.url,
+        })
+        .unwrap_or_default();
+        // From a committed `notification` event the store wrote.
+        let user = UserId::trusted(user);
+        for target in self.store.push_targets(&user).await? {
+            self.enqueue(Job {
+                target,
+                payload: payload.clone(),
+                topic: topic.clone(),
+                urgency: "normal",
+                attempts: 0,
+            });
         }
         Ok(())
     }

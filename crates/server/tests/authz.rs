@@ -142,10 +142,12 @@ async fn every_documented_endpoint_needs_a_valid_token() {
             let m: Method = method.to_uppercase().parse().unwrap();
             // Media reads allow anonymous callers (avatars are public): without access they
             // answer 404, like a missing file, so they cannot leak existence.
-            // Admin endpoints hide from everyone who is not a system admin (the contract).
+            // Admin endpoints hide from everyone who is not a system admin (the contract);
+            // a webhook's URL is its credential (no token), so without a known one it is 404.
             let (want_status, want_code) = if (method == "get"
                 && path.starts_with("/api/v1/media/"))
                 || path.starts_with("/api/v1/admin/")
+                || path.starts_with("/api/v1/hooks/")
             {
                 (404, ErrorCode::NotFound)
             } else {

@@ -1,13 +1,16 @@
-//! Operators' actions across a cluster (three nodes, one PostgreSQL schema, a private NATS):
-//! a suspension closes the user's sockets on every node, and the statistics count every
-//! node's connections. Needs `CHATNODE_TEST_PG` and nats-server; SKIPPED otherwise.
+//! Operators' and integrations' actions across a cluster (three nodes, one PostgreSQL schema,
+//! a private NATS): a suspension closes the user's sockets on every node, the statistics count
+//! every node's connections, and webhook posts and service notifications reach sockets on
+//! other nodes. Needs `CHATNODE_TEST_PG` and nats-server; SKIPPED otherwise.
 
 mod common;
 
 use std::time::{Duration, Instant};
 
+use chatnode_client::protocol::{NotifyRequest, ServerFrame};
 use common::cluster::*;
 use common::*;
+use serde_json::json;
 
 #[tokio::test]
 async fn a_suspension_closes_sockets_on_every_node_and_stats_count_every_node() {
@@ -56,4 +59,63 @@ async fn a_suspension_closes_sockets_on_every_node_and_stats_count_every_node() 
             .unwrap_err();
         assert_eq!(err.status(), Some(403));
     }
+}
+
+#[tokio::test]
+async fn webhook_posts_and_notifications_reach_sockets_on_other_nodes() {
+    let Some(c) = cluster("webhook_posts_and_notifications_reach_sockets_on_other_nodes").await
+    else {
+        return;
+    };
+    let (owner, ou) = register(&c.nodes[0], "own").await;
+    let (member, mu) = register(&c.nodes[1], "mem").await;
+    befriend(&owner, &ou, &member, &mu).await;
+    let g = group(&owner, "alerts", &[&mu]).await;
+    let hook = owner.create_webhook(&g.id, "CI").await.unwrap();
+    // The member listens on node 2; the post goes to node 0 (the URL's host); the
+    // notification through node 1.
+    let mut ws = on(&c.nodes[2], &member).connect_ws().await.unwrap();
+    let ok = c.nodes[0]
+        .client()
+        .anonymous()
+        .post_hook(&hook.url, &json!({"text": "cross-node"}))
+        .await
+        .unwrap();
+    let got = ws
+        .next_matching(
+            Duration::from_secs(10),
+            |f| matches!(f, ServerFrame::Message { message, .. } if message.seq == ok.seq),
+        )
+        .await
+        .unwrap();
+    assert!(got.is_some(), "the webhook's post reached another node");
+    let out = c.nodes[0].run(&["service-token", "create", "ops"], &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let token = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    let id = c.nodes[1]
+        .client()
+        .anonymous()
+        .notify(
+            &token,
+            &NotifyRequest {
+                user_id: mu.id.clone(),
+                title: "hello".into(),
+                body: "from ops".into(),
+                url: None,
+            },
+        )
+        .await
+        .unwrap();
+    let got = ws
+        .next_matching(
+            Duration::from_secs(10),
+            |f| matches!(f, ServerFrame::Notification { id: n, .. } if *n == id),
+        )
+        .await
+        .unwrap();
+    assert!(got.is_some(), "the notification reached another node");
 }

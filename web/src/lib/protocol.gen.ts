@@ -340,7 +340,11 @@ group: string | null, sender: string, body: string | null, kind: MessageKind,
 /**
  * Where the app should open.
  */
-url: string, } | { "type": "clear", conversation_id: string, seq: number, };
+url: string, } | { "type": "clear", conversation_id: string, seq: number, } | { "type": "notification", id: string, title: string, body: string, 
+/**
+ * Where the app should open (a path or an https URL), if anywhere.
+ */
+url: string | null, };
 
 export type PushSubscription = { id: string, endpoint: string, created_at: string, };
 

@@ -28,6 +28,7 @@ pub(crate) mod account;
 pub(crate) mod accounts;
 pub(crate) mod admin;
 pub(crate) mod conversations;
+pub(crate) mod integrations;
 pub mod media;
 pub mod messages;
 pub mod openapi;
@@ -57,6 +58,7 @@ pub fn router(state: SharedState) -> Router {
         .merge(push::router())
         .merge(account::router())
         .merge(admin::router())
+        .merge(integrations::router())
         .route("/ws", get(crate::ws::upgrade))
         .route("/openapi.json", get(openapi::serve))
         .fallback(api_not_found)

@@ -77,7 +77,18 @@ use utoipa::OpenApi;
         super::admin::create_invite,
         super::admin::revoke_invite,
         super::admin::registration,
-        super::admin::usage
+        super::admin::usage,
+        super::integrations::create_bot,
+        super::integrations::bots,
+        super::integrations::rotate_token,
+        super::integrations::delete_bot,
+        super::integrations::create_webhook,
+        super::integrations::webhooks,
+        super::integrations::delete_webhook,
+        super::integrations::hook,
+        super::integrations::notify,
+        super::integrations::notifications,
+        super::integrations::notifications_read
     ),
     modifiers(&BearerAuth),
     info(

@@ -37,9 +37,9 @@ pub type BlockingCommitter = Box<dyn FnMut(&[NewMessage]) -> Vec<Result<SendOutc
 
 pub use types::{
     AdminTarget, Credentials, FriendRequestOutcome, GroupPatch, HistoryPage,
-    MAX_PUSH_SUBSCRIPTIONS, MediaRecord, NewGroup, NewMessage, NewReport, NewUser, ProfilePatch,
-    PushContext, PushRecipient, PushTarget, ReencryptReport, RefreshOutcome, SeedConversation,
-    SendOutcome, StoreStats, StoredEvent,
+    MAX_PUSH_SUBSCRIPTIONS, MediaRecord, NewGroup, NewMessage, NewReport, NewUser, OidcClaims,
+    OidcLogin, OidcOutcome, ProfilePatch, PushContext, PushRecipient, PushTarget, ReencryptReport,
+    RefreshOutcome, SeedConversation, SendOutcome, StoreStats, StoredEvent, WebhookRecord,
 };
 
 /// Where the store hands the durable events of a transaction, once it has committed (the
@@ -78,6 +78,10 @@ pub trait Store:
     + Reactions
     + Search
     + Moderation
+    + Bots
+    + Webhooks
+    + Notifications
+    + SingleSignOn
     + MediaStore
     + PushStore
     + EventLog
@@ -94,6 +98,10 @@ impl<T> Store for T where
         + Reactions
         + Search
         + Moderation
+        + Bots
+        + Webhooks
+        + Notifications
+        + SingleSignOn
         + MediaStore
         + PushStore
         + EventLog
@@ -136,6 +144,8 @@ pub trait Accounts: Send + Sync {
     async fn refresh_session(&self, refresh_hash: &str) -> Result<Option<(SessionId, UserId)>>;
     async fn revoke_session(&self, session_id: &SessionId) -> Result<()>;
     async fn session_active(&self, session_id: &SessionId, user_id: &UserId) -> Result<bool>;
+    /// The bot and the live session a bot token (its SHA-256) authenticates as.
+    async fn bot_session(&self, token_hash: &str) -> Result<Option<(UserId, SessionId)>>;
     async fn password_hash(&self, user_id: &UserId) -> Result<String>;
     /// Sets a new password hash and revokes every login session but `keep_session`; returns
     /// the revoked session IDs (their sockets must close).
@@ -407,6 +417,120 @@ pub trait Moderation: Send + Sync {
     async fn revoke_registration_invite(&self, actor: &UserId, id: &str) -> Result<()>;
     /// Bytes of the user's uploads since `since_ms`, and in all.
     async fn upload_usage(&self, user_id: &UserId, since_ms: i64) -> Result<(i64, i64)>;
+}
+
+/// Bots: accounts with an owner, authenticated by a token (its SHA-256 stored) that belongs
+/// to a login session of the bot's, so rotating or deleting ends that session like a logout.
+#[async_trait]
+pub trait Bots: Send + Sync {
+    /// At most [`MAX_BOTS`] per owner; the owner must be a person.
+    async fn create_bot(
+        &self,
+        owner: &UserId,
+        username: &crate::domain::Username,
+        display_name: &str,
+        token_hash: &str,
+    ) -> Result<p::User>;
+    async fn bots(&self, owner: &UserId) -> Result<Vec<p::User>>;
+    /// A new token; the sessions of the old one end (returned). 404 for another's bot.
+    async fn rotate_bot_token(
+        &self,
+        owner: &UserId,
+        bot: &UserId,
+        token_hash: &str,
+    ) -> Result<Vec<SessionId>>;
+    /// The bot leaves every conversation and its token stops working; returns its sessions.
+    async fn delete_bot(&self, owner: &UserId, bot: &UserId) -> Result<Vec<SessionId>>;
+    async fn is_bot(&self, user_id: &UserId) -> Result<bool>;
+}
+
+/// Bots one user may own.
+pub const MAX_BOTS: i64 = 10;
+
+/// Incoming webhooks (Slack's shape): their secrets are stored as SHA-256.
+#[async_trait]
+pub trait Webhooks: Send + Sync {
+    /// In a group its admins and owner, in a direct chat either member (403 otherwise, 404
+    /// for non-members).
+    async fn create_webhook(
+        &self,
+        user: &UserId,
+        conversation_id: &ConversationId,
+        id: &str,
+        name: &str,
+        secret_hash: &str,
+    ) -> Result<p::Webhook>;
+    /// A conversation's webhooks, for its members.
+    async fn webhooks(
+        &self,
+        user: &UserId,
+        conversation_id: &ConversationId,
+    ) -> Result<Vec<p::Webhook>>;
+    /// Who may make one may delete one.
+    async fn delete_webhook(
+        &self,
+        user: &UserId,
+        conversation_id: &ConversationId,
+        id: &str,
+    ) -> Result<()>;
+    /// A webhook that was not deleted.
+    async fn webhook(&self, id: &str) -> Result<Option<WebhookRecord>>;
+}
+
+/// Service tokens and the notifications services send through `POST /notify`.
+#[async_trait]
+pub trait Notifications: Send + Sync {
+    /// 409 when the name is taken.
+    async fn create_service_token(&self, name: &str, token_hash: &str) -> Result<()>;
+    /// False when there was no such token.
+    async fn revoke_service_token(&self, name: &str) -> Result<bool>;
+    /// The service a token (its SHA-256) belongs to.
+    async fn service_by_token(&self, token_hash: &str) -> Result<Option<String>>;
+    /// Stores it and writes the durable `notification` event to the user (404: no user).
+    async fn notify(
+        &self,
+        service: &str,
+        user_id: &UserId,
+        title: &str,
+        body: &str,
+        url: Option<&str>,
+    ) -> Result<p::Notification>;
+    /// Newest first, older than the notification `before`; and how many are unread.
+    async fn notifications(
+        &self,
+        user_id: &UserId,
+        before: Option<&str>,
+        limit: i64,
+    ) -> Result<(Vec<p::Notification>, i64)>;
+    /// Marks the user's notifications read, all or up to (and with) `up_to`.
+    async fn mark_notifications_read(&self, user_id: &UserId, up_to: Option<&str>) -> Result<()>;
+}
+
+/// Single sign-on: sign-ins under way, accounts found by the provider's `sub`, and the
+/// one-time codes that hand a finished sign-in to the browser.
+#[async_trait]
+pub trait SingleSignOn: Send + Sync {
+    async fn begin_oidc_login(&self, login: OidcLogin) -> Result<()>;
+    /// The sign-in for this `state` (its SHA-256), removed as it is read; None when unknown
+    /// or older than ten minutes.
+    async fn take_oidc_login(&self, state_hash: &str) -> Result<Option<OidcLogin>>;
+    /// The account for a validated ID token: by `(provider, sub)`, else linked by a verified
+    /// email, else made new (when `may_register`).
+    async fn oidc_account(
+        &self,
+        provider: &str,
+        claims: &OidcClaims,
+        may_register: bool,
+    ) -> Result<OidcOutcome>;
+    async fn create_oidc_code(
+        &self,
+        code_hash: &str,
+        user_id: &UserId,
+        expires_ms: i64,
+    ) -> Result<()>;
+    /// The user of a one-time code (its SHA-256), removed as it is read; None when unknown or
+    /// expired.
+    async fn take_oidc_code(&self, code_hash: &str) -> Result<Option<UserId>>;
 }
 
 /// The records of uploads (the bytes are the media service's, see [`crate::media`]).

@@ -47,6 +47,46 @@ pub enum NewReport {
     },
 }
 
+/// A webhook as the hook endpoint needs it.
+#[derive(Debug, Clone)]
+pub struct WebhookRecord {
+    pub id: String,
+    pub conversation_id: ConversationId,
+    pub creator_id: UserId,
+    pub name: String,
+    pub secret_hash: String,
+}
+
+/// A single sign-on under way, between `/start` and `/callback`.
+#[derive(Debug, Clone)]
+pub struct OidcLogin {
+    pub state_hash: String,
+    pub provider: String,
+    pub nonce: String,
+    /// The PKCE code verifier.
+    pub verifier: String,
+    /// A path on this server.
+    pub redirect_to: String,
+}
+
+/// What a validated ID token says about the person.
+#[derive(Debug, Clone, Default)]
+pub struct OidcClaims {
+    pub subject: String,
+    pub email: Option<String>,
+    pub email_verified: bool,
+    pub preferred_username: Option<String>,
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub enum OidcOutcome {
+    /// An account (found, linked or made).
+    User(UserId),
+    /// No account and registration is not open.
+    RegistrationClosed,
+}
+
 /// What the store counts for `GET /admin/stats`.
 #[derive(Debug, Clone, Default)]
 pub struct StoreStats {

@@ -369,7 +369,10 @@ where
                     "you cannot message this person",
                 ));
             }
-            if !Self::are_friends(w.conn(), user_id, peer_id).await? {
+            // A direct chat with a bot needs no friendship.
+            if !Self::are_friends(w.conn(), user_id, peer_id).await?
+                && !Self::live_bot(w.conn(), peer_id).await?
+            {
                 return Err(Error::new(
                     ErrorCode::NotFriends,
                     "you can only message your friends",
@@ -413,13 +416,19 @@ where
         let user_id = user_id.as_str();
         let mut w = self.write_tx().await?;
         let out: Result<_> = async {
+            if Self::user_is_bot(w.conn(), user_id).await? {
+                return Err(Error::forbidden("a bot cannot own a group"));
+            }
             let mut ids: Vec<&str> = Vec::new();
             for m in g.member_ids.iter().map(UserId::as_str) {
                 if m == user_id || ids.contains(&m) {
                     continue;
                 }
                 Self::require_user(w.conn(), m).await?;
-                if !Self::are_friends(w.conn(), user_id, m).await? {
+                // Bots join like friends.
+                if !Self::are_friends(w.conn(), user_id, m).await?
+                    && !Self::live_bot(w.conn(), m).await?
+                {
                     return Err(Error::new(
                         ErrorCode::NotFriends,
                         "you can only add your friends to a group",
@@ -778,7 +787,10 @@ where
                 if Self::role_of(w.conn(), group_id, target).await?.is_some() {
                     continue;
                 }
-                if !Self::are_friends(w.conn(), user_id, target).await? {
+                // A group admin may add a bot as if it were a friend.
+                if !Self::are_friends(w.conn(), user_id, target).await?
+                    && !Self::live_bot(w.conn(), target).await?
+                {
                     return Err(Error::new(
                         ErrorCode::NotFriends,
                         "you can only add your friends",
@@ -925,6 +937,9 @@ where
             Self::role_of(w.conn(), group_id, target)
                 .await?
                 .ok_or_else(|| Error::not_found("member"))?;
+            if Self::user_is_bot(w.conn(), target).await? {
+                return Err(Error::forbidden("a bot cannot own a group"));
+            }
             for (who, role) in [(target, p::Role::Owner), (user_id, p::Role::Admin)] {
                 Self::change_role(&mut w, group_id, who, role).await?;
             }

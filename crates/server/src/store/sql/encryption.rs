@@ -113,6 +113,19 @@ where
                 "SELECT id, original_body FROM messages WHERE id > $1 AND original_body IS NOT NULL AND substr(original_body, 1, 14) <> $2 ORDER BY id LIMIT $3",
                 "UPDATE messages SET original_body = $2 WHERE id = $1",
             ),
+            // Service notifications (made with encryption at rest: never plaintext).
+            (
+                "notifications",
+                column::NOTIFICATION_TEXT,
+                "SELECT id, title FROM notifications WHERE id > $1 AND substr(title, 1, 14) <> $2 ORDER BY id LIMIT $3",
+                "UPDATE notifications SET title = $2 WHERE id = $1",
+            ),
+            (
+                "notifications",
+                column::NOTIFICATION_TEXT,
+                "SELECT id, body FROM notifications WHERE id > $1 AND substr(body, 1, 14) <> $2 ORDER BY id LIMIT $3",
+                "UPDATE notifications SET body = $2 WHERE id = $1",
+            ),
         ] {
             self.sweep_by_id(
                 table,

@@ -44,17 +44,20 @@ use crate::domain::{SessionId, UserId};
 use crate::error::Result;
 use crate::events::Durable;
 
+mod bots;
 mod conversations;
 mod encryption;
 mod events;
 mod media;
 mod messages;
 mod moderation;
+mod notifications;
 mod push;
 mod reactions;
 mod search;
 mod seed;
 mod social;
+mod sso;
 mod users;
 
 pub(crate) use messages::{MEMBER_BY_NAME_SQL, SEND_CHECK_SQL, SendCheckRow, conversation_facts};

@@ -40,6 +40,28 @@ where
     usize: ColumnIndex<<B::Db as Database>::Row>,
     for<'n> &'n str: ColumnIndex<<B::Db as Database>::Row>,
 {
+    /// Whether the user is a bot (deleted or not).
+    pub(super) async fn user_is_bot(c: &mut Conn<B>, id: &str) -> Result<bool> {
+        let owner: Option<Option<String>> =
+            sqlx::query_scalar("SELECT bot_owner_id FROM users WHERE id = $1")
+                .bind(id)
+                .fetch_optional(&mut *c)
+                .await?;
+        Ok(owner.flatten().is_some())
+    }
+
+    /// Whether the user is a bot that was not deleted: anyone may open a direct chat with
+    /// it, and a group admin may add it, with no friendship.
+    pub(super) async fn live_bot(c: &mut Conn<B>, id: &str) -> Result<bool> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM users WHERE id = $1 AND bot_owner_id IS NOT NULL AND password_hash = '!' AND username_key NOT LIKE 'deleted-%'",
+        )
+        .bind(id)
+        .fetch_one(&mut *c)
+        .await?;
+        Ok(n > 0)
+    }
+
     pub(super) async fn are_friends(c: &mut Conn<B>, a: &str, b: &str) -> Result<bool> {
         Ok(sqlx::query_scalar::<_, i64>(
             "SELECT COUNT(*) FROM friendships WHERE user_id = $1 AND friend_id = $2",
@@ -238,6 +260,9 @@ where
         let mut w = self.write_tx().await?;
         let out: Result<_> = async {
             Self::require_user(w.conn(), to).await?;
+            if Self::user_is_bot(w.conn(), from).await? || Self::user_is_bot(w.conn(), to).await? {
+                return Err(Error::forbidden("bots do not have friends"));
+            }
             if Self::blocked_either(w.conn(), from, to).await? {
                 return Err(Error::new(
                     ErrorCode::Blocked,

@@ -469,6 +469,17 @@ where
         Ok(n > 0)
     }
 
+    async fn bot_session(&self, token_hash: &str) -> Result<Option<(UserId, SessionId)>> {
+        let row: Option<(String, String)> = sqlx::query_as(
+            "SELECT t.bot_id, t.session_id FROM bot_tokens t JOIN sessions s ON s.id = t.session_id
+             WHERE t.token_hash = $1 AND s.revoked_at IS NULL",
+        )
+        .bind(token_hash)
+        .fetch_optional(&self.read)
+        .await?;
+        Ok(row.map(|(bot, session)| (UserId::trusted(bot), SessionId::trusted(session))))
+    }
+
     async fn password_hash(&self, user_id: &UserId) -> Result<String> {
         let user_id = user_id.as_str();
         let h: Option<String> = sqlx::query_scalar("SELECT password_hash FROM users WHERE id = $1")
@@ -564,8 +575,9 @@ where
             for (group, role) in groups {
                 if role == "owner" {
                     let heir: Option<String> = sqlx::query_scalar(
-                        "SELECT user_id FROM members WHERE conversation_id = $1 AND user_id <> $2
-                         ORDER BY CASE role WHEN 'admin' THEN 0 ELSE 1 END, joined_at LIMIT 1",
+                        "SELECT m.user_id FROM members m JOIN users u ON u.id = m.user_id
+                         WHERE m.conversation_id = $1 AND m.user_id <> $2 AND u.bot_owner_id IS NULL
+                         ORDER BY CASE m.role WHEN 'admin' THEN 0 ELSE 1 END, m.joined_at LIMIT 1",
                     )
                     .bind(&group)
                     .bind(user_id)

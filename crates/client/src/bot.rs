@@ -9,7 +9,7 @@
 use chatnode_protocol::{Message, MessageKind, SendMessageRequest, ServerFrame, User};
 
 use crate::client::Client;
-use crate::error::Result;
+use crate::error::{ClientError, Result};
 use crate::resilient::ResilientWs;
 
 pub struct BotSession {
@@ -19,11 +19,24 @@ pub struct BotSession {
 }
 
 impl BotSession {
-    /// Connects as the bot whose token this is (`POST /bots` gave it).
+    /// Connects as the bot whose token this is (`POST /bots` gave it). Returns once the
+    /// WebSocket is up: from then on no message for the bot is missed.
     pub async fn connect(base_url: &str, token: &str) -> Result<BotSession> {
         let client = Client::for_bot(base_url, token);
         let me = client.me().await?.user;
         let ws = client.resilient_ws(None);
+        let deadline = tokio::time::Instant::now() + crate::ws::CONNECT_TIMEOUT;
+        while !ws.is_connected() {
+            if ws.is_finished() || tokio::time::Instant::now() > deadline {
+                return Err(ClientError::Closed {
+                    code: None,
+                    reason: ws
+                        .last_error()
+                        .unwrap_or_else(|| "the bot's WebSocket did not connect".into()),
+                });
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
         Ok(BotSession { client, ws, me })
     }
 

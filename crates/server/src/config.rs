@@ -221,6 +221,63 @@ pub struct ServeArgs {
     /// (webhook URLs, single sign-on redirects) [default: from the request's Host header]
     #[arg(long, env = "CHATNODE_PUBLIC_URL")]
     pub public_url: Option<String>,
+    /// Single sign-on: an OpenID Connect provider's issuer URL (its discovery document is
+    /// ISSUER/.well-known/openid-configuration). Several providers: `[[oidc]]` tables in the
+    /// config file
+    #[arg(long, env = "CHATNODE_OIDC_ISSUER")]
+    pub oidc_issuer: Option<String>,
+    /// The client ID ChatNode is registered under at the provider
+    #[arg(long, env = "CHATNODE_OIDC_CLIENT_ID")]
+    pub oidc_client_id: Option<String>,
+    /// The client secret (prefer the environment variable: a flag shows in `ps`)
+    #[arg(long, env = "CHATNODE_OIDC_CLIENT_SECRET", hide_env_values = true)]
+    pub oidc_client_secret: Option<String>,
+    /// The name on the "Sign in with NAME" button [default: SSO]
+    #[arg(long, env = "CHATNODE_OIDC_NAME")]
+    pub oidc_name: Option<String>,
+    /// Providers from the config file (`[[oidc]]`: id, name, issuer, client_id,
+    /// client_secret)
+    #[arg(skip)]
+    pub oidc: Option<Vec<OidcProviderConfig>>,
+}
+
+/// One OpenID Connect provider for single sign-on.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OidcProviderConfig {
+    /// In URLs (`/auth/oidc/{id}/...`): letters, digits and `-` [default: from the name]
+    #[serde(default)]
+    pub id: String,
+    pub name: String,
+    pub issuer: String,
+    pub client_id: String,
+    pub client_secret: String,
+}
+
+impl std::fmt::Debug for OidcProviderConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the secret.
+        f.debug_struct("OidcProviderConfig")
+            .field("id", &self.id)
+            .field("name", &self.name)
+            .field("issuer", &self.issuer)
+            .field("client_id", &self.client_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A provider's ID from its name: lower-case letters and digits, other runs as `-`.
+fn provider_id(name: &str) -> String {
+    let mut id = String::new();
+    for c in name.chars() {
+        if c.is_ascii_alphanumeric() {
+            id.push(c.to_ascii_lowercase());
+        } else if !id.ends_with('-') && !id.is_empty() {
+            id.push('-');
+        }
+    }
+    let id = id.trim_end_matches('-').to_owned();
+    if id.is_empty() { "sso".into() } else { id }
 }
 
 /// `--min-free-disk`: a number of bytes or a share of the file system.
@@ -304,6 +361,8 @@ pub struct Config {
     pub min_free_disk: FreeSpaceFloor,
     /// Without a trailing slash.
     pub public_url: Option<String>,
+    /// Single sign-on providers (IDs unique).
+    pub oidc: Vec<OidcProviderConfig>,
 }
 
 impl std::fmt::Debug for Config {
@@ -415,6 +474,60 @@ impl Config {
             upload_quota_daily: Some(pick!(upload_quota_daily, 1 << 30)).filter(|q| *q > 0),
             upload_quota_total: Some(pick!(upload_quota_total, 10 << 30)).filter(|q| *q > 0),
             min_free_disk: FreeSpaceFloor::parse(&pick!(min_free_disk, "5%".into()))?,
+            oidc: {
+                let mut list = file.oidc.clone().unwrap_or_default();
+                let issuer = args.oidc_issuer.clone().or(file.oidc_issuer.clone());
+                if let Some(issuer) = issuer {
+                    let field = |a: &Option<String>, f: &Option<String>, flag: &str| {
+                        a.clone()
+                            .or(f.clone())
+                            .with_context(|| format!("--oidc-issuer needs {flag}"))
+                    };
+                    list.push(OidcProviderConfig {
+                        id: String::new(),
+                        name: args
+                            .oidc_name
+                            .clone()
+                            .or(file.oidc_name.clone())
+                            .unwrap_or_else(|| "SSO".into()),
+                        issuer,
+                        client_id: field(
+                            &args.oidc_client_id,
+                            &file.oidc_client_id,
+                            "--oidc-client-id",
+                        )?,
+                        client_secret: field(
+                            &args.oidc_client_secret,
+                            &file.oidc_client_secret,
+                            "--oidc-client-secret",
+                        )?,
+                    });
+                }
+                for p in &mut list {
+                    p.issuer = p.issuer.trim_end_matches('/').to_owned();
+                    if p.id.is_empty() {
+                        p.id = provider_id(&p.name);
+                    }
+                    if !(p.issuer.starts_with("https://") || p.issuer.starts_with("http://")) {
+                        bail!(
+                            "the OpenID provider {}'s issuer must be an http(s) URL",
+                            p.name
+                        );
+                    }
+                    if !p.id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+                        bail!(
+                            "an OpenID provider's id is letters, digits and '-': `{}`",
+                            p.id
+                        );
+                    }
+                }
+                let mut ids: Vec<&str> = list.iter().map(|p| p.id.as_str()).collect();
+                ids.sort_unstable();
+                if ids.windows(2).any(|w| w[0] == w[1]) {
+                    bail!("two OpenID providers have the same id; give each an `id`");
+                }
+                list
+            },
             public_url: match args.public_url.clone().or(file.public_url.clone()) {
                 None => None,
                 Some(u) => {

@@ -20,6 +20,7 @@ pub(crate) mod limits;
 pub(crate) mod media;
 pub(crate) mod messages;
 pub(crate) mod metrics;
+pub(crate) mod oidc;
 pub(crate) mod push;
 pub(crate) mod search;
 pub(crate) mod secrets;
@@ -69,6 +70,8 @@ pub struct AppState {
     pub shutdown: watch::Receiver<bool>,
     /// Every task of the server (see [`tasks`]).
     pub tasks: Tasks,
+    /// Single sign-on providers.
+    pub sso: Arc<oidc::Sso>,
 }
 
 pub type SharedState = Arc<AppState>;
@@ -253,7 +256,9 @@ impl Server {
         };
         let inflight = Arc::new(tokio::sync::Semaphore::new(config.max_inflight.max(1)));
         let (shutdown_tx, shutdown) = watch::channel(false);
+        let sso = Arc::new(oidc::Sso::new(config.oidc.clone())?);
         let state = Arc::new(AppState {
+            sso,
             config,
             store,
             hub,

@@ -117,7 +117,7 @@ async fn every_json_endpoint_rejects_malformed_bodies() {
             checked += 1;
         }
     }
-    assert_eq!(checked, 29, "operations with bodies");
+    assert_eq!(checked, 30, "operations with bodies");
     assert_no_server_errors(&c).await;
 }
 
@@ -144,7 +144,9 @@ async fn unknown_and_malformed_ids_are_not_found() {
         "..%2F..%2Fetc",
     ] {
         for (path, ops) in doc["paths"].as_object().unwrap() {
-            if !path.contains('{') {
+            // The sign-in callback answers browsers with redirects, whatever it is given
+            // (tests/sso.rs).
+            if !path.contains('{') || path.contains("/oidc/") {
                 continue;
             }
             let concrete = path

@@ -173,6 +173,18 @@ async fn the_example_bot_answers_in_a_direct_chat() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    // It says when it listens; messages from then on reach it.
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        let mut lines = std::io::BufReader::new(stdout).lines();
+        let _ = tx.send(lines.next());
+        // Keep reading, so the bot's last words find an open pipe.
+        for _ in lines {}
+    });
+    let said = rx.await.unwrap().unwrap().unwrap();
+    assert!(said.contains("is listening"), "{said}");
     let conv = user.open_direct(&made.bot.id).await.unwrap();
     let mut ws = user.connect_ws().await.unwrap();
     let sent = ws.send_message(&conv.id, "e1", "ping 42").await.unwrap();

@@ -35,6 +35,7 @@ pub mod openapi;
 mod ops;
 pub mod push;
 pub(crate) mod social;
+mod sso;
 
 /// Largest JSON request body accepted by the API.
 pub const MAX_JSON_BODY: usize = 256 * 1024;
@@ -59,6 +60,7 @@ pub fn router(state: SharedState) -> Router {
         .merge(account::router())
         .merge(admin::router())
         .merge(integrations::router())
+        .merge(sso::router())
         .route("/ws", get(crate::ws::upgrade))
         .route("/openapi.json", get(openapi::serve))
         .fallback(api_not_found)

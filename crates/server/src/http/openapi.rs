@@ -88,7 +88,11 @@ use utoipa::OpenApi;
         super::integrations::hook,
         super::integrations::notify,
         super::integrations::notifications,
-        super::integrations::notifications_read
+        super::integrations::notifications_read,
+        super::sso::providers,
+        super::sso::start,
+        super::sso::callback,
+        super::sso::exchange
     ),
     modifiers(&BearerAuth),
     info(

@@ -8,6 +8,7 @@ mod conn;
 mod report;
 mod scale;
 mod scenario;
+mod search;
 mod target;
 mod worker;
 
@@ -134,6 +135,22 @@ enum Scenario {
         #[arg(long, default_value_t = 15)]
         secs: u64,
     },
+    /// Search latency over a stored history (ChatNode only): one user in many conversations
+    /// runs queries of every kind, one after the other
+    Search {
+        /// Two-person conversations
+        #[arg(long, default_value_t = 1_000)]
+        pairs: usize,
+        /// More conversations of the searching user's (it is in extra + 1)
+        #[arg(long, default_value_t = 49)]
+        extra: usize,
+        /// Messages `chatnode bench-seed` stores before the run
+        #[arg(long, default_value_t = 1_000_000)]
+        history: u64,
+        /// Times every query is run
+        #[arg(long, default_value_t = 20)]
+        rounds: usize,
+    },
     /// A few seconds of every scenario, failing on any loss (run by CI)
     Smoke,
     /// (internal) Hold sockets for a parent generator; see worker.rs
@@ -225,7 +242,9 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
             let spec = spec_for(sc);
             let opts = Options {
                 history: match sc {
-                    Scenario::OneToOne { history, .. } => *history,
+                    Scenario::OneToOne { history, .. } | Scenario::Search { history, .. } => {
+                        *history
+                    }
                     _ => 0,
                 },
                 ..base_opts.clone()
@@ -310,6 +329,10 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
                 Scenario::Slow { rate, secs, .. } => {
                     vec![scenario::slow(&target, &fixture, &dialer, rate, secs).await]
                 }
+                Scenario::Search { rounds, .. } => {
+                    anyhow::ensure!(kind == Kind::Chatnode, "search runs against chatnode only");
+                    vec![search::run(&target, &fixture, rounds).await?]
+                }
                 Scenario::Smoke | Scenario::Worker => unreachable!("handled above"),
             };
             // Anything else running on the machine shares its 2 cores: record how busy it was.
@@ -362,6 +385,7 @@ fn scenario_name(sc: &Scenario) -> &'static str {
         Scenario::Fanout { .. } => "fanout",
         Scenario::Reconnect { .. } => "reconnect",
         Scenario::Slow { .. } => "slow",
+        Scenario::Search { .. } => "search",
         Scenario::Smoke => "smoke",
         Scenario::Worker => "worker",
     }
@@ -380,6 +404,7 @@ fn spec_for(sc: &Scenario) -> Spec {
         } => scenario::groups_spec(*group_size, *groups),
         Scenario::Reconnect { clients } => scenario::users_spec(*clients),
         Scenario::Slow { slow_clients, .. } => scenario::slow_spec(*slow_clients),
+        Scenario::Search { pairs, extra, .. } => search::spec(*pairs, *extra),
         Scenario::Smoke | Scenario::Worker => Spec::default(),
     }
 }

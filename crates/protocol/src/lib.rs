@@ -144,8 +144,8 @@ pub struct Conversation {
     /// Messages after `last_read_seq` that mention the caller.
     #[serde(default)]
     pub unread_mentions: i64,
-    /// While muted: whether mentions still push (extension; false when the mute was set
-    /// with `{"mentions": false}`). Absent when not muted.
+    /// While muted: whether mentions are muted too (extension; true when the mute was set
+    /// with `{"mentions": false}`, false when a mention still pushes). Absent when not muted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[ts(optional)]
     pub mute_mentions: Option<bool>,

@@ -268,8 +268,8 @@ impl Cluster {
         self.peers.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The other live nodes and their connections at their last heartbeat (at most
-    /// [`HEARTBEAT_EVERY`] old), by node ID.
+    /// The other live nodes (heard from within [`NODE_TIMEOUT`]) and their connections at
+    /// their last heartbeat (sent every [`HEARTBEAT_EVERY`]), by node ID.
     pub fn peer_connections(&self) -> Vec<(String, u64)> {
         let mut peers = self.peers();
         peers.retain(|_, (_, at)| at.elapsed() < NODE_TIMEOUT);

@@ -35,10 +35,17 @@ pub async fn set_admin(config: &Config, username: &str, admin: bool) -> anyhow::
     }
 }
 
+/// Stream positions a restored copy skips (2^40): clients of the original server may hold
+/// positions past the copy's last event; new events after a restore are numbered beyond
+/// those, so their `sync` neither skips nor repeats anything (about 8,000 restores fit in
+/// the 2^53 a JavaScript client can hold).
+pub const RESTORE_GAP: i64 = 1 << 40;
+
 /// `chatnode backup FILE`: `VACUUM INTO` on a read-only connection of its own. In WAL mode a
 /// reader never blocks the writer, so sends go on while the copy is written; the copy is the
 /// database as of the moment the read transaction began (every message acked before the
-/// backup started is in it), compacted, and checked before this returns.
+/// backup started is in it), compacted, its stream positions moved on by [`RESTORE_GAP`],
+/// and checked before this returns.
 pub fn backup(config: &Config, file: &Path) -> anyhow::Result<String> {
     let Some(db) = config.database_url.strip_prefix("sqlite://") else {
         bail!(
@@ -66,11 +73,19 @@ pub fn backup(config: &Config, file: &Path) -> anyhow::Result<String> {
         .with_context(|| format!("cannot write the backup to {}", file.display()))?;
     let copied = started.elapsed();
     drop(conn);
-    // Check the copy before calling it a backup.
-    let copy = rusqlite::Connection::open_with_flags(
-        file,
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    let copy = rusqlite::Connection::open(file)?;
+    // Events written after a restore are numbered past anything a client of the original
+    // server saw (see RESTORE_GAP). `events.pos` is AUTOINCREMENT: sqlite_sequence holds it.
+    copy.execute(
+        "INSERT INTO sqlite_sequence (name, seq) SELECT 'events', 0
+         WHERE NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = 'events')",
+        [],
     )?;
+    copy.execute(
+        "UPDATE sqlite_sequence SET seq = seq + ?1 WHERE name = 'events'",
+        [RESTORE_GAP],
+    )?;
+    // Check the copy before calling it a backup.
     let check: String = copy.query_row("PRAGMA quick_check", [], |r| r.get(0))?;
     if check != "ok" {
         bail!("the copy at {} failed its check: {check}", file.display());

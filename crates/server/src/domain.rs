@@ -142,8 +142,11 @@ pub fn text(field: &'static str, s: &str, min: usize, max: usize) -> Result<Stri
     Ok(t.to_owned())
 }
 
+/// Longest display name, in characters.
+pub const MAX_DISPLAY_NAME: usize = 64;
+
 pub fn display_name(s: &str) -> Result<String> {
-    text("display_name", s, 1, 64)
+    text("display_name", s, 1, MAX_DISPLAY_NAME)
 }
 
 pub fn bio(s: &str) -> Result<String> {

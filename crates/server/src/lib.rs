@@ -250,7 +250,7 @@ impl Server {
                     per(1000 / u64::from(config.ws_rate.max(1)).max(1)),
                 ),
                 reports: Limiter::new(20, per(30_000)),
-                webhook_posts: Limiter::new(60, per(1_000)),
+                webhook_posts: limits::WindowLimiter::new(60, Duration::from_secs(60)),
                 ws_per_user: config.limit_ws_per_user.max(1),
             }
         };

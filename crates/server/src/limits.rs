@@ -63,6 +63,51 @@ impl Limiter {
     }
 }
 
+/// At most `max` actions per key in any `window` (a sliding log): for limits stated as "N a
+/// minute", which a token bucket cannot keep exactly (its burst and its refill add up).
+pub struct WindowLimiter {
+    max: usize,
+    window: Duration,
+    log: Mutex<HashMap<String, std::collections::VecDeque<Instant>>>,
+}
+
+impl WindowLimiter {
+    pub fn new(max: usize, window: Duration) -> WindowLimiter {
+        WindowLimiter {
+            max: max.max(1),
+            window,
+            log: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Spends one action for `key`; `Err(seconds)` until the oldest of the last `max`
+    /// leaves the window.
+    pub fn take(&self, key: &str) -> Result<(), u64> {
+        let now = Instant::now();
+        let mut map = self.log.lock().unwrap_or_else(|p| p.into_inner());
+        if map.len() > PRUNE_ABOVE {
+            map.retain(|_, q| {
+                q.back()
+                    .is_some_and(|t| now.duration_since(*t) < self.window)
+            });
+        }
+        let q = map.entry(key.to_owned()).or_default();
+        while q
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= self.window)
+        {
+            q.pop_front();
+        }
+        if q.len() >= self.max {
+            let oldest = q.front().copied().unwrap_or(now);
+            let wait = self.window.saturating_sub(now.duration_since(oldest));
+            return Err(wait.as_secs_f64().ceil().max(1.0) as u64);
+        }
+        q.push_back(now);
+        Ok(())
+    }
+}
+
 /// The address a request comes from: the peer, or, when the peer is a trusted proxy, the
 /// last address in `X-Forwarded-For` that is not itself a trusted proxy.
 pub fn client_address(
@@ -103,7 +148,7 @@ pub struct Limits {
     /// Reports per user.
     pub reports: Limiter,
     /// Posts per incoming webhook (60 a minute).
-    pub webhook_posts: Limiter,
+    pub webhook_posts: WindowLimiter,
     /// Concurrent WebSocket connections per user.
     pub ws_per_user: usize,
 }
@@ -136,6 +181,21 @@ mod tests {
             client_address(proxy, &axum::http::HeaderMap::new(), &[proxy]),
             "10.0.0.5"
         );
+    }
+
+    #[test]
+    fn a_window_never_lets_more_than_max_through() {
+        let l = WindowLimiter::new(3, Duration::from_millis(300));
+        for _ in 0..3 {
+            assert!(l.take("a").is_ok());
+        }
+        assert_eq!(l.take("a"), Err(1));
+        assert!(l.take("b").is_ok());
+        std::thread::sleep(Duration::from_millis(320));
+        for _ in 0..3 {
+            assert!(l.take("a").is_ok());
+        }
+        assert!(l.take("a").is_err());
     }
 
     #[test]

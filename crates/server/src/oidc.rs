@@ -3,8 +3,8 @@
 //!
 //! What this module checks of an ID token: the signature, with a key from the issuer's JWKS
 //! (asymmetric algorithms only, never `none` or a shared secret), `iss` equal to the
-//! configured issuer, `aud` holding our client ID, `exp` (and `iat`, `nbf` when present) with
-//! a minute of leeway, and `nonce` equal to the one sent with this sign-in. The `state` and
+//! configured issuer, `aud` holding our client ID, `exp` and `nbf` (when present) with a
+//! minute of leeway, `iat` (when present) not in the future, and `nonce` equal to the one sent with this sign-in. The `state` and
 //! the PKCE verifier are checked by the flow itself (the state is looked up and spent; the
 //! provider checks the verifier). Discovery documents and key sets are cached for an hour; a
 //! token signed with a key the cache does not know makes one fresh fetch of the key set
@@ -90,6 +90,8 @@ struct TokenResponse {
 #[derive(Deserialize)]
 struct IdClaims {
     sub: String,
+    #[serde(default)]
+    iat: Option<i64>,
     #[serde(default)]
     nonce: Option<String>,
     #[serde(default)]
@@ -278,6 +280,7 @@ impl Sso {
         validation.set_issuer(&[&p.issuer, &d.issuer]);
         validation.set_audience(&[&p.client_id]);
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+        validation.validate_nbf = true;
         validation.leeway = 60;
         let mut fresh = false;
         loop {
@@ -300,6 +303,10 @@ impl Sso {
             match verified {
                 Ok(data) => {
                     let c = data.claims;
+                    // Issued in the future (past the leeway): a provider's clock or a forgery.
+                    if c.iat.is_some_and(|iat| iat > crate::time::now_secs() + 60) {
+                        bail!("the ID token was issued in the future");
+                    }
                     if c.nonce.as_deref() != Some(nonce) {
                         bail!("the ID token's nonce is not this sign-in's");
                     }

@@ -798,13 +798,21 @@ async fn uploads_never_sent_are_removed_after_the_grace_period() {
             m.name
         );
     }
-    // The blob left the disk too: only kept + avatar (and their thumbnails) remain.
-    let mut files = 0;
-    for dir in std::fs::read_dir(server.data_dir().join("media")).unwrap() {
-        let dir = dir.unwrap();
-        if dir.file_name() != "tmp" {
-            files += std::fs::read_dir(dir.path()).unwrap().count();
+    // The blob leaves the disk too (right after its record): only kept + avatar (and their
+    // thumbnails) remain.
+    let count = || {
+        let mut files = 0;
+        for dir in std::fs::read_dir(server.data_dir().join("media")).unwrap() {
+            let dir = dir.unwrap();
+            if dir.file_name() != "tmp" {
+                files += std::fs::read_dir(dir.path()).unwrap().count();
+            }
         }
+        files
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while count() != 4 {
+        assert!(Instant::now() < deadline, "{} files left", count());
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert_eq!(files, 4);
 }

@@ -222,7 +222,8 @@ async fn mentions_name_members_and_count_unread() {
     assert!(!st.mentions);
     assert_eq!(
         b.conversation(&g.id).await.unwrap().mute_mentions,
-        Some(false)
+        Some(true),
+        "muted with mentions: false, so mentions are muted too"
     );
     let st = b.mute(&g.id, None, None).await.unwrap();
     assert!(st.mentions);

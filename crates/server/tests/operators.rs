@@ -570,7 +570,7 @@ async fn a_backup_taken_while_serving_restores_every_acked_message() {
     if !server.database_url().starts_with("sqlite") {
         return pg_dump_recipe(server).await;
     }
-    let (a, au, _b, _bu, conv) = friends_with_direct(&server).await;
+    let (a, au, b, bu, conv) = friends_with_direct(&server).await;
     let mut ws = a.connect_ws().await.unwrap();
     let mut acked = Vec::new();
     for i in 0..200 {
@@ -581,9 +581,10 @@ async fn a_backup_taken_while_serving_restores_every_acked_message() {
         );
     }
     // Sends keep going while the backup runs.
+    let conv_id = conv.id.clone();
     let sender = tokio::spawn(async move {
         for i in 0..200 {
-            ws.send_message(&conv.id, &format!("d{i}"), "during backup")
+            ws.send_message(&conv_id, &format!("d{i}"), "during backup")
                 .await
                 .unwrap();
         }
@@ -597,6 +598,15 @@ async fn a_backup_taken_while_serving_restores_every_acked_message() {
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("backup:"));
     sender.await.unwrap();
+    // The original goes on after the backup: these are not in the copy.
+    for i in 0..5 {
+        a.send_text(&conv.id, &format!("late{i}"), "after the backup")
+            .await
+            .unwrap();
+    }
+    // Where a client of the original server stands after everything was sent.
+    let bws = b.connect_ws().await.unwrap();
+    let seen = bws.last_stream_pos();
     // It will not overwrite.
     let again = server.run(&["backup", file.to_str().unwrap()], &[]);
     assert!(!again.status.success());
@@ -629,6 +639,24 @@ async fn a_backup_taken_while_serving_restores_every_acked_message() {
     for m in &acked {
         assert!(bodies.contains(&m.body), "{} lost", m.body);
     }
+    // A client of the original server resumes from where it stood: what is sent after the
+    // restore reaches it (positions were moved on), nothing twice.
+    let b2 = copy.client();
+    b2.login(&bu.username, PASSWORD).await.unwrap();
+    let after = c
+        .send_text(id, "after-restore", "after the restore")
+        .await
+        .unwrap();
+    let mut ws = b2.connect_ws().await.unwrap();
+    let (frames, _) = ws.sync(seen).await.unwrap();
+    let got: Vec<i64> = frames
+        .iter()
+        .filter_map(|f| match f {
+            chatnode_client::protocol::ServerFrame::Message { message, .. } => Some(message.seq),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(got, vec![after.seq], "{frames:?}");
 }
 
 /// PostgreSQL: `chatnode backup` points to pg_dump, and the recipe of docs/deployment.md
@@ -670,6 +698,17 @@ async fn pg_dump_recipe(server: TestServer) {
     run("psql", &[base, "-qAtc", &format!("CREATE DATABASE {db}")]);
     let restored = format!("{admin_url}/{db}");
     run("pg_restore", &["-d", &restored, dump.to_str().unwrap()]);
+    // Positions move on past what clients of the original server saw (docs/deployment.md).
+    run(
+        "psql",
+        &[
+            &restored,
+            "-qAtc",
+            &format!(
+                "SELECT setval('{schema}.events_pos_seq', (SELECT COALESCE(MAX(pos), 0) FROM {schema}.events) + 1099511627776)"
+            ),
+        ],
+    );
     let key = server.data_dir().join("encryption_key");
     let restored_url = format!("{restored}?options=-c%20search_path%3D{schema}");
     let copy = TestServer::start_with_files(

@@ -111,8 +111,8 @@ muted_until?: string,
  */
 unread_mentions: number, 
 /**
- * While muted: whether mentions still push (extension; false when the mute was set
- * with `{"mentions": false}`). Absent when not muted.
+ * While muted: whether mentions are muted too (extension; true when the mute was set
+ * with `{"mentions": false}`, false when a mention still pushes). Absent when not muted.
  */
 mute_mentions?: boolean, };
 

@@ -21,8 +21,17 @@ pub fn router() -> Router<SharedState> {
         .route("/sessions/{id}", delete(revoke))
 }
 
+/// The hash of an account made by single sign-on, which has no password yet.
+const NO_PASSWORD_YET: &str = "!oidc";
+
 async fn check_password(state: &SharedState, user_id: &UserId, password: String) -> Result<()> {
     let hash = state.store.password_hash(user_id).await?;
+    if hash == NO_PASSWORD_YET {
+        return Err(Error::new(
+            ErrorCode::Forbidden,
+            "this account signs in with single sign-on and has no password yet: set one first",
+        ));
+    }
     if !state.auth.verify_password(password, Some(hash)).await? {
         return Err(Error::new(ErrorCode::Forbidden, "the password is wrong"));
     }
@@ -45,7 +54,12 @@ pub(crate) async fn change_password(
             "the new password must be at least 10 characters",
         )
     })?;
-    check_password(&state, &auth.user_id, req.current_password).await?;
+    // An account made by single sign-on sets its first password with an empty current one.
+    let first = req.current_password.is_empty()
+        && state.store.password_hash(&auth.user_id).await? == NO_PASSWORD_YET;
+    if !first {
+        check_password(&state, &auth.user_id, req.current_password).await?;
+    }
     let hash = state.auth.hash_password(new.into_inner()).await?;
     let revoked = state
         .store

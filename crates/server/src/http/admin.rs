@@ -3,7 +3,8 @@
 //!
 //! Every `/admin/...` endpoint answers 404 `not_found` to anyone who is not a system admin
 //! (no token, a bad token, or a user without the role): the [`SystemAdmin`] extractor decides
-//! that before the handler runs, so an outsider cannot even learn these endpoints exist.
+//! that before the handler runs, so an outsider learns nothing from them (not even whether a
+//! user or report exists; the endpoints themselves are in the published OpenAPI document).
 
 use axum::extract::{FromRequestParts, Path, State};
 use axum::http::request::Parts;

@@ -142,7 +142,7 @@ async fn shed(State(state): State<SharedState>, req: Request, next: Next) -> Res
 async fn observe(State(state): State<SharedState>, req: Request, next: Next) -> Response {
     let start = Instant::now();
     let method = req.method().clone();
-    let path = req.uri().path().to_owned();
+    let path = loggable_path(req.uri().path());
     let resp = next.run(req).await;
     let secs = start.elapsed().as_secs_f64();
     let status = resp.status().as_u16();
@@ -154,6 +154,17 @@ async fn observe(State(state): State<SharedState>, req: Request, next: Next) -> 
         tracing::warn!(%method, %path, status, "server error");
     }
     resp
+}
+
+/// A path as it may be logged: a webhook's URL carries its secret, which stays out.
+fn loggable_path(path: &str) -> String {
+    match path.strip_prefix("/api/v1/hooks/") {
+        Some(rest) => {
+            let id = rest.split('/').next().unwrap_or("");
+            format!("/api/v1/hooks/{id}/…")
+        }
+        None => path.to_owned(),
+    }
 }
 
 /// A JSON body whose every failure maps to the contract: 415 without a JSON content type,

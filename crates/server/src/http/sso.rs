@@ -110,6 +110,16 @@ pub(crate) async fn start(
     Path(provider): Path<String>,
     ApiQuery(q): ApiQuery<StartQuery>,
 ) -> Result<Response> {
+    // Each start writes a row: limited like login attempts, per client address.
+    state
+        .limits
+        .login_address
+        .take(&crate::limits::client_address(
+            peer.ip(),
+            &headers,
+            &state.config.trusted_proxies,
+        ))
+        .map_err(Error::rate_limited)?;
     let p = state
         .sso
         .provider(&provider)

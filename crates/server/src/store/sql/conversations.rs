@@ -132,7 +132,11 @@ where
             .fetch_optional(&mut *c)
             .await?;
         let last_message = match last {
-            Some(row) => Some(self.message_view(c, row).await?),
+            Some(row) => {
+                let mut m = self.message_view(c, row).await?;
+                Self::fill_reactions(c, Some(user), std::slice::from_mut(&mut m)).await?;
+                Some(m)
+            }
             None => None,
         };
         let unread: i64 = sqlx::query_scalar(
@@ -193,7 +197,7 @@ where
             mute_mentions: row
                 .muted_until
                 .filter(|t| *t > now_ms())
-                .map(|_| !row.mute_mentions),
+                .map(|_| row.mute_mentions),
         })
     }
 

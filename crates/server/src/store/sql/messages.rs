@@ -740,14 +740,18 @@ where
                 .await?
                 .ok_or_else(|| Error::not_found("message"))?;
             let mut message = self.message_view(w.conn(), row).await?;
-            Self::fill_reactions(w.conn(), None, std::slice::from_mut(&mut message)).await?;
+            // The event goes to everyone (`me` false); the answer is the editor's.
+            let mut shared = message.clone();
+            Self::fill_reactions(w.conn(), None, std::slice::from_mut(&mut shared)).await?;
             w.emit_conv(conversation_id,
                 &ServerFrame::MessageUpdated {
-                    message: message.clone(),
+                    message: shared,
                     stream_pos: None,
                 },
             )
             .await?;
+            Self::fill_reactions(w.conn(), Some(user_id), std::slice::from_mut(&mut message))
+                .await?;
             Ok(message)
         }
         .await;

@@ -110,6 +110,15 @@ where
         Ok(())
     }
 
+    /// An audit entry for something done on the server's command line (no actor).
+    pub(super) async fn audit_cli(&self, action: &str, details: &str) -> Result<()> {
+        let mut w = self.write_tx().await?;
+        let mut a = Audit::new(None, action);
+        a.details = Some(details.to_owned());
+        let out = Self::audit(&mut w, a).await;
+        w.finish(out).await
+    }
+
     /// A user as admins see them (no presence: an admin is not everyone's friend).
     fn plain_user(&self, r: &UserRow) -> p::User {
         self.user_from_row(r, false)
@@ -337,13 +346,23 @@ where
                 .execute(w.conn())
                 .await?;
             // Every login session ends now: refresh tokens stop working, sockets close.
-            let revoked: Vec<String> = sqlx::query_scalar(
+            let mut revoked: Vec<String> = sqlx::query_scalar(
                 "UPDATE sessions SET revoked_at = $2 WHERE user_id = $1 AND revoked_at IS NULL RETURNING id",
             )
             .bind(target.as_str())
             .bind(now_ms())
             .fetch_all(w.conn())
             .await?;
+            // The user's bots stop too: their tokens are refused while the owner is suspended
+            // (`bot_session`), and their sockets close now (their sessions are kept, so the
+            // bots work again once the suspension is lifted).
+            let bots: Vec<String> = sqlx::query_scalar(
+                "SELECT t.session_id FROM bot_tokens t JOIN users b ON b.id = t.bot_id WHERE b.bot_owner_id = $1",
+            )
+            .bind(target.as_str())
+            .fetch_all(w.conn())
+            .await?;
+            revoked.extend(bots);
             let mut a = Audit::new(Some(actor.as_str()), "suspend");
             a.target_user = Some(target.as_str());
             a.details = Some(format!("{} ({reason})", until_text(until_ms)));

@@ -47,7 +47,8 @@ where
                 "a service token named {name} exists; revoke it first"
             )));
         }
-        Ok(())
+        drop(c);
+        self.audit_cli("create_service_token", name).await
     }
 
     async fn revoke_service_token(&self, name: &str) -> Result<bool> {
@@ -56,7 +57,12 @@ where
             .bind(name)
             .execute(&mut *c)
             .await?;
-        Ok(B::rows_affected(&r) > 0)
+        drop(c);
+        let revoked = B::rows_affected(&r) > 0;
+        if revoked {
+            self.audit_cli("revoke_service_token", name).await?;
+        }
+        Ok(revoked)
     }
 
     async fn service_by_token(&self, token_hash: &str) -> Result<Option<String>> {

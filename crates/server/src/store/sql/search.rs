@@ -39,7 +39,7 @@ impl<B: Backend> WriteTx<'_, B> {
     }
 }
 
-fn terms(keys: &crate::crypto::Keyring, conversation_id: &str, body: &str) -> Vec<i64> {
+pub(super) fn terms(keys: &crate::crypto::Keyring, conversation_id: &str, body: &str) -> Vec<i64> {
     let mut out: Vec<i64> = index_prefixes(body)
         .iter()
         .map(|p| keys.search_term(conversation_id, p))

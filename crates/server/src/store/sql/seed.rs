@@ -7,12 +7,16 @@
 //! History (`--history N`): N messages spread round-robin over the seeded conversations, the
 //! members taking turns, stored as the send path stores them (body sealed under the current
 //! key, the message's event row with an empty payload, the conversation's `last_seq`, each
-//! sender's read marker) but in multi-row statements, so 10 million rows take minutes.
+//! sender's read marker, the message's search terms) but in multi-row statements, so 10
+//! million rows take minutes. Bodies are made of words drawn from a vocabulary with a
+//! long tail (a few words very common, most rare), like chat text, so search has realistic
+//! work to do (see [`history_body`]).
 
 use std::collections::HashMap;
 
 use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Row, Type};
 
+use super::search::terms;
 use super::{Backend, Conn, SqlStore};
 use crate::crypto::column;
 use crate::domain::{SessionId, UserId};
@@ -20,11 +24,68 @@ use crate::error::Result;
 use crate::store::SeedConversation;
 use crate::time::{new_id, now_ms};
 
-/// Messages per multi-row INSERT (10 parameters each, under both backends' limits).
-const ROWS_PER_STATEMENT: usize = 500;
+/// Messages per multi-row INSERT (10 parameters each). Small: sqlx's SQLite driver looks
+/// every parameter up by name among all of a statement's (`sqlite3_bind_parameter_name`), so
+/// binding costs grow with the square of a statement's parameters (the profile of 500-row
+/// statements showed 91 % of the time there).
+const ROWS_PER_STATEMENT: usize = 100;
 /// Messages per transaction: small enough to keep SQLite's WAL and PostgreSQL's transaction
 /// bounded, big enough that commits cost nothing.
 const ROWS_PER_TRANSACTION: usize = 100_000;
+/// Search-term rows per multi-row INSERT (3 parameters each; small, see above).
+const TERMS_PER_STATEMENT: usize = 300;
+
+/// Common words of chat text; the vocabulary's long tail is made of syllables.
+const COMMON: &[&str] = &[
+    "the", "to", "and", "you", "it", "is", "for", "that", "on", "in", "we", "can", "this", "i",
+    "me", "are", "at", "be", "with", "so", "ok", "yes", "no", "what", "when", "where", "how",
+    "today", "tomorrow", "meeting", "dinner", "lunch", "friday", "monday", "weekend", "call",
+    "later", "now", "thanks", "great", "good", "see", "let", "know", "time", "work", "home",
+    "project", "deploy", "build", "review", "release", "coffee", "office", "train", "late",
+    "sorry", "question", "answer", "idea", "plan", "team", "design", "bug", "fix", "test",
+    "report", "budget", "invoice", "client", "server", "chat", "message", "photo", "video",
+    "party", "birthday", "holiday", "ticket", "flight", "hotel", "morning", "evening", "night",
+];
+const SYLLABLES: &[&str] = &[
+    "ka", "lo", "mi", "ne", "ru", "sa", "to", "vi", "be", "da", "fe", "go", "hu", "ji", "ko", "la",
+    "mo", "nu", "pi", "qua", "re", "si", "tu", "ve", "wo", "xa", "yo", "ze", "an", "or",
+];
+
+/// A deterministic chat-like body for history message `m`: 4 to 14 words, each drawn with
+/// a log-uniform rank from the common words followed by ~27,000 made-up ones (so a word's
+/// frequency falls off like Zipf's law: "the" is in a sizeable share of messages, most
+/// words in a handful).
+pub(crate) fn history_body(m: u64) -> String {
+    // SplitMix64: good enough mixing for a fixture, and stable across runs.
+    let mut state = m.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0xD1B5_4A32_D192_ED03;
+    let mut next = move || {
+        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    };
+    let tail = SYLLABLES.len().pow(3);
+    let vocab = (COMMON.len() + tail) as f64;
+    let words = 4 + (next() % 11) as usize;
+    let mut out = Vec::with_capacity(words);
+    for _ in 0..words {
+        let u = (next() >> 11) as f64 / (1u64 << 53) as f64;
+        let rank = (vocab.powf(u) as usize).saturating_sub(1);
+        if rank < COMMON.len() {
+            out.push(COMMON[rank].to_owned());
+        } else {
+            let mut r = rank - COMMON.len();
+            let mut w = String::new();
+            for _ in 0..3 {
+                w.push_str(SYLLABLES[r % SYLLABLES.len()]);
+                r /= SYLLABLES.len();
+            }
+            out.push(w);
+        }
+    }
+    out.join(" ")
+}
 
 impl<B: Backend> SqlStore<B>
 where
@@ -154,6 +215,17 @@ where
             .fetch_all(&self.read)
             .await
             .is_ok();
+        // The index under the current key first: the messages seeded here are indexed as
+        // they are written, and the server's backfill at start is left nothing to do for
+        // them.
+        let with_search = with_pos
+            && sqlx::query("SELECT term FROM search_terms LIMIT 0")
+                .fetch_all(&self.read)
+                .await
+                .is_ok();
+        if with_search {
+            self.prepare_search_index().await?;
+        }
         let n = conversations.len() as u64;
         let per = count.div_ceil(n);
         let start_ms = now_ms() - (per * n) as i64;
@@ -164,6 +236,9 @@ where
         while k < count {
             let tx_end = (k + ROWS_PER_TRANSACTION as u64).min(count);
             let mut w = self.write_tx().await?;
+            // (term, pos, seq) of every message of the transaction, written at its end in
+            // term order: each index page is then written once, not once per message.
+            let mut term_rows: Vec<(i64, i64, i64)> = Vec::new();
             while k < tx_end {
                 let end = (k + ROWS_PER_STATEMENT as u64).min(tx_end);
                 // (conversation, seq, sender, message number)
@@ -209,7 +284,14 @@ where
                 let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
                 for &(c, seq, sender, m) in &rows {
                     let conv = conversations[c].id.as_str();
-                    let body = format!("history {m}: the quick brown fox jumps over the lazy dog");
+                    let body = history_body(m);
+                    if with_search && let Some(&pos) = positions.get(&(conv.to_owned(), seq)) {
+                        term_rows.extend(
+                            terms(self.keys(), conv, &body)
+                                .into_iter()
+                                .map(|t| (t, pos, seq)),
+                        );
+                    }
                     q = q
                         .bind(new_id())
                         .bind(conv)
@@ -225,6 +307,17 @@ where
                 }
                 q.execute(w.conn()).await?;
                 k = end;
+            }
+            term_rows.sort_unstable();
+            for chunk in term_rows.chunks(TERMS_PER_STATEMENT) {
+                let mut sql = String::from("INSERT INTO search_terms (term, pos, seq) VALUES ");
+                values(&mut sql, chunk.len(), 3, "");
+                sql.push_str(" ON CONFLICT DO NOTHING");
+                let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+                for &(t, pos, seq) in chunk {
+                    q = q.bind(t).bind(pos).bind(seq);
+                }
+                q.execute(w.conn()).await?;
             }
             w.finish(Ok(())).await?;
         }

@@ -177,7 +177,7 @@ where
                         .unwrap_or(&username)
                         .chars()
                         .filter(|c| !c.is_control())
-                        .take(100)
+                        .take(crate::domain::MAX_DISPLAY_NAME)
                         .collect();
                     // The email is kept only when verified and nobody has it.
                     let (email, email_hash) = match (claims.email_verified, email, email_hash) {

@@ -470,11 +470,17 @@ where
     }
 
     async fn bot_session(&self, token_hash: &str) -> Result<Option<(UserId, SessionId)>> {
+        // A bot stops while its owner is suspended (and starts again when that is lifted).
         let row: Option<(String, String)> = sqlx::query_as(
-            "SELECT t.bot_id, t.session_id FROM bot_tokens t JOIN sessions s ON s.id = t.session_id
-             WHERE t.token_hash = $1 AND s.revoked_at IS NULL",
+            "SELECT t.bot_id, t.session_id FROM bot_tokens t
+             JOIN sessions s ON s.id = t.session_id
+             JOIN users b ON b.id = t.bot_id
+             LEFT JOIN users o ON o.id = b.bot_owner_id
+             WHERE t.token_hash = $1 AND s.revoked_at IS NULL
+               AND (o.suspended_until IS NULL OR o.suspended_until <= $2)",
         )
         .bind(token_hash)
+        .bind(now_ms())
         .fetch_optional(&self.read)
         .await?;
         Ok(row.map(|(bot, session)| (UserId::trusted(bot), SessionId::trusted(session))))
@@ -561,6 +567,8 @@ where
                 "DELETE FROM friend_requests WHERE from_id = $1 OR to_id = $1",
                 "DELETE FROM blocks WHERE blocker_id = $1 OR blocked_id = $1",
                 "DELETE FROM push_subscriptions WHERE user_id = $1",
+                // A deleted account is never signed in to again by single sign-on.
+                "DELETE FROM oidc_identities WHERE user_id = $1",
             ] {
                 sqlx::query(sql).bind(user_id).execute(w.conn()).await?;
             }

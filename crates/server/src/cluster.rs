@@ -1,36 +1,36 @@
-//! Running several nodes as one service: fan-out over NATS, ordered and gap-free.
+//! Running several nodes as one service: every node sees every durable event, in stream
+//! order, and delivers what its own sockets should get.
 //!
 //! This module owns everything a node needs to know about the others; the hub keeps only the
 //! resulting presence table. It must not become a second source of truth: PostgreSQL is that.
-//! A NATS message is a *wake-up* — "event N happened" — and a node that sees a hole in a
-//! conversation's `seq`, or that reconnects to NATS, reads the missing messages from the
-//! database. So a lost NATS message delays nothing it cannot recover, and never loses a
-//! chat message.
+//! Stream positions are dense (1, 2, 3, … with no holes: PostgreSQL stamps them after commit,
+//! see `store/postgres.rs`), so a node always knows which position comes next. A NATS
+//! message is a *delivery* of "event N"; when N does not arrive (a lost or late message, a
+//! NATS outage, a node that died between commit and publish), the node reads it from the
+//! database. So a lost NATS message delays an event a little and loses nothing.
 //!
-//! Subjects:
-//! - `chatnode.conv.<conversation_id>`: durable conversation events and typing. A node
-//!   subscribes while at least one of its connected users is a member (ref-counted).
-//! - `chatnode.user.<user_id>`: durable events addressed to one user; subscribed while the
-//!   user has a connection on this node.
-//! - `chatnode.presence`: presence deltas and each node's heartbeat (all nodes).
-//!
-//! Every event is published once, by the node that committed it, with its recipients; that
-//! node delivers to its own sockets directly and ignores its own messages coming back.
+//! Subjects (one subscription each per node, whatever its users):
+//! - `chatnode.events`: every durable event, published once by the node that committed it.
+//! - `chatnode.ephemeral`: typing frames.
+//! - `chatnode.presence`: presence deltas and each node's heartbeat.
+//! - `chatnode.sessions`: login sessions that ended (their sockets close everywhere).
 //!
 //! Ordering: one task per node (the *processor*) delivers every durable event, local and
-//! remote, so the per-conversation "last delivered `seq`" has a single writer. A `message`
-//! with `seq <= last` is a duplicate and dropped; `seq == last + 1` is delivered; a larger
-//! `seq` first pulls the missing ones from the database. Events other than `message` are
-//! delivered as they come (clients resume those with `sync`).
+//! remote, strictly by stream position: early ones wait in a reorder buffer until the
+//! position before them was delivered; a position missing for [`GAP_WAIT`] is read from the
+//! database, and so is anything past the last one received once a second (the tail of an
+//! outage). Each connection therefore gets its events in stream order, and its highest
+//! `stream_pos` is a true resume point: `sync` from it misses nothing and repeats nothing
+//! (the gateway skips live frames a replay already covered).
 //!
 //! Presence: a node publishes a delta when a user's first/last connection on it opens/closes,
 //! and a heartbeat with all its online users every [`HEARTBEAT_EVERY`]. A node not heard
 //! from for [`NODE_TIMEOUT`] is taken for dead: its users go offline on every other node.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use bytes::Bytes;
@@ -38,9 +38,8 @@ use chatnode_protocol::ServerFrame;
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
 
-use crate::domain::{ConversationId, SessionId, UserId};
+use crate::domain::{SessionId, UserId};
 use crate::events::{Durable, EventKind};
 use crate::hub::{Hub, Outbound};
 use crate::store::Store;
@@ -51,26 +50,25 @@ pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(3);
 /// A node silent this long is considered dead and its users offline (four missed
 /// heartbeats; the check runs every second, so users show offline within about 13 s).
 pub const NODE_TIMEOUT: Duration = Duration::from_secs(12);
-/// Messages fetched per query when filling a gap.
+/// How long a missing stream position may be in flight before it is read from the database.
+pub const GAP_WAIT: Duration = Duration::from_millis(100);
+/// Events read per query when filling from the database.
 const FILL_PAGE: i64 = 500;
+/// Events held in the reorder buffer at most; past it, remote events are dropped and read
+/// from the database when their turn comes.
+const BUFFER_MAX: usize = 100_000;
 /// Outgoing NATS messages waiting for the connection; beyond this they are dropped (the
-/// receivers recover messages from the database, see the module comment).
+/// receivers read those events from the database, see the module comment).
 const OUTBOX: usize = 65_536;
 /// Incoming NATS messages waiting for the processor.
 const INBOX: usize = 65_536;
 
+const EVENTS_SUBJECT: &str = "chatnode.events";
+const EPHEMERAL_SUBJECT: &str = "chatnode.ephemeral";
 const PRESENCE_SUBJECT: &str = "chatnode.presence";
-/// Login sessions that ended (logout, password change, revocation, refresh-token reuse):
-/// every node closes their sockets.
+/// Login sessions that ended (logout, password change, revocation, refresh-token reuse,
+/// suspension): every node closes their sockets.
 const SESSIONS_SUBJECT: &str = "chatnode.sessions";
-
-fn conv_subject(id: &str) -> String {
-    format!("chatnode.conv.{id}")
-}
-
-fn user_subject(id: &str) -> String {
-    format!("chatnode.user.{id}")
-}
 
 /// What travels on NATS.
 #[derive(Serialize, Deserialize)]
@@ -78,6 +76,7 @@ fn user_subject(id: &str) -> String {
 enum Wire {
     Durable {
         node: String,
+        /// The stream position.
         pos: i64,
         /// The event's `type` (see `EventKind::as_str`).
         kind: String,
@@ -115,31 +114,22 @@ enum Wire {
     },
 }
 
-/// Subscriptions and per-conversation delivery state, behind one std mutex held briefly.
-#[derive(Default)]
-struct Subs {
-    /// Conversations some local user belongs to.
-    convs: HashMap<String, ConvTrack>,
-    /// Local users' own subjects.
-    users: HashMap<String, JoinHandle<()>>,
-    /// Which conversations each local user holds a reference on.
-    user_convs: HashMap<String, HashSet<String>>,
-}
-
-struct ConvTrack {
-    refs: usize,
-    /// The highest message `seq` delivered on this node (only the processor raises it).
-    last: i64,
-    task: JoinHandle<()>,
-}
-
 enum Input {
     Local(Vec<Durable>),
     Remote(Bytes),
     Reconnected,
-    /// Deliver what the database holds after the last delivered `seq` of these
-    /// conversations (they may have moved while this node was subscribing).
-    Fill(Vec<String>),
+    /// Read from the database whatever is past the last position received (once a second).
+    Tick,
+    /// Has a missing position waited long enough to be read from the database?
+    GapCheck,
+}
+
+/// The processor's state: the next stream position to deliver, and the early arrivals.
+struct Order {
+    next: i64,
+    early: BTreeMap<i64, Durable>,
+    /// Since when `next` has been missing while later positions wait.
+    missing_since: Option<Instant>,
 }
 
 pub struct Cluster {
@@ -148,22 +138,17 @@ pub struct Cluster {
     hub: Arc<Hub>,
     store: Arc<dyn Store>,
     outbox: mpsc::Sender<(String, Bytes)>,
-    inbox: mpsc::Sender<Bytes>,
-    /// The processor's control input (catch-ups).
-    control: mpsc::UnboundedSender<Input>,
-    subs: Mutex<Subs>,
     /// The other nodes heard from: their connections at their last heartbeat, and when.
-    peers: Mutex<HashMap<String, (u64, std::time::Instant)>>,
+    peers: Mutex<HashMap<String, (u64, Instant)>>,
     connected: Arc<AtomicBool>,
-    /// The server's tasks (each subscription forwards on one).
-    tasks: crate::tasks::Tasks,
     pub dropped_out: AtomicU64,
     pub duplicates: AtomicU64,
     pub gap_fills: AtomicU64,
 }
 
 impl Cluster {
-    /// Connects to NATS (failing fast if it does not answer) and starts the node's tasks.
+    /// Connects to NATS (failing fast if it does not answer), subscribes to the four
+    /// subjects and starts the node's tasks. Delivery starts after the stream's head now.
     pub async fn start(
         url: &str,
         hub: Arc<Hub>,
@@ -221,34 +206,49 @@ impl Cluster {
             node_id,
             client,
             hub: hub.clone(),
-            store,
+            store: store.clone(),
             outbox,
-            inbox,
-            control: ctl_tx,
-            subs: Mutex::new(Subs::default()),
             peers: Mutex::new(HashMap::new()),
             connected,
-            tasks: tasks.clone(),
             dropped_out: AtomicU64::new(0),
             duplicates: AtomicU64::new(0),
             gap_fills: AtomicU64::new(0),
         });
-        let presence = cluster
-            .client
-            .subscribe(PRESENCE_SUBJECT)
+        for subject in [
+            EVENTS_SUBJECT,
+            EPHEMERAL_SUBJECT,
+            PRESENCE_SUBJECT,
+            SESSIONS_SUBJECT,
+        ] {
+            let sub = cluster
+                .client
+                .subscribe(subject)
+                .await
+                .context("cannot subscribe to NATS")?;
+            tasks.background(forward(sub, inbox.clone()));
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(2), cluster.client.flush()).await;
+        // What was committed before now is `sync`'s; live delivery starts after it.
+        let head = store
+            .stream_head()
             .await
-            .context("cannot subscribe to NATS")?;
-        tasks.background(forward(presence, cluster.inbox.clone()));
-        let sessions = cluster
-            .client
-            .subscribe(SESSIONS_SUBJECT)
-            .await
-            .context("cannot subscribe to NATS")?;
-        tasks.background(forward(sessions, cluster.inbox.clone()));
+            .context("cannot read the stream's head")?;
         tasks.background(publisher(cluster.client.clone(), out_rx));
         let (local_tx, local_rx) = mpsc::unbounded_channel();
         hub.set_forward(local_tx);
-        tasks.background(cluster.clone().processor(local_rx, in_rx, ctl_rx));
+        tasks.background(cluster.clone().processor(head + 1, local_rx, in_rx, ctl_rx));
+        {
+            let ctl = ctl_tx.clone();
+            tasks.background(async move {
+                let mut tick = tokio::time::interval(Duration::from_secs(1));
+                loop {
+                    tick.tick().await;
+                    if ctl.send(Input::Tick).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
         tasks.background(cluster.clone().heartbeat());
         tracing::info!(node = %cluster.node_id, "joined the cluster");
         Ok(cluster)
@@ -263,7 +263,7 @@ impl Cluster {
         self.connected.load(Ordering::Acquire)
     }
 
-    fn peers(&self) -> std::sync::MutexGuard<'_, HashMap<String, (u64, std::time::Instant)>> {
+    fn peers(&self) -> std::sync::MutexGuard<'_, HashMap<String, (u64, Instant)>> {
         // Single inserts and reads: a poisoned lock is usable.
         self.peers.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -278,12 +278,7 @@ impl Cluster {
         out
     }
 
-    fn subs(&self) -> std::sync::MutexGuard<'_, Subs> {
-        // Every change to `Subs` is a single insert/remove/update: a poisoned lock is usable.
-        self.subs.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn send(&self, subject: String, wire: &Wire) {
+    fn send(&self, subject: &str, wire: &Wire) {
         let payload = match serde_json::to_vec(wire) {
             Ok(p) => Bytes::from(p),
             Err(e) => {
@@ -291,185 +286,19 @@ impl Cluster {
                 return;
             }
         };
-        // Never wait here (callers hold the write gate or serve a socket): if NATS is away
-        // long enough to fill the outbox, drop; receivers catch up from the database.
-        if self.outbox.try_send((subject, payload)).is_err() {
+        if self.outbox.try_send((subject.to_owned(), payload)).is_err() {
             self.dropped_out.fetch_add(1, Ordering::Relaxed);
         }
     }
 
-    /// Subscribes to `subject`, forwarding into the inbox; resolves once NATS has the
-    /// subscription, so what is published after it reaches us.
-    async fn subscribe(&self, subject: String) -> Option<JoinHandle<()>> {
-        let sub = match self.client.subscribe(subject.clone()).await {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::warn!(error = %e, %subject, "cannot subscribe");
-                return None;
-            }
-        };
-        Some(self.tasks.background(forward(sub, self.inbox.clone())))
-    }
-
-    /// A user's first connection on this node opened: subscribe to their subject and to
-    /// their conversations. Returns once the subscriptions are in place (bounded wait).
-    pub async fn user_connected(&self, user_id: &str) {
-        // From the hub: a connection that authenticated with a verified token.
-        let user = UserId::trusted(user_id);
-        let heads = match self.store.conversation_heads(&user).await {
-            Ok(h) => heads_by_name(h),
-            Err(e) => {
-                tracing::warn!(error = %e, "cluster: cannot load the user's conversations");
-                Vec::new()
-            }
-        };
-        let user_task = self.subscribe(user_subject(user_id)).await;
-        let mut new_convs = Vec::new();
-        {
-            let mut subs = self.subs();
-            if let Some(t) = user_task
-                && let Some(old) = subs.users.insert(user_id.to_owned(), t)
-            {
-                old.abort();
-            }
-            for (conv, last) in heads {
-                if !subs
-                    .user_convs
-                    .entry(user_id.to_owned())
-                    .or_default()
-                    .insert(conv.clone())
-                {
-                    continue;
-                }
-                match subs.convs.get_mut(&conv) {
-                    Some(t) => t.refs += 1,
-                    None => new_convs.push((conv, last)),
-                }
-            }
-        }
-        let started: Vec<(String, i64)> = new_convs.clone();
-        for (conv, last) in new_convs {
-            self.track_conv(conv, last).await;
-        }
-        // Make sure the server has seen our SUBs before the client is told it is ready.
-        let _ = tokio::time::timeout(Duration::from_secs(2), self.client.flush()).await;
-        // A message committed between reading the heads and the subscription taking effect
-        // was published to nobody here: read the heads again and let the processor fetch
-        // whatever moved (one query; usually nothing did).
-        if started.is_empty() {
-            return;
-        }
-        if let Ok(now) = self.store.conversation_heads(&user).await {
-            let before: HashMap<String, i64> = started.into_iter().collect();
-            let moved: Vec<String> = heads_by_name(now)
-                .into_iter()
-                .filter(|(c, head)| before.get(c).is_some_and(|last| head > last))
-                .map(|(c, _)| c)
-                .collect();
-            if !moved.is_empty() {
-                let _ = self.control.send(Input::Fill(moved));
-            }
-        }
-    }
-
-    /// Starts tracking a conversation with one reference, `last` being its `last_seq` read
-    /// *before* subscribing: anything committed in between shows up as a gap and is filled.
-    async fn track_conv(&self, conv: String, last: i64) {
-        let Some(task) = self.subscribe(conv_subject(&conv)).await else {
-            return;
-        };
-        let mut subs = self.subs();
-        match subs.convs.get_mut(&conv) {
-            // Someone else started tracking it while we subscribed.
-            Some(t) => {
-                t.refs += 1;
-                task.abort();
-            }
-            None => {
-                subs.convs.insert(
-                    conv,
-                    ConvTrack {
-                        refs: 1,
-                        last,
-                        task,
-                    },
-                );
-            }
-        }
-    }
-
-    /// A local user joined a conversation (we learnt it from a user-addressed event). `last`
-    /// is the highest `seq` that needs no delivery here: the last one before they joined,
-    /// or a later one this node already delivered. If the conversation was not followed
-    /// here, the messages committed before the subscription (the one that adds them, at
-    /// least) were published to nobody on this node: they are read from the database now.
-    /// Runs on the processor only.
-    async fn add_user_conv(&self, user_id: &str, conv: &str, last: i64) {
-        {
-            let mut subs = self.subs();
-            if !subs.users.contains_key(user_id)
-                || !subs
-                    .user_convs
-                    .entry(user_id.to_owned())
-                    .or_default()
-                    .insert(conv.to_owned())
-            {
-                return;
-            }
-            if let Some(t) = subs.convs.get_mut(conv) {
-                t.refs += 1;
-                return;
-            }
-        }
-        self.track_conv(conv.to_owned(), last).await;
-        self.fill(conv, None).await;
-    }
-
-    /// Drops a user's reference on a conversation; the last one unsubscribes.
-    fn release_user_conv(subs: &mut Subs, user_id: &str, conv: &str) {
-        let held = subs
-            .user_convs
-            .get_mut(user_id)
-            .is_some_and(|s| s.remove(conv));
-        if !held {
-            return;
-        }
-        if let Some(t) = subs.convs.get_mut(conv) {
-            t.refs -= 1;
-            if t.refs == 0
-                && let Some(t) = subs.convs.remove(conv)
-            {
-                // Dropping the subscriber unsubscribes.
-                t.task.abort();
-            }
-        }
-    }
-
-    /// A user's last connection on this node closed: drop their subscriptions.
-    pub fn user_disconnected(&self, user_id: &str) {
-        let mut subs = self.subs();
-        if let Some(t) = subs.users.remove(user_id) {
-            t.abort();
-        }
-        let convs: Vec<String> = subs
-            .user_convs
-            .get(user_id)
-            .map(|s| s.iter().cloned().collect())
-            .unwrap_or_default();
-        for c in convs {
-            Self::release_user_conv(&mut subs, user_id, &c);
-        }
-        subs.user_convs.remove(user_id);
-    }
-
     /// Sends a typing frame to the other nodes (the caller delivered it locally).
-    pub fn publish_ephemeral(&self, conversation_id: &str, recipients: Vec<String>, json: String) {
+    pub fn publish_ephemeral(&self, recipients: Vec<String>, json: String) {
         let wire = Wire::Ephemeral {
             node: self.node_id.clone(),
             recipients,
             json,
         };
-        self.send(conv_subject(conversation_id), &wire);
+        self.send(EPHEMERAL_SUBJECT, &wire);
     }
 
     /// Tells the other nodes that `user_id`'s first connection here opened or last closed.
@@ -487,7 +316,7 @@ impl Cluster {
             last_seen_ms,
             recipients,
         };
-        self.send(PRESENCE_SUBJECT.to_owned(), &wire);
+        self.send(PRESENCE_SUBJECT, &wire);
     }
 
     /// Tells the other nodes that these login sessions ended (the caller closed their
@@ -501,7 +330,7 @@ impl Cluster {
             sessions,
             code,
         };
-        self.send(SESSIONS_SUBJECT.to_owned(), &wire);
+        self.send(SESSIONS_SUBJECT, &wire);
     }
 
     /// After a NATS outage, a `SessionsEnded` may have been lost: close the local sockets
@@ -540,7 +369,7 @@ impl Cluster {
                         users: self.hub.local_users(),
                         connections: self.hub.connection_count() as u64,
                     };
-                    self.send(PRESENCE_SUBJECT.to_owned(), &wire);
+                    self.send(PRESENCE_SUBJECT, &wire);
                 }
                 _ = check.tick() => {
                     let gone = self.hub.expire_remote(NODE_TIMEOUT);
@@ -593,33 +422,30 @@ impl Cluster {
     /// The one task that delivers durable events on this node (see the module comment).
     async fn processor(
         self: Arc<Self>,
+        next: i64,
         mut local: mpsc::UnboundedReceiver<Vec<Durable>>,
         mut remote: mpsc::Receiver<Bytes>,
         mut ctl: mpsc::UnboundedReceiver<Input>,
     ) {
+        let mut order = Order {
+            next,
+            early: BTreeMap::new(),
+            missing_since: None,
+        };
+        let mut gap_check = tokio::time::interval(GAP_WAIT / 2);
         loop {
             let input = tokio::select! {
-                // Local commits first: they are this node's own users waiting for an echo.
                 biased;
                 Some(c) = ctl.recv() => c,
+                // Local commits first: they are this node's own users waiting for an echo.
                 Some(ev) = local.recv() => Input::Local(ev),
                 Some(b) = remote.recv() => Input::Remote(b),
+                _ = gap_check.tick() => Input::GapCheck,
                 else => return,
             };
             match input {
                 Input::Local(events) => {
-                    // The highest `seq` of each conversation delivered from this batch, for
-                    // conversations this node followed for nobody (see `durable`).
-                    let mut delivered: HashMap<String, i64> = HashMap::new();
                     for d in events {
-                        let subject = match (&d.conversation_id, &d.user_id) {
-                            (Some(c), _) => conv_subject(c),
-                            (None, Some(u)) => user_subject(u),
-                            (None, None) => {
-                                self.hub.deliver_durable(vec![d]);
-                                continue;
-                            }
-                        };
                         let wire = Wire::Durable {
                             node: self.node_id.clone(),
                             pos: d.pos,
@@ -630,22 +456,98 @@ impl Cluster {
                             recipients: d.recipients.to_vec(),
                             json: String::from_utf8_lossy(&d.json).into_owned(),
                         };
-                        self.send(subject, &wire);
-                        self.durable(d, &mut delivered).await;
+                        self.send(EVENTS_SUBJECT, &wire);
+                        self.arrived(&mut order, d);
                     }
                 }
-                Input::Remote(bytes) => self.remote(&bytes).await,
-                Input::Reconnected => self.catch_up().await,
-                Input::Fill(convs) => {
-                    for c in convs {
-                        self.fill(&c, None).await;
+                Input::Remote(bytes) => self.remote(&mut order, &bytes).await,
+                Input::Reconnected => {
+                    tracing::info!("NATS back: catching up from the database");
+                    self.fill(&mut order, None).await;
+                    self.recheck_sessions().await;
+                    // Announce ourselves at once, so other nodes do not time us out.
+                    let wire = Wire::Heartbeat {
+                        node: self.node_id.clone(),
+                        users: self.hub.local_users(),
+                        connections: self.hub.connection_count() as u64,
+                    };
+                    self.send(PRESENCE_SUBJECT, &wire);
+                }
+                Input::Tick => self.fill(&mut order, None).await,
+                Input::GapCheck => {
+                    if order.missing_since.is_some_and(|t| t.elapsed() >= GAP_WAIT) {
+                        let until = order.early.keys().next().copied();
+                        self.fill(&mut order, until).await;
                     }
                 }
+            }
+            self.deliver_ready(&mut order);
+        }
+    }
+
+    /// Takes in an event: delivered in turn, kept if early, dropped if already delivered.
+    fn arrived(&self, order: &mut Order, d: Durable) {
+        if d.pos < order.next {
+            self.duplicates.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        if order.early.len() >= BUFFER_MAX && d.pos > order.next {
+            // Read from the database when its turn comes.
+            return;
+        }
+        order.early.insert(d.pos, d);
+    }
+
+    /// Delivers every event whose turn has come; notes since when the next one is missing.
+    fn deliver_ready(&self, order: &mut Order) {
+        while let Some(d) = order.early.remove(&order.next) {
+            order.next += 1;
+            self.hub.deliver_durable(vec![d]);
+        }
+        if order.early.is_empty() {
+            order.missing_since = None;
+        } else if order.missing_since.is_none() {
+            order.missing_since = Some(Instant::now());
+        }
+    }
+
+    /// Reads from the database the events from `order.next` on, up to `until` (exclusive;
+    /// everything there is when `None`), and delivers them in order.
+    async fn fill(&self, order: &mut Order, until: Option<i64>) {
+        loop {
+            if until.is_some_and(|u| order.next >= u) {
+                return;
+            }
+            let page = match self.store.events_after(order.next - 1, FILL_PAGE).await {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read events to fill a gap");
+                    return;
+                }
+            };
+            let n = page.len() as i64;
+            if n > 0 {
+                self.gap_fills.fetch_add(1, Ordering::Relaxed);
+            }
+            for d in page {
+                if d.pos == order.next {
+                    order.early.remove(&d.pos);
+                    order.next += 1;
+                    self.hub.deliver_durable(vec![d]);
+                } else if d.pos > order.next {
+                    // Positions are dense: one missing here is not stamped (visible) yet.
+                    order.early.insert(d.pos, d);
+                    break;
+                }
+            }
+            self.deliver_ready(order);
+            if n < FILL_PAGE {
+                return;
             }
         }
     }
 
-    async fn remote(&self, bytes: &[u8]) {
+    async fn remote(&self, order: &mut Order, bytes: &[u8]) {
         let wire = match serde_json::from_slice::<Wire>(bytes) {
             Ok(w) => w,
             Err(e) => {
@@ -679,16 +581,18 @@ impl Cluster {
                     tracing::warn!(%kind, "ignoring a cluster event of an unknown kind");
                     return;
                 };
-                let d = Durable {
-                    pos,
-                    kind,
-                    conversation_id,
-                    user_id,
-                    seq,
-                    recipients: recipients.into(),
-                    json: json.into(),
-                };
-                self.durable(d, &mut HashMap::new()).await
+                self.arrived(
+                    order,
+                    Durable {
+                        pos,
+                        kind,
+                        conversation_id,
+                        user_id,
+                        seq,
+                        recipients: recipients.into(),
+                        json: json.into(),
+                    },
+                );
             }
             Wire::Ephemeral {
                 recipients, json, ..
@@ -736,148 +640,13 @@ impl Cluster {
             }
         }
     }
-
-    /// Delivers one durable event, putting `message` events in `seq` order per conversation.
-    /// `delivered` collects, for a batch committed on this node, the messages of
-    /// conversations nobody here followed yet, which were delivered as they came: a member
-    /// who joins later in the same batch starts after them.
-    async fn durable(&self, d: Durable, delivered: &mut HashMap<String, i64>) {
-        let (Some(seq), Some(conv)) = (d.seq, d.conversation_id.clone()) else {
-            self.membership_hook(&d, delivered).await;
-            self.hub.deliver_durable(vec![d]);
-            return;
-        };
-        let last = self.subs().convs.get(&conv).map(|t| t.last);
-        match last {
-            // No local member follows it: nothing to order against.
-            None => {
-                let top = delivered.entry(conv).or_insert(seq);
-                *top = (*top).max(seq);
-                self.hub.deliver_durable(vec![d]);
-            }
-            Some(last) if seq <= last => {
-                self.duplicates.fetch_add(1, Ordering::Relaxed);
-            }
-            Some(last) => {
-                if seq > last + 1 {
-                    self.gap_fills.fetch_add(1, Ordering::Relaxed);
-                    if !self.fill(&conv, Some(seq)).await {
-                        // Not delivered and `last` not raised: the next message, or the
-                        // catch-up after a reconnect, fetches this one too. Order first.
-                        return;
-                    }
-                }
-                self.hub.deliver_durable(vec![d]);
-                self.raise_last(&conv, seq);
-            }
-        }
-    }
-
-    fn raise_last(&self, conv: &str, seq: i64) {
-        if let Some(t) = self.subs().convs.get_mut(conv) {
-            t.last = t.last.max(seq);
-        }
-    }
-
-    /// Delivers, from the database, the messages of `conv` after the last delivered one and
-    /// before `before`. Returns false if the database could not be read.
-    async fn fill(&self, conv: &str, before: Option<i64>) -> bool {
-        loop {
-            let Some(last) = self.subs().convs.get(conv).map(|t| t.last) else {
-                return true;
-            };
-            // A conversation this node subscribed to from the database's own heads.
-            let page = match self
-                .store
-                .message_events(&ConversationId::trusted(conv), last, before, FILL_PAGE)
-                .await
-            {
-                Ok(p) => p,
-                Err(e) => {
-                    tracing::warn!(error = %e, conversation = conv, "cannot fill a gap");
-                    return false;
-                }
-            };
-            let n = page.len() as i64;
-            let top = page.last().and_then(|d| d.seq);
-            self.hub.deliver_durable(page);
-            match top {
-                Some(top) => self.raise_last(conv, top),
-                None => return true,
-            }
-            if n < FILL_PAGE {
-                return true;
-            }
-        }
-    }
-
-    /// After a NATS outage: every tracked conversation catches up from the database.
-    async fn catch_up(&self) {
-        let convs: Vec<String> = self.subs().convs.keys().cloned().collect();
-        tracing::info!(
-            conversations = convs.len(),
-            "NATS back: catching up from the database"
-        );
-        for c in convs {
-            self.fill(&c, None).await;
-        }
-        self.recheck_sessions().await;
-        // Announce ourselves at once, so other nodes do not time us out meanwhile.
-        let wire = Wire::Heartbeat {
-            node: self.node_id.clone(),
-            users: self.hub.local_users(),
-            connections: self.hub.connection_count() as u64,
-        };
-        self.send(PRESENCE_SUBJECT.to_owned(), &wire);
-    }
-
-    /// A user-addressed `conversation.updated` or `member.removed` for a local user tells us
-    /// they joined or left a conversation: follow it.
-    async fn membership_hook(&self, d: &Durable, delivered: &HashMap<String, i64>) {
-        let Some(user) = d.user_id.as_deref() else {
-            return;
-        };
-        if !self.hub.is_local(user) {
-            return;
-        }
-        if !matches!(
-            d.kind,
-            EventKind::ConversationUpdated | EventKind::MemberRemoved
-        ) {
-            return;
-        }
-        let Ok(v) = serde_json::from_slice::<serde_json::Value>(&d.json) else {
-            return;
-        };
-        match v["type"].as_str() {
-            Some("conversation.updated") => {
-                if let Some(conv) = v["conversation"]["id"].as_str() {
-                    // A new member's read marker is the conversation's last `seq` before
-                    // they joined: everything after it is theirs. Not the view's last
-                    // message, which is already the one announcing them.
-                    let before_join = v["conversation"]["last_read_seq"].as_i64().unwrap_or(0);
-                    let last = delivered
-                        .get(conv)
-                        .map_or(before_join, |d| before_join.max(*d));
-                    self.add_user_conv(user, conv, last).await;
-                }
-            }
-            Some("member.removed") if v["user_id"].as_str() == Some(user) => {
-                if let Some(conv) = v["conversation_id"].as_str() {
-                    Self::release_user_conv(&mut self.subs(), user, conv);
-                }
-            }
-            _ => {}
-        }
-    }
 }
 
-/// Forwards one subscription's messages to the processor; ends (and so unsubscribes, since
-/// the subscriber is dropped) when aborted.
+/// Forwards one subscription's messages to the processor.
 async fn forward(mut sub: async_nats::Subscriber, inbox: mpsc::Sender<Bytes>) {
     while let Some(msg) = sub.next().await {
         // Waiting here pushes back on NATS; if we fall far behind, NATS drops messages for
-        // this slow consumer and the gaps are filled from the database.
+        // this slow consumer and the processor reads those events from the database.
         if inbox.send(msg.payload).await.is_err() {
             return;
         }
@@ -891,12 +660,4 @@ async fn publisher(client: async_nats::Client, mut rx: mpsc::Receiver<(String, B
             tracing::warn!(error = %e, "NATS publish failed");
         }
     }
-}
-
-/// Conversation heads keyed as this module keeps conversations (by their ID's text).
-fn heads_by_name(heads: Vec<(ConversationId, i64)>) -> Vec<(String, i64)> {
-    heads
-        .into_iter()
-        .map(|(conv, last)| (conv.to_string(), last))
-        .collect()
 }

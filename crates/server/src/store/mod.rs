@@ -589,10 +589,12 @@ pub trait PushStore: Send + Sync {
     ) -> Result<Option<PushContext>>;
 }
 
-/// The durable event stream: its head, a user's events since a position (`sync`), and what a
-/// cluster node needs to fill gaps in live delivery.
+/// The durable event stream: its head, a user's events since a position (`sync`), and every
+/// event after a position (what a cluster node fills gaps in live delivery from). Positions
+/// are stream positions: given in commit order, dense on PostgreSQL (see `postgres.rs`).
 #[async_trait]
 pub trait EventLog: Send + Sync {
+    /// The last stream position given.
     async fn stream_head(&self) -> Result<i64>;
     /// Durable events for `user_id` after `since`, oldest first, at most `limit`.
     async fn events_since(
@@ -601,18 +603,10 @@ pub trait EventLog: Send + Sync {
         since: i64,
         limit: i64,
     ) -> Result<Vec<StoredEvent>>;
-    /// The `message` events of a conversation with `after_seq < seq < before_seq` (no upper
-    /// bound when `None`), in `seq` order, at most `limit`, addressed to the members who had
-    /// joined before each one. A cluster node fills a gap in what it delivered from these.
-    async fn message_events(
-        &self,
-        conversation_id: &ConversationId,
-        after_seq: i64,
-        before_seq: Option<i64>,
-        limit: i64,
-    ) -> Result<Vec<Durable>>;
-    /// `(conversation_id, last_seq)` of every conversation `user_id` belongs to.
-    async fn conversation_heads(&self, user_id: &UserId) -> Result<Vec<(ConversationId, i64)>>;
+    /// Every durable event after stream position `after`, in order, at most `limit`, with
+    /// its recipients as `sync` sees them (a conversation's members who had joined before
+    /// it, or its one user).
+    async fn events_after(&self, after: i64, limit: i64) -> Result<Vec<Durable>>;
 }
 
 /// Health, the backend's name, encryption at rest (run before serving; see

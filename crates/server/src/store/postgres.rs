@@ -2,16 +2,26 @@
 //! (one pool, migrations) and what PostgreSQL does its own way ([`Backend`] for
 //! [`PostgresBackend`]). The queries are the shared ones of [`super::sql`]. What differs from
 //! SQLite:
-//! - One connection pool serves reads and writes; PostgreSQL handles concurrent writers.
-//! - Ordering: `stream_pos` comes from a sequence, and a sequence value is taken at insert, not
-//!   at commit. If two transactions could interleave, a reader could see position 12 committed
-//!   while 11 is still in flight, resume after 12 and never see 11. So every write
-//!   transaction first takes one transaction-scoped advisory lock: writers commit one at a time
-//!   across the whole cluster and positions become visible in order. Group commit keeps this
-//!   cheap: one lock and one commit per batch of messages, not per message.
+//! - One connection pool serves reads and writes; PostgreSQL handles concurrent writers, and
+//!   nodes commit concurrently: no lock is shared by all writers.
+//! - Stream positions are *stamped after commit*. An event's `pos` comes from a sequence at
+//!   insert, before commit, so transactions commit out of `pos` order: a reader could see 12
+//!   committed while 11 is still in flight, resume after 12 and never see 11. So clients never
+//!   see `pos`: after each commit, the committing node stamps every committed event still
+//!   without a `stream_pos` ([`stamp`]): in one short transaction under an advisory lock that
+//!   only stampers take, it gives them the next positions after `stream_head`, in `pos`
+//!   order. A stamp's snapshot holds only committed rows, so an event committed later gets a
+//!   later position: positions are dense and given in commit order, and a reader of stamped
+//!   events (`sync`, a node filling a gap) can never skip one. Within a conversation, `seq`
+//!   order is `pos` order and commit order (the conversation's row lock orders its writers),
+//!   so it is stamp order too. Whichever node stamps first stamps everyone's events; a node
+//!   that died between its commit and its stamp is covered by the next stamp anywhere. A
+//!   node frozen mid-transaction holds no lock the others need but its conversations' rows
+//!   (`idle_in_transaction_session_timeout` ends such a transaction after 10 s).
 //! - Durability: PostgreSQL's default `synchronous_commit = on` flushes the WAL at commit, so
 //!   an acked message survives a crash of the database server too.
 
+use std::collections::HashMap;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,9 +31,10 @@ use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPoolOptions, PgQueryResult};
 
 use super::sql::{Backend, SqlStore};
-use super::{EventSink, Presence};
+use super::{EventLog, EventSink, Presence};
 use crate::crypto::Keyring;
 use crate::error::Result;
+use crate::events::Durable;
 
 /// The PostgreSQL side of [`SqlStore`].
 pub struct PostgresBackend;
@@ -31,22 +42,66 @@ pub struct PostgresBackend;
 /// The store over a PostgreSQL database (several nodes may share it).
 pub type PostgresStore = SqlStore<PostgresBackend>;
 
-/// The advisory lock key that orders writers (an arbitrary constant: "chatnode" in ASCII).
-const WRITE_LOCK: i64 = 0x6368_6174_6e6f_6465;
+/// The advisory lock key only stampers take (an arbitrary constant: "chatnode" in ASCII).
+const STAMP_LOCK: i64 = 0x6368_6174_6e6f_6465;
+
+/// Events stamped per statement at most (a stamp takes every committed event waiting).
+const STAMP_PAGE: i64 = 10_000;
 
 impl Backend for PostgresBackend {
     type Db = sqlx::Postgres;
 
     const NAME: &'static str = "postgres";
 
-    /// One transaction-scoped advisory lock for every writer of the cluster (see the module
-    /// comment).
-    async fn lock_writes(c: &mut PgConnection) -> Result<()> {
-        sqlx::query("SELECT pg_advisory_xact_lock($1)")
-            .bind(WRITE_LOCK)
-            .execute(&mut *c)
-            .await?;
+    const STREAM: &'static str = "stream_pos";
+
+    const STREAM_HEAD_SQL: &'static str = "SELECT pos FROM stream_head WHERE id = 1";
+
+    /// Nothing: writers do not wait for each other (see the module comment).
+    async fn lock_writes(_c: &mut PgConnection) -> Result<()> {
         Ok(())
+    }
+
+    /// Stamps what waits (see the module comment), then reads the positions of `written`
+    /// that another node's stamp gave.
+    async fn stream_positions(
+        store: &PostgresStore,
+        written: &[i64],
+    ) -> Result<(HashMap<i64, i64>, Vec<Durable>)> {
+        let mut out = stamp(&store.write).await?;
+        let others: Vec<i64> = out
+            .iter()
+            .filter(|(pos, _)| !written.contains(pos))
+            .map(|(_, stream)| *stream)
+            .collect();
+        let others = match (others.iter().min(), others.iter().max()) {
+            (Some(lo), Some(hi)) => store
+                .events_after(lo - 1, hi - lo + 1)
+                .await?
+                .into_iter()
+                .filter(|e| others.contains(&e.pos))
+                .collect(),
+            _ => Vec::new(),
+        };
+        out.retain(|pos, _| written.contains(pos));
+        if out.len() < written.len() {
+            let missing: Vec<i64> = written
+                .iter()
+                .filter(|p| !out.contains_key(p))
+                .copied()
+                .collect();
+            let rows: Vec<(i64, Option<i64>)> =
+                sqlx::query_as("SELECT pos, stream_pos FROM events WHERE pos = ANY($1)")
+                    .bind(&missing)
+                    .fetch_all(&store.write)
+                    .await?;
+            for (pos, stream) in rows {
+                if let Some(s) = stream {
+                    out.insert(pos, s);
+                }
+            }
+        }
+        Ok((out, others))
     }
 
     /// Rewrites the tables whose rows were sealed anew, so the old row versions (plaintext,
@@ -68,6 +123,43 @@ impl Backend for PostgresBackend {
     // general path (one combined check per send).
 }
 
+/// Gives every committed event without a stream position the next ones, in `pos` order;
+/// answers `pos → stream_pos` of those it stamped.
+pub async fn stamp(pool: &PgPool) -> Result<HashMap<i64, i64>> {
+    let mut out = HashMap::new();
+    loop {
+        let mut tx = pool.begin().await?;
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(STAMP_LOCK)
+            .execute(&mut *tx)
+            .await?;
+        // After the lock: this statement's snapshot holds every earlier stamp.
+        let stamped: Vec<(i64, i64)> = sqlx::query_as(
+            "WITH head AS (SELECT pos FROM stream_head WHERE id = 1),
+                  todo AS (SELECT e.pos, row_number() OVER (ORDER BY e.pos) AS n
+                           FROM (SELECT pos FROM events WHERE stream_pos IS NULL ORDER BY pos LIMIT $1) e)
+             UPDATE events SET stream_pos = (SELECT pos FROM head) + todo.n
+             FROM todo WHERE events.pos = todo.pos
+             RETURNING events.pos, events.stream_pos",
+        )
+        .bind(STAMP_PAGE)
+        .fetch_all(&mut *tx)
+        .await?;
+        let n = stamped.len() as i64;
+        if n > 0 {
+            sqlx::query("UPDATE stream_head SET pos = pos + $1 WHERE id = 1")
+                .bind(n)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        out.extend(stamped);
+        if n < STAMP_PAGE {
+            return Ok(out);
+        }
+    }
+}
+
 impl PostgresStore {
     /// Connects, and runs the embedded migrations (sqlx serializes concurrent migrators with
     /// an advisory lock, so several nodes may start at once).
@@ -77,7 +169,10 @@ impl PostgresStore {
         presence: Arc<dyn Presence>,
         keys: Arc<Keyring>,
     ) -> anyhow::Result<PostgresStore> {
-        let opts = PgConnectOptions::from_str(url).context("invalid postgres database URL")?;
+        // A client frozen mid-transaction (a stopped node) must not hold rows forever.
+        let opts = PgConnectOptions::from_str(url)
+            .context("invalid postgres database URL")?
+            .options([("idle_in_transaction_session_timeout", "10s")]);
         let pool = PgPoolOptions::new()
             .max_connections(16)
             .acquire_timeout(Duration::from_secs(10))
@@ -88,6 +183,11 @@ impl PostgresStore {
             .run(&pool)
             .await
             .context("database migration failed")?;
+        // Events committed by a node that stopped before stamping them get their positions
+        // now, so `sync` sees them before anyone connects.
+        stamp(&pool)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot stamp stream positions: {e}"))?;
         Ok(SqlStore::new(pool.clone(), pool, events, presence, keys))
     }
 }

@@ -44,9 +44,24 @@ impl Backend for SqliteBackend {
 
     const NAME: &'static str = "sqlite";
 
+    const STREAM: &'static str = "pos";
+
+    const STREAM_HEAD_SQL: &'static str = "SELECT COALESCE(MAX(pos), 0) FROM events";
+
     /// The single write connection already serializes writers: nothing to do.
     async fn lock_writes(_c: &mut SqliteConnection) -> Result<()> {
         Ok(())
+    }
+
+    /// One writer, committing in the order it writes: an event's `pos` is its position.
+    async fn stream_positions(
+        _store: &SqliteStore,
+        written: &[i64],
+    ) -> Result<(
+        std::collections::HashMap<i64, i64>,
+        Vec<crate::events::Durable>,
+    )> {
+        Ok((written.iter().map(|p| (*p, *p)).collect(), Vec::new()))
     }
 
     /// Removes the bytes of rewritten rows from the file: a VACUUM rebuilds the database

@@ -317,17 +317,10 @@ fn user_of(conn: &Conn) -> UserId {
 }
 
 async fn came_online(state: &SharedState, user_id: &UserId) {
-    // Subscribe before `ready`: whatever commits after `ready`'s stream_pos reaches us.
-    if let Some(cluster) = &state.cluster {
-        cluster.user_connected(user_id.as_str()).await;
-    }
     broadcast_presence(state, user_id, true, None).await;
 }
 
 async fn went_offline(state: &SharedState, user_id: &UserId) {
-    if let Some(cluster) = &state.cluster {
-        cluster.user_disconnected(user_id.as_str());
-    }
     let now = now_ms();
     if let Err(e) = state.store.set_last_seen(user_id, now).await {
         tracing::warn!(error = %e, %user_id, "could not record last_seen_at");
@@ -722,7 +715,6 @@ async fn handle(
                 let text = encode(&frame);
                 if let Some(cluster) = &state.cluster {
                     cluster.publish_ephemeral(
-                        conv.as_str(),
                         others.iter().map(|s| s.to_string()).collect(),
                         String::from_utf8_lossy(&text).into_owned(),
                     );

@@ -1,7 +1,7 @@
-//! The durable event stream: writing an event inside a write transaction (`WriteTx::emit`,
-//! with its position from the `events` table) and reading the stream back: a user's events
-//! since a position (`sync`), and a conversation's message events by `seq` (a cluster node
-//! filling a gap in live delivery). Payloads are sealed like message bodies; a message's
+//! The durable event stream: writing an event inside a write transaction (`WriteTx::emit`;
+//! its stream position comes at the commit, see `WriteTx::finish`) and reading the stream
+//! back: a user's events since a position (`sync`), and every event after a position (a
+//! cluster node filling a gap in live delivery). Payloads are sealed like message bodies; a message's
 //! event has none and refers to its row (conversation, seq), which a replay shows as the
 //! message was sent (its first body, kept by its first edit), or as deleted.
 //!
@@ -20,14 +20,14 @@ use sqlx::FromRow;
 use super::messages::{MESSAGE_COLUMNS, MsgRow};
 use super::{Backend, Conn, SqlStore, WriteTx};
 use crate::crypto::column;
-use crate::domain::{ConversationId, UserId};
+use crate::domain::UserId;
 use crate::error::{Error, Result};
 use crate::events::{Durable, EventKind};
 use crate::store::{EventLog, StoredEvent};
 use crate::time::now_ms;
 
 /// `{"type":…}` → `{"stream_pos":N,"type":…}` without reparsing.
-pub(super) fn with_pos(payload: &str, pos: i64) -> String {
+pub(crate) fn with_pos(payload: &str, pos: i64) -> String {
     format!("{{\"stream_pos\":{pos},{}", payload.get(1..).unwrap_or("}"))
 }
 
@@ -40,6 +40,11 @@ struct EventRow {
     event_seq: Option<i64>,
     /// The message's body as sent, if it was edited since (sealed).
     original_body: Option<String>,
+    /// Whom the event is addressed to (selected by `events_after` only).
+    #[sqlx(default)]
+    event_conversation: Option<String>,
+    #[sqlx(default)]
+    event_user: Option<String>,
     #[sqlx(flatten)]
     message: OptMsgRow,
 }
@@ -100,7 +105,8 @@ where
     for<'n> &'n str: ColumnIndex<<B::Db as Database>::Row>,
 {
     /// Writes a durable event for `recipients` (addressed to a conversation or to one user)
-    /// and keeps it for publishing after the commit; returns its stream position.
+    /// and keeps it for publishing after the commit; returns its `pos` (the order it was
+    /// written in; its stream position is given at the commit, see `WriteTx::finish`).
     pub(super) async fn emit(
         &mut self,
         conversation: Option<&str>,
@@ -139,7 +145,8 @@ where
             user_id: user.map(str::to_owned),
             seq,
             recipients: recipients.into(),
-            json: with_pos(&payload, pos).into(),
+            // `stream_pos` is spliced in once it is known (`WriteTx::finish`).
+            json: payload.into(),
         });
         Ok(pos)
     }
@@ -154,6 +161,15 @@ where
     pub(super) async fn emit_user(&mut self, user: &str, frame: &ServerFrame) -> Result<i64> {
         self.emit(None, Some(user), frame, vec![user.to_owned()])
             .await
+    }
+}
+
+/// The statement for the backend's stream column (`Backend::STREAM`): a static cannot be
+/// generic, so each statement is made once for each column.
+fn per_backend<B: Backend>(by_pos: &'static str, by_stream_pos: &'static str) -> &'static str {
+    match B::STREAM {
+        "stream_pos" => by_stream_pos,
+        _ => by_pos,
     }
 }
 
@@ -174,11 +190,9 @@ where
     for<'n> &'n str: ColumnIndex<<B::Db as Database>::Row>,
 {
     async fn stream_head(&self) -> Result<i64> {
-        Ok(
-            sqlx::query_scalar("SELECT COALESCE(MAX(pos), 0) FROM events")
-                .fetch_one(&self.read)
-                .await?,
-        )
+        Ok(sqlx::query_scalar(B::STREAM_HEAD_SQL)
+            .fetch_one(&self.read)
+            .await?)
     }
 
     async fn events_since(
@@ -187,20 +201,23 @@ where
         since: i64,
         limit: i64,
     ) -> Result<Vec<StoredEvent>> {
-        static SQL: LazyLock<String> = LazyLock::new(|| {
+        fn sql(s: &str) -> String {
             format!(
-                "SELECT e.pos, e.payload, e.seq AS event_seq, m.original_body, {MESSAGE_COLUMNS}
+                "SELECT e.{s} AS pos, e.payload, e.seq AS event_seq, m.original_body, {MESSAGE_COLUMNS}
                  FROM events e LEFT JOIN messages m
                      ON e.payload = '' AND m.conversation_id = e.conversation_id AND m.seq = e.seq
-                 WHERE e.pos > $1 AND (
+                 WHERE e.{s} > $1 AND (
                      e.user_id = $2
                      OR EXISTS (SELECT 1 FROM members x
-                                WHERE x.conversation_id = e.conversation_id AND x.user_id = $2 AND x.joined_pos < e.pos))
-                 ORDER BY e.pos LIMIT $3"
+                                WHERE x.conversation_id = e.conversation_id AND x.user_id = $2 AND x.joined_pos < e.{s}))
+                 ORDER BY e.{s} LIMIT $3"
             )
-        });
+        }
+        static BY_POS: LazyLock<String> = LazyLock::new(|| sql("pos"));
+        static BY_STREAM_POS: LazyLock<String> = LazyLock::new(|| sql("stream_pos"));
+        let q = per_backend::<B>(&BY_POS, &BY_STREAM_POS);
         let mut c = self.read.acquire().await?;
-        let rows: Vec<EventRow> = sqlx::query_as(sqlx::AssertSqlSafe(SQL.as_str()))
+        let rows: Vec<EventRow> = sqlx::query_as(sqlx::AssertSqlSafe(q))
             .bind(since)
             .bind(user_id.as_str())
             .bind(limit)
@@ -216,75 +233,81 @@ where
         Ok(out)
     }
 
-    async fn message_events(
-        &self,
-        conversation_id: &ConversationId,
-        after_seq: i64,
-        before_seq: Option<i64>,
-        limit: i64,
-    ) -> Result<Vec<Durable>> {
-        // The messages' own (conversation_id, seq) index; each row knows its event's
-        // position (migration 0008).
-        static SQL: LazyLock<String> = LazyLock::new(|| {
+    async fn events_after(&self, after: i64, limit: i64) -> Result<Vec<Durable>> {
+        fn sql(s: &str) -> String {
             format!(
-                "SELECT m.pos AS pos, '' AS payload, m.seq AS event_seq, m.original_body, {MESSAGE_COLUMNS}
-                 FROM messages m
-                 WHERE m.conversation_id = $1 AND m.seq > $2 AND m.seq < $3 AND m.pos IS NOT NULL
-                 ORDER BY m.seq LIMIT $4"
+                "SELECT e.{s} AS pos, e.payload, e.seq AS event_seq, e.conversation_id AS event_conversation,
+                        e.user_id AS event_user, m.original_body, {MESSAGE_COLUMNS}
+                 FROM events e LEFT JOIN messages m
+                     ON e.payload = '' AND m.conversation_id = e.conversation_id AND m.seq = e.seq
+                 WHERE e.{s} > $1 ORDER BY e.{s} LIMIT $2"
             )
-        });
-        let conversation_id = conversation_id.as_str();
+        }
+        static BY_POS: LazyLock<String> = LazyLock::new(|| sql("pos"));
+        static BY_STREAM_POS: LazyLock<String> = LazyLock::new(|| sql("stream_pos"));
+        let q = per_backend::<B>(&BY_POS, &BY_STREAM_POS);
         let mut c = self.read.acquire().await?;
-        let rows: Vec<EventRow> = sqlx::query_as(sqlx::AssertSqlSafe(SQL.as_str()))
-            .bind(conversation_id)
-            .bind(after_seq)
-            .bind(before_seq.unwrap_or(i64::MAX))
+        let rows: Vec<EventRow> = sqlx::query_as(sqlx::AssertSqlSafe(q))
+            .bind(after)
             .bind(limit)
             .fetch_all(&mut *c)
             .await?;
-        if rows.is_empty() {
-            return Ok(Vec::new());
-        }
         // Recipients as `sync` sees them: today's members who had joined before the event.
-        let members: Vec<(String, i64)> =
-            sqlx::query_as("SELECT user_id, joined_pos FROM members WHERE conversation_id = $1")
-                .bind(conversation_id)
-                .fetch_all(&mut *c)
-                .await?;
+        let mut members: std::collections::HashMap<String, Vec<(String, i64)>> =
+            std::collections::HashMap::new();
         let mut out = Vec::with_capacity(rows.len());
         for row in rows {
-            let seq = row.event_seq.unwrap_or_default();
+            let (conversation_id, user_id, seq) = (
+                row.event_conversation.clone(),
+                row.event_user.clone(),
+                row.event_seq,
+            );
+            let message = row.payload.is_empty();
             let (pos, json) = self.event_json(&mut c, row).await?;
             let Some(json) = json else { continue };
+            let kind = if message {
+                EventKind::Message
+            } else {
+                let ty = serde_json::from_str::<serde_json::Value>(&json)
+                    .ok()
+                    .and_then(|v| v["type"].as_str().map(str::to_owned))
+                    .unwrap_or_default();
+                match EventKind::parse(&ty) {
+                    Some(k) => k,
+                    None => continue,
+                }
+            };
+            let recipients: Vec<String> = match (&conversation_id, &user_id) {
+                (Some(conv), _) => {
+                    if !members.contains_key(conv) {
+                        let list: Vec<(String, i64)> = sqlx::query_as(
+                            "SELECT user_id, joined_pos FROM members WHERE conversation_id = $1",
+                        )
+                        .bind(conv)
+                        .fetch_all(&mut *c)
+                        .await?;
+                        members.insert(conv.clone(), list);
+                    }
+                    members[conv]
+                        .iter()
+                        .filter(|(_, joined)| *joined < pos)
+                        .map(|(u, _)| u.clone())
+                        .collect()
+                }
+                (None, Some(u)) => vec![u.clone()],
+                (None, None) => Vec::new(),
+            };
             out.push(Durable {
                 pos,
-                kind: EventKind::Message,
-                conversation_id: Some(conversation_id.to_owned()),
-                user_id: None,
-                seq: Some(seq),
-                recipients: members
-                    .iter()
-                    .filter(|(_, joined)| *joined < pos)
-                    .map(|(u, _)| u.clone())
-                    .collect(),
+                kind,
+                conversation_id,
+                user_id,
+                seq: if message { seq } else { None },
+                recipients: recipients.into(),
                 json: json.into(),
             });
         }
         Ok(out)
-    }
-
-    async fn conversation_heads(&self, user_id: &UserId) -> Result<Vec<(ConversationId, i64)>> {
-        let heads: Vec<(String, i64)> = sqlx::query_as(
-            "SELECT c.id, c.last_seq FROM conversations c
-             JOIN members m ON m.conversation_id = c.id WHERE m.user_id = $1",
-        )
-        .bind(user_id.as_str())
-        .fetch_all(&self.read)
-        .await?;
-        Ok(heads
-            .into_iter()
-            .map(|(id, last)| (ConversationId::trusted(id), last))
-            .collect())
     }
 }
 

@@ -25,6 +25,7 @@
 //! read columns by index and by name). Rust does not carry such bounds from a trait to its
 //! users, so each block repeats them; both backends meet them.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::marker::PhantomData;
 use std::sync::Arc;
@@ -78,9 +79,26 @@ pub trait Backend: Send + Sync + Sized + 'static {
     /// `sqlite` or `postgres` (what `/ready` reports).
     const NAME: &'static str;
 
-    /// Runs first in every write transaction: orders it with every other writer, so that
-    /// durable events commit (and become visible) in `stream_pos` order.
+    /// The `events` column clients resume from: `pos` where the writer commits in the order
+    /// it writes (SQLite), `stream_pos` where positions are stamped after commit (PostgreSQL).
+    const STREAM: &'static str;
+
+    /// One row, one column: the last stream position given.
+    const STREAM_HEAD_SQL: &'static str;
+
+    /// Runs first in every write transaction (nothing, on both backends today: SQLite has one
+    /// writer, PostgreSQL stamps stream positions after commit instead of ordering commits).
     fn lock_writes(c: &mut Conn<Self>) -> impl Future<Output = Result<()>> + Send;
+
+    /// After a commit: the stream positions of the events it wrote, by their `pos`, and the
+    /// events that got positions on the way although someone else wrote them (another
+    /// transaction committed and left them without a position: its node died, or it is about
+    /// to stamp them itself), ready to publish. SQLite: `pos` itself, and no others. PostgreSQL: stamps every committed event
+    /// still waiting for a position (see `postgres.rs`).
+    fn stream_positions(
+        store: &SqlStore<Self>,
+        written: &[i64],
+    ) -> impl Future<Output = Result<(HashMap<i64, i64>, Vec<Durable>)>> + Send;
 
     /// Gives back the space of rewritten rows (after a re-encrypting sweep, before serving).
     fn compact(write: &Pool<Self::Db>) -> impl Future<Output = anyhow::Result<()>> + Send;
@@ -224,8 +242,26 @@ impl<B: Backend> WriteTx<'_, B> {
             _gate,
         } = self;
         tx.commit().await?;
-        // Committed and durable: now (and only now) the world may see it.
+        // Committed and durable: now (and only now) the world may see it, at its stream
+        // position (still under this node's write gate, so in commit order).
         if !events.is_empty() {
+            let written: Vec<i64> = events.iter().map(|e| e.pos).collect();
+            let (positions, others) = B::stream_positions(store, &written).await?;
+            let mut events: Vec<Durable> = events
+                .into_iter()
+                .filter_map(|mut e| {
+                    let pos = *positions.get(&e.pos)?;
+                    let payload = std::str::from_utf8(&e.json).ok()?;
+                    e.json = events::with_pos(payload, pos).into();
+                    e.pos = pos;
+                    Some(e)
+                })
+                .collect();
+            // Events this stamp gave positions to on behalf of others are published too: a
+            // node that died between its commit and its stamp publishes nothing, and nobody
+            // must miss them (duplicates are dropped by position where they arrive).
+            events.extend(others);
+            events.sort_by_key(|e| e.pos);
             store.sink.publish(events);
         }
         Ok(value)

@@ -16,6 +16,7 @@ fn main() {
     for p in [
         "src",
         "public",
+        "build",
         "index.html",
         "package.json",
         "package-lock.json",

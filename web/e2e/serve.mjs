@@ -1,5 +1,8 @@
 // Serves web/dist with the server's strict CSP and SPA fallback, and proxies /api (HTTP and
 // WebSocket) to a ChatNode backend. `POST /__e2e/outage?ms=N` simulates a server outage.
+// Like the server, it sends the build's precompressed `X.br` / `X.gz` when Accept-Encoding
+// allows (Content-Encoding, Vary: Accept-Encoding), caches /assets/ for a year and revalidates
+// the rest, and names the manifest application/manifest+json.
 import fs from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
@@ -8,7 +11,16 @@ import path from 'node:path';
 export const CSP =
   "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; media-src 'self' blob:; connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'";
 
-const TYPES = { '.html': 'text/html; charset=utf-8', '.js': 'text/javascript', '.css': 'text/css', '.svg': 'image/svg+xml', '.png': 'image/png', '.ico': 'image/x-icon', '.json': 'application/json', '.woff2': 'font/woff2' };
+const TYPES = { '.html': 'text/html; charset=utf-8', '.js': 'text/javascript', '.css': 'text/css', '.svg': 'image/svg+xml', '.png': 'image/png', '.ico': 'image/x-icon', '.json': 'application/json', '.webmanifest': 'application/manifest+json', '.woff2': 'font/woff2' };
+
+/** The precompressed copy to send for `file`, by the request's Accept-Encoding (br first). */
+export function encodedVariant(file, acceptEncoding) {
+  const accepts = (enc) => new RegExp(`(^|,)\\s*${enc}\\s*(;\\s*q=(?!0(\\.0*)?\\s*(,|$))[\\d.]+)?\\s*(,|$)`, 'i').test(acceptEncoding ?? '');
+  for (const [enc, ext] of [['br', '.br'], ['gzip', '.gz']]) {
+    if (accepts(enc) && fs.existsSync(file + ext)) return { path: file + ext, encoding: enc };
+  }
+  return null;
+}
 
 export function startServe({ distDir, backend, port = 0 }) {
   const be = new URL(backend);
@@ -46,24 +58,38 @@ export function startServe({ distDir, backend, port = 0 }) {
         },
       );
       p.on('error', () => {
-        // The backend may answer early (e.g. 413) and close while the upload is still streaming.
-        if (res.headersSent) return void res.end();
-        res.writeHead(502, { 'content-type': 'application/json' });
-        res.end(JSON.stringify({ error: { code: 'bad_gateway', message: 'backend unreachable' } }));
+        // The backend may answer early (e.g. 413) and close while the upload is still streaming;
+        // when its answer is lost with the connection, the browser sees what it would see from
+        // the server itself: a dropped connection (not an answer the server never gave).
+        setTimeout(() => {
+          if (res.headersSent) return void res.end();
+          req.socket.destroy();
+        }, 250);
       });
       req.on('error', () => p.destroy());
       req.pipe(p);
       return;
     }
     let file = path.join(distDir, path.normalize(decodeURIComponent(url.pathname)).replace(/^(\.\.[/\\])+/, ''));
-    if (!file.startsWith(distDir) || !fs.existsSync(file) || fs.statSync(file).isDirectory()) file = path.join(distDir, 'index.html');
+    if (!file.startsWith(distDir) || !fs.existsSync(file) || fs.statSync(file).isDirectory()) {
+      // A missing file is a 404, not the app shell (as the server does).
+      if (url.pathname.startsWith('/assets/') || /\.[a-z0-9]+$/i.test(url.pathname)) {
+        res.writeHead(404, { 'content-type': 'text/plain' });
+        res.end('not found');
+        return;
+      }
+      file = path.join(distDir, 'index.html');
+    }
+    const variant = encodedVariant(file, req.headers['accept-encoding']);
     res.writeHead(200, {
       'content-type': TYPES[path.extname(file)] ?? 'application/octet-stream',
       'content-security-policy': CSP,
       'x-content-type-options': 'nosniff',
-      'cache-control': 'no-store',
+      'cache-control': url.pathname.startsWith('/assets/') ? 'public, max-age=31536000, immutable' : 'no-cache',
+      vary: 'Accept-Encoding',
+      ...(variant ? { 'content-encoding': variant.encoding } : {}),
     });
-    fs.createReadStream(file).pipe(res);
+    fs.createReadStream(variant ? variant.path : file).pipe(res);
   });
 
   server.on('upgrade', (req, socket, head) => {

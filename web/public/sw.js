@@ -1,11 +1,25 @@
 // ChatNode service worker (served at /sw.js, scope /). Plain JavaScript, no imports.
-// It shows Web Push notifications and opens the right conversation when one is clicked.
-// It has no fetch handler: it never touches the page's network requests.
+// It shows Web Push notifications and opens the right conversation when one is clicked, and
+// keeps the app shell (index.html and the built files) so that ChatNode opens without a network.
+// Its fetch handler only touches same-origin GETs of the shell: never /api/ (messages, media and
+// everything else the server answers go to the network as if there were no worker); the last
+// loaded chats come from the page's own copy in localStorage, not from this cache.
+//
+// App shell: page loads (navigations) go to the network first and fall back to the cached
+// index.html when it cannot be reached; hashed files under /assets/ come from the cache first
+// (they never change); the manifest, icons and favicon from the cache, refreshed in the
+// background. The build (vite.config.ts) writes BUILD and PRECACHE below, so every build is a
+// new worker that caches its files on install and deletes older caches on activate.
 //
 // Push payload (decrypted by the browser), see docs/protocol.md and docs/decisions.md:
 //   {"type":"message","conversation_id","seq","group":name|null,"sender","body":text|null,"kind","url":"/c/<id>"}
 //   {"type":"clear","conversation_id","seq"}   the conversation was read elsewhere
 'use strict';
+
+const BUILD = 'dev';
+const PRECACHE = [];
+const SHELL_CACHE = `chatnode-shell-${BUILD}`;
+const SHELL_PREFIX = 'chatnode-shell-';
 
 const NEUTRAL = 'New message';
 const MAX_BODY = 180;
@@ -70,13 +84,112 @@ async function handlePayload(p) {
   return { shown: n[0] };
 }
 
-self.addEventListener('install', () => {
-  self.skipWaiting();
+// ---------- app shell ----------
+
+/** The shell files: the build's list, or (dev) the files index.html names. */
+async function shellFiles(indexHtml) {
+  if (PRECACHE.length) return PRECACHE;
+  const found = new Set(['/manifest.webmanifest', '/favicon.svg']);
+  for (const m of indexHtml.matchAll(/(?:src|href)="(\/[^"]+)"/g)) if (!m[1].startsWith('/api/')) found.add(m[1]);
+  return [...found];
+}
+
+/** Caches index.html (as "/") and the shell files. A file that fails is skipped: push must work anyway. */
+async function precache() {
+  const cache = await self.caches.open(SHELL_CACHE);
+  let html = '';
+  try {
+    const res = await self.fetch('/', { cache: 'no-cache' });
+    if (res.ok) {
+      html = await res.clone().text();
+      await cache.put('/', res);
+    }
+  } catch {
+    /* offline while installing: cached on the next page load */
+  }
+  const files = await shellFiles(html);
+  await Promise.all(
+    files.map(async (f) => {
+      try {
+        const res = await self.fetch(f, { cache: 'no-cache' });
+        if (res.ok) await cache.put(f, res);
+      } catch {
+        /* skipped */
+      }
+    }),
+  );
+}
+
+function isShellPath(p) {
+  return p.startsWith('/assets/') || p.startsWith('/icons/') || p === '/manifest.webmanifest' || p === '/favicon.svg' || PRECACHE.includes(p);
+}
+
+/** A page load: the network's index.html (kept for later), else the cached one. */
+async function navigation(request) {
+  const cache = await self.caches.open(SHELL_CACHE);
+  try {
+    const res = await self.fetch(request);
+    if (res.ok && (res.headers.get('content-type') || '').includes('text/html')) await cache.put('/', res.clone());
+    return res;
+  } catch (e) {
+    const cached = (await cache.match('/')) || (await self.caches.match('/'));
+    if (cached) return cached;
+    throw e;
+  }
+}
+
+/** /assets/ files have content hashes in their names: the cached copy is the right one. */
+async function cacheFirst(request) {
+  const cache = await self.caches.open(SHELL_CACHE);
+  const hit = await cache.match(request, { ignoreSearch: true });
+  if (hit) return hit;
+  const res = await self.fetch(request);
+  if (res.ok) await cache.put(request, res.clone());
+  return res;
+}
+
+/** Manifest, icons, favicon: the cached copy now, a fresh one for next time. */
+async function staleWhileRevalidate(request, event) {
+  const cache = await self.caches.open(SHELL_CACHE);
+  const hit = await cache.match(request, { ignoreSearch: true });
+  const fresh = self.fetch(request).then(
+    async (res) => {
+      if (res.ok) await cache.put(request, res.clone());
+      return res;
+    },
+    () => null,
+  );
+  if (hit) {
+    event.waitUntil(fresh);
+    return hit;
+  }
+  return (await fresh) || Response.error();
+}
+
+self.addEventListener('fetch', (event) => {
+  const req = event.request;
+  if (req.method !== 'GET') return;
+  const url = new URL(req.url);
+  if (url.origin !== self.location.origin || url.pathname.startsWith('/api/') || url.pathname === '/sw.js') return;
+  if (req.mode === 'navigate') event.respondWith(navigation(req));
+  else if (url.pathname.startsWith('/assets/')) event.respondWith(cacheFirst(req));
+  else if (isShellPath(url.pathname)) event.respondWith(staleWhileRevalidate(req, event));
+});
+
+self.addEventListener('install', (event) => {
+  event.waitUntil(precache().finally(() => self.skipWaiting()));
 });
 
 self.addEventListener('activate', (event) => {
-  // Control open pages at once (they listen for "navigate" from notification clicks).
-  event.waitUntil(self.clients.claim());
+  // Older builds' caches go; then control open pages at once (they listen for "navigate" from
+  // notification clicks, and are served offline from now on).
+  event.waitUntil(
+    (async () => {
+      const names = await self.caches.keys();
+      await Promise.all(names.filter((n) => n.startsWith(SHELL_PREFIX) && n !== SHELL_CACHE).map((n) => self.caches.delete(n)));
+      await self.clients.claim();
+    })(),
+  );
 });
 
 self.addEventListener('push', (event) => {
@@ -148,4 +261,4 @@ self.addEventListener('pushsubscriptionchange', (event) => {
 });
 
 // For unit tests (node:vm); the browser ignores this.
-self.__chatnode = { notificationFor, handlePayload, safeUrl };
+self.__chatnode = { notificationFor, handlePayload, safeUrl, isShellPath, shellFiles };

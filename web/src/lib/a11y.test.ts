@@ -55,3 +55,13 @@ describe('actionsLabel', () => {
     expect(long).toBe(`Actions for message from Ann Lee at 10:42: ${'x'.repeat(39)}…`);
   });
 });
+
+describe('names for this round', () => {
+  it('a message that mentions me says so; React buttons name their message', async () => {
+    const { messageLabel, reactLabel } = await import('./a11y');
+    const m = { body: 'Hey @ann', attachments: [], deleted: false, edited_at: null };
+    expect(messageLabel({ sender: 'Bob', time: '10:42', m, status: null, mentionsMe: true })).toBe('Bob, 10:42, mentions you: Hey @ann');
+    expect(reactLabel({ sender: 'Bob', time: '10:42', m, mine: false })).toBe('React to message from Bob at 10:42: Hey @ann');
+    expect(reactLabel({ sender: 'You', time: '10:42', m, mine: true })).toBe('React to your message at 10:42: Hey @ann');
+  });
+});

@@ -41,15 +41,18 @@ export interface MessageLabelInput {
   status: MessageStatus | null;
   /** Name of the person whose message this one replies to. */
   replyTo?: string | null;
+  /** The message mentions the reader (`@username` or `@all`). */
+  mentionsMe?: boolean;
 }
 
 /**
  * The accessible name of a message item, e.g. "You, 10:42: Hello Bob. Read" or
  * "Ann Lee, 10:43, edited, replying to You: Sure!".
  */
-export function messageLabel({ sender, time, m, status, replyTo }: MessageLabelInput): string {
+export function messageLabel({ sender, time, m, status, replyTo, mentionsMe }: MessageLabelInput): string {
   let head = `${sender}, ${time}`;
   if (m.edited_at && !m.deleted) head += ', edited';
+  if (mentionsMe && !m.deleted) head += ', mentions you';
   if (replyTo) head += `, replying to ${replyTo}`;
   const tail = status ? `. ${STATUS_WORDS[status]}` : '';
   return `${head}: ${messageContentInWords(m)}${tail}`;
@@ -67,4 +70,10 @@ export function statusWords(status: MessageStatus): string {
 export function actionsLabel({ sender, time, m, mine }: { sender: string; time: string; m: Pick<LocalMessage, 'body' | 'attachments' | 'deleted'>; mine: boolean }): string {
   const whose = mine ? 'your message' : `message from ${sender}`;
   return `Actions for ${whose} at ${time}: ${clip(messageContentInWords(m), EXCERPT)}`;
+}
+
+/** The name of a message's "React" button: "React to message from Ann Lee at 10:43: Sure!". */
+export function reactLabel({ sender, time, m, mine }: { sender: string; time: string; m: Pick<LocalMessage, 'body' | 'attachments' | 'deleted'>; mine: boolean }): string {
+  const whose = mine ? 'your message' : `message from ${sender}`;
+  return `React to ${whose} at ${time}: ${clip(messageContentInWords(m), EXCERPT)}`;
 }

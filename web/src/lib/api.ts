@@ -22,6 +22,8 @@ import type {
   MuteRequest,
   MuteState,
   PushSubscriptionRequest,
+  ReactionUsersList,
+  SearchResults,
   RegisterRequest,
   Role,
   SendMessageRequest,
@@ -263,6 +265,18 @@ export class Api {
     return this.request<unknown>('DELETE', `/conversations/${encodeURIComponent(id)}/messages/${seq}`, undefined, {
       query: { for: forWhom },
     });
+  }
+  /** `emoji` is percent-encoded here (one grapheme, at most 32 bytes). */
+  react(id: string, seq: number, emoji: string, on: boolean) {
+    return this.request<void>(on ? 'PUT' : 'DELETE', `/conversations/${encodeURIComponent(id)}/messages/${seq}/reactions/${encodeURIComponent(emoji)}`);
+  }
+  /** Who reacted with what (extension). */
+  reactionUsers(id: string, seq: number) {
+    return this.request<ReactionUsersList>('GET', `/conversations/${encodeURIComponent(id)}/messages/${seq}/reactions`).then((r) => r.reactions);
+  }
+  /** Message search, newest first; `before` is the previous page's `next_cursor`. */
+  searchMessages(q: { q: string; conversation_id?: string; limit?: number; before?: string | null }) {
+    return this.request<SearchResults>('GET', '/search/messages', undefined, { query: q });
   }
   markRead(id: string, seq: number) {
     return this.request<unknown>('POST', `/conversations/${encodeURIComponent(id)}/read`, { seq });

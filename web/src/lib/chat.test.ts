@@ -25,7 +25,7 @@ import {
 import { dayKey } from './format';
 import { conv, msg } from './testutil';
 
-const base = () => setConversations(emptyState('me'), [conv({ id: 'c1', peer: { id: 'bob', username: 'bob', display_name: 'Bob', avatar_url: null, bio: null, online: false, last_seen_at: null } }), conv({ id: 'c2', kind: 'group', name: 'G' })]);
+const base = () => setConversations(emptyState('me'), [conv({ id: 'c1', peer: { id: 'bob', username: 'bob', display_name: 'Bob', avatar_url: null, bio: null, online: false, last_seen_at: null, bot: false } }), conv({ id: 'c2', kind: 'group', name: 'G' })]);
 
 describe('applyMessage', () => {
   it('inserts in seq order and dedupes by seq', () => {
@@ -120,7 +120,7 @@ describe('pending and ack', () => {
 });
 
 describe('read state after a reload', () => {
-  const bob = { id: 'bob', username: 'bob', display_name: 'Bob', avatar_url: null, bio: null, online: false, last_seen_at: null };
+  const bob = { id: 'bob', username: 'bob', display_name: 'Bob', avatar_url: null, bio: null, online: false, last_seen_at: null, bot: false };
   const mine = (seq: number) => msg({ seq, sender_id: 'me', client_id: `k${seq}` });
 
   it('direct: peer_last_read_seq from GET /conversations marks my older messages read', () => {

@@ -1,3 +1,4 @@
+import { applyReaction, keepMine } from './reactions';
 import type { Conversation, LocalMessage, Message, OutboxItem, User } from './types';
 
 /** Everything the client knows about conversations and messages. Updated only through the pure functions below. */
@@ -20,12 +21,17 @@ export interface ChatState {
    * forever; `name` is the group's name when it was known here.
    */
   unavailable: Record<string, { name: string | null }>;
+  /**
+   * Conversations whose loaded messages stop short of the newest: after a jump to an older
+   * message (search), messages after this seq may be missing until loaded (`loadNewer`).
+   */
+  gapAfter: Record<string, number>;
 }
 
 export const TYPING_TTL_MS = 5_000;
 
 export function emptyState(me: string | null = null): ChatState {
-  return { me, conversations: {}, messages: {}, pending: {}, hasMore: {}, readMarkers: {}, typing: {}, unavailable: {} };
+  return { me, conversations: {}, messages: {}, pending: {}, hasMore: {}, readMarkers: {}, typing: {}, unavailable: {}, gapAfter: {} };
 }
 
 export interface ViewContext {
@@ -55,7 +61,7 @@ export function upsertConversation(s: ChatState, c: Conversation): ChatState {
   }
   if (prev && c.last_read_seq < prev.last_read_seq) merged = { ...merged, last_read_seq: prev.last_read_seq };
   // A full Conversation without `muted_until` is not muted (the server omits it then).
-  if (!('muted_until' in c)) merged = { ...merged, muted_until: undefined };
+  if (!('muted_until' in c)) merged = { ...merged, muted_until: undefined, mute_mentions: undefined };
   const markers = markersFromConversation(c);
   const readMarkers = Object.keys(markers).length
     ? { ...s.readMarkers, [c.id]: mergeMarkers(s.readMarkers[c.id], markers) }
@@ -79,11 +85,15 @@ export function setConversations(s: ChatState, list: Conversation[]): ChatState 
   return next;
 }
 
-/** Records a mute change (`mutedUntil` null = unmuted, as in `MuteState`). */
-export function setMuted(s: ChatState, id: string, mutedUntil: string | null): ChatState {
+/**
+ * Records a mute change (`mutedUntil` null = unmuted, and `mentions` = mentions still notify,
+ * as in `MuteState`). The Conversation's `mute_mentions` is true when mentions are muted too.
+ */
+export function setMuted(s: ChatState, id: string, mutedUntil: string | null, mentions = true): ChatState {
   const c = s.conversations[id];
   if (!c) return s;
-  return { ...s, conversations: { ...s.conversations, [id]: { ...c, muted_until: mutedUntil ?? undefined } } };
+  const next: Conversation = { ...c, muted_until: mutedUntil ?? undefined, mute_mentions: mutedUntil ? !mentions : undefined };
+  return { ...s, conversations: { ...s.conversations, [id]: next } };
 }
 
 /**
@@ -108,6 +118,7 @@ export function markUnavailable(s: ChatState, id: string, name: string | null = 
     hasMore: without(s.hasMore),
     readMarkers: without(s.readMarkers),
     typing: without(s.typing),
+    gapAfter: without(s.gapAfter),
     unavailable: { ...s.unavailable, [id]: { name: known } },
   };
 }
@@ -157,6 +168,16 @@ function insertSorted(list: LocalMessage[], m: LocalMessage): { list: LocalMessa
   return { list: copy, added: true };
 }
 
+/**
+ * A message from an event sent to many (`message`, `message.updated`, `ack`): its reactions'
+ * `me` is always false there, so what this client knows of its own reactions is kept.
+ */
+export function withMyReactions(s: ChatState, msg: Message): Message {
+  const known = (s.messages[msg.conversation_id] ?? []).find((x) => x.seq === msg.seq);
+  const prev = known ?? (s.conversations[msg.conversation_id]?.last_message?.seq === msg.seq ? s.conversations[msg.conversation_id].last_message : null);
+  return { ...msg, reactions: keepMine(msg.reactions, prev?.reactions), mentions: msg.mentions ?? [] };
+}
+
 /** A committed message arrived (`message` event, `ack`, REST answer). Deduped by seq and client_id. */
 export function applyMessage(s: ChatState, msg: Message, ctx: ViewContext = { activeVisible: null }): ChatState {
   const cid = msg.conversation_id;
@@ -184,7 +205,11 @@ export function applyMessage(s: ChatState, msg: Message, ctx: ViewContext = { ac
       if (msg.seq > c.last_read_seq) c = { ...c, last_read_seq: msg.seq, unread_count: 0 };
     } else if (added && msg.seq > c.last_read_seq && !msg.deleted) {
       if (ctx.activeVisible === cid) c = { ...c };
-      else c = { ...c, unread_count: (c.unread_count || 0) + 1 };
+      else {
+        c = { ...c, unread_count: (c.unread_count || 0) + 1 };
+        // Someone mentioned me in a chat that is not on screen: the list shows "@".
+        if (s.me && msg.mentions?.includes(s.me)) c = { ...c, unread_mentions: (c.unread_mentions || 0) + 1 };
+      }
     }
     if (c !== conv) next = { ...next, conversations: { ...next.conversations, [cid]: c } };
   }
@@ -252,7 +277,10 @@ export function applyRead(s: ChatState, cid: string, userId: string, seq: number
         const known = loaded.filter((m) => m.seq > seq && m.sender_id !== s.me && !m.deleted).length;
         unread = Math.min(conv.unread_count || 0, Math.max(known, 0)) || Math.min(conv.unread_count || 0, lastSeq - seq);
       }
-      next = { ...next, conversations: { ...next.conversations, [cid]: { ...conv, last_read_seq: seq, unread_count: unread } } };
+      // Mentions after the new marker: those still loaded and unread (never more than before).
+      const mentionsLeft =
+        seq >= lastSeq ? 0 : Math.min(conv.unread_mentions || 0, loaded.filter((m) => m.seq > seq && !!s.me && m.mentions?.includes(s.me)).length);
+      next = { ...next, conversations: { ...next.conversations, [cid]: { ...conv, last_read_seq: seq, unread_count: unread, unread_mentions: mentionsLeft } } };
     }
   }
   return next;
@@ -275,7 +303,7 @@ export function applyReadMarkers(s: ChatState, cid: string, list: { user_id: str
 /** Older history from REST (any order); `hasMore` says whether to offer loading further back. */
 export function mergeHistory(s: ChatState, cid: string, msgs: Message[], hasMore: boolean | null): ChatState {
   let list = s.messages[cid] ?? [];
-  for (const m of msgs) list = insertSorted(list, { ...m, status: 'sent' }).list;
+  for (const m of msgs) list = insertSorted(list, (m as LocalMessage).status === 'sent' ? (m as LocalMessage) : { ...m, status: 'sent' }).list;
   const pending = s.pending[cid]?.filter((p) => !list.some((m) => m.client_id === p.client_id));
   return {
     ...s,
@@ -299,6 +327,9 @@ export function pendingFromOutbox(item: OutboxItem, me: string): LocalMessage {
     created_at: item.created_at,
     edited_at: null,
     deleted: false,
+    reactions: [],
+    mentions: [],
+    via_webhook: null,
     status: 'sending',
   };
 }
@@ -414,7 +445,9 @@ export function groupMessages(list: LocalMessage[], me: string | null, dividerAf
       last.messages.push(m);
     } else {
       out.push({
-        key: `${m.seq || m.client_id}-${out.length}`,
+        // Named by its first message, so a group keeps its key when older messages are added
+        // before it (its DOM is kept, not rebuilt).
+        key: m.seq ? `s${m.seq}` : `c${m.client_id}`,
         day,
         senderId: m.sender_id,
         mine: m.sender_id === me,
@@ -431,4 +464,77 @@ export function maxSeq(s: ChatState, cid: string): number {
   const list = s.messages[cid] ?? [];
   const fromList = list.length ? list[list.length - 1].seq : 0;
   return Math.max(fromList, s.conversations[cid]?.last_message?.seq ?? 0);
+}
+
+/**
+ * A reaction added or removed (`reaction` event, or my own toggle shown at once). `mine`: by the
+ * current user. Messages not loaded here are left alone (their counts come with them).
+ */
+export function applyReactionEvent(s: ChatState, cid: string, seq: number, emoji: string, added: boolean, mine: boolean): ChatState {
+  let next = s;
+  const list = s.messages[cid];
+  const i = list ? list.findIndex((m) => m.seq === seq) : -1;
+  if (list && i >= 0) {
+    const cur = list[i];
+    const reactions = applyReaction(cur.reactions ?? [], emoji, added, mine);
+    if (reactions !== cur.reactions) {
+      const copy = list.slice();
+      copy[i] = { ...cur, reactions };
+      next = { ...next, messages: { ...next.messages, [cid]: copy } };
+    }
+  }
+  const conv = next.conversations[cid];
+  if (conv?.last_message?.seq === seq) {
+    const lm = conv.last_message;
+    const reactions = list && i >= 0 ? next.messages[cid][i].reactions : applyReaction(lm.reactions ?? [], emoji, added, mine);
+    if (reactions !== lm.reactions) next = { ...next, conversations: { ...next.conversations, [cid]: { ...conv, last_message: { ...lm, reactions } } } };
+  }
+  return next;
+}
+
+/**
+ * The messages around one (a jump from search): replaces what was loaded of the conversation,
+ * remembers whether older ones exist and that newer ones may be missing after the window.
+ */
+export function replaceWithWindow(s: ChatState, cid: string, msgs: Message[], o: { hasOlder: boolean; hasNewer: boolean }): ChatState {
+  const base: ChatState = { ...s, messages: { ...s.messages, [cid]: [] } };
+  let next = mergeHistory(base, cid, msgs, o.hasOlder && msgs.length > 0);
+  const list = next.messages[cid];
+  const gapAfter = { ...next.gapAfter };
+  if (o.hasNewer && list.length) gapAfter[cid] = list[list.length - 1].seq;
+  else delete gapAfter[cid];
+  next = { ...next, gapAfter };
+  return next;
+}
+
+/** Newer messages loaded after a window (`after_seq`); `more` says whether the gap remains. */
+export function mergeNewer(s: ChatState, cid: string, msgs: Message[], more: boolean): ChatState {
+  const next = mergeHistory(s, cid, msgs, null);
+  const gapAfter = { ...next.gapAfter };
+  const newest = msgs.reduce((n, m) => Math.max(n, m.seq), gapAfter[cid] ?? 0);
+  // Live messages after the gap are already here: the gap is closed once it reaches them.
+  const list = next.messages[cid] ?? [];
+  const after = list.filter((m) => m.seq > newest);
+  if (!more || !msgs.length || (after.length && after[0].seq === newest + 1)) delete gapAfter[cid];
+  else gapAfter[cid] = newest;
+  return { ...next, gapAfter };
+}
+
+/** The latest page replaces what was loaded (a cached copy, or a window from a jump). */
+export function replaceHistory(s: ChatState, cid: string, msgs: Message[], hasMore: boolean): ChatState {
+  const gapAfter = { ...s.gapAfter };
+  delete gapAfter[cid];
+  // Live messages newer than the page (they arrived while it was on its way) stay.
+  const newest = msgs.reduce((n, m) => Math.max(n, m.seq), 0);
+  const prev = s.messages[cid] ?? [];
+  const keep = prev.filter((m) => newest > 0 && m.seq > newest && s.gapAfter[cid] === undefined);
+  // A message that did not change keeps its object (what is on screen is not drawn again).
+  const bySeq = new Map(prev.map((m) => [m.seq, m]));
+  const same = (a: LocalMessage, b: Message) =>
+    a.id === b.id && a.body === b.body && a.edited_at === b.edited_at && a.deleted === b.deleted && a.status === 'sent' && JSON.stringify(a.reactions ?? []) === JSON.stringify(b.reactions ?? []) && JSON.stringify(a.mentions ?? []) === JSON.stringify(b.mentions ?? []) && a.attachments.length === b.attachments.length;
+  const incoming: LocalMessage[] = msgs.map((m) => {
+    const old = bySeq.get(m.seq);
+    return old && same(old, m) ? old : { ...m, status: 'sent' };
+  });
+  return mergeHistory({ ...s, messages: { ...s.messages, [cid]: keep }, gapAfter }, cid, incoming, hasMore);
 }

@@ -40,6 +40,11 @@ const FRIENDLY: Record<ErrorCode, string> = {
   rate_limited: 'You are doing that too often. Please wait a moment and try again.',
   internal: 'Something went wrong on the server. Please try again.',
   unavailable: 'The server is busy right now. Please try again in a moment.',
+  invalid_emoji: 'That cannot be used as a reaction (one emoji only).',
+  too_many_reactions: 'You can put at most 20 different reactions on one message.',
+  account_suspended: 'This account is suspended.',
+  registration_closed: 'New accounts cannot be created here right now.',
+  quota_exceeded: 'You have uploaded as much as you can for now. Try again later.',
 };
 
 /** Words for the codes this client makes up (never sent by the server). */
@@ -59,6 +64,8 @@ export function friendlyError(err: unknown): string {
     if (err.code === 'rate_limited' && err.retryAfter) {
       return `You are doing that too often. Try again in ${err.retryAfter} s.`;
     }
+    // The server's message carries the reason and until when: say it.
+    if (err.code === 'account_suspended' && err.message) return `This account is suspended. ${err.message}`;
     return wordsFor(err.code) ?? (err.message || `Something went wrong (${err.code}).`);
   }
   if (err instanceof Error) return err.message || 'Something went wrong.';

@@ -11,11 +11,20 @@ export function dayLabel(iso: string, now = new Date()): string {
   const k = dayKey(iso);
   if (k === today) return 'Today';
   if (k === dayKey(y.toISOString())) return 'Yesterday';
-  return d.toLocaleDateString(undefined, { weekday: 'long', year: 'numeric', month: 'long', day: 'numeric' });
+  return formatter('day', { weekday: 'long', year: 'numeric', month: 'long', day: 'numeric' }).format(d);
+}
+
+// Formatters are made once: toLocale*String() builds a new one on every call, which adds up
+// over a screenful of messages.
+const fmt = new Map<string, Intl.DateTimeFormat>();
+function formatter(key: string, o: Intl.DateTimeFormatOptions): Intl.DateTimeFormat {
+  let f = fmt.get(key);
+  if (!f) fmt.set(key, (f = new Intl.DateTimeFormat(undefined, o)));
+  return f;
 }
 
 export function timeLabel(iso: string): string {
-  return new Date(iso).toLocaleTimeString(undefined, { hour: '2-digit', minute: '2-digit' });
+  return formatter('time', { hour: '2-digit', minute: '2-digit' }).format(new Date(iso));
 }
 
 /** Short label for a conversation list: time today, weekday this week, else date. */
@@ -23,8 +32,8 @@ export function shortWhen(iso: string, now = new Date()): string {
   const d = new Date(iso);
   if (dayKey(iso) === dayKey(now.toISOString())) return timeLabel(iso);
   const diff = now.getTime() - d.getTime();
-  if (diff < 6 * 86400_000) return d.toLocaleDateString(undefined, { weekday: 'short' });
-  return d.toLocaleDateString(undefined, { month: 'short', day: 'numeric' });
+  if (diff < 6 * 86400_000) return formatter('weekday', { weekday: 'short' }).format(d);
+  return formatter('date', { month: 'short', day: 'numeric' }).format(d);
 }
 
 export function lastSeen(online: boolean, iso: string | null, now = Date.now()): string {

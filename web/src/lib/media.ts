@@ -170,6 +170,10 @@ export interface UploadOptions {
   onProgress?: (loaded: number, total: number) => void;
   createXhr?: () => XhrLike;
   base?: string;
+  /** The Content-Type to send (default: the blob's type). */
+  contentType?: string;
+  /** More query parameters (`duration_ms` for a voice message). */
+  query?: Record<string, string | number>;
 }
 
 export interface Upload {
@@ -205,9 +209,10 @@ export function uploadMedia(file: Blob, name: string, o: UploadOptions): Upload 
     new Promise<Media>((resolve, reject) => {
       const x = (o.createXhr ?? (() => new XMLHttpRequest() as unknown as XhrLike))();
       current = x;
-      x.open('POST', `${base}/media?name=${encodeURIComponent(name)}`);
+      const extra = Object.entries(o.query ?? {}).map(([k, v]) => `&${encodeURIComponent(k)}=${encodeURIComponent(String(v))}`);
+      x.open('POST', `${base}/media?name=${encodeURIComponent(name)}${extra.join('')}`);
       x.setRequestHeader('Authorization', `Bearer ${token}`);
-      x.setRequestHeader('Content-Type', file.type || 'application/octet-stream');
+      x.setRequestHeader('Content-Type', o.contentType || file.type || 'application/octet-stream');
       x.upload.onprogress = (e) => o.onProgress?.(e.loaded, e.lengthComputable ? e.total : file.size);
       x.onload = () => {
         if (x.status >= 200 && x.status < 300) {

@@ -6,8 +6,8 @@ import { ApiError, friendlyError } from './errors';
 import { conv, MemoryStorage, msg } from './testutil';
 import type { FriendRequest, Me, Member, User } from './types';
 
-const user = (id: string): User => ({ id, username: id, display_name: id, avatar_url: null, bio: null, online: false, last_seen_at: null });
-const me = (id: string): Me => ({ ...user(id), email: null, phone: null, created_at: '2026-01-01T00:00:00Z', notification_previews: true });
+const user = (id: string): User => ({ id, username: id, display_name: id, avatar_url: null, bio: null, online: false, last_seen_at: null, bot: false });
+const me = (id: string): Me => ({ ...user(id), email: null, phone: null, created_at: '2026-01-01T00:00:00Z', notification_previews: true, system_admin: false });
 
 function session() {
   // No login here: the REST calls the handlers start in the background just fail quietly.

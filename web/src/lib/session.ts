@@ -4,6 +4,7 @@ import {
   addPending,
   applyDeleted,
   applyMessage,
+  applyReactionEvent,
   applyPresence,
   applyRead,
   applyReadMarkers,
@@ -16,18 +17,24 @@ import {
   markUnavailable,
   maxSeq,
   mergeHistory,
+  mergeNewer,
+  replaceHistory,
+  replaceWithWindow,
   removeMessageLocally,
   setConversations,
   setMuted,
   setTyping,
   totalUnread,
   upsertConversation,
+  withMyReactions,
   type ChatState,
 } from './chat';
 import { ApiError, friendlyError } from './errors';
 import { titleWithUnread } from './format';
 import { defaultLock } from './lock';
 import { messagePreviewText, uploadMedia, type Upload } from './media';
+import { makeSnapshot, OfflineStore, stateFromSnapshot } from './offline';
+import { hasMine, MAX_REACTIONS_PER_USER, myReactionCount } from './reactions';
 import {
   base64UrlToBytes,
   isMuted,
@@ -47,7 +54,10 @@ import { navigate } from './router';
 import { StreamPos } from './streampos';
 import { TokenManager } from './tokens';
 import { TypingSender } from './typing';
-import type { Conversation, FriendRequest, Me, Media, Member, Message, MessageKind, OutboxItem, RegisterRequest, ServerFrame, User } from './types';
+import type { Conversation, FriendRequest, Me, Media, Member, Message, MessageKind, MessageList, OutboxItem, ReactionUsers, RegisterRequest, SearchResults, ServerFrame, User } from './types';
+
+/** Messages asked for when a chat opens (older ones as it is scrolled up). */
+const LATEST_PAGE = 50;
 
 export type AuthStatus = 'loading' | 'anon' | 'authed';
 
@@ -92,6 +102,11 @@ function isNotReadable(e: unknown): boolean {
   return e instanceof ApiError && e.status === 404;
 }
 
+/** A page that holds seq 1 is the start of the conversation: nothing older to ask for. */
+function startsAtOne(list: Message[]): boolean {
+  return list.some((m) => m.seq === 1);
+}
+
 /** The logged-in session: REST, the WebSocket, the outbox and all the stores the views read. */
 export class Session {
   readonly tokens: TokenManager;
@@ -116,6 +131,24 @@ export class Session {
   readonly membersVersion = writable(0);
   readonly notificationsEnabled = writable(false);
   readonly push = writable<PushState>({ supported: false, permission: 'unsupported', subscribed: false, busy: false, error: null });
+  /**
+   * A message to bring into view (a search result was chosen): the chat view scrolls to it and
+   * highlights it briefly, then clears this. `n` makes choosing the same message again count.
+   */
+  readonly focus = writable<{ cid: string; seq: number; n: number } | null>(null);
+  /** Showing the last loaded chats from this browser's copy: the server could not be reached at start. */
+  readonly offlineStart = writable(false);
+  private focusN = 0;
+  private offline: OfflineStore;
+  /** Conversations whose messages were loaded from the server in this session (not only the offline copy). */
+  private fresh = new Set<string>();
+  /** Group members, one request per group until something changes (member events, a reconnect). */
+  private memberLists = new Map<string, Promise<Member[]>>();
+  /** Who reacted, per message, until a reaction on it changes. */
+  private reactionLists = new Map<string, Promise<ReactionUsers[]>>();
+  private snapshotTimer: ReturnType<typeof setTimeout> | null = null;
+  private firstLoadTimer: ReturnType<typeof setTimeout> | null = null;
+  private loadedSinceLive = false;
   private swRegistration: Promise<ServiceWorkerRegistration | null> = Promise.resolve(null);
 
   private rt: Realtime | null = null;
@@ -130,6 +163,7 @@ export class Session {
 
   constructor(storage: Storage = localStorage) {
     this.storage = storage;
+    this.offline = new OfflineStore(storage);
     this.tokens = new TokenManager({
       storage,
       lock: defaultLock(),
@@ -145,7 +179,12 @@ export class Session {
         // Another tab logged out.
         if (e.key === 'chatnode.refresh_token' && e.newValue === null && get(this.status) === 'authed') this.endSession();
       });
-      window.addEventListener('online', () => this.rt?.reconnectNow());
+      window.addEventListener('online', () => {
+        if (get(this.offlineStart) && !this.rt) void this.init();
+        else this.rt?.reconnectNow();
+      });
+      // The offline copy is written a moment after changes, and when the page goes away.
+      window.addEventListener('pagehide', () => this.saveSnapshot());
       window.addEventListener('offline', () => this.conn.set('offline'));
       document.addEventListener('visibilitychange', () => this.visibilityChanged());
       window.addEventListener('focus', () => this.markActiveRead());
@@ -154,6 +193,7 @@ export class Session {
     this.active.subscribe(() => this.updateView());
     this.chat.subscribe((s) => {
       if (typeof document !== 'undefined') document.title = titleWithUnread(totalUnread(s));
+      this.scheduleSnapshot();
     });
   }
 
@@ -212,36 +252,96 @@ export class Session {
   }
 
   /** Uploads one file (raw body, progress events). */
-  upload(file: Blob, name: string, onProgress?: (loaded: number, total: number) => void): Upload {
+  upload(file: Blob, name: string, onProgress?: (loaded: number, total: number) => void, extra?: { contentType?: string; query?: Record<string, string | number> }): Upload {
     return uploadMedia(file, name, {
       getToken: () => this.tokens.getAccessToken(),
       refresh: () => this.tokens.refresh(),
       onProgress,
+      ...extra,
     });
   }
 
   // ---------- lifecycle ----------
 
-  async init(): Promise<void> {
+  private initializing: Promise<void> | null = null;
+
+  /** Starts (or, after an offline start, resumes) the session; one at a time. */
+  init(): Promise<void> {
+    this.initializing ??= this.doInit().finally(() => (this.initializing = null));
+    return this.initializing;
+  }
+
+  private async doInit(): Promise<void> {
     if (!this.tokens.hasSession()) {
       this.status.set('anon');
       return;
     }
+    // The chats this browser showed last, drawn at once (in the page's first task) while the
+    // session is renewed; replaced by the server's answers as they come.
+    if (get(this.status) === 'loading') {
+      const snap = this.offline.load();
+      if (snap) this.startOffline(snap.me, 'connecting');
+    }
     try {
       await this.tokens.refresh();
+      // A reload on a chat: ask for it and its messages now, with the profile, rather than after.
+      this.prefetchRoute();
       const me = await this.api.me();
       await this.mediaCookieReady();
       this.startSession(me);
     } catch (e) {
       if (e instanceof ApiError && e.status === 401) {
+        if (get(this.offlineStart)) this.endSession();
+        this.offline.clear();
+        this.offlineStart.set(false);
         this.status.set('anon');
       } else {
-        // Server unreachable: keep the session and retry shortly.
-        this.status.set('loading');
+        // Server unreachable: keep the session and retry shortly. Meanwhile show the last
+        // loaded chats from this browser's copy, if there is one.
+        const snap = get(this.status) === 'authed' ? null : this.offline.load();
+        if (snap) this.startOffline(snap.me);
+        else if (get(this.status) !== 'authed') this.status.set('loading');
         this.conn.set('offline');
-        setTimeout(() => this.init(), 3000);
+        setTimeout(() => {
+          if (get(this.status) !== 'anon' && (!this.rt || get(this.offlineStart))) void this.init();
+        }, 3000);
       }
     }
+  }
+
+  private prefetched: { id: string; conv: Promise<Conversation> | null; page: Promise<MessageList> | null } | null = null;
+
+  /** The answer asked for at start (once; null when there is none for this chat). */
+  private takePrefetched<K extends 'conv' | 'page'>(id: string, k: K): NonNullable<NonNullable<Session['prefetched']>[K]> | null {
+    const p = this.prefetched;
+    if (!p || p.id !== id) return null;
+    const v = p[k];
+    p[k] = null;
+    if (!p.conv && !p.page) this.prefetched = null;
+    return (v ?? null) as never;
+  }
+
+  private prefetchRoute(): void {
+    if (typeof location === 'undefined') return;
+    const id = /^\/c\/([^/]+)$/.exec(location.pathname)?.[1];
+    if (!id) return;
+    const quiet = <T>(p: Promise<T>) => (p.catch(() => undefined), p);
+    this.prefetched = { id, conv: get(this.chat).conversations[id] ? null : quiet(this.api.conversation(id)), page: quiet(this.api.messages(id, { limit: LATEST_PAGE })) };
+  }
+
+  /** Shows the offline copy of the chats (no server): read-only until the server answers. */
+  private startOffline(user: Me, conn: ConnState = 'offline'): void {
+    const snap = this.offline.load(user.id);
+    if (!snap) return;
+    this.conn.set(conn);
+    this.offlineStart.set(true);
+    this.me.set(snap.me);
+    this.rememberUsers([snap.me, ...snap.conversations.flatMap((c) => (c.peer ? [c.peer] : []))]);
+    this.outbox = new Outbox(this.storage, user.id);
+    let st = stateFromSnapshot(snap);
+    for (const item of this.outbox.list()) st = addPending(st, item);
+    this.chat.set(st);
+    this.status.set('authed');
   }
 
   async login(login: string, password: string): Promise<void> {
@@ -282,6 +382,16 @@ export class Session {
   }
 
   private endSession(message?: string): void {
+    // This browser keeps no copy of an account that logged out (or whose session ended).
+    if (this.snapshotTimer) clearTimeout(this.snapshotTimer);
+    this.snapshotTimer = null;
+    if (this.firstLoadTimer) clearTimeout(this.firstLoadTimer);
+    this.firstLoadTimer = null;
+    this.offline.clear();
+    this.offlineStart.set(false);
+    this.fresh.clear();
+    this.memberLists.clear();
+    this.reactionLists.clear();
     this.rt?.stop();
     this.rt = null;
     this.tokens.clear();
@@ -301,16 +411,37 @@ export class Session {
   }
 
   private startSession(user: Me): void {
+    const wasOffline = get(this.offlineStart) && get(this.chat).me === user.id;
+    this.offlineStart.set(false);
     this.me.set(user);
     this.rememberUsers([user]);
     this.outbox = new Outbox(this.storage, user.id);
     this.streamPos = new StreamPos(this.storage, user.id);
-    let st = emptyState(user.id);
+    this.fresh.clear();
+    this.memberLists.clear();
+    this.reactionLists.clear();
+    // Start from what this browser showed last (rendered at once; replaced by the server's
+    // answers as they come), or from nothing.
+    const snap = wasOffline ? null : this.offline.load(user.id);
+    let st = wasOffline ? { ...get(this.chat), pending: {} } : snap ? stateFromSnapshot(snap) : emptyState(user.id);
+    if (snap) this.rememberUsers(snap.conversations.flatMap((c) => (c.peer ? [c.peer] : [])));
     for (const item of this.outbox.list()) st = addPending(st, item);
     this.chat.set(st);
     this.status.set('authed');
-    void this.loadConversations();
-    void this.loadPeople();
+    // The conversation list and friends are loaded once the WebSocket is live (onLive), so
+    // that events cover everything after the answers and nothing is asked twice. Should the
+    // socket take long, they are loaded anyway (and again once it is live).
+    this.loadedSinceLive = false;
+    if (this.firstLoadTimer) clearTimeout(this.firstLoadTimer);
+    this.firstLoadTimer = setTimeout(() => {
+      this.firstLoadTimer = null;
+      if (!this.loadedSinceLive) {
+        void this.loadConversations();
+        void this.loadPeople();
+      }
+    }, 2500);
+    const open = get(this.active);
+    if (open) void this.openConversation(open);
     this.rt?.stop();
     this.rt = new Realtime({
       url: wsUrl(location),
@@ -348,15 +479,43 @@ export class Session {
   private onLive(): void {
     this.lastSent.clear();
     this.flushOutbox();
+    const first = !this.loadedSinceLive;
+    this.loadedSinceLive = true;
+    if (this.firstLoadTimer) clearTimeout(this.firstLoadTimer);
+    this.firstLoadTimer = null;
     // Counts may have moved while we were away; the replay covered events, this covers the rest.
     // Presence comes back with these answers (people shown online/offline again), not before.
     const trusted = this.trust.beginRefresh();
     void Promise.all([this.loadConversations(), this.loadPeople()]).then(([a, b]) => trusted(a && b));
     this.markActiveRead();
+    // On the first connection of a page the open chat was just loaded; after a reconnect, what
+    // it shows may be stale: members (read markers, presence) are asked for again.
+    if (first) return;
+    this.memberLists.clear();
+    this.reactionLists.clear();
     const a = get(this.active);
     if (a) void this.loadGroupReadMarkers(a);
     // An open group panel reloads its members (their presence too).
     this.membersVersion.update((n) => n + 1);
+  }
+
+  // ---------- the offline copy ----------
+
+  private scheduleSnapshot(): void {
+    if (this.snapshotTimer || typeof window === 'undefined') return;
+    this.snapshotTimer = setTimeout(() => {
+      this.snapshotTimer = null;
+      this.saveSnapshot();
+    }, 1000);
+  }
+
+  /** Writes the copy of the chats shown now (nothing while logged out). */
+  saveSnapshot(): void {
+    const me = get(this.me);
+    const st = get(this.chat);
+    if (get(this.status) !== 'authed' || !me || st.me !== me.id || !this.tokens.hasSession()) return;
+    if (get(this.offlineStart)) return; // nothing new to keep
+    this.offline.save(makeSnapshot(me, st));
   }
 
   // ---------- loading ----------
@@ -379,8 +538,20 @@ export class Session {
     }
   }
 
+  private peopleLoadedAt = 0;
+
+  /**
+   * People was opened: reload friends and requests unless this page just did (or is about to,
+   * once the WebSocket is live); events keep them current in between.
+   */
+  refreshPeople(): void {
+    if (!this.loadedSinceLive || Date.now() - this.peopleLoadedAt < 10_000) return;
+    void this.loadPeople();
+  }
+
   /** Reloads friends and friend requests; false when that failed. */
   async loadPeople(): Promise<boolean> {
+    this.peopleLoadedAt = Date.now();
     try {
       const [friends, requests] = await Promise.all([this.api.friends(), this.api.friendRequests()]);
       this.friends.set(friends);
@@ -425,7 +596,7 @@ export class Session {
     if (this.fetchingConv.has(id)) return;
     this.fetchingConv.add(id);
     try {
-      const c = await this.api.conversation(id);
+      const c = await (this.takePrefetched(id, 'conv') ?? this.api.conversation(id));
       if (c.peer) this.rememberUsers([c.peer]);
       this.chat.update((s) => {
         const n = upsertConversation(s, c);
@@ -470,7 +641,7 @@ export class Session {
       }
       case 'ack':
         this.outbox?.remove(ev.client_id);
-        this.chat.update((s) => applyMessage(s, ev.message, { activeVisible: this.activeVisible() }));
+        this.chat.update((s) => applyMessage(s, withMyReactions(s, ev.message), { activeVisible: this.activeVisible() }));
         break;
       case 'error': {
         const clientId = ev.client_id;
@@ -485,7 +656,7 @@ export class Session {
       case 'message': {
         const m = ev.message;
         const known = !!get(this.chat).conversations[m.conversation_id];
-        this.chat.update((s) => applyMessage(s, m, { activeVisible: this.activeVisible() }));
+        this.chat.update((s) => applyMessage(s, withMyReactions(s, m), { activeVisible: this.activeVisible() }));
         if (m.sender_id === me?.id) this.outbox?.remove(m.client_id);
         if (!known) void this.fetchConversation(m.conversation_id);
         if (m.sender_id !== me?.id) {
@@ -495,7 +666,14 @@ export class Session {
         break;
       }
       case 'message.updated':
-        this.chat.update((s) => applyUpdated(s, ev.message));
+        this.chat.update((s) => applyUpdated(s, withMyReactions(s, ev.message)));
+        break;
+      case 'reaction':
+        this.reactionLists.delete(`${ev.conversation_id}:${ev.seq}`);
+        this.chat.update((s) => applyReactionEvent(s, ev.conversation_id, ev.seq, ev.emoji, ev.added, ev.user_id === me?.id));
+        break;
+      case 'notification':
+        // Service notifications (extension) are for other views of this account; nothing here.
         break;
       case 'message.deleted':
         // scope "me" (extension): deleted for me only, from another tab or device of mine.
@@ -543,6 +721,7 @@ export class Session {
         } else {
           void this.fetchConversation(ev.conversation_id);
         }
+        this.memberLists.delete(ev.conversation_id);
         this.membersVersion.update((n) => n + 1);
         break;
     }
@@ -767,10 +946,22 @@ export class Session {
 
   // ---------- mute ----------
 
-  /** Mutes a conversation for `ms` (null = until unmuted). */
-  async muteConversation(id: string, ms: number | null): Promise<void> {
-    const r = await this.attempt(() => this.api.mute(id, muteRequest(ms)));
-    if (r) this.chat.update((s) => setMuted(s, id, r.muted_until));
+  /**
+   * Mutes a conversation for `ms` (null = until unmuted). `muteMentions`: mentions of me are
+   * muted too (by default a mention still notifies).
+   */
+  async muteConversation(id: string, ms: number | null, muteMentions = false): Promise<void> {
+    const r = await this.attempt(() => this.api.mute(id, { ...muteRequest(ms), ...(muteMentions ? { mentions: false } : {}) }));
+    if (r) this.chat.update((s) => setMuted(s, id, r.muted_until, r.mentions ?? !muteMentions));
+  }
+
+  /** While muted: whether mentions are muted too (keeps until when). */
+  async setMentionsMuted(id: string, muteMentions: boolean): Promise<void> {
+    const c = get(this.chat).conversations[id];
+    if (!c?.muted_until) return;
+    const forever = Date.parse(c.muted_until) >= Date.UTC(9000, 0, 1);
+    const r = await this.attempt(() => this.api.mute(id, { until: forever ? null : c.muted_until, mentions: !muteMentions }));
+    if (r) this.chat.update((s) => setMuted(s, id, r.muted_until, r.mentions ?? !muteMentions));
   }
 
   async unmuteConversation(id: string): Promise<void> {
@@ -787,11 +978,97 @@ export class Session {
   /** Opens a conversation: loads its latest messages if needed and marks it read. */
   async openConversation(id: string): Promise<void> {
     this.active.set(id);
+    // What was asked for at start is for the chat the page opened on, not for a later one.
+    if (this.prefetched && this.prefetched.id !== id) this.prefetched = null;
+    // Offline start: the copy is all there is until the server answers (then this runs again).
+    if (get(this.offlineStart)) return;
     if (!get(this.chat).conversations[id]) await this.fetchConversation(id);
     if (get(this.chat).unavailable[id] || get(this.active) !== id) return;
-    if (!get(this.chat).messages[id]) await this.loadOlder(id, true);
+    const f = get(this.focus);
+    if (f?.cid === id) await this.ensureAround(id, f.seq);
+    else if (!this.fresh.has(id)) await this.loadLatest(id);
     this.markActiveRead();
     void this.loadGroupReadMarkers(id);
+  }
+
+  private loadingLatest = new Map<string, Promise<void>>();
+
+  /** The newest page of a conversation, replacing what was shown (an offline copy, a window). */
+  loadLatest(id: string): Promise<void> {
+    let p = this.loadingLatest.get(id);
+    if (p) return p;
+    p = (async () => {
+      try {
+        const limit = LATEST_PAGE;
+        const r = await (this.takePrefetched(id, 'page') ?? this.api.messages(id, { limit }));
+        const hasMore = (r.next_cursor !== null && r.next_cursor !== undefined ? true : r.messages.length >= limit) && !startsAtOne(r.messages);
+        this.fresh.add(id);
+        this.chat.update((st) => replaceHistory(st, id, r.messages, hasMore && r.messages.length > 0));
+      } catch (e) {
+        if (isNotReadable(e)) this.conversationUnavailable(id);
+        else if (!(e instanceof ApiError && e.code === 'network')) this.toast(friendlyError(e));
+      } finally {
+        this.loadingLatest.delete(id);
+      }
+    })();
+    this.loadingLatest.set(id, p);
+    return p;
+  }
+
+  /**
+   * Loads the messages around `seq` unless it is already loaded (a search result was chosen):
+   * the window replaces what was shown, and newer messages come as the list is scrolled down.
+   */
+  async ensureAround(id: string, seq: number): Promise<void> {
+    const have = get(this.chat).messages[id] ?? [];
+    if (this.fresh.has(id) && have.some((m) => m.seq === seq)) return;
+    const limit = 25;
+    try {
+      const [older, newer] = await Promise.all([
+        this.api.messages(id, { before_seq: seq + 1, limit }),
+        this.api.messages(id, { after_seq: seq, limit }),
+      ]);
+      const hasOlder = (older.next_cursor !== null && older.next_cursor !== undefined ? true : older.messages.length >= limit) && !startsAtOne(older.messages);
+      const hasNewer = newer.next_cursor !== null && newer.next_cursor !== undefined;
+      this.fresh.add(id);
+      this.chat.update((s) => replaceWithWindow(s, id, [...older.messages, ...newer.messages], { hasOlder, hasNewer }));
+    } catch (e) {
+      if (isNotReadable(e)) this.conversationUnavailable(id);
+      else this.toast(friendlyError(e));
+    }
+  }
+
+  private loadingNewer = new Set<string>();
+
+  /** After a jump: the next newer page, until the newest is reached. */
+  async loadNewer(id: string): Promise<void> {
+    const gap = get(this.chat).gapAfter[id];
+    if (gap === undefined || this.loadingNewer.has(id)) return;
+    this.loadingNewer.add(id);
+    try {
+      const r = await this.api.messages(id, { after_seq: gap, limit: 50 });
+      const more = r.next_cursor !== null && r.next_cursor !== undefined;
+      this.chat.update((s) => mergeNewer(s, id, r.messages, more));
+    } catch (e) {
+      this.toast(friendlyError(e));
+    } finally {
+      this.loadingNewer.delete(id);
+    }
+  }
+
+  /**
+   * Opens a conversation at one message (a search result): loads the history around it, scrolls
+   * to it and highlights it (the chat view does, on `focus`).
+   */
+  async jumpTo(cid: string, seq: number): Promise<void> {
+    this.focus.set({ cid, seq, n: ++this.focusN });
+    if (get(this.active) === cid) await this.ensureAround(cid, seq);
+    else navigate(`/c/${cid}`);
+  }
+
+  /** The chat view has shown the focused message. */
+  clearFocus(n: number): void {
+    if (get(this.focus)?.n === n) this.focus.set(null);
   }
 
   /**
@@ -802,10 +1079,30 @@ export class Session {
   async loadGroupReadMarkers(id: string): Promise<void> {
     if (get(this.chat).conversations[id]?.kind !== 'group') return;
     try {
-      this.applyMemberReadMarkers(id, await this.api.members(id));
+      await this.membersOf(id);
     } catch {
       /* optional: live read events still arrive */
     }
+  }
+
+  /**
+   * A group's members (for the panel, the mention picker and read markers): asked for once, then
+   * again after member events, a reconnect, or `fresh` (after a change made here).
+   */
+  membersOf(id: string, fresh = false): Promise<Member[]> {
+    let p = this.memberLists.get(id);
+    if (p && !fresh) return p;
+    p = this.api.members(id).then((list) => {
+      this.rememberUsers(list.map((m) => m.user));
+      this.applyMemberReadMarkers(id, list);
+      return list;
+    });
+    this.memberLists.set(id, p);
+    const mine = p;
+    p.catch(() => {
+      if (this.memberLists.get(id) === mine) this.memberLists.delete(id);
+    });
+    return p;
   }
 
   applyMemberReadMarkers(id: string, members: Member[]): void {
@@ -821,7 +1118,8 @@ export class Session {
   private loadingOlder = new Set<string>();
 
   async loadOlder(id: string, initial = false): Promise<void> {
-    if (this.loadingOlder.has(id)) return;
+    // Older pages continue the server's newest page, not an offline copy still being replaced.
+    if (this.loadingOlder.has(id) || (!initial && !this.fresh.has(id))) return;
     const s = get(this.chat);
     const list = s.messages[id] ?? [];
     if (!initial && s.hasMore[id] === false) return;
@@ -830,7 +1128,7 @@ export class Session {
       const before = !initial && list.length ? list[0].seq : undefined;
       const limit = 50;
       const r = await this.api.messages(id, before ? { before_seq: before, limit } : { limit });
-      const hasMore = r.next_cursor !== null && r.next_cursor !== undefined ? true : r.messages.length >= limit;
+      const hasMore = (r.next_cursor !== null && r.next_cursor !== undefined ? true : r.messages.length >= limit) && !startsAtOne(r.messages);
       this.chat.update((st) => mergeHistory(st, id, r.messages, hasMore && r.messages.length > 0));
     } catch (e) {
       if (isNotReadable(e)) this.conversationUnavailable(id);
@@ -891,6 +1189,54 @@ export class Session {
   discardMessage(clientId: string): void {
     this.outbox?.remove(clientId);
     this.chat.update((s) => dropPending(s, clientId));
+  }
+
+  // ---------- reactions and search ----------
+
+  /** Puts or takes back my `emoji` on a message, shown at once (undone if the server refuses). */
+  async toggleReaction(cid: string, seq: number, emoji: string): Promise<void> {
+    const m = (get(this.chat).messages[cid] ?? []).find((x) => x.seq === seq);
+    if (!m) return;
+    const on = !hasMine(m.reactions, emoji);
+    if (on && myReactionCount(m.reactions) >= MAX_REACTIONS_PER_USER) {
+      this.toast(friendlyError(new ApiError(400, 'too_many_reactions', '')));
+      return;
+    }
+    this.reactionLists.delete(`${cid}:${seq}`);
+    this.chat.update((s) => applyReactionEvent(s, cid, seq, emoji, on, true));
+    try {
+      await this.api.react(cid, seq, emoji, on);
+    } catch (e) {
+      this.chat.update((s) => applyReactionEvent(s, cid, seq, emoji, !on, true));
+      this.toast(friendlyError(e));
+    }
+  }
+
+  /** Who reacted with what on a message (asked for once until a reaction on it changes). */
+  reactionUsers(cid: string, seq: number): Promise<ReactionUsers[]> {
+    const key = `${cid}:${seq}`;
+    let p = this.reactionLists.get(key);
+    if (!p) {
+      p = this.api.reactionUsers(cid, seq).then((list) => {
+        this.rememberUsers(list.flatMap((r) => r.users));
+        return list;
+      });
+      const mine = p;
+      p.catch(() => {
+        if (this.reactionLists.get(key) === mine) this.reactionLists.delete(key);
+      });
+      this.reactionLists.set(key, p);
+    }
+    return p;
+  }
+
+  /** One page of search results (newest first); `before` is the previous page's cursor. */
+  searchMessages(q: string, conversationId?: string | null, before?: string | null): Promise<SearchResults> {
+    return this.api.searchMessages({ q, conversation_id: conversationId ?? undefined, limit: 20, before: before ?? undefined }).then((r) => {
+      // Senders of results are shown by name.
+      for (const m of r.messages) this.userName(m.sender_id);
+      return r;
+    });
   }
 
   typing(conversationId: string): void {

@@ -12,6 +12,28 @@ interface Shown {
   close(): void;
 }
 
+/** A CacheStorage in memory: enough of the Cache API for the worker's shell cache. */
+function fakeCaches() {
+  const stores = new Map<string, Map<string, Response>>();
+  const key = (r: any) => new URL(typeof r === 'string' ? r : r.url, 'https://chat.example').pathname;
+  const cache = (m: Map<string, Response>) => ({
+    match: async (r: any) => m.get(key(r))?.clone(),
+    put: async (r: any, res: Response) => void m.set(key(r), res),
+  });
+  return {
+    open: async (name: string) => {
+      if (!stores.has(name)) stores.set(name, new Map());
+      return cache(stores.get(name)!);
+    },
+    match: async (r: any) => {
+      for (const m of stores.values()) if (m.has(key(r))) return m.get(key(r))!.clone();
+      return undefined;
+    },
+    keys: async () => [...stores.keys()],
+    delete: async (name: string) => stores.delete(name),
+  };
+}
+
 function loadWorker() {
   const listeners: Record<string, Listener[]> = {};
   const shown: Shown[] = [];
@@ -41,6 +63,9 @@ function loadWorker() {
     },
     skipWaiting: () => undefined,
     addEventListener: (t: string, fn: Listener) => (listeners[t] ??= []).push(fn),
+    // The network and the Cache API, in memory: every request answers 200 with a page.
+    fetch: async (_r: unknown) => new Response('<!doctype html>', { headers: { 'content-type': 'text/html' } }),
+    caches: fakeCaches(),
   };
   // The worker's globals are `self` (and the standard built-ins).
   new Function('self', swSource)(self);
@@ -143,5 +168,48 @@ describe('service worker: events', () => {
     await w.dispatch('pushsubscriptionchange', { oldSubscription: { options: { applicationServerKey: 'KEY' } }, newSubscription: null });
     expect(subscribed).toEqual({ userVisibleOnly: true, applicationServerKey: 'KEY' });
     expect(msgs).toEqual([{ type: 'push-subscription-changed' }]);
+  });
+});
+
+describe('service worker: app shell', () => {
+  const fetchEvent = (url: string, o: { method?: string; mode?: string } = {}) => {
+    let responded = false;
+    const ev = { request: { url, method: o.method ?? 'GET', mode: o.mode ?? 'cors' }, respondWith: () => (responded = true), waitUntil: () => undefined };
+    return { ev, responded: () => responded };
+  };
+  it('never handles /api/, other origins, other methods or the worker itself', () => {
+    const w = loadWorker();
+    for (const [url, o] of [
+      ['https://chat.example/api/v1/conversations', {}],
+      ['https://chat.example/api/v1/media/abc', {}],
+      ['https://chat.example/api/v1/ws', { mode: 'navigate' }],
+      ['https://elsewhere.example/assets/x.js', {}],
+      ['https://chat.example/assets/x.js', { method: 'POST' }],
+      ['https://chat.example/sw.js', {}],
+    ] as const) {
+      const f = fetchEvent(url, o);
+      for (const fn of w.listeners.fetch) fn(f.ev);
+      expect(f.responded(), url).toBe(false);
+    }
+  });
+  it('answers page loads and shell files', () => {
+    const w = loadWorker();
+    for (const [url, o] of [
+      ['https://chat.example/c/123', { mode: 'navigate' }],
+      ['https://chat.example/assets/index-abc.js', {}],
+      ['https://chat.example/manifest.webmanifest', {}],
+      ['https://chat.example/icons/icon-192.png', {}],
+    ] as const) {
+      const f = fetchEvent(url, o);
+      for (const fn of w.listeners.fetch) fn(f.ev);
+      expect(f.responded(), url).toBe(true);
+    }
+    expect(w.api.isShellPath('/assets/a.css')).toBe(true);
+    expect(w.api.isShellPath('/api/v1/x')).toBe(false);
+  });
+  it('finds the shell files in index.html when the build did not list them (dev)', async () => {
+    const w = loadWorker();
+    const files = await w.api.shellFiles('<script type="module" src="/assets/index-1.js"></script><link rel="stylesheet" href="/assets/s.css"><link rel="manifest" href="/manifest.webmanifest">');
+    expect(files).toEqual(expect.arrayContaining(['/assets/index-1.js', '/assets/s.css', '/manifest.webmanifest', '/favicon.svg']));
   });
 });

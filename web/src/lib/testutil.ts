@@ -35,6 +35,9 @@ export function msg(p: Partial<Message> & { seq: number }): Message {
     created_at: new Date(Date.UTC(2026, 0, 1, 12, 0, p.seq)).toISOString(),
     edited_at: null,
     deleted: false,
+    reactions: [],
+    mentions: [],
+    via_webhook: null,
     ...p,
   };
 }
@@ -53,6 +56,7 @@ export function conv(p: Partial<Conversation> & { id: string }): Conversation {
     last_read_seq: 0,
     member_count: 2,
     last_seq: 0,
+    unread_mentions: 0,
     ...p,
   };
 }

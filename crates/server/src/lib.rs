@@ -174,6 +174,20 @@ impl Server {
         }
         let store: Arc<dyn Store> =
             encryption::open_store(&config, hub.clone(), hub.clone()).await?;
+        // Events without a stream position yet (PostgreSQL) get one within a second whatever
+        // happened to the node that committed them.
+        {
+            let store = store.clone();
+            tasks.background(async move {
+                let mut tick = tokio::time::interval(Duration::from_secs(1));
+                loop {
+                    tick.tick().await;
+                    if let Err(e) = store.stamp_pending().await {
+                        tracing::warn!(error = %e, "stamping stream positions failed");
+                    }
+                }
+            });
+        }
         // The search index under the current key before any send; older messages are indexed
         // in the background, newest first.
         store

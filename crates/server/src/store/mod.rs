@@ -616,6 +616,10 @@ pub trait Maintenance: Send + Sync {
     async fn ping(&self) -> Result<()>;
     /// Closes the store's connections (shutdown: after every write has finished).
     async fn close(&self);
+    /// Gives stream positions to committed events still without one and publishes them
+    /// (PostgreSQL; nothing on SQLite). Every node runs it once a second: it covers a node
+    /// that died between a commit and its stamp, and a stamp that gave up waiting.
+    async fn stamp_pending(&self) -> Result<()>;
     /// `sqlite` or `postgres`.
     fn backend(&self) -> &'static str;
     /// The id of the key the database's data is under (its canary's), or `None` for a

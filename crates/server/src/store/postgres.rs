@@ -123,16 +123,39 @@ impl Backend for PostgresBackend {
     // general path (one combined check per send).
 }
 
+/// How long a stamp waits for the stamp lock. A stamper that froze holding it (a stopped
+/// node) keeps it until `idle_in_transaction_session_timeout` ends its session; meanwhile
+/// commits go on and their events wait for the next stamp that gets through (every node
+/// tries again every second, see `Maintenance::stamp_pending`), which publishes them.
+const STAMP_LOCK_WAIT: &str = "2s";
+
 /// Gives every committed event without a stream position the next ones, in `pos` order;
-/// answers `pos → stream_pos` of those it stamped.
+/// answers `pos → stream_pos` of those it stamped (none when the lock did not come in time).
 pub async fn stamp(pool: &PgPool) -> Result<HashMap<i64, i64>> {
     let mut out = HashMap::new();
     loop {
         let mut tx = pool.begin().await?;
-        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SET LOCAL lock_timeout = '{STAMP_LOCK_WAIT}'"
+        )))
+        .execute(&mut *tx)
+        .await?;
+        let locked = sqlx::query("SELECT pg_advisory_xact_lock($1)")
             .bind(STAMP_LOCK)
             .execute(&mut *tx)
-            .await?;
+            .await;
+        if let Err(e) = locked {
+            // 55P03: lock_not_available (the timeout). Anything else is a real failure.
+            if let sqlx::Error::Database(db) = &e
+                && db.code().as_deref() == Some("55P03")
+            {
+                tracing::warn!(
+                    "stamping waited {STAMP_LOCK_WAIT} for another stamper; left to the next stamp"
+                );
+                return Ok(out);
+            }
+            return Err(e.into());
+        }
         // After the lock: this statement's snapshot holds every earlier stamp.
         let stamped: Vec<(i64, i64)> = sqlx::query_as(
             "WITH head AS (SELECT pos FROM stream_head WHERE id = 1),

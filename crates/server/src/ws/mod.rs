@@ -19,7 +19,10 @@
 //!
 //! `sync` replays stored events straight to the socket while live frames wait in the queue;
 //! afterwards queued durable frames the replay already covered are skipped, so the client
-//! sees each event once and in stream order.
+//! sees each event once and in stream order. Until the client's first frame after `ready`
+//! (or [`FIRST_FRAME_HOLD`]), live durable frames are held back rather than written: a client
+//! that resumes sends `sync` first, and an event committed between `ready` and its `sync`
+//! must come after the replay, not before it (and then again inside it).
 
 pub mod codec;
 mod request;
@@ -52,6 +55,10 @@ const AUTH_TIMEOUT: Duration = Duration::from_secs(10);
 /// The longest a silent socket goes without a ping.
 pub const PING_EVERY: Duration = Duration::from_secs(30);
 const SYNC_PAGE: i64 = 500;
+/// How long live durable frames wait for a new connection's first frame (usually `sync`).
+const FIRST_FRAME_HOLD: Duration = Duration::from_millis(750);
+/// The most durable frames the first-frame hold keeps back.
+const MAX_HELD: usize = 4096;
 /// How long a closing socket waits for the client's Close reply.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
 /// Rate-limit strikes (refused frames, draining at the sustained rate) that close a socket (4029).
@@ -460,6 +467,14 @@ struct Session {
     bucket: Bucket,
     /// Durable frames at or below this position were already sent by a `sync` replay.
     skip_until: i64,
+    /// Set from `ready` until the client's first frame: see the module documentation.
+    hold: Option<Box<Hold>>,
+}
+
+/// Live durable frames held back until a new connection's first frame, and the deadline.
+struct Hold {
+    until: std::pin::Pin<Box<tokio::time::Sleep>>,
+    held: Vec<Outbound>,
 }
 
 /// Serves an authenticated, registered connection until it ends.
@@ -488,15 +503,27 @@ async fn serve(state: &SharedState, socket: &mut Socket, conn: &Arc<Conn>) {
             strikes: 0.0,
         },
         skip_until: 0,
+        hold: Some(Box::new(Hold {
+            until: Box::pin(tokio::time::sleep(FIRST_FRAME_HOLD)),
+            held: Vec::new(),
+        })),
     };
     let end = match hello {
         Some(end) => end,
         None => loop {
             // Either the hub has something for this connection (frames, a close, a ping) or
             // the client sent something: one poll for both, no timer, no buffer.
-            let readable = std::future::poll_fn(|cx| match conn.poll_woken(cx) {
-                std::task::Poll::Ready(()) => std::task::Poll::Ready(Ok(false)),
-                std::task::Poll::Pending => socket.io.poll_readable(cx).map_ok(|()| true),
+            let hold = &mut session.hold;
+            let readable = std::future::poll_fn(|cx| {
+                if let Some(h) = hold
+                    && h.until.as_mut().poll(cx).is_ready()
+                {
+                    return std::task::Poll::Ready(Ok(false));
+                }
+                match conn.poll_woken(cx) {
+                    std::task::Poll::Ready(()) => std::task::Poll::Ready(Ok(false)),
+                    std::task::Poll::Pending => socket.io.poll_readable(cx).map_ok(|()| true),
+                }
             })
             .await;
             let readable = match readable {
@@ -526,10 +553,10 @@ async fn turn(
         // Shutting down: what is queued (answers to sends the batcher committed while
         // draining) goes out before the close. A slow consumer's queue is just dropped.
         if code == close_code::GOING_AWAY && conn.has_queued() {
-            let _ = tokio::time::timeout(
-                Duration::from_secs(2),
-                flush(socket, conn, session.skip_until),
-            )
+            let _ = tokio::time::timeout(Duration::from_secs(2), async {
+                release(socket, session).await?;
+                flush(socket, conn, session).await
+            })
             .await;
         }
         return Some(End::Close(code, close_reason(code)));
@@ -543,7 +570,15 @@ async fn turn(
             return Some(End::Gone);
         }
     }
-    if conn.has_queued() && flush(socket, conn, session.skip_until).await.is_err() {
+    if session
+        .hold
+        .as_mut()
+        .is_some_and(|h| h.until.as_mut().poll(&mut noop_cx()).is_ready())
+        && release(socket, session).await.is_err()
+    {
+        return Some(End::Gone);
+    }
+    if conn.has_queued() && flush(socket, conn, session).await.is_err() {
         return Some(End::Gone);
     }
     if !readable {
@@ -574,6 +609,7 @@ async fn turn(
         !matches!(items.last(), Some(Item::Close | Item::Flooding))
     });
     conn.heard(&state.hub);
+    let first = session.hold.is_some() && !items.is_empty();
     for item in items {
         let end = match item {
             Item::Request(Ok(Request::Send(m))) => {
@@ -617,6 +653,13 @@ async fn turn(
             return end;
         }
     }
+    // The first frame was handled (a `sync` replayed): what was held goes out now, then
+    // what queued meanwhile, both without what the replay covered.
+    if first
+        && (release(socket, session).await.is_err() || flush(socket, conn, session).await.is_err())
+    {
+        return Some(End::Gone);
+    }
     match read {
         Read::Done => None,
         Read::Gone => Some(End::Gone),
@@ -624,8 +667,36 @@ async fn turn(
     }
 }
 
-/// Writes everything queued for the connection, skipping durable frames a replay covered.
-async fn flush(socket: &mut Socket, conn: &Conn, skip_until: i64) -> std::io::Result<()> {
+/// A context for polling the hold's deadline outside the wait (its wake-up is not needed).
+fn noop_cx() -> std::task::Context<'static> {
+    std::task::Context::from_waker(std::task::Waker::noop())
+}
+
+/// Ends the first-frame hold: writes the held durable frames a replay did not cover.
+async fn release(socket: &mut Socket, session: &mut Session) -> std::io::Result<()> {
+    let Some(hold) = session.hold.take() else {
+        return Ok(());
+    };
+    let skip_until = session.skip_until;
+    let frames: Vec<Frame<'_>> = hold
+        .held
+        .iter()
+        .filter(|o| o.pos.is_some_and(|p| p > skip_until))
+        .map(|o| Frame {
+            opcode: codec::OP_TEXT,
+            payload: &o.text,
+        })
+        .collect();
+    if frames.is_empty() {
+        return Ok(());
+    }
+    socket.io.write_frames(&frames).await
+}
+
+/// Writes everything queued for the connection, skipping durable frames a replay covered
+/// (and, during the first-frame hold, keeping durable frames back).
+async fn flush(socket: &mut Socket, conn: &Conn, session: &mut Session) -> std::io::Result<()> {
+    let skip_until = session.skip_until;
     let mut batch: Vec<Outbound> = Vec::new();
     loop {
         conn.take(WRITE_BATCH, &mut batch);
@@ -633,6 +704,16 @@ async fn flush(socket: &mut Socket, conn: &Conn, skip_until: i64) -> std::io::Re
             return Ok(());
         }
         batch.retain(|o| o.pos.is_none_or(|p| p > skip_until));
+        if let Some(hold) = session.hold.as_mut() {
+            let (durable, ephemeral): (Vec<Outbound>, Vec<Outbound>) =
+                batch.drain(..).partition(|o| o.pos.is_some());
+            hold.held.extend(durable);
+            batch = ephemeral;
+            if hold.held.len() > MAX_HELD {
+                // A flood while waiting: stop holding (the queue's own limit applies again).
+                release(socket, session).await?;
+            }
+        }
         let frames: Vec<Frame<'_>> = batch
             .iter()
             .map(|o| Frame {

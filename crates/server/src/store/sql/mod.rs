@@ -289,6 +289,16 @@ where
         self.read.close().await;
     }
 
+    async fn stamp_pending(&self) -> Result<()> {
+        // Under the write gate, so this node publishes in stream order.
+        let _gate = self.gate.lock().await;
+        let (_, others) = B::stream_positions(self, &[]).await?;
+        if !others.is_empty() {
+            self.sink.publish(others);
+        }
+        Ok(())
+    }
+
     async fn ping(&self) -> Result<()> {
         sqlx::query("SELECT 1").execute(&self.read).await?;
         Ok(())

@@ -434,6 +434,11 @@ async fn nats_restart_under_traffic_loses_and_doubles_nothing_live() {
         out
     };
     acked.extend(burst(&mut ann_ws, &mut cat_tx, 20).await);
+    // Bob's second device was last connected here: it resumes from this position later.
+    let bob_token = {
+        let ws = on(&c.nodes[2], &bob).connect_ws().await.unwrap();
+        ws.ready().expect("ready").stream_pos
+    };
 
     c.nats.stop();
     // The nodes notice: readiness drops on every node.
@@ -456,6 +461,20 @@ async fn nats_restart_under_traffic_loses_and_doubles_nothing_live() {
     }
     // Messages still commit (and are acked) while NATS is away.
     acked.extend(burst(&mut ann_ws, &mut cat_tx, 20).await);
+    // Bob's second device connects to another node during the outage and resumes: it must
+    // get each owed message once, in seq order, however the node's own catch-up from the
+    // database and this `sync` interleave.
+    let mut bob2 = on(&c.nodes[0], &bob).connect_ws().await.unwrap();
+    let (replayed, _) = bob2.sync(bob_token).await.unwrap();
+    let mut bob2_seqs: Vec<i64> = replayed
+        .iter()
+        .filter_map(|f| match f {
+            ServerFrame::Message { message, .. } if message.conversation_id == grp.id => {
+                Some(message.seq)
+            }
+            _ => None,
+        })
+        .collect();
     c.nats.spawn();
     let deadline = Instant::now() + Duration::from_secs(20);
     while c.nodes[1].client().readyz().await.is_err() {
@@ -471,6 +490,27 @@ async fn nats_restart_under_traffic_loses_and_doubles_nothing_live() {
     let first = acked[0];
     assert_eq!(acked, (first..first + 50).collect::<Vec<_>>());
     let want: HashSet<i64> = acked.iter().copied().collect();
+    let rest: HashSet<i64> = acked[20..]
+        .iter()
+        .filter(|s| !bob2_seqs.contains(s))
+        .copied()
+        .collect();
+    bob2_seqs.extend(collect_until(&mut bob2, &grp.id, &rest, Duration::from_secs(20)).await);
+    let extra = bob2
+        .next_matching(Duration::from_millis(500), |f| {
+            matches!(f, ServerFrame::Message { .. })
+        })
+        .await
+        .unwrap();
+    assert!(
+        extra.is_none(),
+        "bob's second device got an extra {extra:?}"
+    );
+    assert_eq!(
+        bob2_seqs,
+        acked[20..].to_vec(),
+        "bob's second device got each owed message once, in seq order"
+    );
     for (who, ws) in [
         ("bob", &mut bob_ws),
         ("cat", &mut cat_ws),

@@ -3,12 +3,13 @@
 //! frame anywhere), fed to one decoder as two reads.
 //!
 //! Checked: no panic; no message longer than the limit comes out; every text message is
-//! UTF-8 (it is a `&str`); control payloads are at most 125 bytes; what the decoder holds
+//! UTF-8 (it is a `&str`); control payloads are at most 125 bytes; a Close that comes out
+//! carries no code or one RFC 6455 §7.4 allows on the wire; what the decoder holds
 //! between reads stays bounded by the limit plus one frame header; after a violation, it
 //! is not fed again (the gateway closes the socket), as here.
 #![no_main]
 
-use chatnode_server::fuzzing::ws::{Decoder, Incoming};
+use chatnode_server::fuzzing::ws::{Decoder, Incoming, close_code_allowed};
 use libfuzzer_sys::fuzz_target;
 
 const MAX: usize = 4096;
@@ -26,7 +27,8 @@ fuzz_target!(|data: &[u8]| {
         match m {
             Incoming::Text(t) => assert!(t.len() <= MAX),
             Incoming::Ping(p) => assert!(p.len() <= 125),
-            Incoming::Binary | Incoming::Pong | Incoming::Close(_) => {}
+            Incoming::Close(code) => assert!(code.is_none_or(close_code_allowed), "{code:?}"),
+            Incoming::Binary | Incoming::Pong => {}
         }
         true
     };

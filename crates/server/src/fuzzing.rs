@@ -19,7 +19,7 @@ pub mod media {
 
 /// The WebSocket gateway: the frame codec and the text-frame parser.
 pub mod ws {
-    pub use crate::ws::codec::{Decoder, Incoming};
+    pub use crate::ws::codec::{Decoder, Incoming, close_code_allowed};
     pub use crate::ws::{Request, decode};
 }
 

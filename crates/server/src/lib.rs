@@ -13,6 +13,7 @@ pub(crate) mod domain;
 pub(crate) mod encryption;
 pub(crate) mod error;
 pub(crate) mod events;
+pub(crate) mod failpoints;
 pub mod fuzzing;
 pub(crate) mod http;
 pub(crate) mod hub;
@@ -122,7 +123,7 @@ impl AppState {
 pub struct Server {
     state: SharedState,
     shutdown_tx: watch::Sender<bool>,
-    tls: Option<axum_server::tls_rustls::RustlsConfig>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
 /// Binds a TCP listener with a large backlog (a reconnect storm overflows the default 128).
@@ -288,17 +289,7 @@ impl Server {
             tasks,
         });
         let tls = match &state.config.tls {
-            Some((cert, key)) => Some(
-                axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
-                    .await
-                    .with_context(|| {
-                        format!(
-                            "cannot load the TLS certificate {} and key {}",
-                            cert.display(),
-                            key.display()
-                        )
-                    })?,
-            ),
+            Some((cert, key)) => Some(serve::tls_acceptor(cert, key)?),
             None => None,
         };
         Ok(Server {
@@ -330,36 +321,21 @@ impl Server {
     ) -> anyhow::Result<()> {
         let state = self.state.clone();
         let stop_accepting = state.tasks.cancelled().child_token();
-        let tls_handle = axum_server::Handle::new();
-        let serving = {
-            let app = self.router();
-            let tasks = state.tasks.connection_tracker();
-            let stop = stop_accepting.clone();
-            let handle = tls_handle.clone();
-            async move {
-                match self.tls {
-                    None => {
-                        serve::accept_loop(listener, app, tasks, stop).await;
-                        Ok(())
-                    }
-                    Some(tls) => {
-                        let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(tls)
-                            .acceptor(axum_server::accept::NoDelayAcceptor::new());
-                        axum_server::from_tcp(listener.into_std().context("listener")?)
-                            .context("cannot serve TLS")?
-                            .acceptor(acceptor)
-                            .handle(handle)
-                            .serve(app.into_make_service_with_connect_info::<SocketAddr>())
-                            .await
-                            .context("server failed")
-                    }
-                }
-            }
-        };
+        let serving = serve::accept_loop(
+            listener,
+            self.router(),
+            state.tasks.connection_tracker(),
+            stop_accepting.clone(),
+            self.tls.clone(),
+        );
         let mut serving = std::pin::pin!(serving);
+        // A writer that stopped for good ends the process non-zero (after the same orderly
+        // shutdown), so that a supervisor starts a fresh one.
+        let mut writer_stopped = false;
         tokio::select! {
-            r = serving.as_mut() => return r,
+            _ = serving.as_mut() => return Ok(()),
             _ = shutdown => {}
+            _ = state.batcher.stopped() => writer_stopped = true,
         }
         let started = tokio::time::Instant::now();
         let _ = self.shutdown_tx.send(true);
@@ -373,7 +349,6 @@ impl Server {
             .hub
             .close_all(chatnode_protocol::close_code::GOING_AWAY);
         stop_accepting.cancel();
-        tls_handle.graceful_shutdown(Some(Duration::from_secs(5)));
         let _ = tokio::time::timeout(Duration::from_secs(5), serving).await;
         // 3. Connections, then background tasks.
         let left = state.tasks.connections_done(Duration::from_secs(10)).await;
@@ -386,6 +361,12 @@ impl Server {
         }
         // 4. The store.
         state.store.close().await;
+        if writer_stopped {
+            bail!(
+                "the message writer stopped ({}); exiting so that a supervisor restarts the server",
+                state.batcher.health().problem().unwrap_or_default()
+            );
+        }
         tracing::info!(
             ms = started.elapsed().as_millis() as u64,
             "shut down cleanly"

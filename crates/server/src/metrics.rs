@@ -17,6 +17,8 @@ pub struct Metrics {
     latency_sum_us: AtomicU64,
     pub messages: AtomicU64,
     pub batches: AtomicU64,
+    /// Sends answered `unavailable` because the writer panicked or returned no result.
+    pub writer_failures: AtomicU64,
     pub ws_connections_total: AtomicU64,
     pub ws_frames_in: AtomicU64,
     pub ws_rate_limited: AtomicU64,
@@ -96,6 +98,12 @@ impl Metrics {
             "Group-commit transactions.",
             "counter",
             g(&self.batches),
+        );
+        counter(
+            "chatnode_message_writer_failures_total",
+            "Sends answered unavailable because the writer panicked or gave no result.",
+            "counter",
+            g(&self.writer_failures),
         );
         counter(
             "chatnode_http_server_errors_total",

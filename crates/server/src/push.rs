@@ -104,8 +104,6 @@ pub struct Notifier {
     /// Whether any push subscription exists at all. While none does (most servers without
     /// a web client in use), messages cost the notifier nothing: no timer, no query.
     has_subscriptions: std::sync::atomic::AtomicBool,
-    /// The server's tasks (each message's delayed decision runs as one).
-    tasks: crate::tasks::Tasks,
 }
 
 #[derive(Default)]
@@ -113,7 +111,16 @@ pub struct PushStats {
     pub sent: std::sync::atomic::AtomicU64,
     pub failed: std::sync::atomic::AtomicU64,
     pub gone: std::sync::atomic::AtomicU64,
+    /// Messages waiting for their push decision.
+    pub waiting: std::sync::atomic::AtomicU64,
+    /// Messages that got no push decision because [`WAITING_LIMIT`] were waiting.
+    pub dropped: std::sync::atomic::AtomicU64,
 }
+
+/// Messages that may wait for their push decision; more are not pushed (and counted).
+const WAITING_LIMIT: usize = 50_000;
+/// Push decisions (a database read each) running at once.
+const DECIDING: usize = 8;
 
 /// Loads the VAPID key from `DATA_DIR/vapid_private_key`, creating it (0600) on first run.
 fn load_or_create_key(path: &Path) -> anyhow::Result<ES256KeyPair> {
@@ -166,7 +173,6 @@ impl Notifier {
             stats: PushStats::default(),
             // Assume some until the first check says otherwise.
             has_subscriptions: std::sync::atomic::AtomicBool::new(true),
-            tasks: tasks.clone(),
             cfg,
         });
         tasks.background(n.clone().watch_subscriptions());
@@ -174,6 +180,56 @@ impl Notifier {
         tasks.background(n.clone().listen(events_rx));
         tasks.background(n.clone().send_loop(http));
         Ok(n)
+    }
+
+    /// The notifier's Prometheus metrics.
+    pub fn render_metrics(&self, out: &mut String) {
+        use std::fmt::Write;
+        let st = &self.stats;
+        let queued = self.lock_queue().len() as u64;
+        for (name, help, kind, v) in [
+            (
+                "chatnode_push_sent_total",
+                "Push requests accepted by push services.",
+                "counter",
+                st.sent.load(Relaxed),
+            ),
+            (
+                "chatnode_push_failed_total",
+                "Push notifications given up on.",
+                "counter",
+                st.failed.load(Relaxed),
+            ),
+            (
+                "chatnode_push_gone_total",
+                "Subscriptions removed as gone (404, 410).",
+                "counter",
+                st.gone.load(Relaxed),
+            ),
+            (
+                "chatnode_push_waiting",
+                "Messages waiting for their push decision.",
+                "gauge",
+                st.waiting.load(Relaxed),
+            ),
+            (
+                "chatnode_push_dropped_total",
+                "Messages not considered for a push because too many were waiting.",
+                "counter",
+                st.dropped.load(Relaxed),
+            ),
+            (
+                "chatnode_push_queued",
+                "Push requests waiting for a worker or a retry.",
+                "gauge",
+                queued,
+            ),
+        ] {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}"
+            );
+        }
     }
 
     /// The `applicationServerKey` browsers subscribe with.
@@ -199,13 +255,47 @@ impl Notifier {
         }
     }
 
+    /// Takes committed events; each message waits its delay in one bounded FIFO (the delay
+    /// is the same for all, so arrival order is due order) and is then decided, at most
+    /// [`DECIDING`] at a time, all on this one task: no task or timer per message.
     async fn listen(self: Arc<Self>, mut rx: mpsc::Receiver<Durable>) {
-        while let Some(e) = rx.recv().await {
+        let mut waiting: std::collections::VecDeque<(Instant, String, i64)> = Default::default();
+        let mut deciding: JoinSet<()> = JoinSet::new();
+        loop {
+            let next_due = waiting.front().map(|w| w.0);
+            tokio::select! {
+                e = rx.recv() => match e {
+                    Some(e) => self.on_event(e, &mut waiting).await,
+                    None => return,
+                },
+                _ = tokio::time::sleep_until(next_due.unwrap_or_else(Instant::now).into()),
+                    if next_due.is_some() && deciding.len() < DECIDING => {
+                    if let Some((_, conv, seq)) = waiting.pop_front() {
+                        let me = self.clone();
+                        deciding.spawn(async move {
+                            if let Err(err) = me.decide(&conv, seq).await {
+                                tracing::warn!(error = %err, "push: cannot decide on a message");
+                            }
+                        });
+                    }
+                }
+                Some(_) = deciding.join_next(), if !deciding.is_empty() => {}
+            }
+            self.stats.waiting.store(waiting.len() as u64, Relaxed);
+        }
+    }
+
+    async fn on_event(
+        &self,
+        e: Durable,
+        waiting: &mut std::collections::VecDeque<(Instant, String, i64)>,
+    ) {
+        {
             if !self
                 .has_subscriptions
                 .load(std::sync::atomic::Ordering::Relaxed)
             {
-                continue;
+                return;
             }
             if e.kind == EventKind::Notification {
                 if let Some(user) = e.user_id.as_deref()
@@ -213,19 +303,19 @@ impl Notifier {
                 {
                     tracing::warn!(error = %err, "push: cannot push a service notification");
                 }
-                continue;
+                return;
             }
             let Some(conv) = e.conversation_id.clone() else {
-                continue;
+                return;
             };
             if let Some(seq) = e.seq {
-                let me = self.clone();
-                self.tasks.background(async move {
-                    tokio::time::sleep(me.cfg.delay).await;
-                    if let Err(err) = me.decide(&conv, seq).await {
-                        tracing::warn!(error = %err, "push: cannot decide on a message");
-                    }
-                });
+                if waiting.len() >= WAITING_LIMIT {
+                    // Far behind (the database is slow): this message gets no push, and
+                    // the metric says so.
+                    self.stats.dropped.fetch_add(1, Relaxed);
+                } else {
+                    waiting.push_back((Instant::now() + self.cfg.delay, conv, seq));
+                }
             } else if e.kind == EventKind::Read
                 && let Err(err) = self.on_read(&conv, &e.json).await
             {

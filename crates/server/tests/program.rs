@@ -405,6 +405,42 @@ async fn serves_https_with_hsts_when_given_a_certificate() {
         .await
         .unwrap();
     assert_eq!(r.status(), 201);
+    let registered: serde_json::Value = r.json().await.unwrap();
+    let token = registered["access_token"].as_str().unwrap().to_owned();
+    // The WebSocket over TLS (wss) goes through the same accept loop and gateway.
+    {
+        use tokio_rustls::rustls;
+        let mut roots = rustls::RootCertStore::empty();
+        for c in rustls::pki_types::pem::PemObject::pem_slice_iter(&pem) {
+            roots.add(c.unwrap()).unwrap();
+        }
+        let config = rustls::ClientConfig::builder()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let tcp = tokio::net::TcpStream::connect(server.addr.clone())
+            .await
+            .unwrap();
+        let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+        let tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+            .connect(name, tcp)
+            .await
+            .unwrap();
+        let url = format!("wss://{}/api/v1/ws", server.addr);
+        let (mut ws, _) = tokio_tungstenite::client_async(url, tls).await.unwrap();
+        use futures_util::{SinkExt, StreamExt};
+        let auth = serde_json::json!({"type": "auth", "token": token}).to_string();
+        ws.send(tokio_tungstenite::tungstenite::Message::text(auth))
+            .await
+            .unwrap();
+        let first = tokio::time::timeout(WAIT, ws.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        let ready: serde_json::Value = serde_json::from_str(first.to_text().unwrap()).unwrap();
+        assert_eq!(ready["type"], "ready", "{ready}");
+        assert_eq!(ready["user"]["username"], "tls_user");
+    }
     let plain = server.client().healthz().await;
     assert!(
         plain.is_err(),

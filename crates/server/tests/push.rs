@@ -274,6 +274,40 @@ async fn an_offline_recipient_gets_exactly_one_push_with_the_right_content() {
     }
     assert_eq!(got[0].headers["topic"], conv.id.replace('-', ""));
     assert_eq!(got[0].headers["urgency"], "high");
+    // The decision queue drained; the metrics say what happened.
+    let metrics = server.client().metrics().await.unwrap();
+    for line in [
+        "chatnode_push_sent_total 1",
+        "chatnode_push_waiting 0",
+        "chatnode_push_dropped_total 0",
+        "chatnode_push_queued 0",
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "{line} in {metrics}");
+    }
+}
+
+#[tokio::test]
+async fn many_messages_wait_for_their_push_decision_in_one_queue() {
+    // A long delay: every message is still waiting when the metrics are read, and none has
+    // a task or timer of its own (the queue is one FIFO on the notifier's task).
+    let server = TestServer::start_with(&["--push-delay-ms", "2000"]).await;
+    let (svc, base) = Service::start().await;
+    let (a, _au, b, _bu, conv) = friends_with_direct(&server).await;
+    Browser::new(&base, "many").subscribe(&b).await;
+    let mut aws = a.connect_ws().await.unwrap();
+    for i in 0..50 {
+        aws.send_message(&conv.id, &format!("m{i}"), "hi")
+            .await
+            .unwrap();
+    }
+    let metrics = server.client().metrics().await.unwrap();
+    assert!(
+        metrics.lines().any(|l| l == "chatnode_push_waiting 50"),
+        "{metrics}"
+    );
+    // Then each is decided and pushed (one topic per conversation: the service keeps the
+    // newest, but every decision sends).
+    svc.wait_for("many", 50).await;
 }
 
 #[tokio::test]

@@ -28,6 +28,12 @@ async fn readyz(State(state): State<SharedState>) -> Result<Json<serde_json::Val
             "shutting down",
         ));
     }
+    if let Some(problem) = state.batcher.health().problem() {
+        return Err(Error::new(
+            chatnode_protocol::ErrorCode::Unavailable,
+            problem,
+        ));
+    }
     state.store.ping().await.map_err(|_| {
         Error::new(
             chatnode_protocol::ErrorCode::Unavailable,
@@ -56,12 +62,14 @@ async fn readyz(State(state): State<SharedState>) -> Result<Json<serde_json::Val
 }
 
 async fn metrics(State(state): State<SharedState>) -> Response {
+    let mut body = state.metrics.render(&state.hub);
+    state.push.render_metrics(&mut body);
     (
         [(
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        state.metrics.render(&state.hub),
+        body,
     )
         .into_response()
 }

@@ -184,7 +184,6 @@ impl<J> SendQueue<J> {
     }
 
     /// Jobs waiting, ready or for a retry.
-    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.len
     }

@@ -297,10 +297,14 @@ impl Decoder {
                     0 => None,
                     1 => return Err(Violation::Protocol("close frame of one byte")),
                     _ => {
+                        let code = u16::from_be_bytes([payload[0], payload[1]]);
+                        if !close_code_allowed(code) {
+                            return Err(Violation::Protocol("close code not allowed on the wire"));
+                        }
                         if std::str::from_utf8(&payload[2..]).is_err() {
                             return Err(Violation::NotUtf8);
                         }
-                        Some(u16::from_be_bytes([payload[0], payload[1]]))
+                        Some(code)
                     }
                 };
                 Ok(on(Incoming::Close(code)))
@@ -368,6 +372,19 @@ pub fn frame_header(opcode: u8, len: usize) -> ([u8; 10], usize) {
         h[2..10].copy_from_slice(&(len as u64).to_be_bytes());
         (h, 10)
     }
+}
+
+/// Whether a peer may send `code` in a Close frame (RFC 6455 §7.4): the defined codes
+/// except 1004 (reserved), 1005 and 1006 (never sent, only reported locally), the IANA
+/// registered 1012–1014, and 3000–4999 for libraries and applications. Everything else
+/// (below 1000, 1015, the reserved 1016–2999, 5000 and above) is a protocol error.
+pub fn close_code_allowed(code: u16) -> bool {
+    matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999)
+}
+
+/// A Close frame without a code (the answer to a Close that gave none).
+pub fn empty_close_frame() -> Vec<u8> {
+    vec![0x80 | OP_CLOSE, 0]
 }
 
 /// A whole close frame (code and a short reason), as bytes.
@@ -524,6 +541,23 @@ mod tests {
             let mut d = Decoder::default();
             let (_, r) = run(&mut d, &bytes);
             assert_eq!(r.map_err(|v| v.code(4009)), Err(code), "{bytes:x?}");
+        }
+        // Close codes RFC 6455 §7.4 does not allow on the wire.
+        for code in [
+            0u16, 999, 1004, 1005, 1006, 1015, 1016, 2000, 2999, 5000, 65535,
+        ] {
+            let mut d = Decoder::default();
+            let bytes = client_frame(true, OP_CLOSE, &code.to_be_bytes(), MASK);
+            let (_, r) = run(&mut d, &bytes);
+            assert_eq!(r.map_err(|v| v.code(4009)), Err(1002), "close code {code}");
+        }
+        for code in [
+            1000u16, 1001, 1002, 1003, 1007, 1011, 1014, 3000, 4000, 4999,
+        ] {
+            let mut d = Decoder::default();
+            let bytes = client_frame(true, OP_CLOSE, &code.to_be_bytes(), MASK);
+            let (got, r) = run(&mut d, &bytes);
+            assert_eq!((got, r), (vec![Got::Close(Some(code))], Ok(())), "{code}");
         }
         // A fragmented message that grows past the limit.
         let mut d = Decoder::default();

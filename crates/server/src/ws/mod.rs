@@ -111,7 +111,14 @@ fn handshake(headers: &HeaderMap) -> Option<String> {
     if headers.get(header::SEC_WEBSOCKET_VERSION)?.as_bytes() != b"13" {
         return None;
     }
+    // §4.2.1: the key is a nonce of 16 bytes, base64-encoded.
     let key = headers.get(header::SEC_WEBSOCKET_KEY)?;
+    let nonce = base64::engine::general_purpose::STANDARD
+        .decode(key.as_bytes())
+        .ok()?;
+    if nonce.len() != 16 {
+        return None;
+    }
     let mut sha = Sha1::new();
     sha.update(key.as_bytes());
     sha.update(b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11");
@@ -176,7 +183,8 @@ enum Item {
     Flooding,
     Binary,
     Ping(Vec<u8>),
-    Close,
+    /// The client's Close, with its code if it gave one.
+    Close(Option<u16>),
 }
 
 impl Socket {
@@ -604,9 +612,9 @@ async fn turn(
             Incoming::Binary => Item::Binary,
             Incoming::Ping(data) => Item::Ping(data.to_vec()),
             Incoming::Pong => return true,
-            Incoming::Close(_) => Item::Close,
+            Incoming::Close(code) => Item::Close(code),
         });
-        !matches!(items.last(), Some(Item::Close | Item::Flooding))
+        !matches!(items.last(), Some(Item::Close(_) | Item::Flooding))
     });
     conn.heard(&state.hub);
     let first = session.hold.is_some() && !items.is_empty();
@@ -642,9 +650,14 @@ async fn turn(
                 }];
                 socket.io.write_frames(&pong).await.err().map(|_| End::Gone)
             }
-            Item::Close => {
-                // Answer the client's Close with ours, then it is over.
-                let _ = socket.io.write_raw(&codec::close_frame(1000, "")).await;
+            Item::Close(code) => {
+                // Answer the client's Close by echoing its code (RFC 6455 §5.5.1), or with an
+                // empty Close when it gave none, then it is over.
+                let answer = match code {
+                    Some(code) => codec::close_frame(code, ""),
+                    None => codec::empty_close_frame(),
+                };
+                let _ = socket.io.write_raw(&answer).await;
                 socket.io.shutdown().await;
                 Some(End::Gone)
             }
@@ -891,6 +904,17 @@ mod tests {
             handshake(&h).as_deref(),
             Some("s3pPLMBiTxaQ9kYGzzhZRbK+xOo=")
         );
+        // A key that is not a base64 nonce of 16 bytes is refused.
+        for bad in [
+            "",
+            "not base64!",
+            "dGhlIHNhbXBsZQ==",
+            "dGhlIHNhbXBsZSBub25jZSE=",
+        ] {
+            let mut h = h.clone();
+            h.insert(header::SEC_WEBSOCKET_KEY, HeaderValue::from_static(bad));
+            assert_eq!(handshake(&h), None, "{bad:?}");
+        }
         h.insert(header::SEC_WEBSOCKET_VERSION, HeaderValue::from_static("8"));
         assert_eq!(handshake(&h), None);
         h.insert(

@@ -220,6 +220,21 @@ impl TestServer {
         panic!("server did not exit within 10 s of SIGTERM");
     }
 
+    /// Waits up to `within` for the server to exit by itself; its status, or `None`.
+    pub async fn wait_exit(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = std::time::Instant::now() + within;
+        while std::time::Instant::now() < deadline {
+            if let Some(c) = self.child.as_mut()
+                && let Ok(Some(s)) = c.try_wait()
+            {
+                self.child = None;
+                return Some(s);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        None
+    }
+
     /// Starts the server again on the same address and data dir.
     pub async fn restart(&mut self) {
         self.kill9();

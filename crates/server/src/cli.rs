@@ -110,7 +110,8 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let listener = crate::bind(config.listen)?;
     let addr = listener.local_addr()?;
     let server = crate::Server::start(config).await?;
-    tracing::info!(%addr, "chatnode listening");
+    let roles = server.state().config.roles.names().join(",");
+    tracing::info!(%addr, %roles, "chatnode listening");
     server.run(listener, shutdown_signal()).await
 }
 

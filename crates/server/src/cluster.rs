@@ -69,6 +69,13 @@ const PRESENCE_SUBJECT: &str = "chatnode.presence";
 /// Login sessions that ended (logout, password change, revocation, refresh-token reuse,
 /// suspension): every node closes their sockets.
 const SESSIONS_SUBJECT: &str = "chatnode.sessions";
+/// Web Push requests decided on a node, for one node of the `push` role to send (a queue
+/// group: each job reaches exactly one of them).
+const PUSH_SUBJECT: &str = "chatnode.push";
+const PUSH_QUEUE: &str = "chatnode-push";
+/// A push subscription was added somewhere: nodes that skipped push decisions (while none
+/// existed) start making them.
+const PUSH_SUBSCRIBED_SUBJECT: &str = "chatnode.push_subscribed";
 
 /// What travels on NATS.
 #[derive(Serialize, Deserialize)]
@@ -299,6 +306,45 @@ impl Cluster {
             json,
         };
         self.send(EPHEMERAL_SUBJECT, &wire);
+    }
+
+    /// Hands a Web Push job to one node of the `push` role. Best effort, like a push
+    /// itself: while NATS is away (or no node has the role) it is lost, and counted.
+    pub fn publish_push(&self, job: Bytes) {
+        if self
+            .outbox
+            .try_send((PUSH_SUBJECT.to_owned(), job))
+            .is_err()
+        {
+            self.dropped_out.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Tells every node that a push subscription exists now.
+    pub fn publish_push_subscribed(&self) {
+        if self
+            .outbox
+            .try_send((PUSH_SUBSCRIBED_SUBJECT.to_owned(), Bytes::new()))
+            .is_err()
+        {
+            self.dropped_out.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Announcements of new push subscriptions (see [`Cluster::publish_push_subscribed`]).
+    pub async fn push_subscribed(&self) -> anyhow::Result<async_nats::Subscriber> {
+        self.client
+            .subscribe(PUSH_SUBSCRIBED_SUBJECT)
+            .await
+            .context("cannot subscribe to push announcements")
+    }
+
+    /// The Web Push jobs this node sends (a `push` node), shared with the other push nodes.
+    pub async fn push_jobs(&self) -> anyhow::Result<async_nats::Subscriber> {
+        self.client
+            .queue_subscribe(PUSH_SUBJECT, PUSH_QUEUE.to_owned())
+            .await
+            .context("cannot subscribe to the push queue")
     }
 
     /// Tells the other nodes that `user_id`'s first connection here opened or last closed.

@@ -110,6 +110,11 @@ pub struct ServeArgs {
     /// nats://HOST:PORT, to run as one node of a cluster
     #[arg(long, env = "CHATNODE_NATS_URL")]
     pub nats_url: Option<String>,
+    /// What this node does, comma-separated: `gateway` (the WebSocket), `api` (REST, media
+    /// and the web client), `push` (sending Web Push); a node without a role answers its
+    /// routes with a clear error [default: gateway,api,push]
+    #[arg(long, env = "CHATNODE_ROLES", value_delimiter = ',')]
+    pub roles: Option<Vec<String>>,
     /// A TOML file with the same keys as these options (snake_case)
     #[arg(long, env = "CHATNODE_CONFIG")]
     #[serde(skip)]
@@ -318,10 +323,79 @@ impl FreeSpaceFloor {
 /// The environment variable that holds the encryption-at-rest key material itself.
 pub const KEY_ENV: &str = "CHATNODE_ENCRYPTION_KEY";
 
+/// What a node does (`--roles`). Every node serves `/healthz`, `/readyz` and `/metrics`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Roles {
+    /// `/api/v1/ws`: WebSocket connections and their live delivery.
+    pub gateway: bool,
+    /// The REST API, media and the embedded web client.
+    pub api: bool,
+    /// Sending Web Push requests (every node decides on pushes for what it commits; in a
+    /// cluster the requests go to the nodes with this role).
+    pub push: bool,
+}
+
+impl Roles {
+    pub const ALL: Roles = Roles {
+        gateway: true,
+        api: true,
+        push: true,
+    };
+
+    pub fn parse(names: &[String]) -> anyhow::Result<Roles> {
+        let mut r = Roles {
+            gateway: false,
+            api: false,
+            push: false,
+        };
+        for name in names.iter().map(|n| n.trim()).filter(|n| !n.is_empty()) {
+            match name {
+                "gateway" => r.gateway = true,
+                "api" => r.api = true,
+                "push" => r.push = true,
+                "all" => r = Roles::ALL,
+                other => {
+                    bail!("unknown role {other:?} in --roles (the roles are gateway, api, push)")
+                }
+            }
+        }
+        if r == (Roles {
+            gateway: false,
+            api: false,
+            push: false,
+        }) {
+            bail!("--roles names no role (the roles are gateway, api, push)");
+        }
+        Ok(r)
+    }
+
+    /// The role names, in a fixed order.
+    pub fn names(&self) -> Vec<&'static str> {
+        [
+            ("gateway", self.gateway),
+            ("api", self.api),
+            ("push", self.push),
+        ]
+        .into_iter()
+        .filter_map(|(n, on)| on.then_some(n))
+        .collect()
+    }
+
+    pub fn has(&self, name: &str) -> bool {
+        match name {
+            "gateway" => self.gateway,
+            "api" => self.api,
+            "push" => self.push,
+            _ => false,
+        }
+    }
+}
+
 /// The resolved settings the server runs with.
 #[derive(Clone)]
 pub struct Config {
     pub listen: SocketAddr,
+    pub roles: Roles,
     pub data_dir: PathBuf,
     pub database_url: String,
     pub nats_url: Option<String>,
@@ -422,7 +496,12 @@ impl Config {
             (None, Some(f)) => crate::crypto::KeySource::File(f),
             (None, None) => crate::crypto::KeySource::File(data_dir.join("encryption_key")),
         };
+        let roles = match args.roles.clone().or(file.roles.clone()) {
+            Some(names) => Roles::parse(&names)?,
+            None => Roles::ALL,
+        };
         let cfg = Config {
+            roles,
             encryption_key,
             listen: pick!(listen, SocketAddr::from(([127, 0, 0, 1], 8080))),
             database_url,

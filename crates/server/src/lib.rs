@@ -242,6 +242,7 @@ impl Server {
         let push = push::Notifier::start(
             &config.data_dir,
             push::PushConfig {
+                sends: config.roles.push,
                 delay: Duration::from_millis(config.push_delay_ms),
                 contact: config.push_contact.clone(),
                 concurrency: config.push_concurrency.max(1),
@@ -251,6 +252,9 @@ impl Server {
             hub.clone(),
             &tasks,
         )?;
+        if let Some(cluster) = &cluster {
+            push.join(cluster.clone(), &tasks).await?;
+        }
         let limits = {
             use limits::Limiter;
             let per = |ms: u64| Duration::from_millis(ms);

@@ -23,7 +23,7 @@ mod queue;
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Context;
@@ -47,6 +47,9 @@ use crate::store::{PushTarget, Store};
 /// Settings of the push sender.
 #[derive(Debug, Clone)]
 pub struct PushConfig {
+    /// Whether this node sends push requests (the `push` role); otherwise it hands them to
+    /// a node that does (in a cluster) or sends none.
+    pub sends: bool,
     /// How long after a message to decide whether to push it.
     pub delay: Duration,
     /// The VAPID `sub` claim (a `mailto:` or `https:` contact).
@@ -55,6 +58,54 @@ pub struct PushConfig {
     pub concurrency: usize,
     /// Per-request timeout.
     pub timeout: Duration,
+}
+
+/// A [`Job`] on its way to a `push` node.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct WireJob {
+    user_id: String,
+    endpoint: String,
+    p256dh: String,
+    auth: String,
+    /// The payload before encryption (the sending node encrypts), base64url.
+    payload: String,
+    topic: String,
+    urgency: String,
+}
+
+impl From<&Job> for WireJob {
+    fn from(j: &Job) -> WireJob {
+        WireJob {
+            user_id: j.target.user_id.clone(),
+            endpoint: j.target.endpoint.clone(),
+            p256dh: j.target.p256dh.clone(),
+            auth: j.target.auth.clone(),
+            payload: URL_SAFE_NO_PAD.encode(&j.payload),
+            topic: j.topic.clone(),
+            urgency: j.urgency.to_owned(),
+        }
+    }
+}
+
+impl WireJob {
+    fn into_job(self) -> Job {
+        Job {
+            target: PushTarget {
+                user_id: self.user_id,
+                endpoint: self.endpoint,
+                p256dh: self.p256dh,
+                auth: self.auth,
+            },
+            payload: URL_SAFE_NO_PAD.decode(self.payload).unwrap_or_default(),
+            topic: self.topic,
+            urgency: if self.urgency == "high" {
+                "high"
+            } else {
+                "normal"
+            },
+            attempts: 0,
+        }
+    }
 }
 
 struct Job {
@@ -88,6 +139,10 @@ enum Verdict {
 }
 
 pub struct Notifier {
+    /// The `push` role: this node sends push requests.
+    sends: bool,
+    /// The cluster, once joined: where jobs go when this node does not send.
+    remote: OnceLock<Arc<crate::cluster::Cluster>>,
     store: Arc<dyn Store>,
     hub: Arc<Hub>,
     cfg: PushConfig,
@@ -113,8 +168,11 @@ pub struct PushStats {
     pub gone: std::sync::atomic::AtomicU64,
     /// Messages waiting for their push decision.
     pub waiting: std::sync::atomic::AtomicU64,
-    /// Messages that got no push decision because [`WAITING_LIMIT`] were waiting.
+    /// Messages that got no push decision because [`WAITING_LIMIT`] were waiting, and
+    /// pushes a single node without the `push` role did not send.
     pub dropped: std::sync::atomic::AtomicU64,
+    /// Push requests handed to a `push` node of the cluster.
+    pub forwarded: std::sync::atomic::AtomicU64,
 }
 
 /// Messages that may wait for their push decision; more are not pushed (and counted).
@@ -164,6 +222,8 @@ impl Notifier {
             .build()
             .context("cannot build the push HTTP client")?;
         let n = Arc::new(Notifier {
+            sends: cfg.sends,
+            remote: OnceLock::new(),
             store,
             hub: hub.clone(),
             vapid,
@@ -178,8 +238,45 @@ impl Notifier {
         tasks.background(n.clone().watch_subscriptions());
         hub.set_notifier(events_tx);
         tasks.background(n.clone().listen(events_rx));
-        tasks.background(n.clone().send_loop(http));
+        if n.sends {
+            tasks.background(n.clone().send_loop(http));
+        }
         Ok(n)
+    }
+
+    /// In a cluster: push requests decided here go to a node of the `push` role (this one
+    /// when it has the role), and a `push` node also sends those the other nodes decided.
+    pub async fn join(
+        self: &Arc<Self>,
+        cluster: Arc<crate::cluster::Cluster>,
+        tasks: &crate::tasks::Tasks,
+    ) -> anyhow::Result<()> {
+        if self.sends {
+            let mut jobs = cluster.push_jobs().await?;
+            let me = self.clone();
+            tasks.background(async move {
+                use futures_util::StreamExt;
+                while let Some(msg) = jobs.next().await {
+                    match serde_json::from_slice::<WireJob>(&msg.payload) {
+                        Ok(w) => me.enqueue_here(w.into_job()),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "push: a malformed job from the cluster")
+                        }
+                    }
+                }
+            });
+        }
+        let mut subscribed = cluster.push_subscribed().await?;
+        let me = self.clone();
+        tasks.background(async move {
+            use futures_util::StreamExt;
+            while subscribed.next().await.is_some() {
+                me.has_subscriptions
+                    .store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+        });
+        let _ = self.remote.set(cluster);
+        Ok(())
     }
 
     /// The notifier's Prometheus metrics.
@@ -205,6 +302,12 @@ impl Notifier {
                 "Subscriptions removed as gone (404, 410).",
                 "counter",
                 st.gone.load(Relaxed),
+            ),
+            (
+                "chatnode_push_forwarded_total",
+                "Push requests handed to a push node of the cluster.",
+                "counter",
+                st.forwarded.load(Relaxed),
             ),
             (
                 "chatnode_push_waiting",
@@ -237,10 +340,14 @@ impl Notifier {
         &self.vapid.public_key
     }
 
-    /// A subscription was just added (possibly on this node): stop skipping messages.
+    /// A subscription was just added on this node: stop skipping messages, here and (in a
+    /// cluster) on every node.
     pub fn note_subscribed(&self) {
         self.has_subscriptions
             .store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(cluster) = self.remote.get() {
+            cluster.publish_push_subscribed();
+        }
     }
 
     /// Re-checks every 30 s whether any subscription exists (other nodes may add some).
@@ -462,7 +569,30 @@ impl Notifier {
         Ok(())
     }
 
+    /// Sends `job` from here (a `push` node) or hands it to one that sends.
     fn enqueue(&self, job: Job) {
+        if self.sends {
+            return self.enqueue_here(job);
+        }
+        match self.remote.get() {
+            Some(cluster) => {
+                let wire = WireJob::from(&job);
+                match serde_json::to_vec(&wire) {
+                    Ok(bytes) => {
+                        cluster.publish_push(bytes.into());
+                        self.stats.forwarded.fetch_add(1, Relaxed);
+                    }
+                    Err(e) => tracing::error!(error = %e, "push: cannot encode a job"),
+                }
+            }
+            // A single node without the push role sends no pushes (its operator said so).
+            None => {
+                self.stats.dropped.fetch_add(1, Relaxed);
+            }
+        }
+    }
+
+    fn enqueue_here(&self, job: Job) {
         let origin = job
             .target
             .endpoint

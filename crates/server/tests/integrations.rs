@@ -301,6 +301,10 @@ async fn webhooks_post_slack_payloads_live() {
         page.messages[0].via_webhook.as_ref().unwrap().name,
         "Deploy bot"
     );
+    // A webhook's posts are not its creator's writing: unread for them like for the others.
+    let mine = owner.conversation(&g.id).await.unwrap();
+    assert!(mine.last_read_seq < ok.seq, "{mine:?}");
+    assert!(mine.unread_count >= 2, "{mine:?}");
     // Slack's form encoding works too.
     let resp = anon
         .raw_bytes(

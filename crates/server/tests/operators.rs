@@ -371,6 +371,8 @@ async fn stats_count_users_messages_and_connections() {
     let _ws2 = b.connect_ws().await.unwrap();
     let s = admin.admin_stats().await.unwrap();
     assert_eq!(s.users, 3);
+    // Signing in over REST is activity too (all three did, at registration).
+    assert_eq!(s.users_active_24h, 3, "{s:?}");
     assert_eq!(s.conversations, 2);
     assert_eq!(s.groups, 1);
     // Five texts, and the group's system message that it was made.

@@ -51,6 +51,16 @@ fn frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
 /// Reads server frames until a Close; returns its payload.
 async fn read_close(s: &mut TcpStream) -> Vec<u8> {
     loop {
+        let (opcode, payload) = read_frame(s).await;
+        if opcode == 0x8 {
+            return payload;
+        }
+    }
+}
+
+/// The next server frame: its opcode and payload.
+async fn read_frame(s: &mut TcpStream) -> (u8, Vec<u8>) {
+    {
         let mut h = [0u8; 2];
         tokio::time::timeout(WAIT, s.read_exact(&mut h))
             .await
@@ -72,9 +82,7 @@ async fn read_close(s: &mut TcpStream) -> Vec<u8> {
         };
         let mut payload = vec![0u8; len];
         s.read_exact(&mut payload).await.unwrap();
-        if h[0] & 0x0f == 0x8 {
-            return payload;
-        }
+        (h[0] & 0x0f, payload)
     }
 }
 
@@ -90,6 +98,28 @@ async fn authenticated(server: &TestServer) -> TcpStream {
     let auth = serde_json::json!({"type": "auth", "token": token}).to_string();
     s.write_all(&frame(0x1, auth.as_bytes())).await.unwrap();
     s
+}
+
+#[tokio::test]
+async fn frames_pipelined_behind_auth_in_one_segment_are_all_handled() {
+    let server = TestServer::start().await;
+    let (client, _) = register(&server, "pipeliner").await;
+    let token = client.access_token().expect("a session");
+    let (head, mut s) = upgrade(&server, "dGhlIHNhbXBsZSBub25jZQ==").await;
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    let auth = serde_json::json!({"type": "auth", "token": token}).to_string();
+    let mut bytes = frame(0x1, auth.as_bytes());
+    bytes.extend(frame(0x1, br#"{"type":"sync","since":0}"#));
+    bytes.extend(frame(0x1, br#"{"type":"ping"}"#));
+    s.write_all(&bytes).await.unwrap();
+    let mut types = Vec::new();
+    while types.len() < 3 {
+        let (opcode, payload) = read_frame(&mut s).await;
+        assert_eq!(opcode, 0x1);
+        let v: serde_json::Value = serde_json::from_slice(&payload).unwrap();
+        types.push(v["type"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(types, ["ready", "synced", "pong"]);
 }
 
 #[tokio::test]

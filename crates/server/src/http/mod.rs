@@ -71,6 +71,7 @@ pub fn router(state: SharedState) -> Router {
         .fallback(crate::web::serve)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(state.clone(), shed))
+        .layer(middleware::from_fn_with_state(state.clone(), role_gate))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .layer(SetResponseHeaderLayer::if_not_present(
             header::CONTENT_SECURITY_POLICY,
@@ -109,6 +110,31 @@ async fn method_not_allowed() -> Error {
         ErrorCode::MethodNotAllowed,
         "method not allowed on this path",
     )
+}
+
+/// The role a path needs (`None`: every node serves it).
+fn role_for(path: &str) -> Option<&'static str> {
+    match path {
+        "/healthz" | "/readyz" | "/metrics" => None,
+        "/api/v1/ws" => Some("gateway"),
+        _ => Some("api"),
+    }
+}
+
+/// Answers a route of a role this node does not run (`--roles`) with a clear error.
+async fn role_gate(State(state): State<SharedState>, req: Request, next: Next) -> Response {
+    let roles = state.config.roles;
+    match role_for(req.uri().path()) {
+        Some(role) if !roles.has(role) => Error::new(
+            ErrorCode::Unavailable,
+            format!(
+                "this node does not run the {role} role (its roles: {}); send this request to a node that does",
+                roles.names().join(",")
+            ),
+        )
+        .into_response(),
+        _ => next.run(req).await,
+    }
 }
 
 /// Sheds load: past `--max-inflight` concurrent requests, answer 503 at once (clients retry

@@ -21,7 +21,35 @@ async fn healthz() -> Json<serde_json::Value> {
     Json(json!({"status": "ok"}))
 }
 
-async fn readyz(State(state): State<SharedState>) -> Result<Json<serde_json::Value>> {
+#[derive(serde::Deserialize)]
+struct ReadyQuery {
+    /// Ready for this role: also unready when the node does not run it (a load balancer's
+    /// health check per pool: `/readyz?role=gateway` for the WebSocket pool).
+    role: Option<String>,
+}
+
+async fn readyz(
+    State(state): State<SharedState>,
+    crate::http::ApiQuery(q): crate::http::ApiQuery<ReadyQuery>,
+) -> Result<Json<serde_json::Value>> {
+    let roles = state.config.roles;
+    if let Some(role) = q.role.as_deref() {
+        if !matches!(role, "gateway" | "api" | "push") {
+            return Err(Error::invalid(
+                "role",
+                "the roles are gateway, api and push",
+            ));
+        }
+        if !roles.has(role) {
+            return Err(Error::new(
+                chatnode_protocol::ErrorCode::Unavailable,
+                format!(
+                    "this node does not run the {role} role (its roles: {})",
+                    roles.names().join(",")
+                ),
+            ));
+        }
+    }
     if *state.shutdown.borrow() {
         return Err(Error::new(
             chatnode_protocol::ErrorCode::Unavailable,
@@ -41,9 +69,11 @@ async fn readyz(State(state): State<SharedState>) -> Result<Json<serde_json::Val
         )
     })?;
     let Some(cluster) = &state.cluster else {
-        return Ok(Json(
-            json!({"status": "ready", "store": state.store.backend()}),
-        ));
+        return Ok(Json(json!({
+            "status": "ready",
+            "store": state.store.backend(),
+            "roles": roles.names(),
+        })));
     };
     // A node cut off from NATS would serve its own users but nobody else's events: take it
     // out of the load balancer until the connection is back.
@@ -58,6 +88,7 @@ async fn readyz(State(state): State<SharedState>) -> Result<Json<serde_json::Val
         "store": state.store.backend(),
         "broker": "nats",
         "node_id": cluster.node_id(),
+        "roles": roles.names(),
     })))
 }
 

@@ -410,13 +410,16 @@ fn write(
             .execute(params![md.id, now])
             .map_err(db)?;
     }
-    // Whoever writes has read everything up to their own message.
-    tx.prepare_cached(
-        "UPDATE members SET last_read_seq = ?3 WHERE conversation_id = ?1 AND user_id = ?2 AND last_read_seq < ?3",
-    )
-    .map_err(db)?
-    .execute(params![m.conversation_id, m.sender_id, m.seq])
-    .map_err(db)?;
+    // Whoever writes has read everything up to their own message (a webhook's post is not
+    // its creator's writing: it stays unread for them like for everyone).
+    if m.via_webhook.is_none() {
+        tx.prepare_cached(
+            "UPDATE members SET last_read_seq = ?3 WHERE conversation_id = ?1 AND user_id = ?2 AND last_read_seq < ?3",
+        )
+        .map_err(db)?
+        .execute(params![m.conversation_id, m.sender_id, m.seq])
+        .map_err(db)?;
+    }
     tx.prepare_cached(
         "UPDATE conversations SET last_seq = MAX(last_seq, ?2), last_activity_at = ?3 WHERE id = ?1",
     )

@@ -205,7 +205,8 @@ impl Decoder {
         self.held.is_some()
     }
 
-    /// Whether bytes given at construction wait to be parsed (feed an empty input).
+    /// Whether bytes read earlier wait to be parsed (given at construction, or left when
+    /// `on` stopped): feed an empty input.
     pub fn has_input(&self) -> bool {
         self.held.as_ref().is_some_and(|h| h.unparsed)
     }
@@ -218,8 +219,9 @@ impl Decoder {
     }
 
     /// Parses what arrived (`input`, unmasked in place) and calls `on` with every complete
-    /// message in order. `on` returns `false` to stop (the connection is closing); what is
-    /// left is dropped. A violation stops parsing and is returned.
+    /// message in order. `on` returns `false` to stop; the bytes after that message are kept
+    /// and parsed first by the next call ([`Decoder::has_input`]). A violation stops parsing
+    /// and is returned.
     pub fn feed(
         &mut self,
         input: &mut [u8],
@@ -266,7 +268,14 @@ impl Decoder {
             unmask(payload, h.mask);
             at = end;
             if !self.frame(h.fin, h.opcode, payload, max_message, on)? {
-                if let Some(held) = self.held.as_mut() {
+                // Stopped: what follows was sent already (a client may pipeline frames right
+                // behind its `auth`); keep it, unparsed, for the next call.
+                let rest = &input[at..];
+                if !rest.is_empty() {
+                    let held = self.held_mut();
+                    held.partial = rest.to_vec();
+                    held.unparsed = true;
+                } else if let Some(held) = self.held.as_mut() {
                     held.partial = Vec::new();
                 }
                 return Ok(());
@@ -565,6 +574,28 @@ mod tests {
         bytes.extend(client_frame(true, OP_CONTINUATION, &[b'a'; 11], MASK));
         let (_, r) = run(&mut d, &bytes);
         assert_eq!(r, Err(Violation::TooLarge));
+    }
+
+    #[test]
+    fn frames_behind_a_stop_are_kept_for_the_next_call() {
+        let mut bytes = client_frame(true, OP_TEXT, b"auth", MASK);
+        bytes.extend(client_frame(true, OP_TEXT, b"sync", MASK));
+        bytes.extend(client_frame(true, OP_CLOSE, &4000u16.to_be_bytes(), MASK));
+        let mut d = Decoder::default();
+        let mut first = Vec::new();
+        d.feed(&mut bytes, MAX, |m| {
+            if let Incoming::Text(t) = m {
+                first.push(t.to_owned());
+            }
+            false
+        })
+        .unwrap();
+        assert_eq!(first, vec!["auth".to_owned()]);
+        assert!(d.has_input());
+        let (got, r) = run(&mut d, &[]);
+        assert_eq!(r, Ok(()));
+        assert_eq!(got, vec![Got::Text("sync".into()), Got::Close(Some(4000))]);
+        assert!(!d.has_input() && !d.is_holding());
     }
 
     #[test]

@@ -523,6 +523,11 @@ async fn serve(state: &SharedState, socket: &mut Socket, conn: &Arc<Conn>) {
             // the client sent something: one poll for both, no timer, no buffer.
             let hold = &mut session.hold;
             let readable = std::future::poll_fn(|cx| {
+                // Frames that arrived behind an earlier one (pipelined after `auth`) were
+                // read already: no readiness will announce them.
+                if socket.decoder.has_input() {
+                    return std::task::Poll::Ready(Ok(true));
+                }
                 if let Some(h) = hold
                     && h.until.as_mut().poll(cx).is_ready()
                 {

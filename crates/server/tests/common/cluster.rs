@@ -93,6 +93,11 @@ pub struct Cluster {
 
 /// Three nodes, or `None` (after printing why) when PostgreSQL or nats-server is missing.
 pub async fn cluster(test: &str) -> Option<Cluster> {
+    cluster_with(test, &[&[], &[], &[]]).await
+}
+
+/// One node per entry of `extra`, each started with those extra arguments (e.g. `--roles`).
+pub async fn cluster_with(test: &str, extra: &[&[&str]]) -> Option<Cluster> {
     if !std::path::Path::new(NATS_SERVER).exists() {
         println!("SKIPPED cluster::{test}: {NATS_SERVER} is not installed");
         return None;
@@ -105,18 +110,20 @@ pub async fn cluster(test: &str) -> Option<Cluster> {
     };
     let nats = Nats::start();
     let (db, nats_url) = (schema.url(), nats.url());
-    let args = [
-        "--database-url",
-        db.as_str(),
-        "--nats-url",
-        nats_url.as_str(),
-    ];
-    let first = TestServer::start_node(&args, None).await;
-    let secret = first.data_dir();
-    let second = TestServer::start_node(&args, Some(&secret)).await;
-    let third = TestServer::start_node(&args, Some(&secret)).await;
+    let mut nodes: Vec<TestServer> = Vec::new();
+    for more in extra {
+        let mut args = vec![
+            "--database-url",
+            db.as_str(),
+            "--nats-url",
+            nats_url.as_str(),
+        ];
+        args.extend_from_slice(more);
+        let secret = nodes.first().map(|n| n.data_dir());
+        nodes.push(TestServer::start_node(&args, secret.as_deref()).await);
+    }
     Some(Cluster {
-        nodes: vec![first, second, third],
+        nodes,
         nats,
         _schema: schema,
     })

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod cluster;
+pub mod push_service;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -86,14 +87,14 @@ impl Drop for PgSchema {
 
 impl TestServer {
     /// A node of a cluster: `args` carry the shared `--database-url` and `--nats-url`; the
-    /// JWT secret and the encryption key are copied from `secret_from` (a node's data dir)
-    /// when given, since every node must sign and check tokens, and read the data, with the
-    /// same keys.
+    /// JWT secret, the encryption key and the VAPID key are copied from `secret_from` (a
+    /// node's data dir) when given, since every node must sign and check tokens, read the
+    /// data and sign pushes with the same keys.
     pub async fn start_node(args: &[&str], secret_from: Option<&Path>) -> TestServer {
         let dir = tempfile::tempdir().expect("temp dir");
         if let Some(from) = secret_from {
             std::fs::create_dir_all(dir.path().join("data")).expect("data dir");
-            for file in ["jwt_secret", "encryption_key"] {
+            for file in ["jwt_secret", "encryption_key", "vapid_private_key"] {
                 std::fs::copy(from.join(file), dir.path().join("data").join(file))
                     .unwrap_or_else(|e| panic!("copy {file}: {e}"));
             }

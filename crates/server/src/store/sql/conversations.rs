@@ -140,8 +140,8 @@ where
             None => None,
         };
         let unread: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM messages WHERE conversation_id = $1 AND seq > $2 AND sender_id <> $3
-             AND NOT deleted AND kind <> 'system'",
+            "SELECT COUNT(*) FROM messages WHERE conversation_id = $1 AND seq > $2
+             AND (sender_id <> $3 OR webhook_id IS NOT NULL) AND NOT deleted AND kind <> 'system'",
         )
         .bind(&row.id)
         .bind(row.last_read_seq)

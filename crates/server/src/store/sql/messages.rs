@@ -397,13 +397,16 @@ where
                 .execute(w.conn())
                 .await?;
         }
-        // Whoever writes has read everything up to their own message.
-        sqlx::query("UPDATE members SET last_read_seq = $3 WHERE conversation_id = $1 AND user_id = $2 AND last_read_seq < $3")
-            .bind(m.conversation_id.as_str())
-            .bind(m.sender_id.as_str())
-            .bind(seq)
-            .execute(w.conn())
-            .await?;
+        // Whoever writes has read everything up to their own message (a webhook's post is
+        // not its creator's writing: it stays unread for them like for everyone).
+        if m.via_webhook.is_none() {
+            sqlx::query("UPDATE members SET last_read_seq = $3 WHERE conversation_id = $1 AND user_id = $2 AND last_read_seq < $3")
+                .bind(m.conversation_id.as_str())
+                .bind(m.sender_id.as_str())
+                .bind(seq)
+                .execute(w.conn())
+                .await?;
+        }
         Ok(message)
     }
 
@@ -853,8 +856,8 @@ where
                 current
             };
             let unread: i64 = sqlx::query_scalar(
-                "SELECT COUNT(*) FROM messages WHERE conversation_id = $1 AND seq > $2 AND sender_id <> $3
-                 AND NOT deleted AND kind <> 'system'",
+                "SELECT COUNT(*) FROM messages WHERE conversation_id = $1 AND seq > $2
+                 AND (sender_id <> $3 OR webhook_id IS NOT NULL) AND NOT deleted AND kind <> 'system'",
             )
             .bind(conversation_id)
             .bind(marker)

@@ -571,7 +571,11 @@ where
         let mut c = self.read.acquire().await?;
         let day_ago = now - 24 * HOUR;
         let (users, active): (i64, i64) = sqlx::query_as(
-            "SELECT COUNT(*), CAST(COALESCE(SUM(CASE WHEN last_seen_at >= $1 THEN 1 ELSE 0 END), 0) AS BIGINT)
+            // Active: connected (last_seen_at), or signed in or refreshed a session (every
+            // login and every refresh writes a refresh token), so REST-only use counts too.
+            "SELECT COUNT(*), CAST(COALESCE(SUM(CASE WHEN last_seen_at >= $1 OR EXISTS (
+                 SELECT 1 FROM sessions s JOIN refresh_tokens r ON r.session_id = s.id
+                 WHERE s.user_id = users.id AND r.created_at >= $1) THEN 1 ELSE 0 END), 0) AS BIGINT)
              FROM users WHERE bot_owner_id IS NULL AND password_hash <> '!'",
         )
         .bind(day_ago)

@@ -153,8 +153,14 @@ export function startMock(port = 0) {
       return { status: 200, body: t };
     }
     if (method === 'POST' && path === '/auth/logout') { refresh.delete(b.refresh_token); return { status: 204 }; }
+    // Sign-in options of the 2026-12-07 additions: open registration, no single sign-on.
+    if (method === 'GET' && path === '/auth/registration') return { status: 200, body: { mode: 'open' } };
+    if (method === 'GET' && path === '/auth/providers') return { status: 200, body: { providers: [] } };
     if (!u) return err(401, 'unauthenticated', 'missing or invalid token');
 
+    // Service notifications: none here.
+    if (method === 'GET' && path === '/notifications') return { status: 200, body: { notifications: [], next_cursor: null, unread_count: 0 } };
+    if (method === 'POST' && path === '/notifications/read') return { status: 204 };
     if (path === '/users/me') {
       if (method === 'PATCH') {
         if (b.avatar_media_id !== undefined) {

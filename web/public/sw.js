@@ -14,6 +14,9 @@
 // Push payload (decrypted by the browser), see docs/protocol.md and docs/decisions.md:
 //   {"type":"message","conversation_id","seq","group":name|null,"sender","body":text|null,"kind","url":"/c/<id>"}
 //   {"type":"clear","conversation_id","seq"}   the conversation was read elsewhere
+//   {"type":"notification","id","title","body","url":path|https URL|null}   a service notification
+//     (POST /api/v1/notify); a click opens `url`: a path in the app (routed in place like a
+//     message), an https page in a new window, or the app when there is none
 'use strict';
 
 const BUILD = 'dev';
@@ -29,6 +32,34 @@ function truncate(s) {
   return t.length > MAX_BODY ? `${t.slice(0, MAX_BODY - 1)}…` : t;
 }
 
+/**
+ * Where a service notification leads: a path on this site (not under /api/, which is opened as a
+ * page of its own), an https URL (another site: a new window), or the app's start page.
+ */
+function notificationUrl(url) {
+  if (typeof url !== 'string') return { url: '/', external: false };
+  const u = url.trim();
+  if (u.startsWith('/') && !u.startsWith('//') && !u.startsWith('/\\')) return { url: u, external: u.startsWith('/api/') };
+  if (/^https:\/\/[^\s/]/i.test(u)) return { url: u, external: true };
+  return { url: '/', external: false };
+}
+
+/** A service notification → [title, NotificationOptions] (one per notification ID). */
+function serviceNotificationFor(p) {
+  const title = typeof p.title === 'string' && p.title.trim() ? p.title.trim().slice(0, 100) : 'ChatNode';
+  const body = typeof p.body === 'string' ? truncate(p.body) : '';
+  const target = notificationUrl(p.url);
+  return [
+    title,
+    {
+      body,
+      tag: `notification-${String(p.id)}`,
+      icon: '/favicon.svg',
+      data: { url: target.url, external: target.external, notification_id: String(p.id) },
+    },
+  ];
+}
+
 /** A same-origin path for the conversation (never a URL from elsewhere). */
 function safeUrl(url, conversationId) {
   if (typeof url === 'string' && /^\/c\/[A-Za-z0-9_-]+$/.test(url)) return url;
@@ -36,11 +67,13 @@ function safeUrl(url, conversationId) {
 }
 
 /**
- * Payload → [title, NotificationOptions], or null when it is not a message.
+ * Payload → [title, NotificationOptions], or null when it is neither a message nor a service
+ * notification.
  * Title: the group's name, else the sender. Body: "Sender: text" in a group, the text in a
  * direct chat, or a neutral line when previews are off (body null).
  */
 function notificationFor(p) {
+  if (p && p.type === 'notification' && p.id !== undefined && p.id !== null) return serviceNotificationFor(p);
   if (!p || p.type !== 'message' || p.conversation_id === undefined || p.conversation_id === null) return null;
   const sender = typeof p.sender === 'string' && p.sender.trim() ? p.sender.trim() : 'Someone';
   const group = typeof p.group === 'string' && p.group.trim() ? p.group.trim() : null;
@@ -221,9 +254,15 @@ self.addEventListener('message', (event) => {
 
 self.addEventListener('notificationclick', (event) => {
   event.notification.close();
-  const url = (event.notification.data && event.notification.data.url) || '/';
+  const data = event.notification.data || {};
+  const url = data.url || '/';
   event.waitUntil(
     (async () => {
+      // Another site (a service notification's https link), or a file under /api/: a new window.
+      if (data.external) {
+        await self.clients.openWindow(url);
+        return;
+      }
       const wins = await self.clients.matchAll({ type: 'window', includeUncontrolled: true });
       const client = wins.find((c) => c.focused) || wins.find((c) => c.visibilityState === 'visible') || wins[0];
       if (client) {
@@ -261,4 +300,4 @@ self.addEventListener('pushsubscriptionchange', (event) => {
 });
 
 // For unit tests (node:vm); the browser ignores this.
-self.__chatnode = { notificationFor, handlePayload, safeUrl, isShellPath, shellFiles };
+self.__chatnode = { notificationFor, notificationUrl, handlePayload, safeUrl, isShellPath, shellFiles };

@@ -1,7 +1,14 @@
+// The REST client of /api/v1: one method per endpoint the app uses, bearer auth with one
+// refresh-and-retry on 401, and the contract's error body turned into an ApiError.
 import { ApiError } from './errors';
 import type { TokenManager } from './tokens';
 import type {
+  AdminUserList,
+  AuditList,
   AuthResponse,
+  BotCreated,
+  BotList,
+  BotToken,
   BlockList,
   Conversation,
   ConversationList,
@@ -21,6 +28,19 @@ import type {
   MessageList,
   MuteRequest,
   MuteState,
+  NotificationList,
+  ProviderList,
+  RegistrationInfo,
+  RegistrationInvite,
+  RegistrationInviteList,
+  ReportList,
+  ReportRequest,
+  ReportStatus,
+  CreatedId,
+  Stats,
+  UploadUsage,
+  WebhookCreated,
+  WebhookList,
   PushSubscriptionRequest,
   ReactionUsersList,
   SearchResults,
@@ -280,5 +300,96 @@ export class Api {
   }
   markRead(id: string, seq: number) {
     return this.request<unknown>('POST', `/conversations/${encodeURIComponent(id)}/read`, { seq });
+  }
+
+  // Sign-in options (no token): registration mode, single sign-on providers, the code exchange
+  registrationInfo() {
+    return this.request<RegistrationInfo>('GET', '/auth/registration', undefined, { auth: false });
+  }
+  providers() {
+    return this.request<ProviderList>('GET', '/auth/providers', undefined, { auth: false }).then((r) => r.providers);
+  }
+  oidcExchange(code: string) {
+    return this.request<AuthResponse>('POST', '/auth/oidc/exchange', { code }, { auth: false });
+  }
+
+  // Account (extensions)
+  changePassword(current_password: string, new_password: string) {
+    return this.request<void>('POST', '/users/me/password', { current_password, new_password });
+  }
+  usage() {
+    return this.request<UploadUsage>('GET', '/users/me/usage');
+  }
+  /** A user (`{user_id}`) or a message (`{conversation_id, seq}`), with a reason. */
+  report(b: ReportRequest) {
+    return this.request<CreatedId>('POST', '/reports', b);
+  }
+
+  // Bots, webhooks, service notifications
+  bots() {
+    return this.request<BotList>('GET', '/bots').then((r) => r.bots);
+  }
+  createBot(username: string, display_name?: string) {
+    return this.request<BotCreated>('POST', '/bots', { username, ...(display_name ? { display_name } : {}) });
+  }
+  rotateBotToken(id: string) {
+    return this.request<BotToken>('POST', `/bots/${encodeURIComponent(id)}/token`).then((r) => r.token);
+  }
+  deleteBot(id: string) {
+    return this.request<void>('DELETE', `/bots/${encodeURIComponent(id)}`);
+  }
+  webhooks(cid: string) {
+    return this.request<WebhookList>('GET', `/conversations/${encodeURIComponent(cid)}/webhooks`).then((r) => r.webhooks);
+  }
+  createWebhook(cid: string, name: string) {
+    return this.request<WebhookCreated>('POST', `/conversations/${encodeURIComponent(cid)}/webhooks`, { name });
+  }
+  deleteWebhook(cid: string, id: string) {
+    return this.request<void>('DELETE', `/conversations/${encodeURIComponent(cid)}/webhooks/${encodeURIComponent(id)}`);
+  }
+  notifications(q: { before?: string | null; limit?: number } = {}) {
+    return this.request<NotificationList>('GET', '/notifications', undefined, { query: q });
+  }
+  /** Marks read up to (and including) `up_to`, or all of them. */
+  markNotificationsRead(up_to?: string) {
+    return this.request<void>('POST', '/notifications/read', up_to ? { up_to } : {});
+  }
+
+  // System admins (every /admin endpoint is 404 for anyone else)
+  adminUsers(q: { q?: string; cursor?: string | null; limit?: number }) {
+    return this.request<AdminUserList>('GET', '/admin/users', undefined, { query: q });
+  }
+  suspend(id: string, reason: string, until: string | null) {
+    return this.request<void>('POST', `/admin/users/${encodeURIComponent(id)}/suspend`, { reason, until });
+  }
+  unsuspend(id: string) {
+    return this.request<void>('POST', `/admin/users/${encodeURIComponent(id)}/unsuspend`);
+  }
+  setSystemAdmin(id: string, admin: boolean) {
+    return this.request<void>('POST', `/admin/users/${encodeURIComponent(id)}/${admin ? 'grant-admin' : 'revoke-admin'}`);
+  }
+  moderateDelete(cid: string, seq: number) {
+    return this.request<void>('DELETE', `/admin/conversations/${encodeURIComponent(cid)}/messages/${seq}`);
+  }
+  reports(status: ReportStatus) {
+    return this.request<ReportList>('GET', '/admin/reports', undefined, { query: { status } }).then((r) => r.reports);
+  }
+  resolveReport(id: string, note?: string) {
+    return this.request<void>('POST', `/admin/reports/${encodeURIComponent(id)}/resolve`, note ? { note } : {});
+  }
+  audit(q: { cursor?: string | null; limit?: number }) {
+    return this.request<AuditList>('GET', '/admin/audit', undefined, { query: q });
+  }
+  stats() {
+    return this.request<Stats>('GET', '/admin/stats');
+  }
+  registrationInvites() {
+    return this.request<RegistrationInviteList>('GET', '/admin/registration-invites').then((r) => r.invites);
+  }
+  createRegistrationInvite(uses: number, expires_at: string | null) {
+    return this.request<RegistrationInvite>('POST', '/admin/registration-invites', { uses, expires_at });
+  }
+  revokeRegistrationInvite(id: string) {
+    return this.request<void>('DELETE', `/admin/registration-invites/${encodeURIComponent(id)}`);
   }
 }

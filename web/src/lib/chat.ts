@@ -1,5 +1,6 @@
+import { authorKey, isMine } from './authors';
 import { applyReaction, keepMine } from './reactions';
-import type { Conversation, LocalMessage, Message, OutboxItem, User } from './types';
+import type { Conversation, LocalMessage, Message, OutboxItem, User, WebhookRef } from './types';
 
 /** Everything the client knows about conversations and messages. Updated only through the pure functions below. */
 export interface ChatState {
@@ -420,6 +421,8 @@ export interface MessageGroup {
   key: string;
   day: string;
   senderId: string;
+  /** Set when the messages came through an incoming webhook (shown under its name). */
+  webhook: WebhookRef | null;
   mine: boolean;
   messages: LocalMessage[];
   /** Show the "new messages" divider before this group. */
@@ -429,8 +432,8 @@ export interface MessageGroup {
 }
 
 /**
- * Groups consecutive messages by sender and day. `dividerAfterSeq` puts a "new messages"
- * divider before the first message from someone else with a higher seq.
+ * Groups consecutive messages by author (a sender, or a webhook) and day. `dividerAfterSeq` puts
+ * a "new messages" divider before the first message from someone else with a higher seq.
  */
 export function groupMessages(list: LocalMessage[], me: string | null, dividerAfterSeq: number | null, dayOf: (iso: string) => string): MessageGroup[] {
   const out: MessageGroup[] = [];
@@ -441,7 +444,7 @@ export function groupMessages(list: LocalMessage[], me: string | null, dividerAf
       !dividerPlaced && dividerAfterSeq !== null && m.seq > dividerAfterSeq && m.sender_id !== me && m.status === 'sent';
     const last = out[out.length - 1];
     if (needDivider) dividerPlaced = true;
-    if (last && last.senderId === m.sender_id && last.day === day && !needDivider && m.kind !== 'system' && last.messages[0].kind !== 'system') {
+    if (last && authorKey(last.messages[0]) === authorKey(m) && last.day === day && !needDivider && m.kind !== 'system' && last.messages[0].kind !== 'system') {
       last.messages.push(m);
     } else {
       out.push({
@@ -450,7 +453,8 @@ export function groupMessages(list: LocalMessage[], me: string | null, dividerAf
         key: m.seq ? `s${m.seq}` : `c${m.client_id}`,
         day,
         senderId: m.sender_id,
-        mine: m.sender_id === me,
+        webhook: m.via_webhook ?? null,
+        mine: isMine(m, me),
         messages: [m],
         newDivider: needDivider,
         newDay: !last || last.day !== day,

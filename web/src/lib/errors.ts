@@ -1,3 +1,4 @@
+// Errors: the ApiError every request and frame failure becomes, and plain words for each code.
 import type { ErrorCode } from './types';
 
 /**
@@ -44,7 +45,7 @@ const FRIENDLY: Record<ErrorCode, string> = {
   too_many_reactions: 'You can put at most 20 different reactions on one message.',
   account_suspended: 'This account is suspended.',
   registration_closed: 'New accounts cannot be created here right now.',
-  quota_exceeded: 'You have uploaded as much as you can for now. Try again later.',
+  quota_exceeded: 'You have reached your upload limit. Try again later, or ask an administrator.',
 };
 
 /** Words for the codes this client makes up (never sent by the server). */
@@ -58,16 +59,58 @@ function wordsFor(code: string): string | undefined {
   return Object.hasOwn(FRIENDLY, code) ? FRIENDLY[code as ErrorCode] : CLIENT_WORDS[code];
 }
 
+const dateTime = new Intl.DateTimeFormat(undefined, { dateStyle: 'medium', timeStyle: 'short' });
+
+/** An RFC 3339 time as "7 Dec 2026, 06:27" in the reader's time zone (as is when unreadable). */
+export function readableTime(iso: string): string {
+  const t = Date.parse(iso);
+  return Number.isNaN(t) ? iso : dateTime.format(t);
+}
+
+/**
+ * The server's `account_suspended` message ("this account is suspended until 2026-12-08T10:00:00Z:
+ * spam links", or "… until further notice: …") in plain words, with the time in the reader's zone.
+ */
+export function suspensionText(message: string): string {
+  const m = /^this account is suspended (until further notice|until (\S+)): ([\s\S]*)$/i.exec(message.trim());
+  if (!m) return message.trim() ? `This account is suspended: ${message.trim()}` : FRIENDLY.account_suspended;
+  const until = m[2] ? `until ${readableTime(m[2])}` : 'until further notice';
+  const reason = m[3].trim();
+  return `This account is suspended ${until}.${reason ? ` Reason: ${reason}` : ''}`;
+}
+
+/**
+ * The server's `quota_exceeded` message ("upload quota exceeded: 1020 MiB of 1 GiB uploaded in
+ * the last 24 hours; 4 MiB left") in plain words, keeping its numbers.
+ */
+export function quotaText(message: string): string {
+  const why = message.replace(/^upload quota exceeded:\s*/i, '').trim();
+  return why ? `Upload limit reached: ${why}.` : FRIENDLY.quota_exceeded;
+}
+
 /** Plain words for an error, for showing to a person. */
 export function friendlyError(err: unknown): string {
   if (err instanceof ApiError) {
     if (err.code === 'rate_limited' && err.retryAfter) {
       return `You are doing that too often. Try again in ${err.retryAfter} s.`;
     }
-    // The server's message carries the reason and until when: say it.
-    if (err.code === 'account_suspended' && err.message) return `This account is suspended. ${err.message}`;
+    // The server's message carries the reason and until when, or the numbers: say them.
+    if (err.code === 'account_suspended') return suspensionText(err.message);
+    if (err.code === 'quota_exceeded') return quotaText(err.message);
     return wordsFor(err.code) ?? (err.message || `Something went wrong (${err.code}).`);
   }
   if (err instanceof Error) return err.message || 'Something went wrong.';
   return 'Something went wrong.';
+}
+
+/**
+ * For a form: like `friendlyError`, but a refused field says what is wrong with it (the
+ * server's message for `invalid_request`, e.g. "username must be 3-32 characters: …").
+ */
+export function formError(err: unknown): string {
+  if (err instanceof ApiError && err.code === 'invalid_request' && err.message && err.status === 400) {
+    const t = err.message.trim();
+    return `${t[0].toUpperCase()}${t.slice(1)}${/[.!?]$/.test(t) ? '' : '.'}`;
+  }
+  return friendlyError(err);
 }

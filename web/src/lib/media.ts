@@ -118,6 +118,8 @@ export function attachmentsInWords(list: Pick<Media, 'mime' | 'name' | 'size' | 
 /** Plain words for a failed upload of `file` (size used to explain a dropped connection). */
 export function uploadErrorText(err: unknown, file?: { size: number; type?: string }): string {
   if (err instanceof ApiError) {
+    // Also a 413, but about the account's quota, not this file: its own words, with the numbers.
+    if (err.code === 'quota_exceeded') return friendlyError(err);
     if (err.status === 413 || err.code === 'too_large') {
       const mib = /(\d+)\s*MiB/i.exec(err.message)?.[1];
       return mib ? `Too large to send (the limit is ${mib} MB).` : 'Too large to send.';

@@ -214,3 +214,66 @@ describe('Session: view frame and notifications', () => {
     vi.unstubAllGlobals();
   });
 });
+
+describe('Session: suspension, single sign-on, service notifications', () => {
+  const json = (body: unknown, status = 200) => new Response(JSON.stringify(body), { status, headers: { 'content-type': 'application/json' } });
+
+  it('a refresh answered 403 account_suspended logs out at once and says why; a later "session ended" does not replace it', async () => {
+    const storage = new MemoryStorage();
+    storage.setItem('chatnode.refresh_token', 'rt');
+    const s = new Session(storage);
+    s.status.set('authed');
+    vi.stubGlobal('fetch', vi.fn(async () => json({ error: { code: 'account_suspended', message: 'this account is suspended until further notice: spam links' } }, 403)));
+    await s.tokens.refresh().catch(() => undefined);
+    expect(get(s.status)).toBe('anon');
+    expect(get(s.authNotice)).toBe('This account is suspended until further notice. Reason: spam links');
+    expect(storage.getItem('chatnode.refresh_token')).toBeNull();
+    // The socket's own failure comes next (Realtime → onAuthFailed): the reason stays.
+    (s as unknown as { endSession: (n: string) => void }).endSession('Your session has ended. Please log in again.');
+    expect(get(s.authNotice)).toMatch(/suspended/);
+  });
+
+  it('#oidc_code is traded for a session (like a login) and leaves the address bar; #oidc_error is explained', async () => {
+    const replaced: string[] = [];
+    vi.stubGlobal('history', { state: null, replaceState: (_s: unknown, _t: string, url: string) => replaced.push(url) });
+    vi.stubGlobal('location', { hash: '#oidc_code=one-time', pathname: '/c/c1', search: '', protocol: 'http:', host: 'chat.test' });
+    const calls: string[] = [];
+    vi.stubGlobal('fetch', vi.fn(async (url: string, init?: RequestInit) => {
+      calls.push(`${init?.method ?? 'GET'} ${url} ${init?.body ?? ''}`);
+      if (url.endsWith('/auth/oidc/exchange')) return json({ user: me('zoe'), access_token: 'a.b.c', refresh_token: 'rt-zoe' });
+      return json({}, 204);
+    }));
+    vi.stubGlobal('WebSocket', class { constructor() { throw new Error('no sockets here'); } });
+    const storage = new MemoryStorage();
+    const s = new Session(storage);
+    await s.init();
+    expect(calls[0]).toBe('POST /api/v1/auth/oidc/exchange {"code":"one-time"}');
+    expect(replaced).toEqual(['/c/c1']);
+    expect(get(s.status)).toBe('authed');
+    expect(get(s.me)?.id).toBe('zoe');
+    expect(storage.getItem('chatnode.refresh_token')).toBe('rt-zoe');
+    expect(storage.getItem('chatnode.sso_user')).toBe('zoe');
+    await s.logout();
+
+    vi.stubGlobal('location', { hash: '#oidc_error=registration_closed', pathname: '/', search: '', protocol: 'http:', host: 'chat.test' });
+    const t = new Session(new MemoryStorage());
+    await t.init();
+    expect(get(t.status)).toBe('anon');
+    expect(get(t.authNotice)).toMatch(/new accounts cannot be created/);
+    vi.unstubAllGlobals();
+  });
+
+  it('notification events raise the bell live; a sync replay adds them without a toast', () => {
+    const s = session();
+    s.handleEvent({ type: 'ready', user: user('me'), stream_pos: 1 });
+    s.handleEvent({ type: 'notification', id: 'n1', title: 'Old', body: '', url: null, created_at: '2026-12-07T10:00:00Z', stream_pos: 2 });
+    expect(get(s.inbox).unread).toBe(1);
+    expect(get(s.toasts)).toEqual([]);
+    (s as unknown as { onLive: () => void }).onLive();
+    s.handleEvent({ type: 'notification', id: 'n2', title: 'Invoice ready', body: 'December', url: '/settings', created_at: '2026-12-07T10:01:00Z', stream_pos: 3 });
+    s.handleEvent({ type: 'notification', id: 'n2', title: 'Invoice ready', body: 'December', url: '/settings', created_at: '2026-12-07T10:01:00Z', stream_pos: 3 });
+    expect(get(s.inbox).unread).toBe(2);
+    expect(get(s.inbox).items.map((n) => n.id)).toEqual(['n2', 'n1']);
+    expect(get(s.toasts).map((t) => t.text)).toEqual(['New notification: Invoice ready']);
+  });
+});

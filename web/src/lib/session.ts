@@ -1,3 +1,5 @@
+// The logged-in session: REST, the WebSocket, the outbox, the service notifications and all the
+// stores the views read; signing in (password, registration, single sign-on) and out.
 import { get, writable, type Writable } from 'svelte/store';
 import { Api, makeRefreshCall } from './api';
 import {
@@ -29,7 +31,9 @@ import {
   withMyReactions,
   type ChatState,
 } from './chat';
+import { fragmentWithoutAuth, OIDC_EXCHANGE_FAILED, oidcErrorText, parseAuthFragment } from './auth';
 import { ApiError, friendlyError } from './errors';
+import { applyFirstPage, applyLiveNotification, applyOlderPage, emptyInbox, markReadUpTo, notificationTarget, type InboxState } from './inbox';
 import { titleWithUnread } from './format';
 import { defaultLock } from './lock';
 import { messagePreviewText, uploadMedia, type Upload } from './media';
@@ -54,10 +58,18 @@ import { navigate } from './router';
 import { StreamPos } from './streampos';
 import { TokenManager } from './tokens';
 import { TypingSender } from './typing';
-import type { Conversation, FriendRequest, Me, Media, Member, Message, MessageKind, MessageList, OutboxItem, ReactionUsers, RegisterRequest, SearchResults, ServerFrame, User } from './types';
+import type { AuthResponse, Conversation, FriendRequest, Me, Media, Member, Message, MessageKind, MessageList, OutboxItem, ReactionUsers, RegisterRequest, SearchResults, ServerFrame, User } from './types';
 
 /** Messages asked for when a chat opens (older ones as it is scrolled up). */
 const LATEST_PAGE = 50;
+/** Service notifications per page of the bell's list. */
+const INBOX_PAGE = 20;
+
+const SESSION_ENDED = 'Your session has ended. Please log in again.';
+/** Another tab's reason for ending the session (written and removed at once: only the event counts). */
+const NOTICE_KEY = 'chatnode.auth_notice';
+/** The account this browser last signed in with single sign-on (Settings offers "Set a password"). */
+export const SSO_KEY = 'chatnode.sso_user';
 
 export type AuthStatus = 'loading' | 'anon' | 'authed';
 
@@ -138,6 +150,13 @@ export class Session {
   readonly focus = writable<{ cid: string; seq: number; n: number } | null>(null);
   /** Showing the last loaded chats from this browser's copy: the server could not be reached at start. */
   readonly offlineStart = writable(false);
+  /**
+   * Why the login page is shown (the session ended, the account was suspended — with the reason
+   * and until when —, a single sign-on failed); null once someone logs in.
+   */
+  readonly authNotice = writable<string | null>(null);
+  /** Service notifications (the bell). */
+  readonly inbox = writable<InboxState>(emptyInbox());
   private focusN = 0;
   private offline: OfflineStore;
   /** Conversations whose messages were loaded from the server in this session (not only the offline copy). */
@@ -149,6 +168,8 @@ export class Session {
   private snapshotTimer: ReturnType<typeof setTimeout> | null = null;
   private firstLoadTimer: ReturnType<typeof setTimeout> | null = null;
   private loadedSinceLive = false;
+  /** Between `ready` and live: events are a `sync` replay of what happened while away. */
+  private replaying = false;
   private swRegistration: Promise<ServiceWorkerRegistration | null> = Promise.resolve(null);
 
   private rt: Realtime | null = null;
@@ -168,7 +189,7 @@ export class Session {
       storage,
       lock: defaultLock(),
       refreshCall: makeRefreshCall((...a) => fetch(...a)),
-      onSessionEnded: () => this.endSession('Your session has ended. Please log in again.'),
+      onSessionEnded: (why) => this.sessionRefused(why),
       // Every new access token renews the media cookie (same lifetime), so <img>/<video> keep loading.
       onAccessToken: (t) => this.renewMediaCookie(t),
     });
@@ -178,6 +199,8 @@ export class Session {
       window.addEventListener('storage', (e) => {
         // Another tab logged out.
         if (e.key === 'chatnode.refresh_token' && e.newValue === null && get(this.status) === 'authed') this.endSession();
+        // …because the account was suspended: say so here too.
+        if (e.key === NOTICE_KEY && e.newValue) this.authNotice.set(e.newValue);
       });
       window.addEventListener('online', () => {
         if (get(this.offlineStart) && !this.rt) void this.init();
@@ -272,6 +295,14 @@ export class Session {
   }
 
   private async doInit(): Promise<void> {
+    // Back from a single sign-on: `#oidc_code=…` is traded for tokens (like a login),
+    // `#oidc_error=…` says why it failed. Either way the fragment goes from the address bar.
+    const frag = typeof location !== 'undefined' ? parseAuthFragment(location.hash) : null;
+    if (frag) {
+      history.replaceState(history.state, '', `${location.pathname}${location.search}${fragmentWithoutAuth(location.hash)}`);
+      if (frag.kind === 'error') this.authNotice.set(oidcErrorText(frag.code));
+      else if (await this.signInWithCode(frag.code)) return;
+    }
     if (!this.tokens.hasSession()) {
       this.status.set('anon');
       return;
@@ -290,7 +321,8 @@ export class Session {
       await this.mediaCookieReady();
       this.startSession(me);
     } catch (e) {
-      if (e instanceof ApiError && e.status === 401) {
+      // 401: the session ended; 403: the account is suspended (the notice says why).
+      if (e instanceof ApiError && (e.status === 401 || e.status === 403)) {
         if (get(this.offlineStart)) this.endSession();
         this.offline.clear();
         this.offlineStart.set(false);
@@ -344,6 +376,28 @@ export class Session {
     this.status.set('authed');
   }
 
+  /** Trades a single sign-on's one-time code for a session; false (with a notice) when refused. */
+  private async signInWithCode(code: string): Promise<boolean> {
+    let r: AuthResponse;
+    try {
+      r = await this.api.oidcExchange(code);
+    } catch (e) {
+      this.authNotice.set(e instanceof ApiError && e.status === 401 ? OIDC_EXCHANGE_FAILED : friendlyError(e));
+      if (!this.tokens.hasSession()) this.status.set('anon');
+      return false;
+    }
+    this.storage.setItem(SSO_KEY, r.user.id);
+    await this.signedIn(r);
+    return true;
+  }
+
+  /** Login, registration and single sign-on all end here. */
+  private async signedIn(r: AuthResponse): Promise<void> {
+    this.tokens.setTokens(r);
+    await this.mediaCookieReady();
+    this.startSession(r.user);
+  }
+
   async login(login: string, password: string): Promise<void> {
     let r;
     try {
@@ -354,16 +408,11 @@ export class Session {
       if (e instanceof ApiError && e.status === 401) throw new ApiError(401, 'invalid_credentials', e.message);
       throw e;
     }
-    this.tokens.setTokens(r);
-    await this.mediaCookieReady();
-    this.startSession(r.user);
+    await this.signedIn(r);
   }
 
   async register(b: RegisterRequest): Promise<void> {
-    const r = await this.api.register(b);
-    this.tokens.setTokens(r);
-    await this.mediaCookieReady();
-    this.startSession(r.user);
+    await this.signedIn(await this.api.register(b));
   }
 
   async logout(): Promise<void> {
@@ -381,7 +430,32 @@ export class Session {
     this.endSession();
   }
 
-  private endSession(message?: string): void {
+  /**
+   * The server refused to renew the session: it ended (401), or the account is suspended (403
+   * `account_suspended`, whose message says why and until when: the login page shows it, here
+   * and in this browser's other tabs).
+   */
+  private sessionRefused(why: ApiError): void {
+    if (why.code === 'account_suspended') {
+      const text = friendlyError(why);
+      try {
+        this.storage.setItem(NOTICE_KEY, text);
+        this.storage.removeItem(NOTICE_KEY);
+      } catch {
+        /* storage full or blocked: this tab says it anyway */
+      }
+      this.endSession(text, true);
+    } else this.endSession(SESSION_ENDED);
+  }
+
+  /**
+   * Back to the login page. `notice` says why there; a later, vaguer reason (the socket's "session
+   * ended" after a suspension was already explained) does not replace it unless `force`.
+   */
+  private endSession(notice?: string, force = false): void {
+    const was = get(this.status);
+    if (notice && (force || was !== 'anon' || !get(this.authNotice))) this.authNotice.set(notice);
+    this.storage.removeItem(SSO_KEY);
     // This browser keeps no copy of an account that logged out (or whose session ended).
     if (this.snapshotTimer) clearTimeout(this.snapshotTimer);
     this.snapshotTimer = null;
@@ -406,11 +480,12 @@ export class Session {
     this.blocks.set([]);
     this.users.set({});
     this.active.set(null);
+    this.inbox.set(emptyInbox());
     this.status.set('anon');
-    if (message) this.toast(message);
   }
 
   private startSession(user: Me): void {
+    this.authNotice.set(null);
     const wasOffline = get(this.offlineStart) && get(this.chat).me === user.id;
     this.offlineStart.set(false);
     this.me.set(user);
@@ -452,7 +527,10 @@ export class Session {
       onEvent: (ev) => this.handleEvent(ev),
       onState: (s) => this.conn.set(s),
       onLive: () => this.onLive(),
-      onAuthFailed: () => this.endSession('Your session has ended. Please log in again.'),
+      // Usually the refresh already ended the session (and said why): nothing more to say then.
+      onAuthFailed: () => {
+        if (get(this.status) !== 'anon') this.endSession(SESSION_ENDED);
+      },
       isOnline: () => (typeof navigator !== 'undefined' ? navigator.onLine : true),
     });
     this.updateView();
@@ -477,6 +555,7 @@ export class Session {
   }
 
   private onLive(): void {
+    this.replaying = false;
     this.lastSent.clear();
     this.flushOutbox();
     const first = !this.loadedSinceLive;
@@ -487,6 +566,8 @@ export class Session {
     // Presence comes back with these answers (people shown online/offline again), not before.
     const trusted = this.trust.beginRefresh();
     void Promise.all([this.loadConversations(), this.loadPeople()]).then(([a, b]) => trusted(a && b));
+    // The bell: its first page and the unread count (events cover what comes after).
+    void this.loadInbox();
     this.markActiveRead();
     // On the first connection of a page the open chat was just loaded; after a reconnect, what
     // it shows may be stale: members (read markers, presence) are asked for again.
@@ -633,6 +714,7 @@ export class Session {
     const me = get(this.me);
     switch (ev.type) {
       case 'ready': {
+        this.replaying = true;
         // `ready` carries the public profile; the contact data stays from `GET /users/me`.
         const cur = get(this.me);
         if (cur) this.me.set({ ...cur, ...ev.user });
@@ -672,9 +754,12 @@ export class Session {
         this.reactionLists.delete(`${ev.conversation_id}:${ev.seq}`);
         this.chat.update((s) => applyReactionEvent(s, ev.conversation_id, ev.seq, ev.emoji, ev.added, ev.user_id === me?.id));
         break;
-      case 'notification':
-        // Service notifications (extension) are for other views of this account; nothing here.
+      case 'notification': {
+        const had = get(this.inbox).items.some((n) => n.id === ev.id);
+        this.inbox.update((s) => applyLiveNotification(s, ev));
+        if (!had && !this.replaying) this.announceNotification(ev.title, ev.body, ev.url, ev.id);
         break;
+      }
       case 'message.deleted':
         // scope "me" (extension): deleted for me only, from another tab or device of mine.
         if (ev.scope === 'me') this.chat.update((s) => removeMessageLocally(s, ev.conversation_id, ev.seq));
@@ -747,6 +832,79 @@ export class Session {
       n.onclick = () => {
         window.focus();
         navigate(`/c/${m.conversation_id}`);
+        n.close();
+      };
+    } catch {
+      /* some browsers only allow notifications from a service worker */
+    }
+  }
+
+  // ---------- service notifications (the bell) ----------
+
+  private inboxAsked = 0;
+
+  /** The newest page and the unread count; false when that failed (the bell keeps what it has). */
+  async loadInbox(): Promise<boolean> {
+    const n = ++this.inboxAsked;
+    try {
+      const page = await this.api.notifications({ limit: INBOX_PAGE });
+      if (n === this.inboxAsked && get(this.status) === 'authed') this.inbox.update((s) => applyFirstPage(s, page));
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  private loadingOlderInbox = false;
+
+  /** The next older page of the list. */
+  async loadOlderNotifications(): Promise<void> {
+    const before = get(this.inbox).next;
+    if (!before || this.loadingOlderInbox) return;
+    this.loadingOlderInbox = true;
+    try {
+      const page = await this.api.notifications({ before, limit: INBOX_PAGE });
+      this.inbox.update((s) => applyOlderPage(s, page));
+    } catch (e) {
+      this.toast(friendlyError(e));
+    } finally {
+      this.loadingOlderInbox = false;
+    }
+  }
+
+  /** The list was seen: everything up to the newest one shown is read (newer ones keep counting). */
+  async markInboxRead(): Promise<void> {
+    const s = get(this.inbox);
+    const newest = s.items[0];
+    if (!newest || s.unread === 0) return;
+    this.inbox.update((x) => markReadUpTo(x, newest.id));
+    try {
+      await this.api.markNotificationsRead(newest.id);
+    } catch {
+      /* the count comes back from the server with the next load */
+    }
+  }
+
+  /** Opens where a notification leads: a view of the app, or an https page in a new tab. */
+  openNotificationTarget(url: string | null): void {
+    const t = notificationTarget(url);
+    if (t?.kind === 'app') navigate(t.path);
+    else if (t?.kind === 'external') window.open(t.href, '_blank', 'noopener,noreferrer');
+  }
+
+  /**
+   * A new notification while this page is connected (the server sends no push then): a toast,
+   * and a system notification when the page is hidden and notifications are on.
+   */
+  private announceNotification(title: string, body: string, url: string | null, id: string): void {
+    this.toast(`New notification: ${title}`, 'info');
+    if (typeof document === 'undefined' || typeof Notification === 'undefined') return;
+    if (!document.hidden || !get(this.notificationsEnabled) || Notification.permission !== 'granted') return;
+    try {
+      const n = new Notification(title, { body: body.slice(0, 180), tag: `notification-${id}` });
+      n.onclick = () => {
+        window.focus();
+        this.openNotificationTarget(url);
         n.close();
       };
     } catch {

@@ -213,3 +213,51 @@ describe('service worker: app shell', () => {
     expect(files).toEqual(expect.arrayContaining(['/assets/index-1.js', '/assets/s.css', '/manifest.webmanifest', '/favicon.svg']));
   });
 });
+
+describe('service worker: service notifications (POST /notify)', () => {
+  const note = { type: 'notification', id: 'n1', title: 'Invoice ready', body: 'Your invoice for December is ready.', url: '/settings' };
+
+  it('shows title and body, one notification per ID, with where it leads', () => {
+    const w = loadWorker();
+    const [title, o] = w.api.notificationFor(note);
+    expect(title).toBe('Invoice ready');
+    expect(o).toMatchObject({ body: 'Your invoice for December is ready.', tag: 'notification-n1', data: { url: '/settings', external: false, notification_id: 'n1' } });
+    expect(w.api.notificationFor({ ...note, body: 'x'.repeat(2000) })[1].body.length).toBe(180);
+    expect(w.api.notificationFor({ ...note, title: '  ' })[0]).toBe('ChatNode');
+  });
+
+  it('a path stays in the app; https opens that page; anything else opens the app', () => {
+    const w = loadWorker();
+    expect(w.api.notificationUrl('/c/abc')).toEqual({ url: '/c/abc', external: false });
+    expect(w.api.notificationUrl('https://billing.example.com/inv/12')).toEqual({ url: 'https://billing.example.com/inv/12', external: true });
+    expect(w.api.notificationUrl('/api/v1/media/x')).toEqual({ url: '/api/v1/media/x', external: true });
+    for (const bad of [null, undefined, '', 'http://plain.example/', 'javascript:alert(1)', '//evil.example/x', '/\\evil.example', 42]) {
+      expect(w.api.notificationUrl(bad), String(bad)).toEqual({ url: '/', external: false });
+    }
+  });
+
+  it('push shows it; two notifications stay side by side', async () => {
+    const w = loadWorker();
+    await w.dispatch('push', pushEvent(note));
+    await w.dispatch('push', pushEvent({ ...note, id: 'n2', title: 'Second', url: null }));
+    expect(w.open().map((n) => [n.title, n.tag, n.data.url])).toEqual([
+      ['Invoice ready', 'notification-n1', '/settings'],
+      ['Second', 'notification-n2', '/'],
+    ]);
+  });
+
+  it('a click on a path routes an open window in place; on an https URL opens that page', async () => {
+    const w = loadWorker();
+    const msgs: any[] = [];
+    const client = { url: 'https://chat.example/', focused: true, visibilityState: 'visible', focus: async () => client, postMessage: (m: any) => msgs.push(m) };
+    w.clientsList.push(client);
+    const [, inApp] = w.api.notificationFor(note);
+    await w.dispatch('notificationclick', { notification: { close: () => undefined, data: inApp.data } });
+    expect(msgs).toEqual([{ type: 'navigate', url: '/settings' }]);
+    expect(w.opened).toEqual([]);
+    const [, away] = w.api.notificationFor({ ...note, url: 'https://billing.example.com/inv/12' });
+    await w.dispatch('notificationclick', { notification: { close: () => undefined, data: away.data } });
+    expect(w.opened).toEqual(['https://billing.example.com/inv/12']);
+    expect(msgs).toHaveLength(1);
+  });
+});

@@ -1,3 +1,4 @@
+// Tokens: the access token in memory, the rotating refresh token in storage, refreshes serialized.
 import { ApiError } from './errors';
 import { jwtExpiry } from './jwt';
 import type { LockFn } from './lock';
@@ -13,8 +14,11 @@ export interface TokenManagerOptions {
   now?: () => number;
   setTimer?: (fn: () => void, ms: number) => unknown;
   clearTimer?: (t: unknown) => void;
-  /** Called once the session is definitely gone (refresh refused). */
-  onSessionEnded?: () => void;
+  /**
+   * Called once the session is definitely gone (refresh refused), with the refusal: 401 for an
+   * ended session, 403 `account_suspended` (its message says why and until when).
+   */
+  onSessionEnded?: (why: ApiError) => void;
   /** Called with every new access token (login, register, refresh), e.g. to renew the media cookie. */
   onAccessToken?: (token: string) => void;
 }
@@ -101,7 +105,7 @@ export class TokenManager {
           // Only forget it if nobody replaced it while we were asking.
           if (this.o.storage.getItem(REFRESH_KEY) === stored) this.o.storage.removeItem(REFRESH_KEY);
           this.clear();
-          this.o.onSessionEnded?.();
+          this.o.onSessionEnded?.(e);
         }
         throw e;
       }

@@ -30,7 +30,8 @@ use anyhow::Context;
 use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPoolOptions, PgQueryResult};
 
-use super::sql::{Backend, SqlStore};
+use super::NewMessage;
+use super::sql::{Backend, SendResults, SqlStore};
 use super::{EventLog, EventSink, Presence};
 use crate::crypto::Keyring;
 use crate::error::Result;
@@ -119,15 +120,25 @@ impl Backend for PostgresBackend {
         result.rows_affected()
     }
 
-    // No `send_batch_fast`: PostgreSQL prepares one statement per query, so batches take the
-    // general path (one combined check per send).
+    /// A batch of plain messages in one statement per kind of write (`sql/pg_batch.rs`).
+    async fn send_batch_fast(
+        store: &PostgresStore,
+        batch: &[NewMessage],
+    ) -> Result<Option<SendResults>> {
+        store.pg_send_batch(batch).await
+    }
 }
 
 /// How long a stamp waits for the stamp lock. A stamper that froze holding it (a stopped
-/// node) keeps it until `idle_in_transaction_session_timeout` ends its session; meanwhile
+/// node) keeps it until PostgreSQL ends its session ([`STAMPER_IDLE_LIMIT`]); meanwhile
 /// commits go on and their events wait for the next stamp that gets through (every node
 /// tries again every second, see `Maintenance::stamp_pending`), which publishes them.
 const STAMP_LOCK_WAIT: &str = "2s";
+
+/// How long a stamper may sit idle inside its transaction before PostgreSQL ends its session
+/// (and so frees the stamp lock): a stamp is three statements in a row, so only a stopped
+/// stamper ever comes near it.
+const STAMPER_IDLE_LIMIT: &str = "1s";
 
 /// Gives every committed event without a stream position the next ones, in `pos` order;
 /// answers `pos → stream_pos` of those it stamped (none when the lock did not come in time).
@@ -135,15 +146,23 @@ pub async fn stamp(pool: &PgPool) -> Result<HashMap<i64, i64>> {
     let mut out = HashMap::new();
     loop {
         let mut tx = pool.begin().await?;
-        sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SET LOCAL lock_timeout = '{STAMP_LOCK_WAIT}'"
-        )))
+        // A stamp's transaction never waits on its client between statements, so a stamper
+        // that stops mid-stamp (a frozen node) loses the lock after a second, not after the
+        // pool's 10 s. The lock's key is the schema's: deployments sharing a database (as
+        // the test suites' do) do not wait for each other.
+        sqlx::query(
+            "SELECT set_config('lock_timeout', $1, true),
+                    set_config('idle_in_transaction_session_timeout', $2, true)",
+        )
+        .bind(STAMP_LOCK_WAIT)
+        .bind(STAMPER_IDLE_LIMIT)
         .execute(&mut *tx)
         .await?;
-        let locked = sqlx::query("SELECT pg_advisory_xact_lock($1)")
-            .bind(STAMP_LOCK)
-            .execute(&mut *tx)
-            .await;
+        let locked =
+            sqlx::query("SELECT pg_advisory_xact_lock($1 # hashtext(current_schema())::bigint)")
+                .bind(STAMP_LOCK)
+                .execute(&mut *tx)
+                .await;
         if let Err(e) = locked {
             // 55P03: lock_not_available (the timeout). Anything else is a real failure.
             if let sqlx::Error::Database(db) = &e

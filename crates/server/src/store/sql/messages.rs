@@ -546,6 +546,9 @@ where
     /// nothing); a failing *write* returns `Err` after rolling everything back, and the
     /// caller retries the messages one transaction each.
     pub(super) async fn send_batch_once(&self, batch: &[NewMessage]) -> Result<SendResults> {
+        if let Some(results) = B::send_batch_fast(self, batch).await? {
+            return Ok(results);
+        }
         let mut w = self.write_tx().await?;
         let mut results = Vec::with_capacity(batch.len());
         // A batch holds only messages, so a group's member list cannot change within it.

@@ -37,8 +37,8 @@ use sqlx::{
 use tokio::sync::{Mutex, MutexGuard};
 
 use super::{
-    BlockingCommitter, EventSink, Maintenance, Presence, ReencryptReport, SeedConversation,
-    SendOutcome,
+    BlockingCommitter, EventSink, Maintenance, NewMessage, Presence, ReencryptReport,
+    SeedConversation, SendOutcome,
 };
 use crate::crypto::Keyring;
 use crate::domain::{SessionId, UserId};
@@ -53,6 +53,7 @@ mod media;
 mod messages;
 mod moderation;
 mod notifications;
+mod pg_batch;
 mod push;
 mod reactions;
 mod search;
@@ -68,7 +69,7 @@ pub(crate) use messages::{MEMBER_BY_NAME_SQL, SEND_CHECK_SQL, SendCheckRow, conv
 pub(super) type Conn<B> = <<B as Backend>::Db as Database>::Connection;
 
 /// The answers of one group-commit batch, one per message, in order.
-pub(super) type SendResults = Vec<Result<SendOutcome>>;
+pub type SendResults = Vec<Result<SendOutcome>>;
 
 /// What differs between the databases, and nothing else: how to open one lives beside each
 /// implementation (`SqliteStore::open`, `PostgresStore::open`), the queries live in this
@@ -112,6 +113,16 @@ pub trait Backend: Send + Sync + Sized + 'static {
     /// answers (see `SqlStore::send_batch_once`).
     fn blocking_committer(_store: &SqlStore<Self>) -> Option<BlockingCommitter> {
         None
+    }
+
+    /// Checks and writes a batch of sends the backend's own faster way, if it has one for
+    /// this batch (PostgreSQL: one statement per kind of write, see `pg_batch.rs`); `None`
+    /// (nothing written) sends it down the general path. Same rules, same answers.
+    fn send_batch_fast(
+        _store: &SqlStore<Self>,
+        _batch: &[NewMessage],
+    ) -> impl Future<Output = Result<Option<SendResults>>> + Send {
+        std::future::ready(Ok(None))
     }
 }
 

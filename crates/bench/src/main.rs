@@ -58,6 +58,11 @@ struct Cli {
     /// Hold the sockets in this many worker processes (idle and reconnect; 0 = this process)
     #[arg(long, global = true, default_value_t = 0)]
     workers: usize,
+    /// Hold each ChatNode process to this fraction of one core (a cgroup v1 cpu quota under
+    /// /sys/fs/cgroup/cpu, made for the run and removed after it; needs root). PostgreSQL,
+    /// NATS and the generator stay unconstrained.
+    #[arg(long, global = true)]
+    node_cpu: Option<f64>,
     /// The nats-server binary, for --nodes
     #[arg(long, default_value = "/usr/sbin/nats-server")]
     nats_server: PathBuf,
@@ -200,6 +205,7 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
         nodes: cli.nodes.max(1),
         nats_bin: cli.nats_server.clone(),
         history: 0,
+        node_cpu: cli.node_cpu,
     };
     let plan: Vec<Scenario> = match &cli.scenario {
         Scenario::Smoke => vec![
@@ -352,6 +358,9 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
                 }
                 if opts.history > 0 {
                     r.int("history", opts.history);
+                }
+                if let Some(q) = opts.node_cpu {
+                    r.num("node_cpu_quota", q);
                 }
             }
             for r in &new_rows {

@@ -87,6 +87,8 @@ pub struct Options {
     pub nats_bin: PathBuf,
     /// Messages `bench-seed` writes into the conversations before the run.
     pub history: u64,
+    /// Each ChatNode process held to this fraction of a core (`--node-cpu`).
+    pub node_cpu: Option<f64>,
 }
 
 pub struct Target {
@@ -97,6 +99,8 @@ pub struct Target {
     pub seed_secs: f64,
     children: Vec<Child>,
     nats: Option<Child>,
+    /// The cgroups made for `--node-cpu`, removed once their processes are gone.
+    cgroups: Vec<PathBuf>,
     /// Dropped after the processes (field order): the schema outlives its users.
     _schema: Option<PgSchema>,
     _dirs: Vec<tempfile::TempDir>,
@@ -201,6 +205,7 @@ impl Target {
                     seed_secs,
                     children: Vec::new(),
                     nats: None,
+                    cgroups: Vec::new(),
                     _schema: schema,
                     _dirs: Vec::new(),
                 };
@@ -233,8 +238,15 @@ impl Target {
                     let (child, addr) =
                         spawn_chatnode(opts, &node_dir, db_url.as_deref(), nats_url.as_deref())
                             .with_context(|| format!("chatnode node {n} did not start"))?;
+                    let pid = child.id();
                     target.children.push(child);
                     target.addrs.push(addr);
+                    if let Some(share) = opts.node_cpu {
+                        target.cgroups.push(
+                            cpu_cgroup(n, pid, share)
+                                .with_context(|| format!("a cpu cgroup for node {n}"))?,
+                        );
+                    }
                 }
                 Ok((target, fixture))
             }
@@ -280,6 +292,7 @@ impl Target {
                         seed_secs: seeded.elapsed().as_secs_f64(),
                         children: vec![child],
                         nats: None,
+                        cgroups: Vec::new(),
                         _schema: None,
                         _dirs: vec![dir],
                     },
@@ -350,7 +363,44 @@ impl Drop for Target {
             let _ = child.kill();
             let _ = child.wait();
         }
+        for dir in &self.cgroups {
+            if let Err(e) = std::fs::remove_dir(dir) {
+                eprintln!("chatnode-bench: cannot remove {}: {e}", dir.display());
+            }
+        }
     }
+}
+
+/// The cgroup v1 cpu controller's mount point.
+const CPU_CGROUP_ROOT: &str = "/sys/fs/cgroup/cpu";
+
+/// Puts process `pid` (all its threads) in a new cgroup that may use `share` of one core:
+/// `cpu.cfs_quota_us` = `share` × `cpu.cfs_period_us`, with a 20 ms period (a throttled node
+/// waits at most the rest of one period, so latency below saturation stays readable).
+fn cpu_cgroup(node: usize, pid: u32, share: f64) -> anyhow::Result<PathBuf> {
+    if !(0.01..=64.0).contains(&share) {
+        bail!("--node-cpu must be between 0.01 and 64 cores, not {share}");
+    }
+    let dir = Path::new(CPU_CGROUP_ROOT)
+        .join(format!("chatnode-bench-{}-node{node}", std::process::id()));
+    std::fs::create_dir(&dir).with_context(|| {
+        format!(
+            "cannot create {} (is the cgroup v1 cpu controller mounted at {CPU_CGROUP_ROOT}, and are we root?)",
+            dir.display()
+        )
+    })?;
+    let period: u64 = 20_000;
+    let write = |file: &str, value: String| {
+        std::fs::write(dir.join(file), &value)
+            .with_context(|| format!("writing {value} to {}", dir.join(file).display()))
+    };
+    write("cpu.cfs_period_us", period.to_string())?;
+    write(
+        "cpu.cfs_quota_us",
+        ((share * period as f64) as u64).to_string(),
+    )?;
+    write("cgroup.procs", pid.to_string())?;
+    Ok(dir)
 }
 
 /// Starts one `chatnode serve` on `dir` and waits for its address.

@@ -126,6 +126,13 @@ pub struct Server {
     tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
+/// The accept queue asked for. The kernel caps it at `net.core.somaxconn` (4096 on most
+/// systems): a reconnect storm of tens of thousands of clients overflows 4096, the kernel
+/// drops the handshakes that do not fit and the clients retry after 1, 3, 7, 15 s… Asking
+/// for the most here means raising `somaxconn` is all an operator has to do (see
+/// docs/deployment.md, "Kernel settings").
+const LISTEN_BACKLOG: u32 = 65_535;
+
 /// Binds a TCP listener with a large backlog (a reconnect storm overflows the default 128).
 pub fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
     let socket = if addr.is_ipv4() {
@@ -141,7 +148,7 @@ pub fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
         .bind(addr)
         .with_context(|| format!("cannot listen on {addr}"))?;
     socket
-        .listen(4096)
+        .listen(LISTEN_BACKLOG)
         .with_context(|| format!("cannot listen on {addr}"))
 }
 

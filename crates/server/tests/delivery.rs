@@ -264,6 +264,43 @@ async fn sync_replays_exactly_what_was_missed() {
 }
 
 #[tokio::test]
+async fn a_first_sync_from_the_head_is_answered_without_a_replay_and_misses_nothing() {
+    let server = TestServer::start().await;
+    let (a, _au, b, _bu, conv) = friends_with_direct(&server).await;
+    a.send_text(&conv.id, "before", "before b connects")
+        .await
+        .unwrap();
+    let mut ws = b.connect_ws().await.unwrap();
+    let head = ws.ready().unwrap().stream_pos;
+    // Committed after `ready`, before the first `sync`: it comes live, once, after `synced`.
+    a.send_text(&conv.id, "between", "between ready and sync")
+        .await
+        .unwrap();
+    let (replayed, synced) = ws.sync(head).await.unwrap();
+    assert!(replayed.is_empty(), "nothing stored is owed: {replayed:?}");
+    assert_eq!(synced, head);
+    let live = collect_messages(&mut ws, &conv.id, 1, WAIT).await;
+    assert_eq!(live[0].body, "between ready and sync");
+    let again = ws
+        .next_matching(Duration::from_millis(500), |f| {
+            matches!(f, ServerFrame::Message { .. })
+        })
+        .await
+        .unwrap();
+    assert!(again.is_none(), "delivered twice: {again:?}");
+    // A later sync on the same connection queries as always (here: from before both).
+    let (both, _) = ws.sync(head - 1).await.unwrap();
+    let bodies: Vec<&str> = both
+        .iter()
+        .filter_map(|f| match f {
+            ServerFrame::Message { message, .. } => Some(message.body.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(bodies, vec!["before b connects", "between ready and sync"]);
+}
+
+#[tokio::test]
 async fn acked_messages_survive_kill_9() {
     let mut server = TestServer::start().await;
     let (a, _au, _b, _bu, conv) = friends_with_direct(&server).await;

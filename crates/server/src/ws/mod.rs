@@ -477,6 +477,10 @@ struct Session {
     skip_until: i64,
     /// Set from `ready` until the client's first frame: see the module documentation.
     hold: Option<Box<Hold>>,
+    /// The stream head `ready` announced (read after this connection was registered, so
+    /// every later event reaches it live), until the first `sync`: a first `sync` from there
+    /// or later is owed nothing and needs no query (a reconnect storm is mostly these).
+    ready_head: Option<i64>,
 }
 
 /// Live durable frames held back until a new connection's first frame, and the deadline.
@@ -495,12 +499,23 @@ async fn serve(state: &SharedState, socket: &mut Socket, conn: &Arc<Conn>) {
             Ok(f) => f,
             Err(e) => {
                 let _ = socket.send(&error_frame(None, &e)).await;
-                return Some(End::Close(1011, "server error"));
+                return Err(End::Close(1011, "server error"));
             }
         };
-        (!socket.send(&ready).await).then_some(End::Gone)
+        let head = match &ready {
+            ServerFrame::Ready { stream_pos, .. } => Some(*stream_pos),
+            _ => None,
+        };
+        match socket.send(&ready).await {
+            true => Ok(head),
+            false => Err(End::Gone),
+        }
     })
     .await;
+    let (hello, ready_head) = match hello {
+        Ok(head) => (None, head),
+        Err(end) => (Some(end), None),
+    };
     let cfg = &state.config;
     let mut session = Session {
         bucket: Bucket {
@@ -515,6 +530,7 @@ async fn serve(state: &SharedState, socket: &mut Socket, conn: &Arc<Conn>) {
             until: Box::pin(tokio::time::sleep(FIRST_FRAME_HOLD)),
             held: Vec::new(),
         })),
+        ready_head,
     };
     let end = match hello {
         Some(end) => end,
@@ -837,7 +853,18 @@ async fn handle(
             Ok(_) => None,
             Err(e) => reply(socket, &error_frame(None, &e)).await,
         },
-        Request::Sync { since } => sync(state, socket, user, since, &mut session.skip_until).await,
+        Request::Sync { since } => {
+            let owed_nothing = session.ready_head.take().is_some_and(|head| since >= head);
+            sync(
+                state,
+                socket,
+                user,
+                since,
+                owed_nothing,
+                &mut session.skip_until,
+            )
+            .await
+        }
         Request::View { conversation_id } => {
             let conversation_id = conversation_id.map(|c| c.to_string());
             state
@@ -848,16 +875,20 @@ async fn handle(
     }
 }
 
-/// Replays stored events after `since` (not negative: [`decode`] checked it).
+/// Replays stored events after `since` (not negative: [`decode`] checked it); with
+/// `owed_nothing` (a first `sync` at or past the head `ready` gave) there is nothing stored to
+/// replay and it answers `synced` at once.
 async fn sync(
     state: &SharedState,
     socket: &mut Socket,
     user: &UserId,
     since: i64,
+    owed_nothing: bool,
     skip_until: &mut i64,
 ) -> Option<End> {
     let mut cursor = since;
-    loop {
+    let mut more = !owed_nothing;
+    while more {
         let page = match state.store.events_since(user, cursor, SYNC_PAGE).await {
             Ok(p) => p,
             Err(e) => return reply(socket, &error_frame(None, &e)).await,
@@ -876,9 +907,7 @@ async fn sync(
         if socket.io.write_frames(&frames).await.is_err() {
             return Some(End::Gone);
         }
-        if n < SYNC_PAGE {
-            break;
-        }
+        more = n == SYNC_PAGE;
     }
     *skip_until = (*skip_until).max(cursor);
     reply(socket, &ServerFrame::Synced { stream_pos: cursor }).await

@@ -551,3 +551,63 @@ async fn services_notify_users_durably() {
     let out = server.run(&["service-token", "revoke", "billing"], &[]);
     assert!(!out.status.success());
 }
+
+#[tokio::test]
+async fn tokens_and_webhook_secrets_stay_out_of_the_log() {
+    // Debug level: the most the server ever logs about a request.
+    let server = TestServer::start_with_env(&[], &[("CHATNODE_LOG", "debug")]).await;
+    let (owner, _) = register(&server, "logs").await;
+    let made = owner.create_bot(&unique("b"), None).await.unwrap();
+    let bot = Client::for_bot(&server.url(), &made.token);
+    bot.me().await.unwrap();
+    let mut ws = bot.connect_ws().await.unwrap();
+    ws.sync(0).await.unwrap();
+    let wrong_bot = format!("{}x", made.token);
+    let err = Client::for_bot(&server.url(), &wrong_bot)
+        .me()
+        .await
+        .unwrap_err();
+    assert_eq!(err.status(), Some(401));
+
+    let g = group(&owner, "hooks", &[]).await;
+    let hook = owner.create_webhook(&g.id, "CI").await.unwrap();
+    let secret = hook.url.rsplit('/').next().unwrap().to_owned();
+    assert!(secret.len() >= 16, "{}", hook.url);
+    let anon = server.client().anonymous();
+    anon.post_hook(&hook.url, &json!({"text": "built"}))
+        .await
+        .unwrap();
+    let wrong_url = format!("{}x", hook.url);
+    assert!(
+        anon.post_hook(&wrong_url, &json!({"text": "no"}))
+            .await
+            .is_err()
+    );
+
+    let out = server.run(&["service-token", "create", "svc"], &[]);
+    assert!(out.status.success());
+    let service = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    let (_, uu) = register(&server, "to").await;
+    let req = NotifyRequest {
+        user_id: uu.id.clone(),
+        title: "t".into(),
+        body: "b".into(),
+        url: None,
+    };
+    anon.notify(&service, &req).await.unwrap();
+    let wrong_service = format!("{service}x");
+    assert!(anon.notify(&wrong_service, &req).await.is_err());
+
+    let log = server.log();
+    assert!(
+        log.contains(r#""level":"DEBUG""#),
+        "the log was written at debug level: {log}"
+    );
+    for (what, secret) in [
+        ("bot token", made.token.as_str()),
+        ("webhook secret", secret.as_str()),
+        ("service token", service.as_str()),
+    ] {
+        assert!(!log.contains(secret), "the {what} is in the log");
+    }
+}

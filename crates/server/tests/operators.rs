@@ -732,3 +732,27 @@ async fn pg_dump_recipe(server: TestServer) {
         .args([base, "-qAtc", &format!("DROP DATABASE {db} WITH (FORCE)")])
         .output();
 }
+
+#[tokio::test]
+async fn a_suspended_owners_bots_stop_and_start_again_when_it_is_lifted() {
+    let server = TestServer::start().await;
+    let (admin, au) = register(&server, "adm").await;
+    grant_on_cli(&server, &au.username);
+    let (owner, ou) = register(&server, "own").await;
+    let made = owner.create_bot(&unique("b"), None).await.unwrap();
+    let bot = chatnode_client::Client::for_bot(&server.url(), &made.token);
+    bot.me().await.unwrap();
+    let mut ws = bot.connect_ws().await.unwrap();
+
+    admin.suspend(&ou.id, "spam bots", None).await.unwrap();
+    // The bot's socket closes now, and its token is refused while the owner is suspended.
+    let closed = ws.wait_close(T).await.unwrap();
+    assert_eq!(closed.code, Some(4001));
+    assert_eq!(bot.me().await.unwrap_err().status(), Some(401));
+    assert!(bot.connect_ws().await.is_err());
+
+    // Lifted: the same token works again (the bot's session was kept).
+    admin.unsuspend(&ou.id).await.unwrap();
+    assert_eq!(bot.me().await.unwrap().user.id, made.bot.id);
+    bot.connect_ws().await.unwrap();
+}

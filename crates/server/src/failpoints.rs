@@ -5,6 +5,8 @@
 //! - `writer-panic=N`: the next N message batches panic inside the writer;
 //! - `writer-short=N`: the next N batches return no result at all (as a broken store would);
 //! - `writer-error=N`: the next N batches fail as if the database were gone.
+//! - `search-index-off=always`: new messages are not indexed for search (searches then find
+//!   them in the unindexed tail only).
 //!
 //! `count` may be `always`.
 

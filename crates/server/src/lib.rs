@@ -217,6 +217,25 @@ impl Server {
                 }
             });
         }
+        // New messages are indexed off the send path; where a backend does it in a task
+        // (PostgreSQL), here, in batches, quickly while there is a backlog.
+        {
+            let store = store.clone();
+            tasks.background(async move {
+                const BATCH: i64 = 1_000;
+                loop {
+                    match store.index_search(BATCH).await {
+                        Ok(None) => break,
+                        Ok(Some(n)) if n as i64 >= BATCH => tokio::task::yield_now().await,
+                        Ok(Some(_)) => tokio::time::sleep(Duration::from_millis(100)).await,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "search indexing failed; retrying");
+                            tokio::time::sleep(Duration::from_secs(5)).await;
+                        }
+                    }
+                }
+            });
+        }
         let auth = Arc::new(Auth::load_or_create(
             &config.data_dir,
             config.access_ttl,

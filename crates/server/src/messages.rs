@@ -303,7 +303,38 @@ fn commit_thread(
     let mut jobs: Vec<Job> = Vec::with_capacity(max_batch);
     let mut drained = None;
     let mut restarts = Restarts(Vec::new());
-    while let Some(first) = rx.blocking_recv() {
+    loop {
+        // Background work (the search index) runs when no send waits, or between batches
+        // when it has fallen far behind.
+        let first = match commit.background_due() {
+            Some(urgent) => match rx.try_recv() {
+                Ok(input) => {
+                    if urgent && !background(&mut commit, &store, &mut restarts, health) {
+                        refuse_the_rest(&mut rx, writer_stopped);
+                        return;
+                    }
+                    input
+                }
+                Err(mpsc::error::TryRecvError::Empty) => {
+                    // Idle means nothing for a millisecond, not a gap between two sends of
+                    // a busy stream (a pass cannot be interrupted once begun).
+                    std::thread::sleep(Duration::from_millis(1));
+                    if !rx.is_empty() {
+                        continue;
+                    }
+                    if !background(&mut commit, &store, &mut restarts, health) {
+                        refuse_the_rest(&mut rx, writer_stopped);
+                        return;
+                    }
+                    continue;
+                }
+                Err(mpsc::error::TryRecvError::Disconnected) => return,
+            },
+            None => match rx.blocking_recv() {
+                Some(input) => input,
+                None => return,
+            },
+        };
         match first {
             Input::Send(j) => jobs.push(j),
             Input::Drain(done) => drained = Some(done),
@@ -320,7 +351,8 @@ fn commit_thread(
             metrics.batches.fetch_add(1, Ordering::Relaxed);
             health.start_batch();
             let run = std::panic::catch_unwind(AssertUnwindSafe(|| {
-                crate::failpoints::writer(messages.len()).unwrap_or_else(|| commit(&messages))
+                crate::failpoints::writer(messages.len())
+                    .unwrap_or_else(|| commit.commit(&messages))
             }));
             match run {
                 Ok(results) => {
@@ -357,6 +389,38 @@ fn commit_thread(
             refuse_the_rest(&mut rx, unavailable);
             let _ = done.send(());
             return;
+        }
+    }
+}
+
+/// Runs a piece of the writer's background work; a panic in it restarts the writer like one
+/// in a batch. Answers false when the writer has stopped for good.
+fn background(
+    commit: &mut BlockingCommitter,
+    store: &Arc<dyn Store>,
+    restarts: &mut Restarts,
+    health: &WriterHealth,
+) -> bool {
+    let Err(panic) = std::panic::catch_unwind(AssertUnwindSafe(|| commit.background())) else {
+        return true;
+    };
+    let why = panic_message(&*panic);
+    tracing::error!(panic = %why, "the message writer panicked in its background work");
+    let fresh = if restarts.allow() {
+        store.blocking_committer()
+    } else {
+        None
+    };
+    match fresh {
+        Some(c) => {
+            *commit = c;
+            health.set(FAILING, Some(format!("restarted after a panic: {why}")));
+            true
+        }
+        None => {
+            health.stop(format!("it panicked repeatedly (last: {why})"));
+            tracing::error!("the message writer stopped; shutting down");
+            false
         }
     }
 }

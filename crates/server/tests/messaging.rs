@@ -396,3 +396,132 @@ async fn search_index_survives_a_restart_and_holds_no_text() {
         }
     }
 }
+
+/// The search index's horizon and the last message's stream position, read from the
+/// database itself.
+async fn index_horizon(server: &TestServer) -> (i64, i64, i64) {
+    let url = server.database_url();
+    let stream = if url.starts_with("sqlite:") {
+        "pos"
+    } else {
+        "stream_pos"
+    };
+    let q_through = "SELECT indexed_through FROM search_state WHERE id = 1";
+    let q_head = format!("SELECT COALESCE(MAX({stream}), 0) FROM events WHERE seq IS NOT NULL");
+    let q_terms = "SELECT COUNT(*) FROM search_terms";
+    if url.starts_with("sqlite:") {
+        let pool = sqlx::SqlitePool::connect(&format!("{url}?mode=ro"))
+            .await
+            .unwrap();
+        let through: i64 = sqlx::query_scalar(q_through)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        let head: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(q_head))
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        let terms: i64 = sqlx::query_scalar(q_terms).fetch_one(&pool).await.unwrap();
+        pool.close().await;
+        (through, head, terms)
+    } else {
+        let pool = sqlx::PgPool::connect(&url).await.unwrap();
+        let through: i64 = sqlx::query_scalar(q_through)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        let head: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(q_head))
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        let terms: i64 = sqlx::query_scalar(q_terms).fetch_one(&pool).await.unwrap();
+        pool.close().await;
+        (through, head, terms)
+    }
+}
+
+/// New messages are indexed off the send path: a search finds them before the indexer has
+/// (in the unindexed tail), edits and deletions included, and gives the same pages once the
+/// index holds them.
+#[tokio::test]
+async fn search_is_exact_before_and_after_the_indexer_catches_up() {
+    let mut server =
+        TestServer::start_with_env(&[], &[("CHATNODE_FAILPOINTS", "search-index-off=always")])
+            .await;
+    let (a, _au, b, bu, conv) = friends_with_direct(&server).await;
+    let g = group(&a, "tail", &[&bu]).await;
+    let mut expected = Vec::new();
+    for i in 0..24 {
+        let c = if i % 3 == 0 { &g.id } else { &conv.id };
+        let body = format!("harbour lights {i}");
+        let m = a.send_text(c, &format!("t{i}"), &body).await.unwrap();
+        b.send_text(c, &format!("u{i}"), &format!("unrelated words {i}"))
+            .await
+            .unwrap();
+        expected.push((c.clone(), m.seq, body));
+    }
+    // One edited away, one edited in, one deleted for everyone.
+    let (c5, s5, _) = expected.remove(5);
+    a.edit_message(&c5, s5, "nothing to see").await.unwrap();
+    let (c7, s7, _) = expected[7].clone();
+    a.edit_message(&c7, s7, "harbour lights edited")
+        .await
+        .unwrap();
+    expected[7].2 = "harbour lights edited".into();
+    let (c9, s9, _) = expected.remove(9);
+    a.delete_message(&c9, s9, chatnode_client::protocol::DeleteScope::Everyone)
+        .await
+        .unwrap();
+    expected.reverse();
+    let want: Vec<String> = expected.iter().map(|e| e.2.clone()).collect();
+
+    let pages = |client: chatnode_client::Client| async move {
+        let mut seen = Vec::new();
+        let mut before: Option<String> = None;
+        loop {
+            let r = client
+                .search_messages("harb lig", None, Some(5), before.as_deref())
+                .await
+                .unwrap();
+            seen.extend(r.messages.iter().map(|m| m.body.clone()));
+            match r.next_cursor {
+                Some(c) => before = Some(c),
+                None => break,
+            }
+        }
+        seen
+    };
+    let (through, head, _) = index_horizon(&server).await;
+    assert!(
+        through < head,
+        "nothing new is indexed yet ({through} / {head})"
+    );
+    assert_eq!(pages(b.clone()).await, want, "from the unindexed tail");
+
+    // Without the failpoint the indexer catches up, and the pages are the same.
+    server.set_envs(&[]);
+    server.restart().await;
+    let b = server.client().with_token(b.access_token().unwrap());
+    let started = std::time::Instant::now();
+    loop {
+        let (through, head, terms) = index_horizon(&server).await;
+        if through >= head && terms > 0 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the indexer did not catch up ({through} / {head})"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(pages(b.clone()).await, want, "from the index");
+    let r = b
+        .search_messages("harbour", Some(&g.id), None, None)
+        .await
+        .unwrap();
+    assert!(r.messages.iter().all(|m| m.conversation_id == g.id));
+    assert_eq!(
+        r.messages.len(),
+        expected.iter().filter(|e| e.0 == g.id).count()
+    );
+}

@@ -31,9 +31,22 @@ pub mod sqlite;
 pub mod sqlite_writer;
 mod types;
 
-/// Commits a batch of messages synchronously, on the thread that calls it (the SQLite
-/// message writer): one answer per message, in order.
-pub type BlockingCommitter = Box<dyn FnMut(&[NewMessage]) -> Vec<Result<SendOutcome>> + Send>;
+/// Commits batches of messages synchronously, on the thread that calls it (the SQLite
+/// message writer), and does the writer's background work between them.
+pub trait BlockingWriter: Send {
+    /// Commits a batch: one answer per message, in order.
+    fn commit(&mut self, batch: &[NewMessage]) -> Vec<Result<SendOutcome>>;
+    /// Whether background work is waiting, and whether it is urgent: `Some(false)` runs it
+    /// only when no send is queued, `Some(true)` also between batches under load.
+    fn background_due(&self) -> Option<bool> {
+        None
+    }
+    /// Does a bounded piece of the background work (the search index: see `sqlite_writer`).
+    fn background(&mut self) {}
+}
+
+/// A [`BlockingWriter`] of a backend that has one.
+pub type BlockingCommitter = Box<dyn BlockingWriter>;
 
 pub use types::{
     AdminTarget, Credentials, FriendRequestOutcome, GroupPatch, HistoryPage,
@@ -354,6 +367,10 @@ pub trait Search: Send + Sync {
     /// Indexes up to `batch` messages from before the index (or its key) existed, newest
     /// first; answers whether any are left.
     async fn backfill_search(&self, batch: i64) -> Result<bool>;
+    /// Indexes up to `batch` new messages past the index's horizon and answers how many it
+    /// looked at (0 when another node is at it); `None` when this backend indexes new
+    /// messages elsewhere (SQLite: its message writer), so no task needs to.
+    async fn index_search(&self, batch: i64) -> Result<Option<usize>>;
 }
 
 /// Running the server: system admins, suspensions, reports, moderation, the audit log,

@@ -58,6 +58,13 @@ impl Backend for PostgresBackend {
 
     const STREAM_HEAD_SQL: &'static str = "SELECT pos FROM stream_head WHERE id = 1";
 
+    /// Past the horizon, or not stamped yet (each half through its own index).
+    const SEARCH_TAIL_SQL: &'static str = "SELECT pos, conversation_id, seq FROM events
+        WHERE stream_pos > $1 AND pos < $2 AND seq IS NOT NULL
+        UNION ALL
+        SELECT pos, conversation_id, seq FROM events
+        WHERE stream_pos IS NULL AND pos < $2 AND seq IS NOT NULL";
+
     /// Nothing: writers do not wait for each other (see the module comment).
     async fn lock_writes(_c: &mut PgConnection) -> Result<()> {
         Ok(())
@@ -118,6 +125,11 @@ impl Backend for PostgresBackend {
 
     fn rows_affected(result: &PgQueryResult) -> u64 {
         result.rows_affected()
+    }
+
+    /// One node at a time indexes new messages, in batches (`sql/pg_batch.rs`).
+    async fn index_search(store: &PostgresStore, batch: i64) -> Result<Option<usize>> {
+        store.pg_index_search(batch).await.map(Some)
     }
 
     /// A batch of plain messages in one statement per kind of write (`sql/pg_batch.rs`).

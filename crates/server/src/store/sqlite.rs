@@ -29,7 +29,7 @@ use sqlx::sqlite::{
 
 use super::sql::{Backend, SqlStore};
 use super::sqlite_writer::{SqliteWriter, WriterParts};
-use super::{BlockingCommitter, EventSink, NewMessage, Presence};
+use super::{BlockingCommitter, EventSink, Presence};
 use crate::crypto::Keyring;
 use crate::error::Result;
 
@@ -47,6 +47,9 @@ impl Backend for SqliteBackend {
     const STREAM: &'static str = "pos";
 
     const STREAM_HEAD_SQL: &'static str = "SELECT COALESCE(MAX(pos), 0) FROM events";
+
+    const SEARCH_TAIL_SQL: &'static str = "SELECT pos, conversation_id, seq FROM events
+        WHERE pos > $1 AND pos < $2 AND seq IS NOT NULL";
 
     /// The single write connection already serializes writers: nothing to do.
     async fn lock_writes(_c: &mut SqliteConnection) -> Result<()> {
@@ -95,7 +98,7 @@ impl Backend for SqliteBackend {
             gate: store.gate().clone(),
         };
         match SqliteWriter::open(path, parts) {
-            Ok(mut w) => Some(Box::new(move |batch: &[NewMessage]| w.commit(batch))),
+            Ok(w) => Some(Box::new(w)),
             Err(e) => {
                 tracing::error!(error = %format!("{e:#}"), "cannot open the message writer; sends use the shared connection");
                 None

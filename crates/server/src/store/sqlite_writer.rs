@@ -23,12 +23,13 @@ use chatnode_protocol::{self as p, ServerFrame};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use super::send_rules::{self, Accepted, SendFacts, mentions_column, parse_mentions};
-use super::sql::{MEMBER_BY_NAME_SQL, SEND_CHECK_SQL, SendCheckRow, conversation_facts};
-use super::{EventSink, MediaRecord, NewMessage, SendOutcome};
+use super::sql::{
+    MEMBER_BY_NAME_SQL, SEND_CHECK_SQL, SendCheckRow, conversation_facts, search_terms,
+};
+use super::{BlockingWriter, EventSink, MediaRecord, NewMessage, SendOutcome};
 use crate::crypto::{Keyring, column};
 use crate::error::{Error, Result};
 use crate::events::{Durable, EventKind};
-use crate::search::index_prefixes;
 use crate::time::{now_ms, rfc3339};
 
 /// What the store's async side shares with the writer.
@@ -41,7 +42,23 @@ pub struct WriterParts {
 pub struct SqliteWriter {
     conn: Connection,
     parts: WriterParts,
+    /// Messages committed and not yet in the search index, as far as this writer knows (it
+    /// starts at 1 so that a first pass looks).
+    unindexed: u64,
+    /// After a failed indexing pass: not before this.
+    index_retry_at: Option<std::time::Instant>,
 }
+
+/// Messages indexed per pass when no send is queued. A pass cannot be interrupted, so a
+/// send arriving during one waits for it: 32 messages take a few milliseconds.
+const INDEX_CHUNK: i64 = 32;
+
+/// Behind by this many messages, the writer also indexes between batches under load, with
+/// bigger passes, so the unindexed tail that every search scans stays bounded. Below it,
+/// sends come first: a burst is indexed after it, not during it. (200,000 messages of
+/// tail cost a search on SQLite about a tenth of a second to scan.)
+const INDEX_URGENT: u64 = 200_000;
+const INDEX_URGENT_CHUNK: i64 = 256;
 
 fn db(e: rusqlite::Error) -> Error {
     if let rusqlite::Error::SqliteFailure(f, _) = &e
@@ -118,7 +135,12 @@ impl SqliteWriter {
              PRAGMA wal_autocheckpoint = 0;",
         )?;
         conn.set_prepared_statement_cache_capacity(64);
-        Ok(SqliteWriter { conn, parts })
+        Ok(SqliteWriter {
+            conn,
+            parts,
+            unindexed: 1,
+            index_retry_at: None,
+        })
     }
 
     /// Commits a batch in one transaction; one answer per message, in order. Rule failures
@@ -136,6 +158,106 @@ impl SqliteWriter {
                 })
                 .collect(),
         }
+    }
+
+    /// One pass of the search indexer: the next `chunk` messages after the index's horizon
+    /// (`search_state.indexed_through`), their terms written in term order and the horizon
+    /// moved past them, in one transaction. Answers how many messages it looked at.
+    ///
+    /// Messages are indexed here, off the send path, because the terms are most of what a
+    /// message costs to store (36 rows for a 70-byte message, in random places of one
+    /// B-tree); a search scans what is past the horizon itself, so it stays exact (see
+    /// `sql/search.rs`). The index can be rebuilt, so its commits skip the fsync: a commit
+    /// lost in a power cut loses its horizon too and is redone, and the next send's fsync
+    /// makes it durable anyway (the WAL is written in order).
+    fn index_pass(&mut self, chunk: i64) -> Result<usize> {
+        let gate = self.parts.gate.clone();
+        let _gate = gate.blocking_lock();
+        self.conn
+            .execute_batch("PRAGMA synchronous = NORMAL")
+            .map_err(db)?;
+        let out = self.index_pass_tx(chunk);
+        // Sends must never commit without their fsync: a connection that cannot be put back
+        // is dropped with the writer (which is restarted on a fresh one).
+        if let Err(e) = self.conn.execute_batch("PRAGMA synchronous = FULL") {
+            panic!("cannot restore synchronous = FULL on the message writer: {e}");
+        }
+        out
+    }
+
+    fn index_pass_tx(&mut self, chunk: i64) -> Result<usize> {
+        let keys = self.parts.keys.clone();
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(db)?;
+        let through: Option<i64> = tx
+            .prepare_cached("SELECT indexed_through FROM search_state WHERE id = 1")
+            .map_err(db)?
+            .query_row([], |r| r.get(0))
+            .optional()
+            .map_err(db)?;
+        // No index yet (it is prepared before the server takes sends).
+        let Some(through) = through else {
+            return Ok(0);
+        };
+        type Row = (i64, String, i64, String, bool, String);
+        let rows: Vec<Row> = tx
+            .prepare_cached(
+                "SELECT e.pos, m.conversation_id, m.seq, m.kind, m.deleted, m.body FROM events e
+                 JOIN messages m ON m.conversation_id = e.conversation_id AND m.seq = e.seq
+                 WHERE e.pos > ?1 AND e.seq IS NOT NULL ORDER BY e.pos LIMIT ?2",
+            )
+            .map_err(db)?
+            .query_map(params![through, chunk], |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                ))
+            })
+            .map_err(db)?
+            .collect::<rusqlite::Result<_>>()
+            .map_err(db)?;
+        let Some(last) = rows.last().map(|r| r.0) else {
+            return Ok(0);
+        };
+        let mut terms: Vec<(i64, i64, i64)> = Vec::with_capacity(rows.len() * 40);
+        for (pos, conversation_id, seq, kind, deleted, body) in &rows {
+            if *deleted || kind == "system" {
+                continue;
+            }
+            match keys.decrypt(column::MESSAGE_BODY, body) {
+                Ok(body) => terms.extend(
+                    search_terms(&keys, conversation_id, &body)
+                        .into_iter()
+                        .map(|t| (t, *pos, *seq)),
+                ),
+                // Left out of the index (a search opening it would fail the same way).
+                Err(e) => tracing::warn!(pos, error = %e, "a message could not be indexed"),
+            }
+        }
+        // In key order: neighbouring terms share index pages.
+        terms.sort_unstable();
+        {
+            let mut insert = tx
+                .prepare_cached(
+                    "INSERT INTO search_terms (term, pos, seq) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
+                )
+                .map_err(db)?;
+            for (t, pos, seq) in terms {
+                insert.execute(params![t, pos, seq]).map_err(db)?;
+            }
+        }
+        tx.prepare_cached("UPDATE search_state SET indexed_through = ?1 WHERE id = 1")
+            .map_err(db)?
+            .execute([last])
+            .map_err(db)?;
+        tx.commit().map_err(db)?;
+        Ok(rows.len())
     }
 
     fn commit_once(&mut self, batch: &[NewMessage]) -> Result<Vec<Result<SendOutcome>>> {
@@ -210,9 +332,53 @@ impl SqliteWriter {
             }));
         }
         tx.commit().map_err(db)?;
+        self.unindexed += events.len() as u64;
         // Committed and durable: now (and only now) the world may see it.
         self.parts.sink.publish(events);
         Ok(results)
+    }
+}
+
+impl BlockingWriter for SqliteWriter {
+    fn commit(&mut self, batch: &[NewMessage]) -> Vec<Result<SendOutcome>> {
+        SqliteWriter::commit(self, batch)
+    }
+
+    fn background_due(&self) -> Option<bool> {
+        if self.unindexed == 0
+            || crate::failpoints::hit("search-index-off")
+            || self
+                .index_retry_at
+                .is_some_and(|at| std::time::Instant::now() < at)
+        {
+            return None;
+        }
+        Some(self.unindexed >= INDEX_URGENT)
+    }
+
+    fn background(&mut self) {
+        let chunk = if self.unindexed >= INDEX_URGENT {
+            INDEX_URGENT_CHUNK
+        } else {
+            INDEX_CHUNK
+        };
+        let started = std::time::Instant::now();
+        let pass = self.index_pass(chunk);
+        tracing::debug!(
+            us = started.elapsed().as_micros() as u64,
+            chunk,
+            "search index pass"
+        );
+        match pass {
+            // A short pass reached the end.
+            Ok(n) if (n as i64) < chunk => self.unindexed = 0,
+            Ok(n) => self.unindexed = self.unindexed.saturating_sub(n as u64).max(1),
+            Err(e) => {
+                tracing::warn!(error = %e, "search indexing failed; retrying in 5 s");
+                self.index_retry_at =
+                    Some(std::time::Instant::now() + std::time::Duration::from_secs(5));
+            }
+        }
     }
 }
 
@@ -381,22 +547,6 @@ fn write(
         .map_err(db)?
         .execute(params![u, m.conversation_id, m.seq])
         .map_err(db)?;
-    }
-    if m.kind != p::MessageKind::System {
-        let mut terms: Vec<i64> = index_prefixes(&m.body)
-            .iter()
-            .map(|p| keys.search_term(&m.conversation_id, p))
-            .collect();
-        terms.sort_unstable();
-        terms.dedup();
-        let mut insert = tx
-            .prepare_cached(
-                "INSERT INTO search_terms (term, pos, seq) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
-            )
-            .map_err(db)?;
-        for t in terms {
-            insert.execute(params![t, pos, m.seq]).map_err(db)?;
-        }
     }
     for (i, md) in media.iter().enumerate() {
         tx.prepare_cached(

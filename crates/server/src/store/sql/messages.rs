@@ -8,7 +8,7 @@
 //! rules exist once. A rule failure answers its one message and must not write anything.
 //!
 //! Writing a message also writes what is derived from it in the same transaction: the rows
-//! of the users it mentions (`mentions`, for unread counts) and its search terms
+//! of the users it mentions (`mentions`, for unread counts); the search index follows it
 //! (`search.rs`). Reactions live in `reactions.rs`.
 
 use std::collections::HashMap;
@@ -320,7 +320,8 @@ where
         Self::insert_message_with(w, m, accepted).await
     }
 
-    /// Writes a message, its event, its mentions and its search terms.
+    /// Writes a message, its event and its mentions (the search indexer follows; see
+    /// `search.rs`).
     pub(super) async fn insert_message_with(
         w: &mut WriteTx<'_, B>,
         m: &NewMessage,
@@ -379,10 +380,6 @@ where
             &message.mentions,
         )
         .await?;
-        if m.kind != p::MessageKind::System {
-            let terms = w.search_terms(m.conversation_id.as_str(), &m.body);
-            Self::add_search_terms(w.conn(), &terms, pos, seq).await?;
-        }
         for (i, md) in media.iter().enumerate() {
             sqlx::query("INSERT INTO message_media (message_id, media_id, conversation_id, position) VALUES ($1, $2, $3, $4)")
                 .bind(&message.id)

@@ -63,6 +63,7 @@ mod sso;
 mod users;
 
 pub(crate) use messages::{MEMBER_BY_NAME_SQL, SEND_CHECK_SQL, SendCheckRow, conversation_facts};
+pub(crate) use search::terms as search_terms;
 
 /// A connection of the backend's database (what a pool hands out, and what a transaction
 /// derefs to).
@@ -113,6 +114,19 @@ pub trait Backend: Send + Sync + Sized + 'static {
     /// answers (see `SqlStore::send_batch_once`).
     fn blocking_committer(_store: &SqlStore<Self>) -> Option<BlockingCommitter> {
         None
+    }
+
+    /// Every message event past the search index's horizon (`$1`, a stream position) and
+    /// below `pos` `$2`: `(pos, conversation_id, seq)`.
+    const SEARCH_TAIL_SQL: &'static str;
+
+    /// Indexes up to `batch` new messages past the search index's horizon (see
+    /// [`super::Search::index_search`]); `None`: not this way on this backend.
+    fn index_search(
+        _store: &SqlStore<Self>,
+        _batch: i64,
+    ) -> impl Future<Output = Result<Option<usize>>> + Send {
+        std::future::ready(Ok(None))
     }
 
     /// Checks and writes a batch of sends the backend's own faster way, if it has one for

@@ -2,8 +2,7 @@
 //! round trip per message per write.
 //!
 //! The general path (`SqlStore::send_batch_once`) checks and writes each message of a batch
-//! in turn: the check, the `seq`, the event, the row, one `INSERT` per search term, the
-//! sender's read marker. On PostgreSQL each is a round trip to another process, so a message
+//! in turn: the check, the `seq`, the event, the row, the sender's read marker. On PostgreSQL each is a round trip to another process, so a message
 //! of ten words cost some thirty. Here a batch of plain messages (what nearly all traffic is)
 //! costs a fixed number of statements whatever its size:
 //!
@@ -12,8 +11,11 @@
 //! 2. the batch's conversations locked in `id` order (so two nodes' batches over the same
 //!    conversations cannot deadlock) and their `last_seq` advanced in one `UPDATE … FROM
 //!    UNNEST`;
-//! 3. the events, the message rows, the search terms and the senders' read markers, one
+//! 3. the events, the message rows and the senders' read markers, one
 //!    `INSERT … SELECT FROM UNNEST` / `UPDATE … FROM UNNEST` each.
+//!
+//! New messages are indexed for search afterwards, in bigger batches, by one node at a time
+//! ([`SqlStore::pg_index_search`]; see `search.rs`).
 //!
 //! The rules are `send_rules::decide`, as on every path. A batch with anything else in it (an
 //! attachment, a reply, an `@mention`, a retried `client_id`) takes the general path whole,
@@ -343,31 +345,6 @@ impl SqlStore<PostgresBackend> {
         .execute(w.conn())
         .await?;
 
-        // The search terms of every message, sorted (neighbouring keys share index pages).
-        // No `ON CONFLICT`: a new message's terms are distinct and its position is new (the
-        // backfill indexes only messages older than the index).
-        let mut terms: Vec<(i64, i64, i64)> = Vec::new();
-        for (r, p) in written.iter().zip(&pos) {
-            for t in w.search_terms(&r.message.conversation_id, &r.message.body) {
-                terms.push((t, *p, r.message.seq));
-            }
-        }
-        terms.sort_unstable();
-        if !terms.is_empty() {
-            let t_term: Vec<i64> = terms.iter().map(|t| t.0).collect();
-            let t_pos: Vec<i64> = terms.iter().map(|t| t.1).collect();
-            let t_seq: Vec<i64> = terms.iter().map(|t| t.2).collect();
-            sqlx::query(
-                "INSERT INTO search_terms (term, pos, seq)
-                 SELECT * FROM UNNEST($1::bigint[], $2::bigint[], $3::bigint[])",
-            )
-            .bind(&t_term)
-            .bind(&t_pos)
-            .bind(&t_seq)
-            .execute(w.conn())
-            .await?;
-        }
-
         // Whoever writes has read up to their own message (a webhook's post is not its
         // creator's writing); once per conversation and sender, at their last message.
         let mut read: BTreeMap<(&str, &str), i64> = BTreeMap::new();
@@ -430,5 +407,105 @@ impl SqlStore<PostgresBackend> {
             }
         }
         Ok(out)
+    }
+}
+
+/// The search indexer's lock key (the two-key form: apart from the stamp lock's one-key
+/// space), with the schema's hash as the second key like the stamp lock.
+const INDEX_LOCK_CLASS: i32 = 0x5e_a4c4;
+
+impl SqlStore<PostgresBackend> {
+    /// One pass of the search indexer: the next `batch` messages after the horizon (in
+    /// `stream_pos` order, which is commit order), their terms written in one sorted
+    /// `INSERT … UNNEST`, the horizon moved past them. One node at a time: a node that does
+    /// not get the lock at once answers 0 and tries again later.
+    pub(crate) async fn pg_index_search(&self, batch: i64) -> Result<usize> {
+        if crate::failpoints::hit("search-index-off") {
+            return Ok(0);
+        }
+        let mut tx = self.write.begin().await?;
+        let got: bool =
+            sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1, hashtext(current_schema()))")
+                .bind(INDEX_LOCK_CLASS)
+                .fetch_one(&mut *tx)
+                .await?;
+        if !got {
+            return Ok(0);
+        }
+        // A frozen indexer lets go of the lock (its session ends) instead of stopping search
+        // indexing for the whole cluster.
+        sqlx::query("SELECT set_config('idle_in_transaction_session_timeout', '5s', true)")
+            .execute(&mut *tx)
+            .await?;
+        let through: Option<i64> =
+            sqlx::query_scalar("SELECT indexed_through FROM search_state WHERE id = 1")
+                .fetch_optional(&mut *tx)
+                .await?;
+        let Some(through) = through else {
+            return Ok(0);
+        };
+        // The rows are locked until the terms are in: an edit or a deletion of one of them
+        // waits (and then replaces or removes exactly these terms), or went first (and this
+        // reads its result). No stale terms are left behind either way.
+        type Row = (i64, i64, String, i64, String, bool, String);
+        let rows: Vec<Row> = sqlx::query_as(
+            "SELECT e.stream_pos, e.pos, m.conversation_id, m.seq, m.kind, m.deleted, m.body
+             FROM events e JOIN messages m ON m.conversation_id = e.conversation_id AND m.seq = e.seq
+             WHERE e.stream_pos > $1 AND e.seq IS NOT NULL ORDER BY e.stream_pos LIMIT $2
+             FOR SHARE OF m",
+        )
+        .bind(through)
+        .bind(batch)
+        .fetch_all(&mut *tx)
+        .await?;
+        let Some(last) = rows.last().map(|r| r.0) else {
+            return Ok(0);
+        };
+        let n = rows.len();
+        // Opening and hashing a batch is CPU work: off the runtime's threads.
+        let keys = self.keys.clone();
+        let terms = tokio::task::spawn_blocking(move || {
+            let mut terms: Vec<(i64, i64, i64)> = Vec::with_capacity(rows.len() * 40);
+            for (_, pos, conversation_id, seq, kind, deleted, body) in &rows {
+                if *deleted || kind == "system" {
+                    continue;
+                }
+                match keys.decrypt(column::MESSAGE_BODY, body) {
+                    Ok(body) => terms.extend(
+                        super::search_terms(&keys, conversation_id, &body)
+                            .into_iter()
+                            .map(|t| (t, *pos, *seq)),
+                    ),
+                    Err(e) => tracing::warn!(pos, error = %e, "a message could not be indexed"),
+                }
+            }
+            // In key order: neighbouring terms share index pages.
+            terms.sort_unstable();
+            terms
+        })
+        .await
+        .map_err(|e| Error::Internal(e.into()))?;
+        if !terms.is_empty() {
+            let t_term: Vec<i64> = terms.iter().map(|t| t.0).collect();
+            let t_pos: Vec<i64> = terms.iter().map(|t| t.1).collect();
+            let t_seq: Vec<i64> = terms.iter().map(|t| t.2).collect();
+            // An edit since may have written some of them already.
+            sqlx::query(
+                "INSERT INTO search_terms (term, pos, seq)
+                 SELECT * FROM UNNEST($1::bigint[], $2::bigint[], $3::bigint[])
+                 ON CONFLICT DO NOTHING",
+            )
+            .bind(&t_term)
+            .bind(&t_pos)
+            .bind(&t_seq)
+            .execute(&mut *tx)
+            .await?;
+        }
+        sqlx::query("UPDATE search_state SET indexed_through = $1 WHERE id = 1")
+            .bind(last)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(n)
     }
 }

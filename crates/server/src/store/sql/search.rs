@@ -1,16 +1,22 @@
 //! Message search: the index of keyed word-prefix hashes (`search_terms`, see
 //! `crate::search` for what a term is) and the queries over it.
 //!
-//! A message's terms are written in the transaction that writes (or edits, or deletes) the
-//! message, so a search sees exactly what is committed. Messages from before the index
-//! existed, or from before a key rotation (terms are keyed), are indexed by a backfill that
-//! runs at start, newest first ([`Search::backfill_search`]).
+//! New messages are indexed off the send path, by an indexer that follows the stream past a
+//! horizon (`search_state.indexed_through`, a stream position) in batches: on SQLite the
+//! message writer between its batches (`sqlite_writer.rs`), on PostgreSQL one node at a time
+//! ([`Backend::index_search`], `pg_batch.rs`). A search also takes every message past the
+//! horizon as a candidate, so it sees exactly what is committed however far behind the
+//! indexer is. Edits and deletions change a message's terms in their own transaction; an
+//! indexer pass that read the old text may leave its terms behind, which only adds candidates
+//! (each is checked against the text). Messages from before the index existed, or from
+//! before a key rotation (terms are keyed), are indexed by a backfill that runs at start,
+//! newest first ([`Search::backfill_search`]).
 //!
-//! A search looks up one prefix per conversation of the caller's, walks the postings newest
-//! first across those conversations, and opens each candidate to check it against the whole
-//! query (also dropping what the caller may not see: deleted, or hidden for them). The work
-//! per request is bounded ([`MAX_CANDIDATES`]); a page cut short by the bound still carries a
-//! cursor to go on from.
+//! A search looks up one prefix per conversation of the caller's, walks the postings (and the
+//! unindexed tail) newest first across those conversations, and opens each candidate to
+//! check it against the whole query (also dropping what the caller may not see: deleted, or
+//! hidden for them). The work per request is bounded ([`MAX_CANDIDATES`]); a page cut short
+//! by the bound still carries a cursor to go on from.
 
 use std::sync::LazyLock;
 
@@ -39,7 +45,8 @@ impl<B: Backend> WriteTx<'_, B> {
     }
 }
 
-pub(super) fn terms(keys: &crate::crypto::Keyring, conversation_id: &str, body: &str) -> Vec<i64> {
+/// The distinct search terms of `body` in a conversation, sorted.
+pub(crate) fn terms(keys: &crate::crypto::Keyring, conversation_id: &str, body: &str) -> Vec<i64> {
     let mut out: Vec<i64> = index_prefixes(body)
         .iter()
         .map(|p| keys.search_term(conversation_id, p))
@@ -115,24 +122,31 @@ where
             let head: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(pos), 0) FROM events")
                 .fetch_one(w.conn())
                 .await?;
+            // The indexer starts at the stream's head: what is before it is the backfill's.
+            let stream_head: i64 = sqlx::query_scalar(B::STREAM_HEAD_SQL)
+                .fetch_optional(w.conn())
+                .await?
+                .unwrap_or(0);
             if stored.is_some() {
                 tracing::info!("the encryption key changed: the search index is rebuilt");
                 sqlx::query("DELETE FROM search_terms")
                     .execute(w.conn())
                     .await?;
                 sqlx::query(
-                    "UPDATE search_state SET key_id = $1, unindexed_below = $2 WHERE id = 1",
+                    "UPDATE search_state SET key_id = $1, unindexed_below = $2, indexed_through = $3 WHERE id = 1",
                 )
                 .bind(&key)
                 .bind(head + 1)
+                .bind(stream_head)
                 .execute(w.conn())
                 .await?;
             } else {
                 sqlx::query(
-                    "INSERT INTO search_state (id, key_id, unindexed_below) VALUES (1, $1, $2)",
+                    "INSERT INTO search_state (id, key_id, unindexed_below, indexed_through) VALUES (1, $1, $2, $3)",
                 )
                 .bind(&key)
                 .bind(head + 1)
+                .bind(stream_head)
                 .execute(w.conn())
                 .await?;
             }
@@ -155,13 +169,35 @@ where
     }
 }
 
-/// One conversation's postings being walked.
+/// One conversation's postings being walked, with its messages past the index's horizon.
 struct Walk {
     conversation_id: String,
     term: i64,
     buffered: std::collections::VecDeque<(i64, i64)>,
     /// Everything below this has not been read yet (None: no more postings).
     next_below: Option<i64>,
+    /// `(pos, seq)` of its messages not indexed yet, newest first: every one is a candidate.
+    tail: std::collections::VecDeque<(i64, i64)>,
+}
+
+impl Walk {
+    /// The position of the next candidate.
+    fn front(&self) -> Option<i64> {
+        let a = self.buffered.front().map(|(pos, _)| *pos);
+        let b = self.tail.front().map(|(pos, _)| *pos);
+        a.max(b)
+    }
+
+    /// The next candidate, and whether it came from the tail.
+    fn pop(&mut self) -> Option<((i64, i64), bool)> {
+        let a = self.buffered.front().map(|(pos, _)| *pos);
+        let b = self.tail.front().map(|(pos, _)| *pos);
+        if b.is_some() && b >= a {
+            self.tail.pop_front().map(|c| (c, true))
+        } else {
+            self.buffered.pop_front().map(|c| (c, false))
+        }
+    }
 }
 
 #[async_trait]
@@ -213,8 +249,39 @@ where
                 conversation_id,
                 buffered: Default::default(),
                 next_below: Some(start),
+                tail: Default::default(),
             })
             .collect();
+        // The messages past the index's horizon (written since the indexer's last pass) are
+        // all candidates, so a search sees every committed message. A message the indexer
+        // reaches meanwhile can turn up twice: its postings are skipped.
+        let through: i64 =
+            sqlx::query_scalar("SELECT indexed_through FROM search_state WHERE id = 1")
+                .fetch_optional(&mut *c)
+                .await?
+                .unwrap_or(0);
+        let tail: Vec<(i64, String, i64)> = sqlx::query_as(B::SEARCH_TAIL_SQL)
+            .bind(through)
+            .bind(start)
+            .fetch_all(&mut *c)
+            .await?;
+        let mut in_tail = std::collections::HashSet::new();
+        if !tail.is_empty() {
+            let by_id: std::collections::HashMap<&str, usize> = walks
+                .iter()
+                .enumerate()
+                .map(|(i, w)| (w.conversation_id.as_str(), i))
+                .collect();
+            let mut mine: Vec<(usize, i64, i64)> = tail
+                .iter()
+                .filter_map(|(pos, conv, seq)| by_id.get(conv.as_str()).map(|i| (*i, *pos, *seq)))
+                .collect();
+            mine.sort_unstable_by_key(|m| std::cmp::Reverse(m.1));
+            for (i, pos, seq) in mine {
+                in_tail.insert(pos);
+                walks[i].tail.push_back((pos, seq));
+            }
+        }
         static ONE: LazyLock<String> = LazyLock::new(|| {
             format!(
                 "SELECT {MESSAGE_COLUMNS} FROM messages m WHERE m.conversation_id = $1 AND m.seq = $2
@@ -243,7 +310,7 @@ where
             let Some(best) = walks
                 .iter()
                 .enumerate()
-                .filter_map(|(i, w)| w.buffered.front().map(|(pos, _)| (i, *pos)))
+                .filter_map(|(i, w)| w.front().map(|pos| (i, pos)))
                 .max_by_key(|(_, pos)| *pos)
                 .map(|(i, _)| i)
             else {
@@ -259,7 +326,12 @@ where
                     .finish_search(&mut c, user, found, limit, last_examined)
                     .await;
             }
-            let (pos, seq) = walks[best].buffered.pop_front().unwrap_or_default();
+            let Some(((pos, seq), from_tail)) = walks[best].pop() else {
+                continue;
+            };
+            if !from_tail && in_tail.contains(&pos) {
+                continue;
+            }
             examined += 1;
             last_examined = Some(pos);
             let row: Option<MsgRow> = sqlx::query_as(ONE.as_str())
@@ -282,6 +354,10 @@ where
 
     async fn prepare_search(&self) -> Result<()> {
         self.prepare_search_index().await
+    }
+
+    async fn index_search(&self, batch: i64) -> Result<Option<usize>> {
+        B::index_search(self, batch).await
     }
 
     async fn backfill_search(&self, batch: i64) -> Result<bool> {

@@ -21,7 +21,7 @@ use super::{Backend, Conn, SqlStore};
 use crate::crypto::column;
 use crate::domain::{SessionId, UserId};
 use crate::error::Result;
-use crate::store::SeedConversation;
+use crate::store::{Maintenance, SeedConversation};
 use crate::time::{new_id, now_ms};
 
 /// Messages per multi-row INSERT (10 parameters each). Small: sqlx's SQLite driver looks
@@ -343,7 +343,20 @@ where
             .execute(w.conn())
             .await?;
         }
-        w.finish(Ok(())).await
+        w.finish(Ok(())).await?;
+        if with_search {
+            // Indexed as written: the indexer starts after them (their stream positions
+            // first, on PostgreSQL).
+            self.stamp_pending().await?;
+            let head: i64 = sqlx::query_scalar(B::STREAM_HEAD_SQL)
+                .fetch_one(&self.write)
+                .await?;
+            sqlx::query("UPDATE search_state SET indexed_through = $1 WHERE id = 1")
+                .bind(head)
+                .execute(&self.write)
+                .await?;
+        }
+        Ok(())
     }
 }
 

@@ -1,0 +1,6 @@
+-- New messages are indexed for search off the send path (see store/sql/search.rs): an
+-- indexer follows the stream (`stream_pos`) past `indexed_through`, and a search takes every
+-- message past it (or not stamped yet) as a candidate. Everything written so far was indexed
+-- as it was sent.
+ALTER TABLE search_state ADD COLUMN indexed_through BIGINT NOT NULL DEFAULT 0;
+UPDATE search_state SET indexed_through = (SELECT pos FROM stream_head WHERE id = 1);

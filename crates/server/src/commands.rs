@@ -41,14 +41,14 @@ pub async fn set_admin(config: &Config, username: &str, admin: bool) -> anyhow::
 /// the 2^53 a JavaScript client can hold).
 pub const RESTORE_GAP: i64 = 1 << 40;
 
+/// How often `chatnode backup` flushes the copy it is writing (see `backup`).
+const BACKUP_FLUSH_EVERY: std::time::Duration = std::time::Duration::from_millis(10);
+
 /// `chatnode backup FILE`: `VACUUM INTO` on a read-only connection of its own. In WAL mode a
 /// reader never blocks the writer, so sends go on while the copy is written; the copy is the
 /// database as of the moment the read transaction began (every message acked before the
 /// backup started is in it), compacted, its stream positions moved on by [`RESTORE_GAP`],
 /// and checked before this returns.
-/// How often `chatnode backup` flushes the copy it is writing (see `backup`).
-const BACKUP_FLUSH_EVERY: std::time::Duration = std::time::Duration::from_millis(10);
-
 pub fn backup(config: &Config, file: &Path) -> anyhow::Result<String> {
     let Some(db) = config.database_url.strip_prefix("sqlite://") else {
         bail!(
@@ -81,9 +81,14 @@ pub fn backup(config: &Config, file: &Path) -> anyhow::Result<String> {
         let stop = std::sync::atomic::AtomicBool::new(false);
         std::thread::scope(|scope| {
             scope.spawn(|| {
+                // Opened once SQLite has created it.
+                let mut copy: Option<std::fs::File> = None;
                 while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                     std::thread::sleep(BACKUP_FLUSH_EVERY);
-                    if let Ok(f) = std::fs::File::open(file) {
+                    if copy.is_none() {
+                        copy = std::fs::File::open(file).ok();
+                    }
+                    if let Some(f) = &copy {
                         let _ = f.sync_data();
                     }
                 }

@@ -218,15 +218,19 @@ impl Server {
             });
         }
         // New messages are indexed off the send path; where a backend does it in a task
-        // (PostgreSQL), here, in batches, quickly while there is a backlog.
+        // (PostgreSQL), here, in batches, one node at a time. After a full pass a node pauses
+        // briefly, so that in a cluster the passes (and their CPU) go round the nodes instead
+        // of landing on whichever took the lock first.
         {
             let store = store.clone();
             tasks.background(async move {
-                const BATCH: i64 = 1_000;
+                const BATCH: i64 = 500;
                 loop {
                     match store.index_search(BATCH).await {
                         Ok(None) => break,
-                        Ok(Some(n)) if n as i64 >= BATCH => tokio::task::yield_now().await,
+                        Ok(Some(n)) if n as i64 >= BATCH => {
+                            tokio::time::sleep(Duration::from_millis(20)).await
+                        }
                         Ok(Some(_)) => tokio::time::sleep(Duration::from_millis(100)).await,
                         Err(e) => {
                             tracing::warn!(error = %e, "search indexing failed; retrying");

@@ -307,29 +307,32 @@ fn commit_thread(
         // Background work (the search index) runs when no send waits, or between batches
         // when it has fallen far behind.
         let first = match commit.background_due() {
-            Some(urgent) => match rx.try_recv() {
-                Ok(input) => {
-                    if urgent && !background(&mut commit, &store, &mut restarts, health) {
-                        refuse_the_rest(&mut rx, writer_stopped);
-                        return;
-                    }
-                    input
+            Some(urgent) => {
+                // Far behind: a pass between batches even under load (before taking the
+                // next input, so a writer that stops here leaves nothing taken unanswered).
+                if urgent && !background(&mut commit, &store, &mut restarts, health) {
+                    refuse_the_rest(&mut rx, writer_stopped);
+                    return;
                 }
-                Err(mpsc::error::TryRecvError::Empty) => {
-                    // Idle means nothing for a millisecond, not a gap between two sends of
-                    // a busy stream (a pass cannot be interrupted once begun).
-                    std::thread::sleep(Duration::from_millis(1));
-                    if !rx.is_empty() {
+                match rx.try_recv() {
+                    Ok(input) => input,
+                    Err(mpsc::error::TryRecvError::Empty) => {
+                        if !urgent {
+                            // Idle means nothing for a millisecond, not a gap between two
+                            // sends of a busy stream (a pass cannot be interrupted).
+                            std::thread::sleep(Duration::from_millis(1));
+                            if rx.is_empty()
+                                && !background(&mut commit, &store, &mut restarts, health)
+                            {
+                                refuse_the_rest(&mut rx, writer_stopped);
+                                return;
+                            }
+                        }
                         continue;
                     }
-                    if !background(&mut commit, &store, &mut restarts, health) {
-                        refuse_the_rest(&mut rx, writer_stopped);
-                        return;
-                    }
-                    continue;
+                    Err(mpsc::error::TryRecvError::Disconnected) => return,
                 }
-                Err(mpsc::error::TryRecvError::Disconnected) => return,
-            },
+            }
             None => match rx.blocking_recv() {
                 Some(input) => input,
                 None => return,

@@ -440,6 +440,36 @@ async fn index_horizon(server: &TestServer) -> (i64, i64, i64) {
     }
 }
 
+/// How many search-index rows a message has, read from the database itself.
+async fn terms_of(server: &TestServer, conversation_id: &str, seq: i64) -> i64 {
+    let url = server.database_url();
+    let sql = "SELECT COUNT(*) FROM search_terms t JOIN messages m ON m.pos = t.pos
+               WHERE m.conversation_id = $1 AND m.seq = $2";
+    if url.starts_with("sqlite:") {
+        let pool = sqlx::SqlitePool::connect(&format!("{url}?mode=ro"))
+            .await
+            .unwrap();
+        let n: i64 = sqlx::query_scalar(sql)
+            .bind(conversation_id)
+            .bind(seq)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        pool.close().await;
+        n
+    } else {
+        let pool = sqlx::PgPool::connect(&url).await.unwrap();
+        let n: i64 = sqlx::query_scalar(sql)
+            .bind(conversation_id)
+            .bind(seq)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        pool.close().await;
+        n
+    }
+}
+
 /// New messages are indexed off the send path: a search finds them before the indexer has
 /// (in the unindexed tail), edits and deletions included, and gives the same pages once the
 /// index holds them.
@@ -515,6 +545,13 @@ async fn search_is_exact_before_and_after_the_indexer_catches_up() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(pages(b.clone()).await, want, "from the index");
+    // The indexer skipped the message deleted for everyone, and indexed the others.
+    assert_eq!(
+        terms_of(&server, &c9, s9).await,
+        0,
+        "a deleted message has no terms"
+    );
+    assert!(terms_of(&server, &c7, s7).await > 0);
     let r = b
         .search_messages("harbour", Some(&g.id), None, None)
         .await

@@ -59,11 +59,15 @@ impl Backend for PostgresBackend {
     const STREAM_HEAD_SQL: &'static str = "SELECT pos FROM stream_head WHERE id = 1";
 
     /// Past the horizon, or not stamped yet (each half through its own index).
+    const ROW_LOCK: &'static str = " FOR UPDATE OF m";
+
     const SEARCH_TAIL_SQL: &'static str = "SELECT pos, conversation_id, seq FROM events
         WHERE stream_pos > $1 AND pos < $2 AND seq IS NOT NULL
+          AND conversation_id IN (SELECT conversation_id FROM members WHERE user_id = $3)
         UNION ALL
         SELECT pos, conversation_id, seq FROM events
-        WHERE stream_pos IS NULL AND pos < $2 AND seq IS NOT NULL";
+        WHERE stream_pos IS NULL AND pos < $2 AND seq IS NOT NULL
+          AND conversation_id IN (SELECT conversation_id FROM members WHERE user_id = $3)";
 
     /// Nothing: writers do not wait for each other (see the module comment).
     async fn lock_writes(_c: &mut PgConnection) -> Result<()> {

@@ -48,8 +48,11 @@ impl Backend for SqliteBackend {
 
     const STREAM_HEAD_SQL: &'static str = "SELECT COALESCE(MAX(pos), 0) FROM events";
 
+    const ROW_LOCK: &'static str = "";
+
     const SEARCH_TAIL_SQL: &'static str = "SELECT pos, conversation_id, seq FROM events
-        WHERE pos > $1 AND pos < $2 AND seq IS NOT NULL";
+        WHERE pos > $1 AND pos < $2 AND seq IS NOT NULL
+          AND conversation_id IN (SELECT conversation_id FROM members WHERE user_id = $3)";
 
     /// The single write connection already serializes writers: nothing to do.
     async fn lock_writes(_c: &mut SqliteConnection) -> Result<()> {
@@ -100,7 +103,7 @@ impl Backend for SqliteBackend {
         match SqliteWriter::open(path, parts) {
             Ok(w) => Some(Box::new(w)),
             Err(e) => {
-                tracing::error!(error = %format!("{e:#}"), "cannot open the message writer; sends use the shared connection");
+                tracing::error!(error = %format!("{e:#}"), "cannot open the message writer; sends use the shared connection, and new messages are not indexed for search (searches scan them)");
                 None
             }
         }

@@ -42,8 +42,8 @@ pub struct WriterParts {
 pub struct SqliteWriter {
     conn: Connection,
     parts: WriterParts,
-    /// Messages committed and not yet in the search index, as far as this writer knows (it
-    /// starts at 1 so that a first pass looks).
+    /// Messages (more exactly: events) past the search index's horizon, as far as this
+    /// writer knows.
     unindexed: u64,
     /// After a failed indexing pass: not before this.
     index_retry_at: Option<std::time::Instant>,
@@ -135,10 +135,18 @@ impl SqliteWriter {
              PRAGMA wal_autocheckpoint = 0;",
         )?;
         conn.set_prepared_statement_cache_capacity(64);
+        // The backlog a previous run left (at least 1, so that a first pass looks).
+        let unindexed: i64 = conn
+            .query_row(
+                "SELECT COALESCE(MAX(pos), 0) - COALESCE((SELECT indexed_through FROM search_state WHERE id = 1), 0) FROM events",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap_or(1);
         Ok(SqliteWriter {
             conn,
             parts,
-            unindexed: 1,
+            unindexed: unindexed.max(1) as u64,
             index_retry_at: None,
         })
     }

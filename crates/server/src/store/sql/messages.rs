@@ -188,6 +188,27 @@ where
             .await?)
     }
 
+    /// [`Self::message_by_seq`] in a write transaction, the row locked until it ends
+    /// (PostgreSQL; SQLite's single writer needs no lock). An edit or a deletion reads the
+    /// text whose search terms it removes this way: a search indexer pass holding the row
+    /// (`FOR SHARE`, `pg_batch.rs`) finishes first and its terms are then removed, or the
+    /// pass waits and reads the new text.
+    pub(super) async fn message_locked(
+        c: &mut Conn<B>,
+        conv: &str,
+        seq: i64,
+    ) -> Result<Option<MsgRow>> {
+        let sql = format!(
+            "SELECT {MESSAGE_COLUMNS} FROM messages m WHERE m.conversation_id = $1 AND m.seq = $2{}",
+            B::ROW_LOCK
+        );
+        Ok(sqlx::query_as::<_, MsgRow>(sqlx::AssertSqlSafe(sql))
+            .bind(conv)
+            .bind(seq)
+            .fetch_optional(&mut *c)
+            .await?)
+    }
+
     /// Assigns the next `seq` of a conversation. Runs inside the committing transaction, so a
     /// `seq` is never handed out for a message that does not commit.
     pub(super) async fn next_seq(c: &mut Conn<B>, conv: &str, now: i64) -> Result<i64> {
@@ -444,6 +465,10 @@ where
     /// terms are gone for good; members get a `message.deleted` event. Nothing happens to a
     /// message deleted already.
     pub(super) async fn erase_message(&self, w: &mut WriteTx<'_, B>, row: MsgRow) -> Result<()> {
+        // Read again, locked (see `message_locked`).
+        let Some(row) = Self::message_locked(w.conn(), &row.conversation_id, row.seq).await? else {
+            return Ok(());
+        };
         if row.deleted {
             return Ok(());
         }
@@ -693,7 +718,7 @@ where
             let role = Self::role_of(w.conn(), conversation_id, user_id)
                 .await?
                 .ok_or_else(|| Error::not_found("conversation"))?;
-            let row = Self::message_by_seq(w.conn(), conversation_id, seq)
+            let row = Self::message_locked(w.conn(), conversation_id, seq)
                 .await?
                 .ok_or_else(|| Error::not_found("message"))?;
             if row.sender_id != user_id || row.kind == "system" {

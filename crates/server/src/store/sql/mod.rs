@@ -116,8 +116,12 @@ pub trait Backend: Send + Sync + Sized + 'static {
         None
     }
 
+    /// Appended to a `SELECT … FROM messages m` in a write transaction to lock the row until
+    /// it ends (empty where there is one writer).
+    const ROW_LOCK: &'static str;
+
     /// Every message event past the search index's horizon (`$1`, a stream position) and
-    /// below `pos` `$2`: `(pos, conversation_id, seq)`.
+    /// below `pos` `$2`, in the conversations of user `$3`: `(pos, conversation_id, seq)`.
     const SEARCH_TAIL_SQL: &'static str;
 
     /// Indexes up to `batch` new messages past the search index's horizon (see

@@ -37,8 +37,9 @@ use crate::time::{now_ms, rfc3339};
 
 use super::messages::{SendCheckRow, conversation_facts};
 
-/// Every send's check in one statement: the columns of `SEND_CHECK_SQL`, per input row.
-const BATCH_CHECK_SQL: &str = "SELECT t.i,
+/// Every send's check in one statement: the columns of `SEND_CHECK_SQL` (a [`SendCheckRow`]),
+/// per input row, in input order.
+const BATCH_CHECK_SQL: &str = "SELECT
         (SELECT id FROM messages WHERE sender_id = t.sender AND client_id = t.client),
         c.kind,
         mm.role,
@@ -54,18 +55,6 @@ const BATCH_CHECK_SQL: &str = "SELECT t.i,
    LEFT JOIN LATERAL (SELECT user_id AS id FROM members
                        WHERE conversation_id = t.conv AND user_id <> t.sender LIMIT 1) p ON TRUE
   ORDER BY t.i";
-
-type BatchCheckRow = (
-    i64,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    bool,
-    bool,
-    bool,
-    Option<i64>,
-);
 
 /// Whether a send can go in a batch written by this path (see the module comment).
 fn plain(m: &NewMessage) -> bool {
@@ -104,13 +93,13 @@ impl SqlStore<PostgresBackend> {
         let convs: Vec<&str> = batch.iter().map(|m| m.conversation_id.as_str()).collect();
         let senders: Vec<&str> = batch.iter().map(|m| m.sender_id.as_str()).collect();
         let clients: Vec<&str> = batch.iter().map(|m| m.client_id.as_str()).collect();
-        let rows: Vec<BatchCheckRow> = sqlx::query_as(BATCH_CHECK_SQL)
+        let rows: Vec<SendCheckRow> = sqlx::query_as(BATCH_CHECK_SQL)
             .bind(&convs)
             .bind(&senders)
             .bind(&clients)
             .fetch_all(w.conn())
             .await?;
-        if rows.len() != batch.len() || rows.iter().any(|r| r.1.is_some()) {
+        if rows.len() != batch.len() || rows.iter().any(|r| r.0.is_some()) {
             return Ok(None);
         }
         // Two sends with the same client_id in one batch: the second is a retry of the
@@ -127,7 +116,7 @@ impl SqlStore<PostgresBackend> {
             let mut g: Vec<&str> = rows
                 .iter()
                 .zip(batch)
-                .filter(|(r, _)| r.2.as_deref() == Some("group") && r.3.is_some())
+                .filter(|(r, _)| r.1.as_deref() == Some("group") && r.2.is_some())
                 .map(|(_, m)| m.conversation_id.as_str())
                 .collect();
             g.sort_unstable();
@@ -150,10 +139,6 @@ impl SqlStore<PostgresBackend> {
             members.into_iter().map(|(k, v)| (k, v.into())).collect();
         let mut out = Vec::with_capacity(batch.len());
         for (row, m) in rows.into_iter().zip(batch) {
-            let (_, existing, kind, role, peer, blocked, friends, with_bot, last_seq) = row;
-            let row: SendCheckRow = (
-                existing, kind, role, peer, blocked, friends, with_bot, last_seq,
-            );
             let decided = conversation_facts(m.sender_id.as_str(), &row, || {
                 Ok(members
                     .get(m.conversation_id.as_str())
@@ -203,6 +188,9 @@ impl SqlStore<PostgresBackend> {
         }
         let ids: Vec<&str> = counts.keys().copied().collect();
         let ns: Vec<i64> = counts.values().copied().collect();
+        // Locked first, in `id` order, and only then updated: an `UPDATE … FROM UNNEST` alone
+        // locks rows in whatever order its plan visits them, and two nodes' batches over the
+        // same conversations could deadlock.
         let locked: Vec<String> = sqlx::query_scalar(
             "SELECT id FROM conversations WHERE id = ANY($1) ORDER BY id FOR UPDATE",
         )

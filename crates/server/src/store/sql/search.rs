@@ -119,14 +119,17 @@ where
             if stored.as_deref() == Some(key.as_str()) {
                 return Ok(());
             }
-            let head: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(pos), 0) FROM events")
-                .fetch_one(w.conn())
-                .await?;
-            // The indexer starts at the stream's head: what is before it is the backfill's.
+            // The indexer starts at the stream's head, the backfill below `MAX(pos)`. The head
+            // is read first: an event stamped at or below it committed before, so its `pos`
+            // is at most the `MAX(pos)` read next (the backfill's); one stamped later is the
+            // indexer's. (Indexed twice is harmless; never indexed would not be.)
             let stream_head: i64 = sqlx::query_scalar(B::STREAM_HEAD_SQL)
                 .fetch_optional(w.conn())
                 .await?
                 .unwrap_or(0);
+            let head: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(pos), 0) FROM events")
+                .fetch_one(w.conn())
+                .await?;
             if stored.is_some() {
                 tracing::info!("the encryption key changed: the search index is rebuilt");
                 sqlx::query("DELETE FROM search_terms")
@@ -263,6 +266,7 @@ where
         let tail: Vec<(i64, String, i64)> = sqlx::query_as(B::SEARCH_TAIL_SQL)
             .bind(through)
             .bind(start)
+            .bind(user)
             .fetch_all(&mut *c)
             .await?;
         let mut in_tail = std::collections::HashSet::new();

@@ -223,8 +223,19 @@ where
                 .fetch_all(&self.read)
                 .await
                 .is_ok();
+        // Where the index stood, to move its horizon past the seeded messages at the end only
+        // if nothing before them was waiting for the indexer.
+        let mut caught_up = false;
         if with_search {
             self.prepare_search_index().await?;
+            let through: i64 =
+                sqlx::query_scalar("SELECT indexed_through FROM search_state WHERE id = 1")
+                    .fetch_one(&self.write)
+                    .await?;
+            let head: i64 = sqlx::query_scalar(B::STREAM_HEAD_SQL)
+                .fetch_one(&self.write)
+                .await?;
+            caught_up = through >= head;
         }
         let n = conversations.len() as u64;
         let per = count.div_ceil(n);
@@ -344,7 +355,7 @@ where
             .await?;
         }
         w.finish(Ok(())).await?;
-        if with_search {
+        if caught_up {
             // Indexed as written: the indexer starts after them (their stream positions
             // first, on PostgreSQL).
             self.stamp_pending().await?;

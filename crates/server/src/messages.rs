@@ -366,24 +366,9 @@ fn commit_thread(
                     let why = panic_message(&*panic);
                     tracing::error!(panic = %why, "the message writer panicked; its batch was answered unavailable");
                     finish(&metrics, jobs.drain(..), Vec::new());
-                    // A fresh connection, unless it keeps failing (or cannot be had).
-                    let fresh = if restarts.allow() {
-                        store.blocking_committer()
-                    } else {
-                        None
-                    };
-                    match fresh {
-                        Some(c) => {
-                            commit = c;
-                            health.set(FAILING, Some(format!("restarted after a panic: {why}")));
-                            tracing::warn!("the message writer was restarted");
-                        }
-                        None => {
-                            health.stop(format!("it panicked repeatedly (last: {why})"));
-                            tracing::error!("the message writer stopped; shutting down");
-                            refuse_the_rest(&mut rx, writer_stopped);
-                            return;
-                        }
+                    if !restart(&mut commit, &store, &mut restarts, health, &why) {
+                        refuse_the_rest(&mut rx, writer_stopped);
+                        return;
                     }
                 }
             }
@@ -409,6 +394,18 @@ fn background(
     };
     let why = panic_message(&*panic);
     tracing::error!(panic = %why, "the message writer panicked in its background work");
+    restart(commit, store, restarts, health, &why)
+}
+
+/// After a panic in the writer: a fresh connection, unless it keeps failing (or cannot be
+/// had). Answers false when the writer has stopped for good.
+fn restart(
+    commit: &mut BlockingCommitter,
+    store: &Arc<dyn Store>,
+    restarts: &mut Restarts,
+    health: &WriterHealth,
+    why: &str,
+) -> bool {
     let fresh = if restarts.allow() {
         store.blocking_committer()
     } else {
@@ -418,6 +415,7 @@ fn background(
         Some(c) => {
             *commit = c;
             health.set(FAILING, Some(format!("restarted after a panic: {why}")));
+            tracing::warn!("the message writer was restarted");
             true
         }
         None => {

@@ -397,77 +397,55 @@ async fn search_index_survives_a_restart_and_holds_no_text() {
     }
 }
 
-/// The search index's horizon and the last message's stream position, read from the
-/// database itself.
-async fn index_horizon(server: &TestServer) -> (i64, i64, i64) {
+/// One integer the server's database itself answers to `sql` (bound to `binds`, if any):
+/// its SQLite file, read-only, or its PostgreSQL schema.
+async fn db_i64(server: &TestServer, sql: &str, binds: Option<(&str, i64)>) -> i64 {
     let url = server.database_url();
-    let stream = if url.starts_with("sqlite:") {
+    let sql = sqlx::AssertSqlSafe(sql.to_owned());
+    if url.starts_with("sqlite:") {
+        let pool = sqlx::SqlitePool::connect(&format!("{url}?mode=ro"))
+            .await
+            .unwrap();
+        let mut q = sqlx::query_scalar::<_, i64>(sql);
+        if let Some((a, b)) = binds {
+            q = q.bind(a.to_owned()).bind(b);
+        }
+        let n = q.fetch_one(&pool).await.unwrap();
+        pool.close().await;
+        n
+    } else {
+        let pool = sqlx::PgPool::connect(&url).await.unwrap();
+        let mut q = sqlx::query_scalar::<_, i64>(sql);
+        if let Some((a, b)) = binds {
+            q = q.bind(a.to_owned()).bind(b);
+        }
+        let n = q.fetch_one(&pool).await.unwrap();
+        pool.close().await;
+        n
+    }
+}
+
+/// The search index's horizon, the last message's stream position and the index's size.
+async fn index_horizon(server: &TestServer) -> (i64, i64, i64) {
+    let stream = if server.database_url().starts_with("sqlite:") {
         "pos"
     } else {
         "stream_pos"
     };
-    let q_through = "SELECT indexed_through FROM search_state WHERE id = 1";
-    let q_head = format!("SELECT COALESCE(MAX({stream}), 0) FROM events WHERE seq IS NOT NULL");
-    let q_terms = "SELECT COUNT(*) FROM search_terms";
-    if url.starts_with("sqlite:") {
-        let pool = sqlx::SqlitePool::connect(&format!("{url}?mode=ro"))
-            .await
-            .unwrap();
-        let through: i64 = sqlx::query_scalar(q_through)
-            .fetch_one(&pool)
-            .await
-            .unwrap();
-        let head: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(q_head))
-            .fetch_one(&pool)
-            .await
-            .unwrap();
-        let terms: i64 = sqlx::query_scalar(q_terms).fetch_one(&pool).await.unwrap();
-        pool.close().await;
-        (through, head, terms)
-    } else {
-        let pool = sqlx::PgPool::connect(&url).await.unwrap();
-        let through: i64 = sqlx::query_scalar(q_through)
-            .fetch_one(&pool)
-            .await
-            .unwrap();
-        let head: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(q_head))
-            .fetch_one(&pool)
-            .await
-            .unwrap();
-        let terms: i64 = sqlx::query_scalar(q_terms).fetch_one(&pool).await.unwrap();
-        pool.close().await;
-        (through, head, terms)
-    }
+    let through = "SELECT indexed_through FROM search_state WHERE id = 1";
+    let head = format!("SELECT COALESCE(MAX({stream}), 0) FROM events WHERE seq IS NOT NULL");
+    (
+        db_i64(server, through, None).await,
+        db_i64(server, &head, None).await,
+        db_i64(server, "SELECT COUNT(*) FROM search_terms", None).await,
+    )
 }
 
-/// How many search-index rows a message has, read from the database itself.
+/// How many search-index rows a message has.
 async fn terms_of(server: &TestServer, conversation_id: &str, seq: i64) -> i64 {
-    let url = server.database_url();
     let sql = "SELECT COUNT(*) FROM search_terms t JOIN messages m ON m.pos = t.pos
                WHERE m.conversation_id = $1 AND m.seq = $2";
-    if url.starts_with("sqlite:") {
-        let pool = sqlx::SqlitePool::connect(&format!("{url}?mode=ro"))
-            .await
-            .unwrap();
-        let n: i64 = sqlx::query_scalar(sql)
-            .bind(conversation_id)
-            .bind(seq)
-            .fetch_one(&pool)
-            .await
-            .unwrap();
-        pool.close().await;
-        n
-    } else {
-        let pool = sqlx::PgPool::connect(&url).await.unwrap();
-        let n: i64 = sqlx::query_scalar(sql)
-            .bind(conversation_id)
-            .bind(seq)
-            .fetch_one(&pool)
-            .await
-            .unwrap();
-        pool.close().await;
-        n
-    }
+    db_i64(server, sql, Some((conversation_id, seq))).await
 }
 
 /// New messages are indexed off the send path: a search finds them before the indexer has

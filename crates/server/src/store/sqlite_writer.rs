@@ -24,7 +24,7 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use super::send_rules::{self, Accepted, SendFacts, mentions_column, parse_mentions};
 use super::sql::{
-    MEMBER_BY_NAME_SQL, SEND_CHECK_SQL, SendCheckRow, conversation_facts, search_terms,
+    IndexRow, MEMBER_BY_NAME_SQL, SEND_CHECK_SQL, SendCheckRow, conversation_facts, index_rows,
 };
 use super::{BlockingWriter, EventSink, MediaRecord, NewMessage, SendOutcome};
 use crate::crypto::{Keyring, column};
@@ -209,8 +209,7 @@ impl SqliteWriter {
         let Some(through) = through else {
             return Ok(0);
         };
-        type Row = (i64, String, i64, String, bool, String);
-        let rows: Vec<Row> = tx
+        let rows: Vec<IndexRow> = tx
             .prepare_cached(
                 "SELECT e.pos, m.conversation_id, m.seq, m.kind, m.deleted, m.body FROM events e
                  JOIN messages m ON m.conversation_id = e.conversation_id AND m.seq = e.seq
@@ -233,23 +232,7 @@ impl SqliteWriter {
         let Some(last) = rows.last().map(|r| r.0) else {
             return Ok(0);
         };
-        let mut terms: Vec<(i64, i64, i64)> = Vec::with_capacity(rows.len() * 40);
-        for (pos, conversation_id, seq, kind, deleted, body) in &rows {
-            if *deleted || kind == "system" {
-                continue;
-            }
-            match keys.decrypt(column::MESSAGE_BODY, body) {
-                Ok(body) => terms.extend(
-                    search_terms(&keys, conversation_id, &body)
-                        .into_iter()
-                        .map(|t| (t, *pos, *seq)),
-                ),
-                // Left out of the index (a search opening it would fail the same way).
-                Err(e) => tracing::warn!(pos, error = %e, "a message could not be indexed"),
-            }
-        }
-        // In key order: neighbouring terms share index pages.
-        terms.sort_unstable();
+        let terms = index_rows(&keys, &rows);
         {
             let mut insert = tx
                 .prepare_cached(

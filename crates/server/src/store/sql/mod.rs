@@ -63,7 +63,7 @@ mod sso;
 mod users;
 
 pub(crate) use messages::{MEMBER_BY_NAME_SQL, SEND_CHECK_SQL, SendCheckRow, conversation_facts};
-pub(crate) use search::terms as search_terms;
+pub(crate) use search::{IndexRow, index_rows};
 
 /// A connection of the backend's database (what a pool hands out, and what a transaction
 /// derefs to).

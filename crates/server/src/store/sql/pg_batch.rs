@@ -453,23 +453,13 @@ impl SqlStore<PostgresBackend> {
         // Opening and hashing a batch is CPU work: off the runtime's threads.
         let keys = self.keys.clone();
         let terms = tokio::task::spawn_blocking(move || {
-            let mut terms: Vec<(i64, i64, i64)> = Vec::with_capacity(rows.len() * 40);
-            for (_, pos, conversation_id, seq, kind, deleted, body) in &rows {
-                if *deleted || kind == "system" {
-                    continue;
-                }
-                match keys.decrypt(column::MESSAGE_BODY, body) {
-                    Ok(body) => terms.extend(
-                        super::search_terms(&keys, conversation_id, &body)
-                            .into_iter()
-                            .map(|t| (t, *pos, *seq)),
-                    ),
-                    Err(e) => tracing::warn!(pos, error = %e, "a message could not be indexed"),
-                }
-            }
-            // In key order: neighbouring terms share index pages.
-            terms.sort_unstable();
-            terms
+            let rows: Vec<super::IndexRow> = rows
+                .into_iter()
+                .map(|(_, pos, conv, seq, kind, deleted, body)| {
+                    (pos, conv, seq, kind, deleted, body)
+                })
+                .collect();
+            super::index_rows(&keys, &rows)
         })
         .await
         .map_err(|e| Error::Internal(e.into()))?;

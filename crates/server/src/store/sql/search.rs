@@ -45,6 +45,32 @@ impl<B: Backend> WriteTx<'_, B> {
     }
 }
 
+/// A message as the indexers read it: `(pos, conversation_id, seq, kind, deleted, body)`,
+/// the body sealed.
+pub(crate) type IndexRow = (i64, String, i64, String, bool, String);
+
+/// The index rows `(term, pos, seq)` of a batch of messages, in term order (neighbouring
+/// terms share index pages). Deleted and system messages have none; one that cannot be
+/// opened is left out with a warning (a search opening it would fail the same way).
+pub(crate) fn index_rows(keys: &crate::crypto::Keyring, rows: &[IndexRow]) -> Vec<(i64, i64, i64)> {
+    let mut out: Vec<(i64, i64, i64)> = Vec::with_capacity(rows.len() * 40);
+    for (pos, conversation_id, seq, kind, deleted, body) in rows {
+        if *deleted || kind == "system" {
+            continue;
+        }
+        match keys.decrypt(column::MESSAGE_BODY, body) {
+            Ok(body) => out.extend(
+                terms(keys, conversation_id, &body)
+                    .into_iter()
+                    .map(|t| (t, *pos, *seq)),
+            ),
+            Err(e) => tracing::warn!(pos, error = %e, "a message could not be indexed"),
+        }
+    }
+    out.sort_unstable();
+    out
+}
+
 /// The distinct search terms of `body` in a conversation, sorted.
 pub(crate) fn terms(keys: &crate::crypto::Keyring, conversation_id: &str, body: &str) -> Vec<i64> {
     let mut out: Vec<i64> = index_prefixes(body)

@@ -2380,8 +2380,11 @@ const tests = [
     const report = [];
     const audit = async (page, view) => {
       for (const scheme of ['light', 'dark']) {
+        // Reduced motion turns transitions off, so the new scheme's colours are there once two
+        // frames have been drawn (a fixed wait raced a 150-ms background transition once).
         await page.emulateMedia({ colorScheme: scheme, reducedMotion: 'reduce' });
-        await page.waitForTimeout(120);
+        await page.evaluate(() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r))));
+        await page.waitForTimeout(50);
         // Evaluated over the DevTools protocol, so the page's CSP (no inline script) stays on.
         if (!(await page.evaluate(() => typeof window.axe === 'object'))) await page.evaluate(axeSource);
         const r = await page.evaluate(() => window.axe.run(document, { resultTypes: ['violations'] }));

@@ -5,6 +5,10 @@
 //! - `writer-panic=N`: the next N message batches panic inside the writer;
 //! - `writer-short=N`: the next N batches return no result at all (as a broken store would);
 //! - `writer-error=N`: the next N batches fail as if the database were gone.
+//! - `batch-hold=N`: each of the next N PostgreSQL send batches waits half a second inside its
+//!   transaction, after its writes and before its commit (`SELECT pg_sleep(0.5)`, marked
+//!   `chatnode failpoint batch-hold` in `pg_stat_activity`), so a test can freeze the node
+//!   while it holds an open batch transaction and its row locks.
 //! - `search-index-off=always`: new messages are not indexed for search (searches then find
 //!   them in the unindexed tail only).
 //!

@@ -11,6 +11,7 @@ mod common;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::time::{Duration, Instant};
 
 use chatnode_client::protocol::ServerFrame;
@@ -192,6 +193,14 @@ async fn resumed_devices_get_exactly_the_committed_events_once() {
     println!("{sent} messages sent; {checked} events received and checked");
 }
 
+/// A batch of node 2 inside its `batch-hold` wait (only the frozen-node test arms it).
+const HOLDING: &str = "SELECT count(*) FROM pg_stat_activity WHERE pid <> pg_backend_pid()
+     AND state = 'active' AND query LIKE '%chatnode failpoint batch-hold%'";
+/// That batch's transaction open with its writes, its node not going on.
+const FROZEN_OPEN: &str = "SELECT count(*) FROM pg_stat_activity WHERE pid <> pg_backend_pid()
+     AND state = 'idle in transaction' AND backend_xid IS NOT NULL
+     AND query LIKE '%chatnode failpoint batch-hold%'";
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_frozen_node_does_not_stop_the_others_and_loses_nothing_acked() {
     let Some(mut c) = cluster("a_frozen_node_does_not_stop_the_others").await else {
@@ -208,9 +217,14 @@ async fn a_frozen_node_does_not_stop_the_others_and_loses_nothing_acked() {
     let mut listener = on(&c.nodes[1], &a).connect_ws().await.unwrap();
     let since = listener.last_stream_pos();
 
-    // Node 2 is busy committing batches when it is frozen.
+    // Node 2 holds each batch transaction open for half a second before its commit
+    // (failpoint `batch-hold`), so it can be frozen while it holds one, with its row locks.
+    c.nodes[2].set_envs(&[("CHATNODE_FAILPOINTS", "batch-hold=always")]);
+    c.nodes[2].restart().await;
     let f_node2 = on(&c.nodes[2], &f);
     let af_id = af.id.clone();
+    let acks = Arc::new(AtomicUsize::new(0));
+    let counted = acks.clone();
     let busy = tokio::spawn(async move {
         let mut acked = Vec::new();
         let mut ws = f_node2.connect_ws().await.unwrap();
@@ -221,22 +235,63 @@ async fn a_frozen_node_does_not_stop_the_others_and_loses_nothing_acked() {
             )
             .await
             {
-                Ok(Ok(m)) => acked.push(m.body),
+                Ok(Ok(m)) => {
+                    acked.push(m.body);
+                    counted.fetch_add(1, SeqCst);
+                }
                 _ => break,
             }
         }
         acked
     });
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    // Once node 2 has acked some, freeze it while one of its batches is inside the hold, and
+    // check in PostgreSQL that it is frozen with the transaction open (its writes done, not
+    // committed); if the batch committed in between, let it go on and try again.
+    let db = sqlx::PgPool::connect(&c.nodes[0].database_url())
+        .await
+        .unwrap();
+    let count = |sql: &'static str| {
+        let db = db.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>(sql)
+                .fetch_one(&db)
+                .await
+                .unwrap()
+        }
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while acks.load(SeqCst) < 2 {
+        assert!(Instant::now() < deadline, "node 2 acked nothing");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let frozen = c.nodes[2].pid();
-    assert!(
-        std::process::Command::new("kill")
-            .args(["-STOP", &frozen.to_string()])
-            .status()
-            .unwrap()
-            .success()
-    );
-    // Sends on the other nodes are acked promptly meanwhile.
+    let signal = |sig: &str| {
+        assert!(
+            std::process::Command::new("kill")
+                .args([sig, &frozen.to_string()])
+                .status()
+                .unwrap()
+                .success()
+        )
+    };
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "node 2 was never frozen inside an open batch transaction"
+        );
+        if count(HOLDING).await == 0 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            continue;
+        }
+        signal("-STOP");
+        // The sleep ends in PostgreSQL; the stopped node never sends its COMMIT.
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        if count(FROZEN_OPEN).await == 1 {
+            break;
+        }
+        signal("-CONT");
+    }
+    // Sends on the other nodes are acked promptly meanwhile, the frozen transaction still open.
     let mut acked_ab = Vec::new();
     for i in 0..30 {
         let t = Instant::now();
@@ -251,6 +306,12 @@ async fn a_frozen_node_does_not_stop_the_others_and_loses_nothing_acked() {
         );
         acked_ab.push(m.body);
     }
+    assert_eq!(
+        count(FROZEN_OPEN).await,
+        1,
+        "the frozen transaction ended early"
+    );
+    db.close().await;
     // Then the frozen node is killed for good (its open transaction aborts) and restarted.
     assert!(
         std::process::Command::new("kill")
@@ -262,6 +323,7 @@ async fn a_frozen_node_does_not_stop_the_others_and_loses_nothing_acked() {
     c.nodes[2].kill9();
     let acked_f = busy.await.unwrap();
     assert!(!acked_f.is_empty(), "node 2 acked nothing before it froze");
+    c.nodes[2].set_envs(&[]);
     c.nodes[2].restart().await;
 
     // Nothing acked is lost; the live listener and a fresh sync agree, once each, in order.

@@ -81,6 +81,11 @@ impl SqlStore<PostgresBackend> {
             return Ok(None);
         };
         let results = self.pg_write_batch(&mut w, batch, decided).await;
+        if results.is_ok() && crate::failpoints::hit("batch-hold") {
+            sqlx::query("SELECT pg_sleep(0.5) -- chatnode failpoint batch-hold")
+                .execute(w.conn())
+                .await?;
+        }
         w.finish(results).await.map(Some)
     }
 

@@ -168,8 +168,10 @@ pub async fn reconnect(
     let cpu0 = target.cpu_secs();
     let rss0 = target.rss();
     let start = Instant::now();
+    eprintln!("bench: storm of {n} starts");
     let reports = w.storm().await?;
     let total = start.elapsed().as_secs_f64();
+    eprintln!("bench: storm ends ({total:.2} s)");
     let cpu = target.cpu_secs() - cpu0;
     storm_row(&mut row, n, &reports, total, dialer.supports_sync);
     row.int("workers", workers as u64)

@@ -383,6 +383,8 @@ pub async fn ladder(
     }
     for (i, &rate) in rates.iter().enumerate() {
         let tag = format!("s{i}r{rate}");
+        // Progress on stderr, for tools that measure beside a step (scripts/cpu-split).
+        eprintln!("bench: step {tag} ({rate} msg/s for {step_secs} s) starts");
         let mut row = step(
             target,
             &fleet,
@@ -434,8 +436,10 @@ pub async fn reconnect(target: &Target, fx: &Fixture, dialer: &Arc<Dialer>) -> R
         .collect();
     drop(fleet);
     let start = Instant::now();
+    eprintln!("bench: storm of {n} starts");
     let (report, back) = storm(dialer, users).await;
     let total = start.elapsed().as_secs_f64();
+    eprintln!("bench: storm ends ({total:.2} s)");
     storm_row(&mut row, n, &[report], total, dialer.supports_sync);
     drop(back);
     row

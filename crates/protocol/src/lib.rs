@@ -35,6 +35,10 @@ pub mod close_code {
     pub const FRAME_TOO_LARGE: u16 = 4009;
     pub const RATE_LIMITED: u16 = 4029;
     pub const GOING_AWAY: u16 = 1001;
+    /// RFC 6455's "try again later" (an extension of the contract's list): the server could
+    /// not check the token just now (its database overloaded or away). Unlike 4001 the token
+    /// is not in question: reconnect with it after a backoff, without refreshing it.
+    pub const TRY_AGAIN_LATER: u16 = 1013;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -180,6 +180,7 @@ fn close_codes() -> String {
         ("FRAME_TOO_LARGE", FRAME_TOO_LARGE),
         ("RATE_LIMITED", RATE_LIMITED),
         ("GOING_AWAY", GOING_AWAY),
+        ("TRY_AGAIN_LATER", TRY_AGAIN_LATER),
     ];
     let mut out = String::from(
         "\n/** WebSocket close codes of the contract. */\nexport const CLOSE_CODE = {\n",

@@ -9,6 +9,8 @@
 //!   transaction, after its writes and before its commit (`SELECT pg_sleep(0.5)`, marked
 //!   `chatnode failpoint batch-hold` in `pg_stat_activity`), so a test can freeze the node
 //!   while it holds an open batch transaction and its row locks.
+//! - `ws-auth-unavailable=N`: the next N WebSocket token checks fail as if the database were
+//!   gone (the session lookup).
 //! - `search-index-off=always`: new messages are not indexed for search (searches then find
 //!   them in the unindexed tail only).
 //!

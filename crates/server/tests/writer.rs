@@ -9,7 +9,9 @@ mod common;
 use std::time::{Duration, Instant};
 
 use chatnode_client::ClientError;
-use chatnode_client::protocol::{ErrorCode, SendMessageRequest};
+use chatnode_client::protocol::{
+    ClientFrame, ErrorCode, SendMessageRequest, ServerFrame, close_code,
+};
 use common::*;
 
 /// Two friends and their direct conversation on `server`.
@@ -148,3 +150,40 @@ async fn a_writer_that_keeps_panicking_stops_the_process_non_zero() {
 /// The server's `messages::MAX_RESTARTS`: panics within a minute after which the writer
 /// stays down.
 const MAX_RESTARTS: usize = 3;
+
+/// A token the database cannot check just now (the session lookup fails) is not "invalid":
+/// the client is told to try again later (error `unavailable`, close 1013), not 4001, which
+/// would make it refresh or drop a valid token. The same token works on the next try.
+#[tokio::test]
+async fn a_token_the_database_cannot_check_is_try_again_later_not_unauthenticated() {
+    let server =
+        TestServer::start_with_env(&[], &[("CHATNODE_FAILPOINTS", "ws-auth-unavailable=1")]).await;
+    let (a, conv) = pair(&server).await;
+    let mut ws = a.connect_ws_unauthenticated().await.unwrap();
+    ws.send_frame(ClientFrame::Auth {
+        token: a.access_token().unwrap(),
+    })
+    .await
+    .unwrap();
+    match ws.next_frame(WAIT).await {
+        Ok(Some(ServerFrame::Error { code, .. })) => assert_eq!(code, ErrorCode::Unavailable),
+        other => panic!("expected an unavailable error frame, got {other:?}"),
+    }
+    let closed = ws.wait_close(WAIT).await.unwrap();
+    assert_eq!(closed.code, Some(close_code::TRY_AGAIN_LATER));
+    let mut ws = a.connect_ws().await.unwrap();
+    ws.send_message(&conv, "t1", "after the retry")
+        .await
+        .unwrap();
+    // A forged token is still refused as unauthenticated.
+    let mut bad = a.connect_ws_unauthenticated().await.unwrap();
+    bad.send_frame(ClientFrame::Auth {
+        token: "forged".into(),
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        bad.wait_close(WAIT).await.unwrap().code,
+        Some(close_code::UNAUTHENTICATED)
+    );
+}

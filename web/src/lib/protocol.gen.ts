@@ -568,6 +568,7 @@ export const CLOSE_CODE = {
   FRAME_TOO_LARGE: 4009,
   RATE_LIMITED: 4029,
   GOING_AWAY: 1001,
+  TRY_AGAIN_LATER: 1013,
 } as const;
 
 export type CloseCode = (typeof CLOSE_CODE)[keyof typeof CLOSE_CODE];

@@ -377,8 +377,34 @@ async fn authenticate(state: &SharedState, socket: &mut Socket) -> Option<AuthUs
             return None;
         }
     };
-    match crate::auth::authenticate(&state.auth, &*state.store, &token).await {
+    let checked = if crate::failpoints::hit("ws-auth-unavailable") {
+        Err(Error::Internal(anyhow::anyhow!(
+            "database unavailable (failpoint ws-auth-unavailable)"
+        )))
+    } else {
+        crate::auth::authenticate(&state.auth, &*state.store, &token).await
+    };
+    match checked {
         Ok(a) => Some(a),
+        Err(e) if matches!(e.code(), ErrorCode::Internal | ErrorCode::Unavailable) => {
+            // The token could not be checked (the session lookup failed: the database is
+            // overloaded or away). That is not the client's fault, so not 4001, which makes
+            // clients refresh or drop their token: "try again later", and they reconnect
+            // with the same token. Found in a 50,000-client storm on six nodes, where
+            // thousands of valid tokens were answered "invalid or expired".
+            tracing::warn!(error = %e, "could not check a WebSocket token");
+            let _ = socket
+                .send(&ServerFrame::Error {
+                    client_id: None,
+                    code: ErrorCode::Unavailable,
+                    message: "could not check the token just now; reconnect and try again".into(),
+                })
+                .await;
+            socket
+                .close(close_code::TRY_AGAIN_LATER, "try again later")
+                .await;
+            None
+        }
         Err(_) => {
             let _ = socket
                 .send(&ServerFrame::Error {

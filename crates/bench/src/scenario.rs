@@ -456,7 +456,9 @@ pub struct StormReport {
 }
 
 /// The storm: every user (index, token, stream position) reconnects at once, no pacing, and
-/// resumes (up to 5 attempts); returns the measurements and the new sockets.
+/// resumes, retrying as a real client does: up to 8 attempts, backing off 0.1, 0.2, 0.4 …
+/// 6.4 s plus a spread of up to half that (by index) between them; returns the measurements
+/// and the new sockets.
 pub async fn storm(
     dialer: &Arc<Dialer>,
     users: Vec<(usize, String, i64)>,
@@ -471,8 +473,12 @@ pub async fn storm(
                 attempts += 1;
                 match resume(&dialer, i, &token, pos).await {
                     Ok(ws) => return Ok((t0.elapsed(), attempts, i, ws)),
-                    Err(e) if attempts >= 5 => return Err(e),
-                    Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+                    Err(e) if attempts >= 8 => return Err(e),
+                    Err(_) => {
+                        let backoff = 100u64 << (attempts - 1).min(6);
+                        let spread = (i as u64).wrapping_mul(7919) % (backoff / 2 + 1);
+                        tokio::time::sleep(Duration::from_millis(backoff + spread)).await
+                    }
                 }
             }
         }));

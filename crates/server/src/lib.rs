@@ -17,6 +17,7 @@ pub(crate) mod failpoints;
 pub mod fuzzing;
 pub(crate) mod http;
 pub(crate) mod hub;
+pub(crate) mod last_seen;
 pub(crate) mod limits;
 pub(crate) mod media;
 pub(crate) mod messages;
@@ -73,6 +74,8 @@ pub struct AppState {
     pub tasks: Tasks,
     /// Single sign-on providers.
     pub sso: Arc<oidc::Sso>,
+    /// "Last seen" times, written in the background (see [`last_seen`]).
+    pub last_seen: Arc<last_seen::LastSeen>,
 }
 
 pub type SharedState = Arc<AppState>;
@@ -306,8 +309,10 @@ impl Server {
         let inflight = Arc::new(tokio::sync::Semaphore::new(config.max_inflight.max(1)));
         let (shutdown_tx, shutdown) = watch::channel(false);
         let sso = Arc::new(oidc::Sso::new(config.oidc.clone())?);
+        let last_seen = last_seen::LastSeen::spawn(store.clone(), &tasks);
         let state = Arc::new(AppState {
             sso,
+            last_seen,
             config,
             store,
             hub,
@@ -389,6 +394,8 @@ impl Server {
         if left > 0 {
             tracing::warn!(connections = left, "connections still open at shutdown");
         }
+        // The "last seen" times of the sockets just closed.
+        let _ = tokio::time::timeout(Duration::from_secs(5), state.last_seen.flush()).await;
         let left = state.tasks.stop_background(Duration::from_secs(5)).await;
         if left > 0 {
             tracing::warn!(tasks = left, "background tasks still running at shutdown");

@@ -166,3 +166,34 @@ async fn sigterm_under_load_loses_no_acked_message_and_logs_no_error() {
         stored.len()
     );
 }
+
+/// "Last seen" times are written in the background, coalesced per user (a storm of closes
+/// must not queue a database write per socket); a socket closed just before SIGTERM still
+/// has its time written, by the flush at shutdown.
+#[tokio::test]
+async fn the_last_seen_time_of_a_socket_closed_just_before_sigterm_is_kept() {
+    let mut server = TestServer::start().await;
+    let (a, au, b, _bu, _conv) = friends_with_direct(&server).await;
+    let mut ws = a.connect_ws().await.unwrap();
+    // Long enough that the time noted on connecting differs from the one on closing.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let closed_at = time::OffsetDateTime::now_utc();
+    ws.close().await.unwrap();
+    let status = server.terminate();
+    assert!(status.success(), "{status:?}");
+    server.restart().await;
+    // A fresh client: b's pooled connection went with the old process.
+    let b = {
+        let fresh = Client::new(&server.url());
+        fresh.set_tokens(b.access_token().unwrap(), b.refresh_token().unwrap());
+        fresh
+    };
+    let seen = b.get_user(&au.id).await.unwrap();
+    let at = seen.last_seen_at.expect("a last-seen time");
+    let at =
+        time::OffsetDateTime::parse(&at, &time::format_description::well_known::Rfc3339).unwrap();
+    assert!(
+        at >= closed_at - Duration::from_millis(200),
+        "last seen {at}, closed at {closed_at}: the close was not recorded"
+    );
+}

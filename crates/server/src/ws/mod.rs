@@ -337,9 +337,7 @@ async fn came_online(state: &SharedState, user_id: &UserId) {
 
 async fn went_offline(state: &SharedState, user_id: &UserId) {
     let now = now_ms();
-    if let Err(e) = state.store.set_last_seen(user_id, now).await {
-        tracing::warn!(error = %e, %user_id, "could not record last_seen_at");
-    }
+    state.last_seen.note(user_id, now);
     broadcast_presence(state, user_id, false, Some(now)).await;
 }
 
@@ -421,17 +419,27 @@ async fn authenticate(state: &SharedState, socket: &mut Socket) -> Option<AuthUs
     }
 }
 
+/// At most this many presence lookups (a user's friends) at once. When thousands of sockets
+/// close together, each lookup waiting for a database connection held a query's buffers
+/// (~5.6 KB): 106 MiB of a node's heap when 19,000 closed (docs/bench-scale.md, "Heap
+/// profile"). Waiting here costs only the connection task that waits anyway.
+static PRESENCE_LOOKUPS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(32);
+
 async fn broadcast_presence(
     state: &SharedState,
     user_id: &UserId,
     online: bool,
     last_seen_ms: Option<i64>,
 ) {
-    let friends = match state.store.friend_ids(user_id).await {
-        Ok(f) => f,
-        Err(e) => {
-            tracing::warn!(error = %e, "presence: cannot load friends");
-            return;
+    let friends = {
+        // Never closed, so the permit is always granted.
+        let _permit = PRESENCE_LOOKUPS.acquire().await.ok();
+        match state.store.friend_ids(user_id).await {
+            Ok(f) => f,
+            Err(e) => {
+                tracing::warn!(error = %e, "presence: cannot load friends");
+                return;
+            }
         }
     };
     if let Some(cluster) = &state.cluster {
@@ -809,13 +817,7 @@ async fn ready_frame(state: &SharedState, user_id: &UserId) -> crate::error::Res
     });
     let now = crate::time::now_ms();
     if seen_ms.is_none_or(|t| now - t > 3_600_000) {
-        let store = state.store.clone();
-        let user = user_id.clone();
-        state.tasks.background(async move {
-            if let Err(e) = store.set_last_seen(&user, now).await {
-                tracing::debug!(error = %e, "could not record last_seen_at");
-            }
-        });
+        state.last_seen.note(user_id, now);
     }
     Ok(ServerFrame::Ready {
         user: me.user,

@@ -174,7 +174,7 @@ async fn sigterm_under_load_loses_no_acked_message_and_logs_no_error() {
 async fn the_last_seen_time_of_a_socket_closed_just_before_sigterm_is_kept() {
     let mut server = TestServer::start().await;
     let (a, au, b, _bu, _conv) = friends_with_direct(&server).await;
-    let mut ws = a.connect_ws().await.unwrap();
+    let ws = a.connect_ws().await.unwrap();
     // Long enough that the time noted on connecting differs from the one on closing.
     tokio::time::sleep(Duration::from_millis(1200)).await;
     let closed_at = time::OffsetDateTime::now_utc();

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { Realtime, wsUrl, type SocketLike } from './realtime';
 import { StreamPos } from './streampos';
 import { MemoryStorage } from './testutil';
-import type { ServerFrame } from './types';
+import { CLOSE_CODE, type ServerFrame } from './types';
 
 class FakeSocket implements SocketLike {
   readyState = 0;
@@ -128,6 +128,24 @@ describe('Realtime', () => {
     await tick();
     expect(h.refreshes()).toBe(1);
     expect(h.sockets).toHaveLength(2);
+  });
+
+  it('on close code 1013 (the server could not check the token just now) reconnects after a backoff with the same token, without refreshing it', async () => {
+    const h = setup(new StreamPos(new MemoryStorage(), 'u'));
+    h.rt.start();
+    await tick();
+    h.sockets[0].open();
+    h.sockets[0].recv({ type: 'error', code: 'unavailable', message: 'could not check the token just now' });
+    h.sockets[0].drop(CLOSE_CODE.TRY_AGAIN_LATER);
+    await tick();
+    expect(h.refreshes()).toBe(0);
+    expect(h.rt.state).toBe('reconnecting');
+    expect(h.sockets).toHaveLength(1);
+    h.timers[h.timers.length - 1].fn();
+    await tick();
+    expect(h.sockets).toHaveLength(2);
+    h.sockets[1].open();
+    expect(h.sockets[1].sent[0]).toEqual({ type: 'auth', token: 'tok' });
   });
 
   it('stop closes and stays offline', async () => {

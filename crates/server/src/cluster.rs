@@ -144,6 +144,7 @@ pub struct Cluster {
     client: async_nats::Client,
     hub: Arc<Hub>,
     store: Arc<dyn Store>,
+    last_seen: Arc<crate::last_seen::LastSeen>,
     outbox: mpsc::Sender<(String, Bytes)>,
     /// The other nodes heard from: their connections at their last heartbeat, and when.
     peers: Mutex<HashMap<String, (u64, Instant)>>,
@@ -160,6 +161,7 @@ impl Cluster {
         url: &str,
         hub: Arc<Hub>,
         store: Arc<dyn Store>,
+        last_seen: Arc<crate::last_seen::LastSeen>,
         tasks: &crate::tasks::Tasks,
     ) -> anyhow::Result<Arc<Cluster>> {
         let node_id = uuid::Uuid::new_v4().simple().to_string();
@@ -214,6 +216,7 @@ impl Cluster {
             client,
             hub: hub.clone(),
             store: store.clone(),
+            last_seen,
             outbox,
             peers: Mutex::new(HashMap::new()),
             connected,
@@ -437,9 +440,7 @@ impl Cluster {
             }
             // Reported by another node of the cluster, which got it from a verified token.
             let user = UserId::trusted(u.as_str());
-            if let Err(e) = self.store.set_last_seen(&user, now).await {
-                tracing::warn!(error = %e, "could not record last_seen_at");
-            }
+            self.last_seen.note(&user, now);
             match self.store.friend_ids(&user).await {
                 Ok(friends) => self.deliver_presence(&u, false, Some(now), &friends),
                 Err(e) => tracing::warn!(error = %e, "presence: cannot load friends"),

@@ -1,7 +1,7 @@
 //! "Last seen" times, written in the background one at a time, coalesced per user.
 //!
 //! A socket that closes (and a connection that notes it is active, at most once an hour per
-//! user) used to start its own `UPDATE users SET last_seen_at`. When 19,000 sockets close at
+//! user, and the users a lost cluster node leaves behind) used to start its own `UPDATE users SET last_seen_at`. When 19,000 sockets close at
 //! once, 19,000 such writes queue for the database pool, each holding ~7 KB while it waits: a
 //! heap profile of a clustered node showed a 177 MiB peak, 132 MiB of it in those waiting
 //! writes (docs/bench-scale.md, "Heap profile of a clustered node"). Now a close records the

@@ -248,8 +248,11 @@ impl Server {
             config.access_ttl,
             config.hash_concurrency,
         )?);
+        let last_seen = last_seen::LastSeen::spawn(store.clone(), &tasks);
         let cluster = match &config.nats_url {
-            Some(url) => Some(Cluster::start(url, hub.clone(), store.clone(), &tasks).await?),
+            Some(url) => Some(
+                Cluster::start(url, hub.clone(), store.clone(), last_seen.clone(), &tasks).await?,
+            ),
             None => None,
         };
         let metrics = Arc::new(Metrics::default());
@@ -309,7 +312,6 @@ impl Server {
         let inflight = Arc::new(tokio::sync::Semaphore::new(config.max_inflight.max(1)));
         let (shutdown_tx, shutdown) = watch::channel(false);
         let sso = Arc::new(oidc::Sso::new(config.oidc.clone())?);
-        let last_seen = last_seen::LastSeen::spawn(store.clone(), &tasks);
         let state = Arc::new(AppState {
             sso,
             last_seen,

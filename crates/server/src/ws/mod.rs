@@ -382,41 +382,41 @@ async fn authenticate(state: &SharedState, socket: &mut Socket) -> Option<AuthUs
     } else {
         crate::auth::authenticate(&state.auth, &*state.store, &token).await
     };
-    match checked {
-        Ok(a) => Some(a),
-        Err(e) if matches!(e.code(), ErrorCode::Internal | ErrorCode::Unavailable) => {
-            // The token could not be checked (the session lookup failed: the database is
-            // overloaded or away). That is not the client's fault, so not 4001, which makes
-            // clients refresh or drop their token: "try again later", and they reconnect
-            // with the same token. Found in a 50,000-client storm on six nodes, where
-            // thousands of valid tokens were answered "invalid or expired".
+    let e = match checked {
+        Ok(a) => return Some(a),
+        Err(e) => e,
+    };
+    // A token the database could not check (the session lookup failed: overloaded or away)
+    // is not the client's fault, so not 4001, which makes clients refresh or drop their
+    // token: "try again later", and they reconnect with the same token. Found in a
+    // 50,000-client storm on six nodes, where thousands of valid tokens were answered
+    // "invalid or expired".
+    let (code, message, close, reason) =
+        if matches!(e.code(), ErrorCode::Internal | ErrorCode::Unavailable) {
             tracing::warn!(error = %e, "could not check a WebSocket token");
-            let _ = socket
-                .send(&ServerFrame::Error {
-                    client_id: None,
-                    code: ErrorCode::Unavailable,
-                    message: "could not check the token just now; reconnect and try again".into(),
-                })
-                .await;
-            socket
-                .close(close_code::TRY_AGAIN_LATER, "try again later")
-                .await;
-            None
-        }
-        Err(_) => {
-            let _ = socket
-                .send(&ServerFrame::Error {
-                    client_id: None,
-                    code: ErrorCode::Unauthenticated,
-                    message: "invalid or expired token".into(),
-                })
-                .await;
-            socket
-                .close(close_code::UNAUTHENTICATED, "invalid token")
-                .await;
-            None
-        }
-    }
+            (
+                ErrorCode::Unavailable,
+                "could not check the token just now; reconnect and try again",
+                close_code::TRY_AGAIN_LATER,
+                "try again later",
+            )
+        } else {
+            (
+                ErrorCode::Unauthenticated,
+                "invalid or expired token",
+                close_code::UNAUTHENTICATED,
+                "invalid token",
+            )
+        };
+    let _ = socket
+        .send(&ServerFrame::Error {
+            client_id: None,
+            code,
+            message: message.into(),
+        })
+        .await;
+    socket.close(close, reason).await;
+    None
 }
 
 /// At most this many presence lookups (a user's friends) at once. When thousands of sockets
